@@ -1,0 +1,155 @@
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from contacts import services
+from contacts.forms import ContactForm
+from contacts.models import Contact, Event, LeadSource, StageChange
+
+
+@admin.register(LeadSource)
+class LeadSourceAdmin(admin.ModelAdmin):
+    list_display = ["name", "channel", "utm_source", "utm_medium", "utm_campaign", "active"]
+    list_filter = ["channel", "active"]
+    search_fields = ["name", "utm_source", "utm_campaign"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+class StageActionForm(helpers.ActionForm):
+    stage = forms.ChoiceField(
+        label=_("to stage"), required=False, choices=[("", "---------"), *Contact.Stage.choices]
+    )
+    reason = forms.CharField(label=_("reason"), required=False, max_length=500)
+
+
+class StageChangeInline(admin.TabularInline):
+    model = StageChange
+    fields = ["at", "from_stage", "to_stage", "outcome", "cause", "actor", "actor_name", "reason"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["-at"]
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Contact)
+class ContactAdmin(admin.ModelAdmin):
+    form = ContactForm
+    list_display = [
+        "__str__",
+        "email",
+        "company",
+        "stage",
+        "score",
+        "source",
+        "owner",
+        "last_activity_at",
+        "created_at",
+    ]
+    list_filter = ["stage", "source", "owner", "do_not_email", "consent"]
+    search_fields = ["email", "first_name", "last_name", "company"]
+    list_select_related = ["source", "owner"]
+    date_hierarchy = "created_at"
+    readonly_fields = [
+        "stage",
+        "stage_entered_at",
+        "score",
+        "owner",
+        "claimed_at",
+        "consent",
+        "consent_at",
+        "consent_method",
+        "created_at",
+        "updated_at",
+        "last_activity_at",
+    ]
+    fieldsets = [
+        (None, {"fields": ["email", "first_name", "last_name", "company", "job_title", "phone"]}),
+        (
+            _("Source"),
+            {"fields": ["source", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"]},
+        ),
+        (
+            _("Funnel"),
+            {"fields": ["stage", "stage_entered_at", "score", "owner", "claimed_at"]},
+        ),
+        (_("Consent"), {"fields": ["consent", "consent_at", "consent_method", "do_not_email"]}),
+        (_("Dates"), {"fields": ["created_at", "updated_at", "last_activity_at"]}),
+    ]
+    inlines = [StageChangeInline]
+    action_form = StageActionForm
+    actions = ["move_stage"]
+
+    def save_model(self, request: HttpRequest, obj: Contact, form: forms.ModelForm, change: bool) -> None:
+        fields = {name: form.cleaned_data[name] for name in services.CONTACT_FIELDS if name in form.cleaned_data}
+        if change:
+            services.contact_update(contact=obj, actor=request.user, **fields)
+        else:
+            created = services.contact_create(actor=request.user, **fields)
+            obj.__dict__.update(created.__dict__)
+
+    @admin.action(description=_("Move to the chosen stage (records who and why)"))
+    def move_stage(self, request: HttpRequest, queryset: QuerySet[Contact]) -> None:
+        stage = request.POST.get("stage", "")
+        reason = request.POST.get("reason", "").strip() or str(_("Moved in admin"))
+        if stage not in Contact.Stage.values:
+            self.message_user(request, _("Choose the stage to move to."), messages.ERROR)
+            return
+        moved, refused = 0, []
+        for contact in queryset:
+            try:
+                services.stage_move(
+                    contact=contact,
+                    to=stage,
+                    cause=StageChange.Cause.USER,
+                    actor=request.user,
+                    reason=reason,
+                )
+                moved += 1
+            except services.StageMoveError as error:
+                refused.append(f"{contact}: {error}")
+        if moved:
+            self.message_user(
+                request,
+                ngettext("%(n)d contact moved.", "%(n)d contacts moved.", moved) % {"n": moved},
+                messages.SUCCESS,
+            )
+        for line in refused[:20]:
+            self.message_user(request, line, messages.WARNING)
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ["occurred_at", "type", "contact", "source", "processed_at", "attempts"]
+    list_filter = ["type", "source", ("processed_at", admin.EmptyFieldListFilter)]
+    search_fields = ["contact__email", "idempotency_key"]
+    list_select_related = ["contact"]
+    raw_id_fields = ["contact"]
+    date_hierarchy = "occurred_at"
+    readonly_fields = ["received_at", "processed_at", "attempts", "last_error"]
+
+
+@admin.register(StageChange)
+class StageChangeAdmin(admin.ModelAdmin):
+    """The audit trail: read-only. Stages move through the contact admin's action."""
+
+    list_display = ["at", "contact", "from_stage", "to_stage", "outcome", "cause", "by", "reason"]
+    list_filter = ["to_stage", "from_stage", "cause", "outcome"]
+    search_fields = ["contact__email", "reason", "actor_name"]
+    list_select_related = ["contact", "actor"]
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

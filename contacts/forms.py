@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.db.models import Case, F, IntegerField, Q, Value, When
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from contacts.models import Contact, LeadSource
+from contacts.services import CONTACT_FIELDS
+from leadfunnel.roles import SALES
+
+
+class ContactForm(forms.ModelForm):
+    class Meta:
+        model = Contact
+        fields = list(CONTACT_FIELDS)
+
+    def clean_email(self) -> str | None:
+        email = self.cleaned_data.get("email") or None
+        if email:
+            others = Contact.objects.filter(email__iexact=email)
+            if self.instance.pk:
+                others = others.exclude(pk=self.instance.pk)
+            if others.exists():
+                raise forms.ValidationError(
+                    _("A contact with this email already exists."), code="duplicate"
+                )
+        return email
+
+
+STAGE_RANK = Case(
+    *(When(stage=stage, then=Value(rank)) for rank, stage in enumerate(Contact.Stage.values)),
+    output_field=IntegerField(),
+)
+
+SORTS: dict[str, tuple[Any, ...]] = {
+    "name": (F("last_name").asc(), F("first_name").asc(), "pk"),
+    "email": (F("email").asc(nulls_last=True), "pk"),
+    "company": (F("company").asc(), "pk"),
+    "stage": (STAGE_RANK.asc(), "-score", "pk"),
+    "score": (F("score").asc(), "pk"),
+    "last_activity": (F("last_activity_at").asc(nulls_first=True), "pk"),
+    "created": (F("created_at").asc(), "pk"),
+}
+
+
+def _descending(ordering: tuple[Any, ...]) -> tuple[Any, ...]:
+    flipped = []
+    for term in ordering:
+        if isinstance(term, str):
+            flipped.append(term[1:] if term.startswith("-") else f"-{term}")
+        else:
+            term = term.copy()
+            term.reverse_ordering()
+            flipped.append(term)
+    return tuple(flipped)
+
+
+class ContactFilterForm(forms.Form):
+    """The contact list's query string: every field optional; a bad value is dropped, not fatal."""
+
+    ACTIVITY_CHOICES = [
+        ("", _("Any time")),
+        ("7", _("Active in the last 7 days")),
+        ("30", _("Active in the last 30 days")),
+        ("90", _("Active in the last 90 days")),
+        ("inactive90", _("Inactive for 90 days or more")),
+        ("never", _("Never active")),
+    ]
+    SORT_CHOICES = [(key, key) for key in SORTS] + [(f"-{key}", f"-{key}") for key in SORTS]
+    DEFAULT_SORT = "-last_activity"
+
+    q = forms.CharField(label=_("Search"), required=False, max_length=200)
+    stage = forms.ChoiceField(
+        label=_("Stage"), required=False, choices=[("", _("All stages")), *Contact.Stage.choices]
+    )
+    owner = forms.ChoiceField(label=_("Owner"), required=False)
+    source = forms.ModelChoiceField(
+        label=_("Source"),
+        required=False,
+        queryset=LeadSource.objects.order_by("name"),
+        empty_label=_("All sources"),
+    )
+    score_min = forms.IntegerField(label=_("Score from"), required=False)
+    score_max = forms.IntegerField(label=_("Score to"), required=False)
+    activity = forms.ChoiceField(label=_("Last activity"), required=False, choices=ACTIVITY_CHOICES)
+    sort = forms.ChoiceField(required=False, choices=SORT_CHOICES)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        reps = (
+            get_user_model()
+            .objects.filter(Q(groups__name=SALES) | Q(is_staff=True), is_active=True)
+            .distinct()
+            .order_by("first_name", "last_name", "username")
+        )
+        self.fields["owner"].choices = [
+            ("", _("Anyone")),
+            ("none", _("Unassigned")),
+            *((str(user.pk), user.get_full_name() or user.get_username()) for user in reps),
+        ]
+
+    def notices(self) -> list[str]:
+        """One line per ignored filter, for the person who typed the URL."""
+        return [
+            _("The filter “%(field)s” was ignored: %(error)s")
+            % {"field": self.fields[name].label or name, "error": " ".join(errors)}
+            for name, errors in self.errors.items()
+        ]
+
+    def filter(self, contacts: Any) -> Any:
+        self.is_valid()  # fills cleaned_data with the fields that are valid
+        data = self.cleaned_data
+        if data.get("q"):
+            contacts = contacts.search(data["q"])
+        if data.get("stage"):
+            contacts = contacts.in_stage(data["stage"])
+        owner = data.get("owner")
+        if owner == "none":
+            contacts = contacts.filter(owner__isnull=True)
+        elif owner:
+            contacts = contacts.filter(owner_id=int(owner))
+        if data.get("source"):
+            contacts = contacts.filter(source=data["source"])
+        if data.get("score_min") is not None:
+            contacts = contacts.filter(score__gte=data["score_min"])
+        if data.get("score_max") is not None:
+            contacts = contacts.filter(score__lte=data["score_max"])
+        activity = data.get("activity")
+        now = timezone.now()
+        if activity in {"7", "30", "90"}:
+            contacts = contacts.filter(last_activity_at__gte=now - timedelta(days=int(activity)))
+        elif activity == "inactive90":
+            contacts = contacts.filter(last_activity_at__lt=now - timedelta(days=90))
+        elif activity == "never":
+            contacts = contacts.filter(last_activity_at__isnull=True)
+        return contacts.order_by(*self.ordering())
+
+    def current_sort(self) -> str:
+        return (self.cleaned_data.get("sort") if hasattr(self, "cleaned_data") else "") or (
+            self.DEFAULT_SORT
+        )
+
+    def ordering(self) -> tuple[Any, ...]:
+        sort = self.current_sort()
+        if sort.startswith("-"):
+            return _descending(SORTS[sort[1:]])
+        return SORTS[sort]

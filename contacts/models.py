@@ -1,0 +1,337 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Count, Q
+from django.db.models.functions import Lower, Trim
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class LeadSource(models.Model):
+    """Where a contact first came from (first touch), e.g. "Google Ads – brand"."""
+
+    class Channel(models.TextChoices):
+        ORGANIC = "organic", _("Organic search")
+        PAID = "paid", _("Paid search")
+        SOCIAL = "social", _("Social")
+        EMAIL = "email", _("Email")
+        REFERRAL = "referral", _("Referral")
+        EVENT = "event", _("Event")
+        PARTNER = "partner", _("Partner")
+        DIRECT = "direct", _("Direct")
+        OTHER = "other", _("Other")
+
+    name = models.CharField(_("name"), max_length=120, unique=True)
+    slug = models.SlugField(_("slug"), max_length=120, unique=True)
+    channel = models.CharField(
+        _("channel"), max_length=20, choices=Channel.choices, default=Channel.OTHER
+    )
+    utm_source = models.CharField(_("UTM source"), max_length=200, blank=True)
+    utm_medium = models.CharField(_("UTM medium"), max_length=200, blank=True)
+    utm_campaign = models.CharField(_("UTM campaign"), max_length=200, blank=True)
+    active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("lead source")
+        verbose_name_plural = _("lead sources")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ContactQuerySet(models.QuerySet["Contact"]):
+    def search(self, text: str) -> ContactQuerySet:
+        query = Q()
+        for word in text.split():
+            query &= (
+                Q(email__icontains=word)
+                | Q(first_name__icontains=word)
+                | Q(last_name__icontains=word)
+                | Q(company__icontains=word)
+            )
+        return self.filter(query)
+
+    def in_stage(self, stage: str) -> ContactQuerySet:
+        return self.filter(stage=stage)
+
+    def sql_queue(self) -> ContactQuerySet:
+        """SQLs nobody has claimed yet: highest score first, then longest wait."""
+        return self.filter(stage=Contact.Stage.SQL, owner__isnull=True).order_by(
+            "-score", "stage_entered_at"
+        )
+
+    def stage_counts(self) -> dict[str, int]:
+        """Contacts per stage, every stage present (zero when empty), in funnel order."""
+        counts = dict(self.order_by().values_list("stage").annotate(n=Count("id")))
+        return {stage: counts.get(stage, 0) for stage in Contact.Stage.values}
+
+
+class Contact(models.Model):
+    class Stage(models.TextChoices):
+        # Declaration order is funnel order.
+        SUSPECT = "suspect", _("Suspect")
+        LEAD = "lead", _("Lead")
+        MQL = "mql", _("MQL")
+        HMQL = "hmql", _("HMQL")
+        SQL = "sql", _("SQL")
+        CLIENT = "client", _("Client")
+        AMBASSADOR = "ambassador", _("Ambassador")
+
+    class Consent(models.TextChoices):
+        UNKNOWN = "unknown", _("Unknown")
+        GRANTED = "granted", _("Granted")
+        WITHDRAWN = "withdrawn", _("Withdrawn")
+
+    # Nullable: an anonymous suspect has no email. Stored trimmed; unique whatever the case.
+    email = models.EmailField(_("email"), max_length=254, null=True, blank=True)
+    first_name = models.CharField(_("first name"), max_length=100, blank=True)
+    last_name = models.CharField(_("last name"), max_length=100, blank=True)
+    company = models.CharField(_("company"), max_length=200, blank=True)
+    phone = models.CharField(_("phone"), max_length=40, blank=True)
+    job_title = models.CharField(_("job title"), max_length=150, blank=True)
+
+    source = models.ForeignKey(
+        LeadSource,
+        verbose_name=_("source"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="contacts",
+    )
+    utm_source = models.CharField(_("UTM source"), max_length=200, blank=True)
+    utm_medium = models.CharField(_("UTM medium"), max_length=200, blank=True)
+    utm_campaign = models.CharField(_("UTM campaign"), max_length=200, blank=True)
+    utm_term = models.CharField(_("UTM term"), max_length=200, blank=True)
+    utm_content = models.CharField(_("UTM content"), max_length=200, blank=True)
+
+    stage = models.CharField(
+        _("stage"), max_length=20, choices=Stage.choices, default=Stage.SUSPECT, db_index=True
+    )
+    stage_entered_at = models.DateTimeField(_("in stage since"), default=timezone.now)
+    # Denormalised sum of the scoring ledger; only the scoring services write it.
+    score = models.IntegerField(_("score"), default=0, db_index=True)
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="owned_contacts",
+    )
+    claimed_at = models.DateTimeField(_("claimed"), null=True, blank=True)
+
+    consent = models.CharField(
+        _("consent"), max_length=20, choices=Consent.choices, default=Consent.UNKNOWN
+    )
+    consent_at = models.DateTimeField(_("consent given"), null=True, blank=True)
+    consent_method = models.CharField(_("consent method"), max_length=200, blank=True)
+    do_not_email = models.BooleanField(_("do not email"), default=False)
+
+    created_at = models.DateTimeField(_("created"), default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    last_activity_at = models.DateTimeField(
+        _("last activity"), null=True, blank=True, db_index=True
+    )
+
+    objects = ContactQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("contact")
+        verbose_name_plural = _("contacts")
+        constraints = [
+            models.UniqueConstraint(
+                Lower("email"),
+                name="contact_email_unique_ci",
+                violation_error_message=_("A contact with this email already exists."),
+            ),
+            models.CheckConstraint(
+                condition=Q(email__isnull=True) | (~Q(email="") & Q(email=Trim("email"))),
+                name="contact_email_trimmed",
+                violation_error_message=_("The email must not be blank or padded with spaces."),
+            ),
+            models.CheckConstraint(
+                # Spelled out: Meta cannot see Contact.Stage. A test keeps the two in step.
+                condition=Q(
+                    stage__in=["suspect", "lead", "mql", "hmql", "sql", "client", "ambassador"]
+                ),
+                name="contact_stage_valid",
+            ),
+        ]
+        indexes = [models.Index(fields=["stage", "-score"], name="contact_stage_score")]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    def clean(self) -> None:
+        self.email = normalize_email(self.email)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+    @property
+    def display_name(self) -> str:
+        return self.full_name or self.email or _("Anonymous visitor #%(id)s") % {"id": self.pk}
+
+    @property
+    def is_anonymous(self) -> bool:
+        return not self.email
+
+
+def normalize_email(value: str | None) -> str | None:
+    """Trim; blank becomes None (an anonymous contact). Case is kept, uniqueness ignores it."""
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+# Moves the stage service accepts. Forward along the funnel (a purchase may skip to client),
+# back to lead from marketing stages and from SQL (lost or recycled), HMQL down to MQL, and an
+# ambassador back to client. Nothing returns to suspect: a known person stays known.
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    Contact.Stage.SUSPECT: frozenset({Contact.Stage.LEAD}),
+    Contact.Stage.LEAD: frozenset(
+        {Contact.Stage.MQL, Contact.Stage.HMQL, Contact.Stage.SQL, Contact.Stage.CLIENT}
+    ),
+    Contact.Stage.MQL: frozenset(
+        {Contact.Stage.LEAD, Contact.Stage.HMQL, Contact.Stage.SQL, Contact.Stage.CLIENT}
+    ),
+    Contact.Stage.HMQL: frozenset(
+        {Contact.Stage.LEAD, Contact.Stage.MQL, Contact.Stage.SQL, Contact.Stage.CLIENT}
+    ),
+    Contact.Stage.SQL: frozenset({Contact.Stage.LEAD, Contact.Stage.CLIENT}),
+    Contact.Stage.CLIENT: frozenset({Contact.Stage.AMBASSADOR}),
+    Contact.Stage.AMBASSADOR: frozenset({Contact.Stage.CLIENT}),
+}
+
+
+class StageChange(models.Model):
+    """One row per move of ``Contact.stage``: who or what moved it, and why."""
+
+    class Cause(models.TextChoices):
+        RULE = "rule", _("Score rule")
+        THRESHOLD = "threshold", _("Threshold")
+        USER = "user", _("User")
+        SYSTEM = "system", _("System")
+        IMPORT = "import", _("Import")
+
+    class Outcome(models.TextChoices):
+        NONE = "", _("—")
+        WON = "won", _("Won")
+        LOST = "lost", _("Lost")
+        RECYCLED = "recycled", _("Recycled to marketing")
+        DISQUALIFIED = "disqualified", _("Disqualified")
+
+    contact = models.ForeignKey(
+        Contact, verbose_name=_("contact"), on_delete=models.CASCADE, related_name="stage_changes"
+    )
+    from_stage = models.CharField(_("from"), max_length=20, choices=Contact.Stage.choices)
+    to_stage = models.CharField(_("to"), max_length=20, choices=Contact.Stage.choices)
+    outcome = models.CharField(
+        _("outcome"), max_length=20, choices=Outcome.choices, default=Outcome.NONE, blank=True
+    )
+    cause = models.CharField(_("cause"), max_length=20, choices=Cause.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("by user"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    # A rule or threshold is named here: contacts does not import scoring.
+    actor_name = models.CharField(_("by"), max_length=200, blank=True)
+    reason = models.TextField(_("reason"), blank=True)
+    at = models.DateTimeField(_("at"), default=timezone.now)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = _("stage change")
+        verbose_name_plural = _("stage changes")
+        indexes = [
+            models.Index(fields=["contact", "-at"], name="stagechange_contact_at"),
+            models.Index(fields=["to_stage", "at"], name="stagechange_to_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.contact_id}: {self.from_stage} → {self.to_stage}"
+
+    @property
+    def by(self) -> str:
+        if self.actor_id:
+            return self.actor.get_full_name() or self.actor.get_username()
+        return self.actor_name or self.get_cause_display()
+
+
+class EventQuerySet(models.QuerySet["Event"]):
+    def unprocessed(self) -> EventQuerySet:
+        return self.filter(processed_at__isnull=True, attempts__lt=settings.EVENT_MAX_ATTEMPTS)
+
+
+class Event(models.Model):
+    """A touchpoint on a contact's timeline. Stored once per idempotency key."""
+
+    class Type(models.TextChoices):
+        PAGE_VIEW = "page_view", _("Page view")
+        FORM_SUBMIT = "form_submit", _("Form submitted")
+        DOWNLOAD = "download", _("Download")
+        NEWSLETTER_SUBSCRIBE = "newsletter_subscribe", _("Newsletter signup")
+        NEWSLETTER_UNSUBSCRIBE = "newsletter_unsubscribe", _("Newsletter unsubscribe")
+        EMAIL_OPEN = "email_open", _("Email opened")
+        EMAIL_CLICK = "email_click", _("Email clicked")
+        DEMO_REQUEST = "demo_request", _("Demo requested")
+        TRIAL_STARTED = "trial_started", _("Trial started")
+        PURCHASE = "purchase", _("Purchase")
+        REFERRAL = "referral", _("Referral")
+        REVIEW = "review", _("Review")
+        STAGE_CHANGED = "stage_changed", _("Stage changed")
+        CUSTOM = "custom", _("Custom")
+
+    # Recorded by the system about a contact, not done by the contact: not "activity".
+    SYSTEM_TYPES = frozenset({Type.STAGE_CHANGED})
+
+    contact = models.ForeignKey(
+        Contact, verbose_name=_("contact"), on_delete=models.CASCADE, related_name="events"
+    )
+    type = models.CharField(_("type"), max_length=40, choices=Type.choices)
+    occurred_at = models.DateTimeField(_("occurred"), default=timezone.now)
+    received_at = models.DateTimeField(_("received"), default=timezone.now)
+    properties = models.JSONField(_("properties"), default=dict, blank=True)
+    source = models.CharField(_("source"), max_length=40, blank=True)
+    idempotency_key = models.CharField(
+        _("idempotency key"), max_length=200, null=True, blank=True, unique=True
+    )
+    # Set once every handler in LEADFUNNEL_EVENT_HANDLERS has seen the event.
+    processed_at = models.DateTimeField(_("processed"), null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    last_error = models.TextField(_("last error"), blank=True)
+
+    objects = EventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        verbose_name = _("event")
+        verbose_name_plural = _("events")
+        indexes = [
+            models.Index(fields=["contact", "-occurred_at"], name="event_contact_occurred"),
+            models.Index(fields=["type", "occurred_at"], name="event_type_occurred"),
+            # The sweep only ever looks at the few unprocessed rows.
+            models.Index(
+                fields=["received_at"],
+                name="event_unprocessed",
+                condition=Q(processed_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_type_display()} ({self.contact_id})"
+
+    @property
+    def url(self) -> str:
+        return str(self.properties.get("url", "")) if isinstance(self.properties, dict) else ""

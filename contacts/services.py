@@ -1,0 +1,312 @@
+"""Write use cases for contacts: each is one atomic function; views, admin, tasks call these."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
+
+from contacts.models import ALLOWED_TRANSITIONS, Contact, Event, StageChange, normalize_email
+
+logger = logging.getLogger(__name__)
+
+EventHandler = Callable[[Sequence[Event]], None]
+
+
+class StageMoveError(Exception):
+    """A stage move that was refused; the message says why, for the person who asked."""
+
+
+class TransitionNotAllowed(StageMoveError):
+    pass
+
+
+class StageConflict(StageMoveError):
+    """Someone else moved the contact between our read and our write."""
+
+
+class DuplicateContact(Exception):
+    pass
+
+
+@transaction.atomic
+def stage_move(
+    *,
+    contact: Contact,
+    to: str,
+    cause: str,
+    actor: AbstractBaseUser | None = None,
+    actor_name: str = "",
+    reason: str = "",
+    outcome: str = "",
+    at: datetime | None = None,
+) -> StageChange:
+    """Move ``contact`` from the stage it was read in to ``to``, and record why.
+
+    Compare-and-set on the stage the caller saw: if another process moved the contact meanwhile,
+    nothing is written and ``StageConflict`` is raised, so two concurrent moves never both apply.
+    """
+    from_stage = contact.stage
+    if to not in Contact.Stage.values:
+        raise TransitionNotAllowed(_("“%(stage)s” is not a stage.") % {"stage": to})
+    if to not in ALLOWED_TRANSITIONS[from_stage]:
+        raise TransitionNotAllowed(
+            _("A contact cannot move from %(from)s to %(to)s.")
+            % {"from": Contact.Stage(from_stage).label, "to": Contact.Stage(to).label}
+        )
+    if contact.is_anonymous:
+        raise TransitionNotAllowed(_("An anonymous contact needs an email before it can move on."))
+    if cause not in StageChange.Cause.values:
+        raise ValueError(f"unknown cause {cause!r}")
+
+    now = at or timezone.now()
+    moved = Contact.objects.filter(pk=contact.pk, stage=from_stage).update(
+        stage=to, stage_entered_at=now, updated_at=now
+    )
+    if moved != 1:
+        raise StageConflict(
+            _("%(contact)s was moved by someone else meanwhile; reload and try again.")
+            % {"contact": contact.display_name}
+        )
+    change = StageChange.objects.create(
+        contact=contact,
+        from_stage=from_stage,
+        to_stage=to,
+        outcome=outcome,
+        cause=cause,
+        actor=actor,
+        actor_name=actor_name,
+        reason=reason,
+        at=now,
+    )
+    contact.stage, contact.stage_entered_at = to, now
+    event_record(
+        contact=contact,
+        type=Event.Type.STAGE_CHANGED,
+        occurred_at=now,
+        properties={
+            "from": from_stage,
+            "to": to,
+            "cause": cause,
+            "outcome": outcome,
+            "stage_change_id": change.pk,
+        },
+        source="system",
+        idempotency_key=f"stage_change:{change.pk}",
+    )
+    return change
+
+
+@transaction.atomic
+def event_record(
+    *,
+    contact: Contact,
+    type: str,
+    occurred_at: datetime | None = None,
+    properties: dict[str, Any] | None = None,
+    source: str = "",
+    idempotency_key: str | None = None,
+) -> tuple[Event, bool]:
+    """Store an event once per idempotency key; returns (event, created).
+
+    After commit the new event is handed to the handlers in ``LEADFUNNEL_EVENT_HANDLERS``.
+    """
+    if type not in Event.Type.values:
+        raise ValueError(f"unknown event type {type!r}")
+    if idempotency_key:
+        existing = Event.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing, False
+    occurred_at = occurred_at or timezone.now()
+    try:
+        # A savepoint, so a concurrent insert of the same key does not spoil the caller's
+        # transaction: we return the row that won instead.
+        with transaction.atomic():
+            event = Event.objects.create(
+                contact=contact,
+                type=type,
+                occurred_at=occurred_at,
+                properties=properties or {},
+                source=source,
+                idempotency_key=idempotency_key or None,
+            )
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        return Event.objects.get(idempotency_key=idempotency_key), False
+    if type not in Event.SYSTEM_TYPES:
+        Contact.objects.filter(pk=contact.pk).filter(
+            Q(last_activity_at__isnull=True) | Q(last_activity_at__lt=occurred_at)
+        ).update(last_activity_at=occurred_at)
+    events_enqueue_on_commit([event.pk])
+    return event, True
+
+
+def events_enqueue_on_commit(event_ids: list[int]) -> None:
+    transaction.on_commit(partial(_enqueue, list(event_ids)), robust=True)
+
+
+def _enqueue(event_ids: list[int]) -> None:
+    from contacts.tasks import process_events_task
+
+    # retry=False: a down broker must not stall the request that stored the event. The event is
+    # safe in the database and the sweep picks it up (DESIGN §4.3).
+    try:
+        process_events_task.apply_async(args=[event_ids], retry=False)
+    except Exception:
+        logger.warning("Broker unavailable; events %s will be processed by the sweep.", event_ids)
+
+
+def event_handlers() -> list[EventHandler]:
+    return [import_string(path) for path in settings.LEADFUNNEL_EVENT_HANDLERS]
+
+
+def events_process(*, event_ids: Sequence[int]) -> int:
+    """Hand unprocessed events to every handler, in order, then mark them processed.
+
+    Handlers run inside the same transaction as the marking, so an event's effects are applied
+    exactly once even when the broker delivers the task twice. One failing event does not hold
+    back the rest of its batch: the batch is retried event by event, and the failure recorded.
+    """
+    handlers = event_handlers()
+    with transaction.atomic():
+        events = list(
+            Event.objects.unprocessed()
+            .filter(pk__in=event_ids)
+            .select_for_update(skip_locked=True, of=("self",))
+            .select_related("contact")
+            .order_by("pk")
+        )
+        if not events:
+            return 0
+        done = _run_handlers(handlers, events)
+        now = timezone.now()
+        Event.objects.filter(pk__in=[e.pk for e in done]).update(
+            processed_at=now, attempts=F("attempts") + 1, last_error=""
+        )
+    return len(done)
+
+
+def _run_handlers(handlers: list[EventHandler], events: list[Event]) -> list[Event]:
+    try:
+        with transaction.atomic():
+            for handler in handlers:
+                handler(events)
+        return events
+    except Exception:
+        if len(events) == 1:
+            _record_failure(events[0])
+            return []
+    done = []
+    for event in events:
+        done.extend(_run_handlers(handlers, [event]))
+    return done
+
+
+def _record_failure(event: Event) -> None:
+    logger.exception("Event %s failed in a handler", event.pk)
+    Event.objects.filter(pk=event.pk).update(
+        attempts=F("attempts") + 1, last_error=traceback.format_exc(limit=5)[-4000:]
+    )
+
+
+def events_sweep(*, batch_size: int = 1000) -> int:
+    """Process events whose task never ran (broker down, worker killed). Returns how many."""
+    cutoff = timezone.now() - timedelta(seconds=settings.EVENT_SWEEP_GRACE_SECONDS)
+    total = 0
+    while True:
+        ids = list(
+            Event.objects.unprocessed()
+            .filter(received_at__lte=cutoff)
+            .order_by("received_at")
+            .values_list("pk", flat=True)[:batch_size]
+        )
+        if not ids:
+            return total
+        processed = events_process(event_ids=ids)
+        total += processed
+        if processed == 0:
+            # Everything left is locked by a worker right now or failing: leave it to them.
+            return total
+
+
+CONTACT_FIELDS = (
+    "email",
+    "first_name",
+    "last_name",
+    "company",
+    "phone",
+    "job_title",
+    "source",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "do_not_email",
+)
+
+
+@transaction.atomic
+def contact_create(
+    *, actor: AbstractBaseUser | None = None, cause: str = StageChange.Cause.USER, **fields: Any
+) -> Contact:
+    """Create a contact; one who left an email is a lead, recorded as a stage change."""
+    unknown = set(fields) - set(CONTACT_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown contact fields: {sorted(unknown)}")
+    fields["email"] = normalize_email(fields.get("email"))
+    try:
+        with transaction.atomic():
+            contact = Contact.objects.create(**fields)
+    except IntegrityError as error:
+        raise DuplicateContact(_("A contact with this email already exists.")) from error
+    if contact.email:
+        stage_move(
+            contact=contact,
+            to=Contact.Stage.LEAD,
+            cause=cause,
+            actor=actor,
+            reason=_("Created with an email address"),
+        )
+    return contact
+
+
+@transaction.atomic
+def contact_update(
+    *, contact: Contact, actor: AbstractBaseUser | None = None, **fields: Any
+) -> Contact:
+    """Change profile fields. An anonymous suspect who gains an email becomes a lead."""
+    unknown = set(fields) - set(CONTACT_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown contact fields: {sorted(unknown)}")
+    if "email" in fields:
+        fields["email"] = normalize_email(fields["email"])
+    was_anonymous = contact.is_anonymous
+    for name, value in fields.items():
+        setattr(contact, name, value)
+    try:
+        with transaction.atomic():
+            contact.save(update_fields=[*fields, "updated_at"])
+    except IntegrityError as error:
+        raise DuplicateContact(_("A contact with this email already exists.")) from error
+    if was_anonymous and contact.email and contact.stage == Contact.Stage.SUSPECT:
+        stage_move(
+            contact=contact,
+            to=Contact.Stage.LEAD,
+            cause=StageChange.Cause.USER,
+            actor=actor,
+            reason=_("Email address added"),
+        )
+    return contact

@@ -1,0 +1,12 @@
+from django.urls import path
+
+from contacts import views
+
+urlpatterns = [
+    path("contacts/", views.contact_list, name="contact-list"),
+    path("contacts/new/", views.contact_create, name="contact-create"),
+    path("contacts/<int:pk>/", views.contact_detail, name="contact-detail"),
+    path("contacts/<int:pk>/edit/", views.contact_edit, name="contact-edit"),
+    path("contacts/panels/funnel/", views.funnel_panel, name="funnel-panel"),
+    path("queue/", views.queue, name="queue"),
+]

@@ -1,0 +1,121 @@
+from django.conf import settings
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.cache import patch_vary_headers
+from django.utils.translation import gettext as _
+
+from contacts import services
+from contacts.forms import ContactFilterForm, ContactForm
+from contacts.models import Contact
+from leadfunnel.roles import MARKETING, SALES, role_required
+
+TIMELINE_PER_PAGE = 50
+
+
+def _partial_or_page(request: HttpRequest, template: str, partial: str) -> str:
+    # A history-restore request wants the whole page back, not the fragment.
+    htmx = getattr(request, "htmx", None)
+    if htmx and not htmx.history_restore_request:
+        return f"{template}#{partial}"
+    return template
+
+
+@role_required(MARKETING)
+def contact_list(request: HttpRequest) -> HttpResponse:
+    form = ContactFilterForm(request.GET)
+    contacts = form.filter(Contact.objects.select_related("source", "owner"))
+    page = Paginator(contacts, settings.CONTACTS_PER_PAGE).get_page(request.GET.get("page"))
+    response = render(
+        request,
+        _partial_or_page(request, "contacts/contact_list.html", "results"),
+        {
+            "form": form,
+            "page": page,
+            "notices": form.notices(),
+            "sort": form.current_sort(),
+            "stages": Contact.Stage,
+        },
+    )
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@role_required(MARKETING, SALES)
+def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    contact = get_object_or_404(Contact.objects.select_related("source", "owner"), pk=pk)
+    events = Paginator(contact.events.all(), TIMELINE_PER_PAGE).get_page(request.GET.get("events"))
+    context = {
+        "contact": contact,
+        "events": events,
+        "stage_changes": contact.stage_changes.select_related("actor"),
+    }
+    response = render(
+        request, _partial_or_page(request, "contacts/contact_detail.html", "timeline"), context
+    )
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@role_required(MARKETING)
+def contact_create(request: HttpRequest) -> HttpResponse:
+    form = ContactForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            contact = services.contact_create(actor=request.user, **form.cleaned_data)
+        except services.DuplicateContact as error:
+            form.add_error("email", str(error))
+        else:
+            messages.success(request, _("Contact created."))
+            return redirect("contact-detail", pk=contact.pk)
+    return render(request, "contacts/contact_form.html", {"form": form, "contact": None})
+
+
+@role_required(MARKETING)
+def contact_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    contact = get_object_or_404(Contact, pk=pk)
+    # The form validates a copy, so a refused edit leaves the contact as it was.
+    form = ContactForm(request.POST or None, instance=Contact.objects.get(pk=pk))
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.contact_update(contact=contact, actor=request.user, **form.cleaned_data)
+        except services.DuplicateContact as error:
+            form.add_error("email", str(error))
+        else:
+            messages.success(request, _("Contact saved."))
+            return redirect("contact-detail", pk=contact.pk)
+    return render(request, "contacts/contact_form.html", {"form": form, "contact": contact})
+
+
+def funnel_context() -> dict[str, object]:
+    counts = Contact.objects.stage_counts()
+    largest = max(counts.values()) or 1
+    rows = [
+        {
+            "stage": stage,
+            "label": Contact.Stage(stage).label,
+            "count": count,
+            "width": round(100 * count / largest),
+        }
+        for stage, count in counts.items()
+    ]
+    return {"funnel": rows, "funnel_total": sum(counts.values())}
+
+
+@role_required(MARKETING)
+def funnel_panel(request: HttpRequest) -> HttpResponse:
+    return render(request, "contacts/panels/funnel.html", funnel_context())
+
+
+@role_required(SALES)
+def queue(request: HttpRequest) -> HttpResponse:
+    """SQLs waiting for a rep. Claiming arrives with the sales queue issue."""
+    waiting = Contact.objects.sql_queue().select_related("source")[:100]
+    return render(
+        request,
+        "contacts/queue.html",
+        {"waiting": waiting, "sla_hours": settings.SLA_HOURS},
+    )
+
+
