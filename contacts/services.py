@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -157,14 +158,23 @@ def events_enqueue_on_commit(event_ids: list[int]) -> None:
     transaction.on_commit(partial(_enqueue, list(event_ids)), robust=True)
 
 
+# When the broker is down, each publish attempt stalls for seconds in redis-py's own retries. After
+# one failure we stop trying for a while: the events are safe in the database and the sweep runs.
+BROKER_RETRY_AFTER_SECONDS = 30.0
+_broker_down_until = 0.0
+
+
 def _enqueue(event_ids: list[int]) -> None:
+    global _broker_down_until
     from contacts.tasks import process_events_task
 
-    # retry=False: a down broker must not stall the request that stored the event. The event is
-    # safe in the database and the sweep picks it up (DESIGN §4.3).
+    if time.monotonic() < _broker_down_until:
+        logger.info("Broker marked down; events %s are left to the sweep.", event_ids)
+        return
     try:
         process_events_task.apply_async(args=[event_ids], retry=False)
     except Exception:
+        _broker_down_until = time.monotonic() + BROKER_RETRY_AFTER_SECONDS
         logger.warning("Broker unavailable; events %s will be processed by the sweep.", event_ids)
 
 

@@ -1,0 +1,65 @@
+"""Shared fixtures: personas (the demo team) and service detection for Postgres/Redis tests."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.conf import settings
+
+from tests.factories import UserFactory
+
+PASSWORD = "secret-pass-123"
+
+
+def uses_postgres() -> bool:
+    return settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_pg = pytest.mark.skip(
+        reason="needs PostgreSQL: set DATABASE_URL=postgres://... (.ci/run does)"
+    )
+    skip_redis = pytest.mark.skip(reason="needs Redis: set REDIS_URL=redis://... (.ci/run does)")
+    for item in items:
+        if "postgres" in item.keywords and not uses_postgres():
+            item.add_marker(skip_pg)
+        if "redis" in item.keywords and not os.environ.get("REDIS_URL"):
+            item.add_marker(skip_redis)
+
+
+@pytest.fixture
+def marketer(db):
+    return UserFactory(username="claire", first_name="Claire", last_name="Martin", roles=["marketing"])
+
+
+@pytest.fixture
+def sales_rep(db):
+    return UserFactory(username="hugo", first_name="Hugo", last_name="Bernard", roles=["sales"])
+
+
+@pytest.fixture
+def other_rep(db):
+    return UserFactory(username="lea", first_name="Léa", last_name="Dubois", roles=["sales"])
+
+
+@pytest.fixture
+def admin_user(db):
+    return UserFactory(username="admin", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def no_role_user(db):
+    return UserFactory(username="nobody")
+
+
+@pytest.fixture
+def marketer_client(client, marketer):
+    client.force_login(marketer)
+    return client
+
+
+@pytest.fixture
+def sales_client(client, sales_rep):
+    client.force_login(sales_rep)
+    return client
