@@ -73,7 +73,16 @@ class ContactAdmin(admin.ModelAdmin):
         (None, {"fields": ["email", "first_name", "last_name", "company", "job_title", "phone"]}),
         (
             _("Source"),
-            {"fields": ["source", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"]},
+            {
+                "fields": [
+                    "source",
+                    "utm_source",
+                    "utm_medium",
+                    "utm_campaign",
+                    "utm_term",
+                    "utm_content",
+                ]
+            },
         ),
         (
             _("Funnel"),
@@ -86,8 +95,14 @@ class ContactAdmin(admin.ModelAdmin):
     action_form = StageActionForm
     actions = ["move_stage"]
 
-    def save_model(self, request: HttpRequest, obj: Contact, form: forms.ModelForm, change: bool) -> None:
-        fields = {name: form.cleaned_data[name] for name in services.CONTACT_FIELDS if name in form.cleaned_data}
+    def save_model(
+        self, request: HttpRequest, obj: Contact, form: forms.ModelForm, change: bool
+    ) -> None:
+        fields = {
+            name: form.cleaned_data[name]
+            for name in services.CONTACT_FIELDS
+            if name in form.cleaned_data
+        }
         if change:
             services.contact_update(contact=obj, actor=request.user, **fields)
         else:

@@ -117,5 +117,3 @@ def queue(request: HttpRequest) -> HttpResponse:
         "contacts/queue.html",
         {"waiting": waiting, "sla_hours": settings.SLA_HOURS},
     )
-
-

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from django.db import connection
 
-from contacts.models import Event
 from contacts import services
+from contacts.models import Event
 from contacts.services import event_record, events_sweep
 from leadfunnel.celery import app as celery_app
 from tests.factories import ContactFactory

@@ -94,7 +94,9 @@ def test_one_broken_event_does_not_hold_back_its_batch(settings):
 @pytest.mark.django_db
 def test_the_sweep_processes_events_whose_task_never_ran(seen, settings):
     settings.EVENT_SWEEP_GRACE_SECONDS = 30
-    old = EventFactory(processed_at=None, received_at=timezone.now() - timezone.timedelta(minutes=5))
+    old = EventFactory(
+        processed_at=None, received_at=timezone.now() - timezone.timedelta(minutes=5)
+    )
     fresh = EventFactory(processed_at=None)  # its task may still be on its way
 
     assert events_sweep() == 1
@@ -126,7 +128,9 @@ def test_touchpoints_update_last_activity_but_stage_changes_do_not():
     contact = ContactFactory(last_activity_at=None)
     viewed_at = timezone.now() - timezone.timedelta(days=2)
     event_record(contact=contact, type="page_view", occurred_at=viewed_at)
-    event_record(contact=contact, type="page_view", occurred_at=viewed_at - timezone.timedelta(days=9))
+    event_record(
+        contact=contact, type="page_view", occurred_at=viewed_at - timezone.timedelta(days=9)
+    )
     event_record(contact=contact, type="stage_changed", occurred_at=timezone.now())
 
     contact.refresh_from_db()

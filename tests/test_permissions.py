@@ -35,7 +35,9 @@ def test_each_role_gets_what_it_should_on_each_page(client, request, persona, pa
     expected = MATRIX[page][persona]
     assert response.status_code == expected, f"{persona} on {url}"
     if expected == 302 and persona == "anonymous":
-        assert response["Location"].startswith(reverse("login") if page != "admin:index" else "/admin/login/")
+        assert response["Location"].startswith(
+            reverse("login") if page != "admin:index" else "/admin/login/"
+        )
     if expected == 403:  # our explanation page, not a bare error
         assert {"403.html", "no_role.html"} & {t.name for t in response.templates}
 

@@ -6,7 +6,9 @@ import time
 from collections.abc import Callable
 
 
-def wait_for(condition: Callable[[], object], *, timeout: float = 30, interval: float = 0.1) -> object:
+def wait_for(
+    condition: Callable[[], object], *, timeout: float = 30, interval: float = 0.1
+) -> object:
     """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     pause = threading.Event()

@@ -8,7 +8,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -17,123 +16,426 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='LeadSource',
+            name="LeadSource",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120, unique=True, verbose_name='name')),
-                ('slug', models.SlugField(max_length=120, unique=True, verbose_name='slug')),
-                ('channel', models.CharField(choices=[('organic', 'Organic search'), ('paid', 'Paid search'), ('social', 'Social'), ('email', 'Email'), ('referral', 'Referral'), ('event', 'Event'), ('partner', 'Partner'), ('direct', 'Direct'), ('other', 'Other')], default='other', max_length=20, verbose_name='channel')),
-                ('utm_source', models.CharField(blank=True, max_length=200, verbose_name='UTM source')),
-                ('utm_medium', models.CharField(blank=True, max_length=200, verbose_name='UTM medium')),
-                ('utm_campaign', models.CharField(blank=True, max_length=200, verbose_name='UTM campaign')),
-                ('active', models.BooleanField(default=True, verbose_name='active')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='created')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=120, unique=True, verbose_name="name")),
+                ("slug", models.SlugField(max_length=120, unique=True, verbose_name="slug")),
+                (
+                    "channel",
+                    models.CharField(
+                        choices=[
+                            ("organic", "Organic search"),
+                            ("paid", "Paid search"),
+                            ("social", "Social"),
+                            ("email", "Email"),
+                            ("referral", "Referral"),
+                            ("event", "Event"),
+                            ("partner", "Partner"),
+                            ("direct", "Direct"),
+                            ("other", "Other"),
+                        ],
+                        default="other",
+                        max_length=20,
+                        verbose_name="channel",
+                    ),
+                ),
+                (
+                    "utm_source",
+                    models.CharField(blank=True, max_length=200, verbose_name="UTM source"),
+                ),
+                (
+                    "utm_medium",
+                    models.CharField(blank=True, max_length=200, verbose_name="UTM medium"),
+                ),
+                (
+                    "utm_campaign",
+                    models.CharField(blank=True, max_length=200, verbose_name="UTM campaign"),
+                ),
+                ("active", models.BooleanField(default=True, verbose_name="active")),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, verbose_name="created"),
+                ),
             ],
             options={
-                'verbose_name': 'lead source',
-                'verbose_name_plural': 'lead sources',
-                'ordering': ['name'],
+                "verbose_name": "lead source",
+                "verbose_name_plural": "lead sources",
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Contact',
+            name="Contact",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('email', models.EmailField(blank=True, max_length=254, null=True, verbose_name='email')),
-                ('first_name', models.CharField(blank=True, max_length=100, verbose_name='first name')),
-                ('last_name', models.CharField(blank=True, max_length=100, verbose_name='last name')),
-                ('company', models.CharField(blank=True, max_length=200, verbose_name='company')),
-                ('phone', models.CharField(blank=True, max_length=40, verbose_name='phone')),
-                ('job_title', models.CharField(blank=True, max_length=150, verbose_name='job title')),
-                ('utm_source', models.CharField(blank=True, max_length=200, verbose_name='UTM source')),
-                ('utm_medium', models.CharField(blank=True, max_length=200, verbose_name='UTM medium')),
-                ('utm_campaign', models.CharField(blank=True, max_length=200, verbose_name='UTM campaign')),
-                ('utm_term', models.CharField(blank=True, max_length=200, verbose_name='UTM term')),
-                ('utm_content', models.CharField(blank=True, max_length=200, verbose_name='UTM content')),
-                ('stage', models.CharField(choices=[('suspect', 'Suspect'), ('lead', 'Lead'), ('mql', 'MQL'), ('hmql', 'HMQL'), ('sql', 'SQL'), ('client', 'Client'), ('ambassador', 'Ambassador')], db_index=True, default='suspect', max_length=20, verbose_name='stage')),
-                ('stage_entered_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='in stage since')),
-                ('score', models.IntegerField(db_index=True, default=0, verbose_name='score')),
-                ('claimed_at', models.DateTimeField(blank=True, null=True, verbose_name='claimed')),
-                ('consent', models.CharField(choices=[('unknown', 'Unknown'), ('granted', 'Granted'), ('withdrawn', 'Withdrawn')], default='unknown', max_length=20, verbose_name='consent')),
-                ('consent_at', models.DateTimeField(blank=True, null=True, verbose_name='consent given')),
-                ('consent_method', models.CharField(blank=True, max_length=200, verbose_name='consent method')),
-                ('do_not_email', models.BooleanField(default=False, verbose_name='do not email')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, verbose_name='created')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated')),
-                ('last_activity_at', models.DateTimeField(blank=True, db_index=True, null=True, verbose_name='last activity')),
-                ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='owned_contacts', to=settings.AUTH_USER_MODEL, verbose_name='owner')),
-                ('source', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='contacts', to='contacts.leadsource', verbose_name='source')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "email",
+                    models.EmailField(blank=True, max_length=254, null=True, verbose_name="email"),
+                ),
+                (
+                    "first_name",
+                    models.CharField(blank=True, max_length=100, verbose_name="first name"),
+                ),
+                (
+                    "last_name",
+                    models.CharField(blank=True, max_length=100, verbose_name="last name"),
+                ),
+                ("company", models.CharField(blank=True, max_length=200, verbose_name="company")),
+                ("phone", models.CharField(blank=True, max_length=40, verbose_name="phone")),
+                (
+                    "job_title",
+                    models.CharField(blank=True, max_length=150, verbose_name="job title"),
+                ),
+                (
+                    "utm_source",
+                    models.CharField(blank=True, max_length=200, verbose_name="UTM source"),
+                ),
+                (
+                    "utm_medium",
+                    models.CharField(blank=True, max_length=200, verbose_name="UTM medium"),
+                ),
+                (
+                    "utm_campaign",
+                    models.CharField(blank=True, max_length=200, verbose_name="UTM campaign"),
+                ),
+                ("utm_term", models.CharField(blank=True, max_length=200, verbose_name="UTM term")),
+                (
+                    "utm_content",
+                    models.CharField(blank=True, max_length=200, verbose_name="UTM content"),
+                ),
+                (
+                    "stage",
+                    models.CharField(
+                        choices=[
+                            ("suspect", "Suspect"),
+                            ("lead", "Lead"),
+                            ("mql", "MQL"),
+                            ("hmql", "HMQL"),
+                            ("sql", "SQL"),
+                            ("client", "Client"),
+                            ("ambassador", "Ambassador"),
+                        ],
+                        db_index=True,
+                        default="suspect",
+                        max_length=20,
+                        verbose_name="stage",
+                    ),
+                ),
+                (
+                    "stage_entered_at",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now, verbose_name="in stage since"
+                    ),
+                ),
+                ("score", models.IntegerField(db_index=True, default=0, verbose_name="score")),
+                ("claimed_at", models.DateTimeField(blank=True, null=True, verbose_name="claimed")),
+                (
+                    "consent",
+                    models.CharField(
+                        choices=[
+                            ("unknown", "Unknown"),
+                            ("granted", "Granted"),
+                            ("withdrawn", "Withdrawn"),
+                        ],
+                        default="unknown",
+                        max_length=20,
+                        verbose_name="consent",
+                    ),
+                ),
+                (
+                    "consent_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="consent given"),
+                ),
+                (
+                    "consent_method",
+                    models.CharField(blank=True, max_length=200, verbose_name="consent method"),
+                ),
+                ("do_not_email", models.BooleanField(default=False, verbose_name="do not email")),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_index=True, default=django.utils.timezone.now, verbose_name="created"
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated")),
+                (
+                    "last_activity_at",
+                    models.DateTimeField(
+                        blank=True, db_index=True, null=True, verbose_name="last activity"
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="owned_contacts",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="owner",
+                    ),
+                ),
+                (
+                    "source",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="contacts",
+                        to="contacts.leadsource",
+                        verbose_name="source",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'contact',
-                'verbose_name_plural': 'contacts',
-                'ordering': ['-created_at'],
+                "verbose_name": "contact",
+                "verbose_name_plural": "contacts",
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='StageChange',
+            name="StageChange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('from_stage', models.CharField(choices=[('suspect', 'Suspect'), ('lead', 'Lead'), ('mql', 'MQL'), ('hmql', 'HMQL'), ('sql', 'SQL'), ('client', 'Client'), ('ambassador', 'Ambassador')], max_length=20, verbose_name='from')),
-                ('to_stage', models.CharField(choices=[('suspect', 'Suspect'), ('lead', 'Lead'), ('mql', 'MQL'), ('hmql', 'HMQL'), ('sql', 'SQL'), ('client', 'Client'), ('ambassador', 'Ambassador')], max_length=20, verbose_name='to')),
-                ('outcome', models.CharField(blank=True, choices=[('', '—'), ('won', 'Won'), ('lost', 'Lost'), ('recycled', 'Recycled to marketing'), ('disqualified', 'Disqualified')], default='', max_length=20, verbose_name='outcome')),
-                ('cause', models.CharField(choices=[('rule', 'Score rule'), ('threshold', 'Threshold'), ('user', 'User'), ('system', 'System'), ('import', 'Import')], max_length=20, verbose_name='cause')),
-                ('actor_name', models.CharField(blank=True, max_length=200, verbose_name='by')),
-                ('reason', models.TextField(blank=True, verbose_name='reason')),
-                ('at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='at')),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='by user')),
-                ('contact', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='stage_changes', to='contacts.contact', verbose_name='contact')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "from_stage",
+                    models.CharField(
+                        choices=[
+                            ("suspect", "Suspect"),
+                            ("lead", "Lead"),
+                            ("mql", "MQL"),
+                            ("hmql", "HMQL"),
+                            ("sql", "SQL"),
+                            ("client", "Client"),
+                            ("ambassador", "Ambassador"),
+                        ],
+                        max_length=20,
+                        verbose_name="from",
+                    ),
+                ),
+                (
+                    "to_stage",
+                    models.CharField(
+                        choices=[
+                            ("suspect", "Suspect"),
+                            ("lead", "Lead"),
+                            ("mql", "MQL"),
+                            ("hmql", "HMQL"),
+                            ("sql", "SQL"),
+                            ("client", "Client"),
+                            ("ambassador", "Ambassador"),
+                        ],
+                        max_length=20,
+                        verbose_name="to",
+                    ),
+                ),
+                (
+                    "outcome",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("", "—"),
+                            ("won", "Won"),
+                            ("lost", "Lost"),
+                            ("recycled", "Recycled to marketing"),
+                            ("disqualified", "Disqualified"),
+                        ],
+                        default="",
+                        max_length=20,
+                        verbose_name="outcome",
+                    ),
+                ),
+                (
+                    "cause",
+                    models.CharField(
+                        choices=[
+                            ("rule", "Score rule"),
+                            ("threshold", "Threshold"),
+                            ("user", "User"),
+                            ("system", "System"),
+                            ("import", "Import"),
+                        ],
+                        max_length=20,
+                        verbose_name="cause",
+                    ),
+                ),
+                ("actor_name", models.CharField(blank=True, max_length=200, verbose_name="by")),
+                ("reason", models.TextField(blank=True, verbose_name="reason")),
+                ("at", models.DateTimeField(default=django.utils.timezone.now, verbose_name="at")),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="by user",
+                    ),
+                ),
+                (
+                    "contact",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="stage_changes",
+                        to="contacts.contact",
+                        verbose_name="contact",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'stage change',
-                'verbose_name_plural': 'stage changes',
-                'ordering': ['-at', '-id'],
+                "verbose_name": "stage change",
+                "verbose_name_plural": "stage changes",
+                "ordering": ["-at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Event',
+            name="Event",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('type', models.CharField(choices=[('page_view', 'Page view'), ('form_submit', 'Form submitted'), ('download', 'Download'), ('newsletter_subscribe', 'Newsletter signup'), ('newsletter_unsubscribe', 'Newsletter unsubscribe'), ('email_open', 'Email opened'), ('email_click', 'Email clicked'), ('demo_request', 'Demo requested'), ('trial_started', 'Trial started'), ('purchase', 'Purchase'), ('referral', 'Referral'), ('review', 'Review'), ('stage_changed', 'Stage changed'), ('custom', 'Custom')], max_length=40, verbose_name='type')),
-                ('occurred_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='occurred')),
-                ('received_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='received')),
-                ('properties', models.JSONField(blank=True, default=dict, verbose_name='properties')),
-                ('source', models.CharField(blank=True, max_length=40, verbose_name='source')),
-                ('idempotency_key', models.CharField(blank=True, max_length=200, null=True, unique=True, verbose_name='idempotency key')),
-                ('processed_at', models.DateTimeField(blank=True, null=True, verbose_name='processed')),
-                ('attempts', models.PositiveSmallIntegerField(default=0, verbose_name='attempts')),
-                ('last_error', models.TextField(blank=True, verbose_name='last error')),
-                ('contact', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='contacts.contact', verbose_name='contact')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "type",
+                    models.CharField(
+                        choices=[
+                            ("page_view", "Page view"),
+                            ("form_submit", "Form submitted"),
+                            ("download", "Download"),
+                            ("newsletter_subscribe", "Newsletter signup"),
+                            ("newsletter_unsubscribe", "Newsletter unsubscribe"),
+                            ("email_open", "Email opened"),
+                            ("email_click", "Email clicked"),
+                            ("demo_request", "Demo requested"),
+                            ("trial_started", "Trial started"),
+                            ("purchase", "Purchase"),
+                            ("referral", "Referral"),
+                            ("review", "Review"),
+                            ("stage_changed", "Stage changed"),
+                            ("custom", "Custom"),
+                        ],
+                        max_length=40,
+                        verbose_name="type",
+                    ),
+                ),
+                (
+                    "occurred_at",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now, verbose_name="occurred"
+                    ),
+                ),
+                (
+                    "received_at",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now, verbose_name="received"
+                    ),
+                ),
+                (
+                    "properties",
+                    models.JSONField(blank=True, default=dict, verbose_name="properties"),
+                ),
+                ("source", models.CharField(blank=True, max_length=40, verbose_name="source")),
+                (
+                    "idempotency_key",
+                    models.CharField(
+                        blank=True,
+                        max_length=200,
+                        null=True,
+                        unique=True,
+                        verbose_name="idempotency key",
+                    ),
+                ),
+                (
+                    "processed_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="processed"),
+                ),
+                ("attempts", models.PositiveSmallIntegerField(default=0, verbose_name="attempts")),
+                ("last_error", models.TextField(blank=True, verbose_name="last error")),
+                (
+                    "contact",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="contacts.contact",
+                        verbose_name="contact",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'event',
-                'verbose_name_plural': 'events',
-                'ordering': ['-occurred_at', '-id'],
-                'indexes': [models.Index(fields=['contact', '-occurred_at'], name='event_contact_occurred'), models.Index(fields=['type', 'occurred_at'], name='event_type_occurred'), models.Index(condition=models.Q(('processed_at__isnull', True)), fields=['received_at'], name='event_unprocessed')],
+                "verbose_name": "event",
+                "verbose_name_plural": "events",
+                "ordering": ["-occurred_at", "-id"],
+                "indexes": [
+                    models.Index(fields=["contact", "-occurred_at"], name="event_contact_occurred"),
+                    models.Index(fields=["type", "occurred_at"], name="event_type_occurred"),
+                    models.Index(
+                        condition=models.Q(("processed_at__isnull", True)),
+                        fields=["received_at"],
+                        name="event_unprocessed",
+                    ),
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='contact',
-            index=models.Index(fields=['stage', '-score'], name='contact_stage_score'),
+            model_name="contact",
+            index=models.Index(fields=["stage", "-score"], name="contact_stage_score"),
         ),
         migrations.AddConstraint(
-            model_name='contact',
-            constraint=models.UniqueConstraint(django.db.models.functions.text.Lower('email'), name='contact_email_unique_ci', violation_error_message='A contact with this email already exists.'),
+            model_name="contact",
+            constraint=models.UniqueConstraint(
+                django.db.models.functions.text.Lower("email"),
+                name="contact_email_unique_ci",
+                violation_error_message="A contact with this email already exists.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='contact',
-            constraint=models.CheckConstraint(condition=models.Q(('email__isnull', True), models.Q(models.Q(('email', ''), _negated=True), ('email', django.db.models.functions.text.Trim('email'))), _connector='OR'), name='contact_email_trimmed', violation_error_message='The email must not be blank or padded with spaces.'),
+            model_name="contact",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("email__isnull", True),
+                    models.Q(
+                        models.Q(("email", ""), _negated=True),
+                        ("email", django.db.models.functions.text.Trim("email")),
+                    ),
+                    _connector="OR",
+                ),
+                name="contact_email_trimmed",
+                violation_error_message="The email must not be blank or padded with spaces.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='contact',
-            constraint=models.CheckConstraint(condition=models.Q(('stage__in', ['suspect', 'lead', 'mql', 'hmql', 'sql', 'client', 'ambassador'])), name='contact_stage_valid'),
+            model_name="contact",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("stage__in", ["suspect", "lead", "mql", "hmql", "sql", "client", "ambassador"])
+                ),
+                name="contact_stage_valid",
+            ),
         ),
         migrations.AddIndex(
-            model_name='stagechange',
-            index=models.Index(fields=['contact', '-at'], name='stagechange_contact_at'),
+            model_name="stagechange",
+            index=models.Index(fields=["contact", "-at"], name="stagechange_contact_at"),
         ),
         migrations.AddIndex(
-            model_name='stagechange',
-            index=models.Index(fields=['to_stage', 'at'], name='stagechange_to_at'),
+            model_name="stagechange",
+            index=models.Index(fields=["to_stage", "at"], name="stagechange_to_at"),
         ),
     ]

@@ -1,0 +1,54 @@
+"""Settings come from the environment only; production misconfiguration fails loudly."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PRODUCTION = {
+    "DEBUG": "false",
+    "SECRET_KEY": "k" * 20 + "production-like-secret-value-0123456789-abcdefghij",
+    "ALLOWED_HOSTS": "leadfunnel.example.com",
+    "DATABASE_URL": "sqlite:////tmp/leadfunnel-check.sqlite3",
+    "READ_DOT_ENV": "false",
+}
+
+
+def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SECURE_", "SESSION_", "CSRF_", "STATIC_"))
+    }
+    clean.pop("SECRET_KEY", None)
+    clean.pop("DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_check_deploy_is_clean_with_production_variables():
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_a_missing_production_secret_stops_the_start_with_a_clear_message():
+    env = {k: v for k, v in PRODUCTION.items() if k != "SECRET_KEY"}
+    result = manage("check", env=env)
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+
+
+def test_env_example_documents_every_variable_the_settings_read():
+    settings_source = (ROOT / "leadfunnel" / "settings.py").read_text()
+    serve_source = (ROOT / "leadfunnel" / "management" / "commands" / "serve.py").read_text()
+    read = set(re.findall(r'env(?:\.\w+)?\(\s*"([A-Z_]+)"', settings_source))
+    read |= set(re.findall(r'environ\.get\("([A-Z_]+)"', serve_source))
+    read |= set(re.findall(r'Env\(\)\.str\("([A-Z_]+)"', settings_source))
+    documented = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    assert read, "the pattern found no variable at all"
+    assert read - documented == set()
