@@ -75,6 +75,10 @@ def chromium():
         pytest.skip(f"needs Chromium at {CHROMIUM}: make browser (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
+    # around it are still plain synchronous code. Undone when the browser closes.
+    patch = pytest.MonkeyPatch()
+    patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
@@ -83,13 +87,11 @@ def chromium():
         )
         yield browser
         browser.close()
+    patch.undo()
 
 
 @pytest.fixture
-def page(chromium, monkeypatch):
-    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
-    # around it are still plain synchronous code.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+def page(chromium):
     context = chromium.new_context(locale="fr-FR")
     page = context.new_page()
     page.set_default_timeout(15_000)

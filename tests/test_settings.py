@@ -24,6 +24,7 @@ def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     }
     clean.pop("SECRET_KEY", None)
     clean.pop("DEBUG", None)
+    clean.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set while the browser tests run
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=120,
