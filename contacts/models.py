@@ -262,6 +262,22 @@ class StageChange(models.Model):
     def __str__(self) -> str:
         return f"{self.contact_id}: {self.from_stage} → {self.to_stage}"
 
+    def event_fields(self) -> dict[str, object]:
+        """The ``stage_changed`` event that records this move on the contact's timeline."""
+        return {
+            "type": Event.Type.STAGE_CHANGED,
+            "occurred_at": self.at,
+            "properties": {
+                "from": self.from_stage,
+                "to": self.to_stage,
+                "cause": self.cause,
+                "outcome": self.outcome,
+                "stage_change_id": self.pk,
+            },
+            "source": "system",
+            "idempotency_key": f"stage_change:{self.pk}",
+        }
+
     @property
     def by(self) -> str:
         if self.actor_id:

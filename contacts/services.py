@@ -92,20 +92,7 @@ def stage_move(
         at=now,
     )
     contact.stage, contact.stage_entered_at = to, now
-    event_record(
-        contact=contact,
-        type=Event.Type.STAGE_CHANGED,
-        occurred_at=now,
-        properties={
-            "from": from_stage,
-            "to": to,
-            "cause": cause,
-            "outcome": outcome,
-            "stage_change_id": change.pk,
-        },
-        source="system",
-        idempotency_key=f"stage_change:{change.pk}",
-    )
+    event_record(contact=contact, **change.event_fields())
     return change
 
 

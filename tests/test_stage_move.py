@@ -2,6 +2,7 @@ import threading
 
 import pytest
 from django.db import connection
+from django.utils import translation
 
 from contacts.models import ALLOWED_TRANSITIONS, Contact, Event, StageChange
 from contacts.services import StageConflict, TransitionNotAllowed, stage_move
@@ -77,7 +78,7 @@ def test_an_unknown_stage_is_refused_with_its_name():
 @pytest.mark.django_db
 def test_an_anonymous_suspect_cannot_become_a_lead_without_an_email():
     visitor = ContactFactory(anonymous=True)
-    with pytest.raises(TransitionNotAllowed, match="email"):
+    with translation.override("en"), pytest.raises(TransitionNotAllowed, match="email"):
         stage_move(contact=visitor, to="lead", cause="system")
     visitor.refresh_from_db()
     assert visitor.stage == "suspect"

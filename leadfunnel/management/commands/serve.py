@@ -16,6 +16,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from leadfunnel.management.commands.demo import logins_text
+
 STOP_TIMEOUT_SECONDS = 15
 
 
@@ -59,9 +61,8 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(f"\nLeadFunnel is running at http://{host}:{port}/")
             + f"\n  database: {database}, broker: {broker}, worker and beat started"
-            + "\n  Demo logins (password: leadfunnel): admin (admin), claire (marketer),"
-            + " hugo and lea (sales reps)"
-            + "\n  Press Ctrl-C to stop everything.\n"
+            + f"\n\n{logins_text()}"
+            + "\n\nPress Ctrl-C to stop everything.\n"
         )
         try:
             while not stopping:

@@ -1,0 +1,845 @@
+"""Load a demo team and a realistic six-month funnel: sources, contacts, stage history, events.
+
+Deterministic for a given ``--seed`` (dates are relative to now). Loads once: a second run only
+refreshes the demo logins.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from itertools import pairwise
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractUser, Group
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+from django.utils import timezone
+
+from contacts.models import Contact, Event, LeadSource, StageChange
+from leadfunnel.roles import MARKETING, SALES
+
+Stage = Contact.Stage
+Cause = StageChange.Cause
+Outcome = StageChange.Outcome
+EventType = Event.Type
+
+PASSWORD = "leadfunnel"  # noqa: S105 (public on purpose: printed with the logins)
+BATCH_SIZE = 1000
+MIN_CONTACTS = 50
+FUNNEL = list(Stage)
+# An hour short of 180 days, so "within the last 180 days" still holds a while after loading.
+OLDEST = timedelta(days=180) - timedelta(hours=1)
+# Moves and events stay this far from now and from each other, so their order is unambiguous.
+GAP = timedelta(minutes=2)
+LATEST = timedelta(minutes=30)
+
+
+# --- The demo team --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    username: str
+    first_name: str
+    last_name: str
+    group: str | None
+    role: str
+    home: str
+    admin: bool = False
+
+
+DEMO_USERS = (
+    DemoUser("admin", "", "", None, "administrator", "/admin/", admin=True),
+    DemoUser("claire", "Claire", "Martin", MARKETING, "marketer", "/"),
+    DemoUser("hugo", "Hugo", "Bernard", SALES, "sales rep", "/queue/"),
+    DemoUser("lea", "Léa", "Dubois", SALES, "sales rep", "/queue/"),
+)
+SALES_REPS = ("hugo", "lea")
+
+
+# --- Reference data -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemoSource:
+    slug: str
+    name: str
+    channel: str
+    utm_source: str
+    utm_medium: str
+    utm_campaign: str
+    weight: int
+
+
+Channel = LeadSource.Channel
+SOURCES = (
+    DemoSource(
+        "google-ads-brand", "Google Ads – brand", Channel.PAID, "google", "cpc", "brand", 20
+    ),
+    DemoSource(
+        "linkedin-ads", "LinkedIn Ads", Channel.SOCIAL, "linkedin", "paid-social", "scoring-b2b", 12
+    ),
+    DemoSource("organic-search", "Organic search", Channel.ORGANIC, "google", "organic", "", 28),
+    DemoSource(
+        "newsletter-partner",
+        "Newsletter partner",
+        Channel.PARTNER,
+        "growth-hebdo",
+        "email",
+        "sponsoring",
+        8,
+    ),
+    DemoSource(
+        "salon-vivatech", "Salon Vivatech", Channel.EVENT, "vivatech", "event", "salon-2025", 7
+    ),
+    DemoSource(
+        "referral-program", "Referral program", Channel.REFERRAL, "referral", "referral", "", 8
+    ),
+    DemoSource("direct", "Direct", Channel.DIRECT, "", "", "", 17),
+)
+SOURCE_SLUGS = [source.slug for source in SOURCES]
+# The trade show lasted three days, this long ago: its contacts all arrive then.
+SALON_STARTED = timedelta(days=74)
+SALON_DAYS = 3
+
+STAGE_SHARES = {
+    Stage.SUSPECT: 0.35,
+    Stage.LEAD: 0.28,
+    Stage.MQL: 0.15,
+    Stage.HMQL: 0.08,
+    Stage.SQL: 0.05,
+    Stage.CLIENT: 0.07,
+    Stage.AMBASSADOR: 0.02,
+}
+# Relative amount of activity: people further down the funnel do more.
+STAGE_ACTIVITY = {
+    Stage.SUSPECT: 1.0,
+    Stage.LEAD: 2.5,
+    Stage.MQL: 4.0,
+    Stage.HMQL: 6.0,
+    Stage.SQL: 8.0,
+    Stage.CLIENT: 10.0,
+    Stage.AMBASSADOR: 12.0,
+}
+
+FIRST_NAMES = (
+    "Élodie", "François", "Zoé", "Hélène", "Jérôme", "Çağla", "Noël", "Camille", "Léo", "Inès",
+    "Mathéo", "Chloé", "Gaëlle", "Raphaël", "Anaïs", "Benoît", "Céline", "Loïc", "Maëlys",
+    "Thibault", "Sébastien", "Aurélie", "Cécile", "Théo", "Manon", "Nicolas", "Julie", "Thomas",
+    "Sarah", "Lucas", "Emma", "Agnès", "Stéphane", "Frédéric", "Véronique", "Clément", "Margaux",
+    "Aïcha", "Kévin", "Océane", "Mehdi", "Yasmine", "José", "João", "Søren", "Björn", "Małgorzata",
+    "Siobhán", "Priya", "Kenji", "Ana", "Renée", "Amélie", "Jean-Luc", "Marie-Ève", "Bérénice",
+)  # fmt: skip
+LAST_NAMES = (
+    "Martin", "Lefèvre", "Müller", "Fournier", "Girard", "Lemaître", "Rousseau", "Faure",
+    "Mercier", "Brunet", "Chevalier", "Gauthier", "Perrin", "Lambert", "Bonnet", "François",
+    "Leroy", "Roux", "Morel", "Garnier", "Dupré", "Bérenger", "Gonçalves", "Núñez", "Yılmaz",
+    "Kowalski", "Østergaard", "O'Connor", "Nguyen", "Benali", "Haddad", "García", "Schäfer",
+    "Ferrandière", "Lebœuf", "Côté", "Pelletier", "Da Silva", "Van den Berg", "Moreau", "Laurent",
+)  # fmt: skip
+# Fictional companies on the reserved .example domain: demo contacts can never receive real mail.
+COMPANIES = (
+    ("Atelier Lumière", "atelier-lumiere.example"),
+    ("Boulangeries Dupré", "boulangeries-dupre.example"),
+    ("Café Noël", "cafe-noel.example"),
+    ("Logistique Bérenger", "logistique-berenger.example"),
+    ("Verrerie de Provence", "verrerie-provence.example"),
+    ("Nordlys Software", "nordlys-software.example"),
+    ("Helvetia Robotique", "helvetia-robotique.example"),
+    ("Maison Côté", "maison-cote.example"),
+    ("Optique Mercier", "optique-mercier.example"),
+    ("Studio Écume", "studio-ecume.example"),
+    ("Transports Faure & Fils", "transports-faure.example"),
+    ("Clinique du Lac", "clinique-du-lac.example"),
+    ("Agence Péniche", "agence-peniche.example"),
+    ("Brasserie Lemaître", "brasserie-lemaitre.example"),
+    ("Istanbul Tekstil", "istanbul-tekstil.example"),
+    ("Lisboa Digital", "lisboa-digital.example"),
+    ("Berliner Datenwerk", "berliner-datenwerk.example"),
+    ("Cabinet Roux Avocats", "cabinet-roux.example"),
+    ("Fromagerie Chevalier", "fromagerie-chevalier.example"),
+    ("Énergies Solaires du Sud", "energies-solaires-sud.example"),
+    ("Kyoto Design Lab", "kyoto-design-lab.example"),
+    ("Mutuelle Horizon", "mutuelle-horizon.example"),
+    ("Garnier Immobilier", "garnier-immobilier.example"),
+    ("Les Éditions du Phare", "editions-du-phare.example"),
+    ("Pixel & Plume", "pixel-plume.example"),
+    ("Coopérative Agricole Bretonne", "coop-bretonne.example"),
+    ("Hôtel Bellevue", "hotel-bellevue.example"),
+    ("Fintech Alizé", "fintech-alize.example"),
+    ("Menuiserie Perrin", "menuiserie-perrin.example"),
+    ("Université Populaire Numérique", "upn.example"),
+)
+JOB_TITLES = (
+    "Directrice marketing", "Directeur commercial", "Responsable acquisition", "CMO", "CEO",
+    "Fondatrice", "Growth marketer", "Chargée de communication", "Head of Sales",
+    "Business developer", "Responsable CRM", "Office manager", "Directeur des opérations",
+    "Marketing manager", "Account executive", "Consultant", "Responsable e-commerce",
+)  # fmt: skip
+PHONE_PREFIXES = ("+33 6", "+33 6", "+33 7", "+33 1", "+33 4", "+32 4", "+41 79", "+1 514")
+
+HIGH_INTENT = "high-intent"
+PAGES = (
+    ("/", "Accueil", "home"),
+    ("/pricing", "Tarifs", HIGH_INTENT),
+    ("/pricing/enterprise", "Offre Entreprise", HIGH_INTENT),
+    ("/demo", "Demander une démo", HIGH_INTENT),
+    ("/features/lead-scoring", "Lead scoring", "product"),
+    ("/features/nurturing", "Nurturing automatisé", "product"),
+    ("/features/sales-queue", "File des commerciaux", "product"),
+    ("/blog/lead-scoring-guide", "Le guide du lead scoring B2B", "blog"),
+    ("/blog/mql-vs-sql", "MQL, SQL : qui fait quoi ?", "blog"),
+    ("/blog/nurturing-emails", "5 e-mails de nurturing qui convertissent", "blog"),
+    ("/blog/rgpd-consentement", "RGPD : recueillir le consentement", "blog"),
+    ("/blog/salon-follow-up", "Relancer ses contacts après un salon", "blog"),
+    ("/case-studies/atelier-lumiere", "Étude de cas : Atelier Lumière", "case-study"),
+    ("/case-studies/fintech-alize", "Étude de cas : Fintech Alizé", "case-study"),
+    ("/careers", "Carrières", "careers"),
+    ("/about", "Qui sommes-nous", "company"),
+)
+LOW_INTENT_PAGES = tuple(page for page in PAGES if page[2] != HIGH_INTENT)
+DOWNLOADS = (
+    ("livre-blanc-scoring.pdf", "Livre blanc : le lead scoring"),
+    ("guide-nurturing.pdf", "Guide du nurturing"),
+    ("checklist-rgpd.pdf", "Checklist RGPD marketing"),
+    ("modele-persona.xlsx", "Modèle de persona"),
+)
+CAMPAIGNS = (
+    ("newsletter-scoring", "Le lead scoring en 5 étapes"),
+    ("newsletter-salon", "Nos conseils pour votre prochain salon"),
+    ("newsletter-rgpd", "Consentement : ce qui change"),
+    ("nurturing-welcome", "Bienvenue chez LeadFunnel"),
+    ("nurturing-case-study", "Comment Atelier Lumière a doublé ses SQL"),
+    ("webinar-invitation", "Webinar : du MQL au client"),
+)
+LEAD_FORMS = {"contact": 4, "ebook": 3, "newsletter": 2, "webinar": 1}
+CONSENT_METHODS = {
+    "contact": "Contact form checkbox",
+    "ebook": "Ebook form checkbox",
+    "newsletter": "Newsletter signup form",
+    "webinar": "Webinar registration checkbox",
+    "badge-scan": "Badge scan at Salon Vivatech",
+}
+PLANS = (("LeadFunnel Starter (annual)", 490), ("LeadFunnel Pro (annual)", 1490))
+ADD_ONS = (("Extra seats ×5", 600), ("Onboarding package", 900), ("LeadFunnel Pro (upgrade)", 1000))
+
+# What a contact does once known, by the stage they end in. Purchases, referrals and reviews
+# are placed after the move that makes them possible.
+ACTIVITY_TYPES = (
+    EventType.PAGE_VIEW,
+    EventType.EMAIL_OPEN,
+    EventType.EMAIL_CLICK,
+    EventType.DOWNLOAD,
+    EventType.FORM_SUBMIT,
+    EventType.PURCHASE,
+    EventType.REFERRAL,
+    EventType.REVIEW,
+)
+ACTIVITY_WEIGHTS = {
+    Stage.LEAD: (50, 25, 6, 5, 3, 0, 0, 0),
+    Stage.MQL: (50, 22, 10, 8, 4, 0, 0, 0),
+    Stage.HMQL: (50, 22, 12, 8, 4, 0, 0, 0),
+    Stage.SQL: (55, 20, 12, 6, 4, 0, 0, 0),
+    Stage.CLIENT: (45, 25, 12, 4, 2, 2, 0, 0),
+    Stage.AMBASSADOR: (40, 25, 12, 4, 2, 2, 1, 1),
+}
+
+# Typical days before each move: marketing stages go by in days, signing takes weeks.
+TYPICAL_DAYS = {
+    (Stage.LEAD, Stage.MQL): 10,
+    (Stage.MQL, Stage.HMQL): 12,
+    (Stage.HMQL, Stage.SQL): 7,
+    (Stage.SQL, Stage.CLIENT): 21,
+    (Stage.CLIENT, Stage.AMBASSADOR): 35,
+    (Stage.MQL, Stage.LEAD): 40,
+    (Stage.HMQL, Stage.MQL): 30,
+    (Stage.SQL, Stage.LEAD): 14,
+}
+
+# How each move is recorded: cause, the threshold's name, reasons. Cause "user" moves are
+# made by the contact's sales rep.
+MOVES: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
+    (Stage.SUSPECT, Stage.LEAD): (Cause.SYSTEM, "", ("Left an email on a form",)),
+    (Stage.LEAD, Stage.MQL): (
+        Cause.THRESHOLD,
+        "Threshold: MQL at 20 points",
+        ("Score reached 20 points",),
+    ),
+    (Stage.MQL, Stage.HMQL): (
+        Cause.THRESHOLD,
+        "Threshold: HMQL on high-intent content",
+        ("Viewed the pricing page",),
+    ),
+    (Stage.HMQL, Stage.SQL): (
+        Cause.THRESHOLD,
+        "Threshold: SQL on demo request or 60 points",
+        ("Requested a demo",),
+    ),
+    (Stage.SQL, Stage.CLIENT): (
+        Cause.USER,
+        "",
+        ("Signed the annual plan", "Signed after the trial", "Signed after a second demo"),
+    ),
+    (Stage.CLIENT, Stage.AMBASSADOR): (
+        Cause.USER,
+        "",
+        ("Referred a new customer", "Left a 5-star review"),
+    ),
+    (Stage.MQL, Stage.LEAD): (
+        Cause.THRESHOLD,
+        "Threshold: MQL at 20 points",
+        ("Score fell below 20 points after weeks without activity",),
+    ),
+    (Stage.HMQL, Stage.MQL): (
+        Cause.THRESHOLD,
+        "Threshold: HMQL on high-intent content",
+        ("No high-intent activity for 30 days",),
+    ),
+}
+LOST_REASONS = {
+    Outcome.LOST: ("Chose a competitor", "No budget this year", "Went silent after the demo"),
+    Outcome.RECYCLED: ("Not ready yet: back to nurturing", "Project postponed to next quarter"),
+    Outcome.DISQUALIFIED: ("Not a fit: freelancer, no team", "Student project"),
+}
+
+
+# --- Planning: everything is decided in memory, then written in bulk ------------------------
+
+
+@dataclass
+class Timeline:
+    """One demo contact, unsaved, with its stage changes and the moments that matter."""
+
+    contact: Contact
+    changes: list[StageChange]
+    activity_weight: float
+    lead_at: datetime | None = None
+    high_intent_at: datetime | None = None
+    client_at: datetime | None = None
+    ambassador_at: datetime | None = None
+    emails_until: datetime | None = None  # None: no consent to email
+
+    def reached(self, stage: str) -> datetime | None:
+        return next((c.at for c in self.changes if c.to_stage == stage), None)
+
+
+def stage_counts(total: int) -> dict[str, int]:
+    """Contacts per final stage following STAGE_SHARES; suspects absorb the rounding."""
+    counts = {stage: max(1, round(total * share)) for stage, share in STAGE_SHARES.items()}
+    counts[Stage.SUSPECT] += total - sum(counts.values())
+    return counts
+
+
+def stage_path(rng: random.Random, final: str) -> list[str]:
+    """The stages a contact went through. Some leads once were MQLs or SQLs and fell back."""
+    forward = FUNNEL[: FUNNEL.index(Stage(final)) + 1]
+    if final == Stage.LEAD:
+        roll = rng.random()
+        if roll < 0.12:
+            return [Stage.SUSPECT, Stage.LEAD, Stage.MQL, Stage.LEAD]
+        if roll < 0.27:
+            return [*FUNNEL[: FUNNEL.index(Stage.SQL) + 1], Stage.LEAD]
+    if final == Stage.MQL and rng.random() < 0.1:
+        return [Stage.SUSPECT, Stage.LEAD, Stage.MQL, Stage.HMQL, Stage.MQL]
+    return forward
+
+
+def pick_source(rng: random.Random, sources: list[LeadSource], stage: str) -> LeadSource:
+    # Nobody stays anonymous after a trade show: badges carry an email.
+    weights = [
+        0 if stage == Stage.SUSPECT and demo.channel == Channel.EVENT else demo.weight
+        for demo in SOURCES
+    ]
+    return rng.choices(sources, weights=weights)[0]
+
+
+def creation_time(
+    rng: random.Random, now: datetime, source: LeadSource, path: list[str]
+) -> datetime:
+    if source.channel == Channel.EVENT:
+        return now - SALON_STARTED + timedelta(days=SALON_DAYS) * rng.random()
+    # A longer history needs an older contact; more contacts arrive recently (growing traffic).
+    youngest = timedelta(hours=2) + timedelta(days=typical_days(path) / 2)
+    return now - youngest - (OLDEST - youngest) * rng.random() ** 1.3
+
+
+def typical_days(path: list[str]) -> float:
+    return sum(TYPICAL_DAYS[move] for move in pairwise(path[1:]))
+
+
+def move_times(
+    rng: random.Random,
+    created: datetime,
+    path: list[str],
+    now: datetime,
+    *,
+    first_visit: bool,
+    last_at: datetime | None = None,
+) -> list[datetime]:
+    """When each move along ``path`` happened: the first on a form, the rest at a B2B pace."""
+    end = last_at or now - LATEST
+    if first_visit:
+        first = created + GAP + timedelta(minutes=20) * rng.random()
+    else:
+        first = created + GAP + min((end - created) * 0.4, timedelta(days=21)) * rng.random()
+    durations = [TYPICAL_DAYS[move] * rng.uniform(0.3, 1.7) for move in pairwise(path[1:])]
+    available = (end - first) / timedelta(days=1)
+    total = sum(durations) or 1.0
+    # A young contact went faster than usual; an unclaimed SQL arrived exactly at ``last_at``.
+    if last_at is None:
+        scale = min(1.0, available * rng.uniform(0.6, 1.0) / total)
+    else:
+        scale = available / total
+    times = [first]
+    for days in durations:
+        times.append(times[-1] + max(timedelta(days=days * scale), GAP))
+    return times
+
+
+def stage_change(
+    rng: random.Random,
+    contact: Contact,
+    from_stage: str,
+    to_stage: str,
+    at: datetime,
+    rep: AbstractUser,
+) -> StageChange:
+    change = StageChange(contact=contact, from_stage=from_stage, to_stage=to_stage, at=at)
+    if (from_stage, to_stage) == (Stage.SQL, Stage.LEAD):
+        change.outcome = rng.choices(list(LOST_REASONS), weights=[6, 3, 1])[0]
+        change.cause, change.reason = Cause.USER, rng.choice(LOST_REASONS[change.outcome])
+    else:
+        change.cause, change.actor_name, reasons = MOVES[(from_stage, to_stage)]
+        change.reason = rng.choice(reasons)
+    if change.cause == Cause.USER:
+        change.actor = rep
+    if to_stage == Stage.CLIENT:
+        change.outcome = Outcome.WON
+    return change
+
+
+def ascii_slug(text: str) -> str:
+    text = text.translate(str.maketrans({"ı": "i", "ø": "o", "Ø": "O", "ł": "l", "œ": "oe"}))
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    return "".join(char for char in text.replace(" ", "-") if char.isalnum() or char == "-")
+
+
+def identify(rng: random.Random, contact: Contact, number: int) -> None:
+    """Give a known contact a name, a company and a unique email."""
+    first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+    company, domain = rng.choice(COMPANIES)
+    contact.first_name, contact.last_name, contact.company = first, last, company
+    contact.email = f"{ascii_slug(first)}.{ascii_slug(last)}{number}@{domain}"
+    contact.job_title = rng.choice(JOB_TITLES)
+    digits = " ".join(f"{rng.randrange(100):02d}" for _ in range(4))
+    contact.phone = f"{rng.choice(PHONE_PREFIXES)} {digits}"
+
+
+def plan_contact(
+    rng: random.Random,
+    *,
+    final: str,
+    number: int,
+    sources: list[LeadSource],
+    reps: list[AbstractUser],
+    now: datetime,
+) -> Timeline:
+    path = stage_path(rng, final)
+    source = pick_source(rng, sources, final)
+    created = creation_time(rng, now, source, path)
+    contact = Contact(
+        stage=final,
+        source=source,
+        utm_source=source.utm_source,
+        utm_medium=source.utm_medium,
+        utm_campaign=source.utm_campaign,
+        created_at=created,
+        stage_entered_at=created,
+    )
+    weight = STAGE_ACTIVITY[final] * rng.lognormvariate(0, 0.7)
+    timeline = Timeline(contact=contact, changes=[], activity_weight=weight)
+    if final == Stage.SUSPECT:
+        return timeline
+
+    identify(rng, contact, number)
+    rep = rng.choice(reps)
+    claimed = final == Stage.SQL and rng.random() < 0.45
+    # Unclaimed SQLs arrived recently: the queue shows some within the SLA and some overdue.
+    waiting_since = None
+    if final == Stage.SQL and not claimed:
+        waiting_since = now - timedelta(hours=rng.uniform(0.5, 120))
+    times = move_times(
+        rng,
+        created,
+        path,
+        now,
+        first_visit=source.channel == Channel.EVENT or rng.random() < 0.4,
+        last_at=waiting_since,
+    )
+    timeline.changes = [
+        stage_change(rng, contact, from_stage, to_stage, at, rep)
+        for (from_stage, to_stage), at in zip(pairwise(path), times, strict=True)
+    ]
+    contact.stage_entered_at = times[-1]
+    timeline.lead_at = times[0]
+    timeline.high_intent_at = timeline.reached(Stage.HMQL)
+    timeline.client_at = timeline.reached(Stage.CLIENT)
+    timeline.ambassador_at = timeline.reached(Stage.AMBASSADOR)
+    assign_owner(rng, timeline, rep, claimed=claimed, now=now)
+    return timeline
+
+
+def assign_owner(
+    rng: random.Random, timeline: Timeline, rep: AbstractUser, *, claimed: bool, now: datetime
+) -> None:
+    contact, sql_at = timeline.contact, timeline.reached(Stage.SQL)
+    if sql_at is None or contact.stage == Stage.LEAD:
+        return
+    if timeline.client_at is not None:
+        contact.owner = rep
+        contact.claimed_at = sql_at + (timeline.client_at - sql_at) * rng.uniform(0.01, 0.2)
+    elif claimed:
+        contact.owner = rep
+        contact.claimed_at = sql_at + min(
+            timedelta(hours=rng.uniform(0.1, 6)), (now - sql_at) * 0.8
+        )
+
+
+# --- Events ---------------------------------------------------------------------------------
+
+
+def event(contact: Contact, kind: str, at: datetime, source: str, **properties: Any) -> Event:
+    # Demo events arrive already processed, so the sweep does not replay six months of history.
+    return Event(
+        contact=contact,
+        type=kind,
+        occurred_at=at,
+        received_at=at,
+        processed_at=at,
+        properties=properties,
+        source=source,
+    )
+
+
+def page_view(rng: random.Random, contact: Contact, at: datetime, *, high_intent: bool) -> Event:
+    url, title, tag = rng.choice(PAGES if high_intent else LOW_INTENT_PAGES)
+    return event(contact, EventType.PAGE_VIEW, at, "beacon", url=url, title=title, content_tag=tag)
+
+
+def milestone_events(rng: random.Random, timeline: Timeline, now: datetime) -> list[Event]:
+    """The events that explain the contact's record: first visit, the form, the demo request…"""
+    contact = timeline.contact
+    events = [page_view(rng, contact, contact.created_at, high_intent=False)]
+    for change in timeline.changes:
+        events += move_events(rng, timeline, change)
+    if timeline.lead_at is not None:
+        events += consent_events(rng, timeline, timeline.lead_at, now)
+    sql_at = timeline.reached(Stage.SQL)
+    if sql_at is not None and rng.random() < 0.4:
+        # Some try the product while sales talks to them: before they sign or are lost.
+        left_sql = (c.at for c in timeline.changes if c.from_stage == Stage.SQL)
+        at = sql_at + (next(left_sql, now - LATEST) - sql_at) * rng.random()
+        events.append(event(contact, EventType.TRIAL_STARTED, at, "app", plan="pro"))
+    return events
+
+
+def move_events(rng: random.Random, timeline: Timeline, change: StageChange) -> list[Event]:
+    contact, move = timeline.contact, (change.from_stage, change.to_stage)
+    just_before = change.at - timedelta(seconds=rng.randint(5, 60))
+    if move == (Stage.SUSPECT, Stage.LEAD):
+        return lead_form_events(rng, timeline, just_before)
+    if move == (Stage.MQL, Stage.HMQL):
+        return [
+            event(
+                contact,
+                EventType.PAGE_VIEW,
+                just_before,
+                "beacon",
+                url="/pricing",
+                title="Tarifs",
+                content_tag=HIGH_INTENT,
+            ),
+        ]
+    if move == (Stage.HMQL, Stage.SQL):
+        return [
+            event(contact, EventType.DEMO_REQUEST, just_before, "form", form="demo", url="/demo")
+        ]
+    if move == (Stage.SQL, Stage.CLIENT):
+        product, amount = rng.choice(PLANS)
+        return [
+            event(
+                contact,
+                EventType.PURCHASE,
+                just_before,
+                "billing",
+                amount=amount,
+                currency="EUR",
+                product=product,
+            ),
+        ]
+    if move == (Stage.CLIENT, Stage.AMBASSADOR):
+        if change.reason.startswith("Referred"):
+            return [referral(rng, contact, just_before)]
+        return [review(rng, contact, just_before)]
+    return []
+
+
+def lead_form_events(rng: random.Random, timeline: Timeline, at: datetime) -> list[Event]:
+    contact = timeline.contact
+    if contact.source and contact.source.channel == Channel.EVENT:
+        form = "badge-scan"
+        events = [event(contact, EventType.FORM_SUBMIT, at, "form", form=form, event="Vivatech")]
+    else:
+        form = rng.choices(list(LEAD_FORMS), weights=list(LEAD_FORMS.values()))[0]
+        events = [event(contact, EventType.FORM_SUBMIT, at, "form", form=form, url=f"/{form}")]
+    if form == "ebook":
+        events.append(download(rng, contact, at + timedelta(seconds=3)))
+    if form == "newsletter":
+        events.append(event(contact, EventType.NEWSLETTER_SUBSCRIBE, at, "form", list="newsletter"))
+    contact.consent_method = CONSENT_METHODS[form]
+    return events
+
+
+def consent_events(
+    rng: random.Random, timeline: Timeline, lead_at: datetime, now: datetime
+) -> list[Event]:
+    """Most known contacts agreed to be emailed when they left their email; a few withdrew."""
+    contact = timeline.contact
+    if rng.random() >= 0.85:
+        contact.consent_method = ""
+        return []
+    contact.consent, contact.consent_at = Contact.Consent.GRANTED, lead_at
+    timeline.emails_until = now
+    if rng.random() >= 0.05:
+        return []
+    withdrawn_at = lead_at + (now - LATEST - lead_at) * rng.random()
+    contact.consent, contact.consent_at = Contact.Consent.WITHDRAWN, withdrawn_at
+    contact.do_not_email = True
+    timeline.emails_until = withdrawn_at
+    campaign, _subject = rng.choice(CAMPAIGNS)
+    return [
+        event(
+            contact,
+            EventType.NEWSLETTER_UNSUBSCRIBE,
+            withdrawn_at,
+            "email",
+            campaign=campaign,
+            list="newsletter",
+        ),
+    ]
+
+
+def download(rng: random.Random, contact: Contact, at: datetime) -> Event:
+    file, title = rng.choice(DOWNLOADS)
+    return event(
+        contact,
+        EventType.DOWNLOAD,
+        at,
+        "beacon",
+        file=file,
+        title=title,
+        url=f"/ressources/{file}",
+        content_tag="ebook",
+    )
+
+
+def referral(rng: random.Random, contact: Contact, at: datetime) -> Event:
+    company, _domain = rng.choice(COMPANIES)
+    return event(contact, EventType.REFERRAL, at, "form", referred_company=company)
+
+
+def review(rng: random.Random, contact: Contact, at: datetime) -> Event:
+    platform = rng.choice(("G2", "Capterra", "Trustpilot"))
+    return event(
+        contact, EventType.REVIEW, at, "form", platform=platform, rating=rng.choice((4, 5, 5, 5))
+    )
+
+
+def activity_event(rng: random.Random, timeline: Timeline, now: datetime) -> Event:
+    """One more thing the contact did, at a time the rest of its record allows."""
+    contact = timeline.contact
+    at = contact.created_at + (now - contact.created_at) * rng.random()
+    if timeline.lead_at is None or at < timeline.lead_at:
+        return page_view(rng, contact, at, high_intent=True)
+    kind = rng.choices(ACTIVITY_TYPES, weights=ACTIVITY_WEIGHTS[contact.stage])[0]
+    high_intent = timeline.high_intent_at is not None and at >= timeline.high_intent_at
+    if kind in (EventType.EMAIL_OPEN, EventType.EMAIL_CLICK):
+        if timeline.emails_until is None or at > timeline.emails_until:
+            return page_view(rng, contact, at, high_intent=high_intent)
+        campaign, subject = rng.choice(CAMPAIGNS)
+        if kind == EventType.EMAIL_OPEN:
+            return event(contact, kind, at, "email", campaign=campaign, subject=subject)
+        url = rng.choice(PAGES if high_intent else LOW_INTENT_PAGES)[0]
+        return event(contact, kind, at, "email", campaign=campaign, subject=subject, url=url)
+    if kind == EventType.DOWNLOAD:
+        return download(rng, contact, at)
+    if kind == EventType.FORM_SUBMIT:
+        form = rng.choice(("webinar", "ebook", "contact"))
+        return event(contact, kind, at, "form", form=form, url=f"/{form}")
+    if kind == EventType.PURCHASE and timeline.client_at is not None:
+        product, amount = rng.choice(ADD_ONS)
+        at = after(rng, timeline.client_at, now)
+        return event(contact, kind, at, "billing", amount=amount, currency="EUR", product=product)
+    if kind in (EventType.REFERRAL, EventType.REVIEW) and timeline.ambassador_at is not None:
+        at = after(rng, timeline.ambassador_at, now)
+        return (referral if kind == EventType.REFERRAL else review)(rng, contact, at)
+    return page_view(rng, contact, at, high_intent=high_intent)
+
+
+def after(rng: random.Random, start: datetime, now: datetime) -> datetime:
+    return start + GAP + max(now - LATEST - start, timedelta(0)) * rng.random()
+
+
+def plan_events(
+    rng: random.Random, timelines: list[Timeline], total: int, now: datetime
+) -> list[Event]:
+    """Milestones first, then ``total`` minus those spread by activity weight; oldest first."""
+    events = [e for timeline in timelines for e in milestone_events(rng, timeline, now)]
+    extra = max(0, total - len(events))
+    weights = [timeline.activity_weight for timeline in timelines]
+    for timeline in rng.choices(timelines, weights=weights, k=extra):
+        events.append(activity_event(rng, timeline, now))
+    events.sort(key=lambda e: e.occurred_at)
+    for number, planned in enumerate(events, start=1):
+        planned.idempotency_key = f"demo:{number}"
+        contact = planned.contact
+        if contact.last_activity_at is None or planned.occurred_at > contact.last_activity_at:
+            contact.last_activity_at = planned.occurred_at
+    return events
+
+
+def stage_change_event(change: StageChange) -> Event:
+    return Event(
+        contact=change.contact,
+        received_at=change.at,
+        processed_at=change.at,
+        **change.event_fields(),
+    )
+
+
+# --- Writing ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadSummary:
+    stages: dict[str, int]
+    events: int
+    stage_changes: int
+
+
+def demo_users() -> dict[str, AbstractUser]:
+    """Create or refresh the demo team: same names, groups and password on every run."""
+    user_model = get_user_model()
+    users: dict[str, AbstractUser] = {}
+    for demo in DEMO_USERS:
+        user, _created = user_model.objects.get_or_create(username=demo.username)
+        user.first_name, user.last_name = demo.first_name, demo.last_name
+        user.email = f"{demo.username}@leadfunnel.example"
+        user.is_active = True
+        user.is_staff = user.is_superuser = demo.admin
+        user.set_password(PASSWORD)
+        user.save()
+        user.groups.set([Group.objects.get_or_create(name=demo.group)[0]] if demo.group else [])
+        users[demo.username] = user
+    return users
+
+
+def demo_loaded() -> bool:
+    return LeadSource.objects.filter(slug__in=SOURCE_SLUGS).exists()
+
+
+def load_funnel(
+    *, seed: int, contacts: int, events: int, reps: list[AbstractUser], now: datetime
+) -> LoadSummary:
+    rng = random.Random(seed)  # noqa: S311 (repeatable demo data, not secrets)
+    sources = LeadSource.objects.bulk_create(
+        [
+            LeadSource(
+                slug=demo.slug,
+                name=demo.name,
+                channel=demo.channel,
+                utm_source=demo.utm_source,
+                utm_medium=demo.utm_medium,
+                utm_campaign=demo.utm_campaign,
+                created_at=now - OLDEST,
+            )
+            for demo in SOURCES
+        ]
+    )
+    finals = [stage for stage, count in stage_counts(contacts).items() for _ in range(count)]
+    rng.shuffle(finals)
+    timelines = [
+        plan_contact(rng, final=final, number=number, sources=sources, reps=reps, now=now)
+        for number, final in enumerate(finals, start=1)
+    ]
+    activity = plan_events(rng, timelines, events, now)
+
+    timelines.sort(key=lambda timeline: timeline.contact.created_at)
+    Contact.objects.bulk_create([t.contact for t in timelines], batch_size=BATCH_SIZE)
+    changes = sorted((c for t in timelines for c in t.changes), key=lambda c: c.at)
+    StageChange.objects.bulk_create(changes, batch_size=BATCH_SIZE)
+    everything = activity + [stage_change_event(change) for change in changes]
+    everything.sort(key=lambda planned: planned.occurred_at)
+    Event.objects.bulk_create(everything, batch_size=BATCH_SIZE)
+    return LoadSummary(
+        stages=stage_counts(contacts), events=len(activity), stage_changes=len(changes)
+    )
+
+
+class Command(BaseCommand):
+    help = "Load demo users and a six-month demo funnel (once; later runs refresh the logins)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--seed", type=int, default=42, help="Random seed (default 42).")
+        parser.add_argument(
+            "--contacts", type=int, default=2400, help="Number of contacts (default 2400)."
+        )
+        parser.add_argument(
+            "--events",
+            type=int,
+            default=60000,
+            help="Number of contact events, stage changes aside (default 60000).",
+        )
+
+    def handle(self, *args: Any, seed: int, contacts: int, events: int, **options: Any) -> None:
+        if contacts < MIN_CONTACTS:
+            raise CommandError(f"--contacts must be at least {MIN_CONTACTS}.")
+        started = time.monotonic()
+        with transaction.atomic():
+            users = demo_users()
+            if demo_loaded():
+                self.stdout.write("Demo data already loaded; demo logins refreshed.")
+                summary = None
+            else:
+                reps = [users[name] for name in SALES_REPS]
+                summary = load_funnel(
+                    seed=seed, contacts=contacts, events=events, reps=reps, now=timezone.now()
+                )
+        if summary is not None:
+            self.report(summary, time.monotonic() - started)
+        self.logins()
+
+    def report(self, summary: LoadSummary, seconds: float) -> None:
+        self.stdout.write(self.style.SUCCESS(f"Demo funnel loaded in {seconds:.1f} s:"))
+        for stage, count in summary.stages.items():
+            self.stdout.write(f"  {stage:<14}{count:>7,}")
+        self.stdout.write(f"  {'contacts':<14}{sum(summary.stages.values()):>7,}")
+        self.stdout.write(f"  {'events':<14}{summary.events:>7,}")
+        self.stdout.write(
+            f"  {'stage changes':<14}{summary.stage_changes:>7,} (each with its event)"
+        )
+        self.stdout.write("")
+
+    def logins(self) -> None:
+        self.stdout.write(logins_text())
+
+
+def logins_text() -> str:
+    lines = [f"Demo logins (password: {PASSWORD})"]
+    lines += [f"  {demo.username:<8}{demo.role:<15}{demo.home}" for demo in DEMO_USERS]
+    return "\n".join(lines)
