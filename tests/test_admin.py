@@ -64,7 +64,11 @@ def test_a_duplicate_email_in_another_case_is_refused_in_admin(admin_client):
 
     response = admin_client.post(
         reverse("admin:contacts_contact_add"),
-        {"email": "ZOE@Exemple.fr", "stage_changes-TOTAL_FORMS": 0, "stage_changes-INITIAL_FORMS": 0},
+        {
+            "email": "ZOE@Exemple.fr",
+            "stage_changes-TOTAL_FORMS": 0,
+            "stage_changes-INITIAL_FORMS": 0,
+        },
     )
 
     assert response.status_code == 200
