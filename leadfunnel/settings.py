@@ -170,7 +170,7 @@ if REDIS_URL:
 else:
     # kombu's file-system transport works across processes when "in" and "out" are the same
     # absolute folder. Nothing depends on it keeping a message: unprocessed events are swept.
-    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_URL = "filesystem://localhost//"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
