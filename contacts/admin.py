@@ -141,13 +141,20 @@ class ContactAdmin(admin.ModelAdmin):
 
 @admin.register(Event)
 class EventAdmin(admin.ModelAdmin):
+    """Events are facts: they arrive through event_record (forms, API, tracking), not by hand."""
+
     list_display = ["occurred_at", "type", "contact", "source", "processed_at", "attempts"]
     list_filter = ["type", "source", ("processed_at", admin.EmptyFieldListFilter)]
     search_fields = ["contact__email", "idempotency_key"]
     list_select_related = ["contact"]
     raw_id_fields = ["contact"]
     date_hierarchy = "occurred_at"
-    readonly_fields = ["received_at", "processed_at", "attempts", "last_error"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
 
 @admin.register(StageChange)
