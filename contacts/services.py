@@ -260,23 +260,10 @@ def contact_create(
     *, actor: AbstractBaseUser | None = None, cause: str = StageChange.Cause.USER, **fields: Any
 ) -> Contact:
     """Create a contact; one who left an email is a lead, recorded as a stage change."""
-    unknown = set(fields) - set(CONTACT_FIELDS)
-    if unknown:
-        raise TypeError(f"unknown contact fields: {sorted(unknown)}")
-    fields["email"] = normalize_email(fields.get("email"))
-    try:
-        with transaction.atomic():
-            contact = Contact.objects.create(**fields)
-    except IntegrityError as error:
-        raise DuplicateContact(_("A contact with this email already exists.")) from error
+    contact = Contact(**_clean_fields(fields))
+    _save(contact)
     if contact.email:
-        stage_move(
-            contact=contact,
-            to=Contact.Stage.LEAD,
-            cause=cause,
-            actor=actor,
-            reason=_("Created with an email address"),
-        )
+        _become_lead(contact, cause=cause, actor=actor, reason=_("Created with an email address"))
     return contact
 
 
@@ -285,25 +272,36 @@ def contact_update(
     *, contact: Contact, actor: AbstractBaseUser | None = None, **fields: Any
 ) -> Contact:
     """Change profile fields. An anonymous suspect who gains an email becomes a lead."""
+    was_anonymous = contact.is_anonymous
+    for name, value in _clean_fields(fields).items():
+        setattr(contact, name, value)
+    _save(contact, update_fields=[*fields, "updated_at"])
+    if was_anonymous and contact.email and contact.stage == Contact.Stage.SUSPECT:
+        _become_lead(
+            contact, cause=StageChange.Cause.USER, actor=actor, reason=_("Email address added")
+        )
+    return contact
+
+
+def _clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
     unknown = set(fields) - set(CONTACT_FIELDS)
     if unknown:
         raise TypeError(f"unknown contact fields: {sorted(unknown)}")
     if "email" in fields:
         fields["email"] = normalize_email(fields["email"])
-    was_anonymous = contact.is_anonymous
-    for name, value in fields.items():
-        setattr(contact, name, value)
+    return fields
+
+
+def _save(contact: Contact, update_fields: list[str] | None = None) -> None:
+    # A savepoint: the database has the last word on a duplicate email (two tabs, two imports).
     try:
         with transaction.atomic():
-            contact.save(update_fields=[*fields, "updated_at"])
+            contact.save(update_fields=update_fields)
     except IntegrityError as error:
         raise DuplicateContact(_("A contact with this email already exists.")) from error
-    if was_anonymous and contact.email and contact.stage == Contact.Stage.SUSPECT:
-        stage_move(
-            contact=contact,
-            to=Contact.Stage.LEAD,
-            cause=StageChange.Cause.USER,
-            actor=actor,
-            reason=_("Email address added"),
-        )
-    return contact
+
+
+def _become_lead(
+    contact: Contact, *, cause: str, actor: AbstractBaseUser | None, reason: str
+) -> None:
+    stage_move(contact=contact, to=Contact.Stage.LEAD, cause=cause, actor=actor, reason=reason)

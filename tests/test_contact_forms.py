@@ -94,3 +94,16 @@ def test_the_database_refuses_an_email_differing_only_in_case_or_spaces():
         Contact.objects.create(email=" padded@exemple.fr")
     with pytest.raises(IntegrityError), transaction.atomic():
         Contact.objects.create(email="")
+
+
+@pytest.mark.django_db
+def test_the_service_refuses_a_duplicate_the_form_did_not_see():
+    # Two tabs submitting the same person: the second one reaches the database and is refused.
+    from contacts.services import DuplicateContact, contact_create
+
+    contact_create(email="twice@exemple.fr", first_name="Premier")
+    with pytest.raises(DuplicateContact):
+        contact_create(email=" TWICE@exemple.fr", first_name="Second")
+
+    assert list(Contact.objects.values_list("first_name", flat=True)) == ["Premier"]
+    assert StageChange.objects.count() == 1
