@@ -7,6 +7,7 @@ embedded default: a SQLite file and a file-system Celery broker under ``var/``.
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
@@ -195,12 +196,19 @@ CELERY_BEAT_SCHEDULE = {
         "task": "contacts.tasks.sweep_unprocessed_events_task",
         "schedule": env.float("EVENT_SWEEP_SECONDS", default=15.0),
     },
+    "apply-decay": {
+        "task": "scoring.tasks.apply_decay_task",
+        "schedule": crontab(hour=3, minute=15),
+    },
 }
 
 # --- LeadFunnel -------------------------------------------------------------------------------
 # Ordered like MIDDLEWARE: each handler receives a list of freshly stored events, after commit.
-# Scoring (issue 3) and nurturing (issue 5) add theirs here.
-LEADFUNNEL_EVENT_HANDLERS: list[str] = env.list("LEADFUNNEL_EVENT_HANDLERS", default=[])
+LEADFUNNEL_EVENT_HANDLERS: list[str] = env.list(
+    "LEADFUNNEL_EVENT_HANDLERS", default=["scoring.handlers.on_event"]
+)
+# Email opens and clicks flagged as made by mail scanners are recorded but score nothing.
+SCORE_MACHINE_SIGNALS = env.bool("SCORE_MACHINE_SIGNALS", default=False)
 # An event whose task never ran (broker down, worker killed) is picked up by the sweep after this.
 EVENT_SWEEP_GRACE_SECONDS = env.int("EVENT_SWEEP_GRACE_SECONDS", default=30)
 EVENT_MAX_ATTEMPTS = env.int("EVENT_MAX_ATTEMPTS", default=5)

@@ -1,0 +1,292 @@
+from __future__ import annotations
+
+import re
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from contacts.models import Contact, Event
+from scoring import engine
+
+
+class ScoreRule(models.Model):
+    """Points for events of one type that meet every condition filled in."""
+
+    class Period(models.TextChoices):
+        NONE = "", _("—")
+        DAY = "day", _("day")
+        WEEK = "week", _("week")
+        MONTH = "month", _("month")
+
+    name = models.CharField(_("name"), max_length=120)
+    event_type = models.CharField(_("event type"), max_length=40, choices=Event.Type.choices)
+    points = models.IntegerField(_("points"), help_text=_("Negative to take points away."))
+    url_contains = models.CharField(_("URL contains"), max_length=300, blank=True)
+    url_pattern = models.CharField(
+        _("URL matches"), max_length=300, blank=True, help_text=_("A regular expression.")
+    )
+    content_tag = models.CharField(_("content tag"), max_length=100, blank=True)
+    form = models.CharField(_("form"), max_length=100, blank=True)
+    property_name = models.CharField(_("property"), max_length=100, blank=True)
+    property_value = models.CharField(_("property equals"), max_length=300, blank=True)
+    max_times = models.PositiveIntegerField(
+        _("at most N times per contact"), null=True, blank=True, validators=[MinValueValidator(1)]
+    )
+    max_points = models.PositiveIntegerField(
+        _("at most N points per contact per period"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+    )
+    cap_period = models.CharField(
+        _("period"), max_length=10, choices=Period.choices, default=Period.NONE, blank=True
+    )
+    starts_at = models.DateTimeField(_("valid from"), null=True, blank=True)
+    ends_at = models.DateTimeField(_("valid until"), null=True, blank=True)
+    active = models.BooleanField(_("active"), default=True)
+    priority = models.PositiveSmallIntegerField(
+        _("priority"), default=100, help_text=_("Lower runs first.")
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        ordering = ["priority", "name"]
+        verbose_name = _("score rule")
+        verbose_name_plural = _("score rules")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.points:+d})"
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.url_pattern:
+            try:
+                re.compile(self.url_pattern)
+            except re.error as error:
+                errors["url_pattern"] = _("This pattern does not compile: %(error)s") % {
+                    "error": error
+                }
+        if self.points == 0:
+            errors["points"] = _("A rule must give or take at least one point.")
+        if self.max_times and self.max_points:
+            errors["max_times"] = _("Choose one cap: a number of times, or points per period.")
+        if bool(self.max_points) != bool(self.cap_period):
+            errors["cap_period"] = _("A points cap needs both a number of points and a period.")
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            errors["ends_at"] = _("The end must come after the start.")
+        if self.property_value and not self.property_name:
+            errors["property_name"] = _("Name the property that must equal this value.")
+        if errors:
+            raise ValidationError(errors)
+
+    def to_engine(self) -> engine.Rule:
+        return engine.Rule(
+            id=self.pk,
+            name=self.name,
+            event_type=self.event_type,
+            points=self.points,
+            url_contains=self.url_contains,
+            url_pattern=self.url_pattern,
+            content_tag=self.content_tag,
+            form=self.form,
+            property_name=self.property_name,
+            property_value=self.property_value,
+            max_times=self.max_times,
+            max_points=self.max_points,
+            cap_period=self.cap_period,
+            starts_at=self.starts_at,
+            ends_at=self.ends_at,
+            active=self.active,
+            priority=self.priority,
+        )
+
+
+class DecayRule(models.Model):
+    """No activity for N days: take points (or a share of the score) once per quiet spell."""
+
+    name = models.CharField(_("name"), max_length=120)
+    inactive_days = models.PositiveIntegerField(
+        _("after N days without activity"), validators=[MinValueValidator(1)]
+    )
+    points = models.IntegerField(
+        _("points taken"), default=0, validators=[MaxValueValidator(0)], help_text=_("Negative.")
+    )
+    percent = models.PositiveSmallIntegerField(
+        _("or percent of the score taken"), default=0, validators=[MaxValueValidator(100)]
+    )
+    active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        ordering = ["inactive_days"]
+        verbose_name = _("decay rule")
+        verbose_name_plural = _("decay rules")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if bool(self.points) == bool(self.percent):
+            raise ValidationError(_("Give either points taken or a percentage, not both."))
+
+    def to_engine(self) -> engine.DecayRule:
+        return engine.DecayRule(
+            id=self.pk,
+            name=self.name,
+            inactive_days=self.inactive_days,
+            points=self.points,
+            percent=self.percent,
+            active=self.active,
+        )
+
+
+class Threshold(models.Model):
+    """What makes a contact an MQL, an HMQL, an SQL or an ambassador (one per stage)."""
+
+    STAGES = [
+        (Contact.Stage.MQL, Contact.Stage.MQL.label),
+        (Contact.Stage.HMQL, Contact.Stage.HMQL.label),
+        (Contact.Stage.SQL, Contact.Stage.SQL.label),
+        (Contact.Stage.AMBASSADOR, Contact.Stage.AMBASSADOR.label),
+    ]
+
+    stage = models.CharField(_("stage"), max_length=20, choices=STAGES, unique=True)
+    min_score = models.IntegerField(_("score at least"), null=True, blank=True)
+    event_types = models.CharField(
+        _("or one of these events"),
+        max_length=300,
+        blank=True,
+        help_text=_("Event types separated by commas, e.g. demo_request."),
+    )
+    content_tag = models.CharField(
+        _("or content with this tag"), max_length=100, blank=True, help_text=_("e.g. high-intent")
+    )
+    exit_below = models.IntegerField(
+        _("leave only below"),
+        null=True,
+        blank=True,
+        help_text=_("Hysteresis: the score under which the contact falls back to lead."),
+    )
+    demote = models.BooleanField(_("may fall back to lead"), default=False)
+    active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        ordering = ["stage"]
+        verbose_name = _("threshold")
+        verbose_name_plural = _("thresholds")
+
+    def __str__(self) -> str:
+        return self.to_engine().label
+
+    def event_type_list(self) -> tuple[str, ...]:
+        return tuple(t.strip() for t in self.event_types.split(",") if t.strip())
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        unknown = [t for t in self.event_type_list() if t not in Event.Type.values]
+        if unknown:
+            errors["event_types"] = _("Unknown event type: %(types)s") % {
+                "types": ", ".join(unknown)
+            }
+        if self.min_score is None and not self.event_type_list() and not self.content_tag:
+            errors["min_score"] = _("Give a score, a qualifying event or a content tag.")
+        if self.stage in {Contact.Stage.SQL, Contact.Stage.AMBASSADOR} and self.demote:
+            errors["demote"] = _("SQLs, clients and ambassadors are never demoted automatically.")
+        if self.demote and self.exit_below is None:
+            errors["exit_below"] = _("Say below which score the contact falls back to lead.")
+        if (
+            self.exit_below is not None
+            and self.min_score is not None
+            and self.exit_below > self.min_score
+        ):
+            errors["exit_below"] = _("The exit score cannot be above the entry score.")
+        errors.update(self._order_errors())
+        if errors:
+            raise ValidationError(errors)
+
+    def _order_errors(self) -> dict[str, str]:
+        """Entry scores rise through the funnel: MQL ≤ HMQL ≤ SQL, where both are set."""
+        order = ["mql", "hmql", "sql"]
+        if self.stage not in order or self.min_score is None:
+            return {}
+        others = Threshold.objects.exclude(pk=self.pk).filter(
+            stage__in=order, min_score__isnull=False
+        )
+        for other in others:
+            lower, higher = sorted([self, other], key=lambda t: order.index(t.stage))
+            if lower.min_score > higher.min_score:
+                return {
+                    "min_score": _(
+                        "Entry scores must rise through the funnel, but %(lower)s would need "
+                        "%(lower_score)s and %(higher)s only %(higher_score)s."
+                    )
+                    % {
+                        "lower": lower.get_stage_display(),
+                        "lower_score": lower.min_score,
+                        "higher": higher.get_stage_display(),
+                        "higher_score": higher.min_score,
+                    }
+                }
+        return {}
+
+    def to_engine(self) -> engine.Threshold:
+        return engine.Threshold(
+            id=self.pk or 0,
+            stage=self.stage,
+            min_score=self.min_score,
+            event_types=self.event_type_list(),
+            content_tag=self.content_tag,
+            exit_below=self.exit_below,
+            demote=self.demote,
+            active=self.active,
+        )
+
+
+class ScoreEntry(models.Model):
+    """One line of a contact's score ledger. The score is always the sum of these."""
+
+    contact = models.ForeignKey(
+        Contact, verbose_name=_("contact"), on_delete=models.CASCADE, related_name="score_entries"
+    )
+    points = models.IntegerField(_("points"))
+    rule = models.ForeignKey(
+        ScoreRule, verbose_name=_("rule"), on_delete=models.SET_NULL, null=True, blank=True
+    )
+    decay_rule = models.ForeignKey(
+        DecayRule, verbose_name=_("decay rule"), on_delete=models.SET_NULL, null=True, blank=True
+    )
+    event = models.ForeignKey(
+        Event, verbose_name=_("event"), on_delete=models.CASCADE, null=True, blank=True
+    )
+    reason = models.CharField(_("reason"), max_length=300)
+    # A machine signal (mail scanner) matched the rule: kept to show it, worth nothing.
+    filtered = models.BooleanField(_("filtered"), default=False)
+    # For decay: the last activity the decay was counted from; one decay per quiet spell.
+    inactive_since = models.DateTimeField(_("inactive since"), null=True, blank=True)
+    at = models.DateTimeField(_("at"))
+    created_at = models.DateTimeField(_("recorded"), default=timezone.now)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = _("score entry")
+        verbose_name_plural = _("score entries")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rule", "event"],
+                condition=Q(rule__isnull=False, event__isnull=False),
+                name="scoreentry_once_per_rule_and_event",
+            ),
+            models.UniqueConstraint(
+                fields=["contact", "decay_rule", "inactive_since"],
+                condition=Q(decay_rule__isnull=False),
+                name="scoreentry_once_per_quiet_spell",
+            ),
+        ]
+        indexes = [models.Index(fields=["contact", "-at"], name="scoreentry_contact_at")]
+
+    def __str__(self) -> str:
+        return f"{self.points:+d} {self.reason}"

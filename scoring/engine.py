@@ -1,0 +1,330 @@
+"""The scoring engine: rules, events and what a contact already earned in, ledger lines out.
+
+Pure: frozen dataclasses and an explicit ``as_of``; no ORM, no clock. The services feed it from
+the database and write what it returns.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta, tzinfo
+from functools import cache
+from typing import Any
+
+STAGES = ("suspect", "lead", "mql", "hmql", "sql", "client", "ambassador")
+MARKETING_STAGES = ("lead", "mql", "hmql")  # scoring may move these up, and MQL/HMQL down
+PERIODS = ("day", "week", "month")
+
+# Opens and clicks made by mail scanners and link checkers, not by people.
+SCANNER_USER_AGENT = re.compile(
+    r"barracuda|mimecast|proofpoint|symantec|messagelabs|forcepoint|trend ?micro|"
+    r"cisco.*(esa|ironport)|fireeye|sophos|zscaler|safelinks|urldefense|microsoft ?office.*"
+    r"protection|bot|crawler|spider|curl|python-requests|go-http-client|headless",
+    re.IGNORECASE,
+)
+MACHINE_SECONDS_AFTER_SEND = 10
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: int
+    name: str
+    event_type: str
+    points: int
+    url_contains: str = ""
+    url_pattern: str = ""
+    content_tag: str = ""
+    form: str = ""
+    property_name: str = ""
+    property_value: str = ""
+    max_times: int | None = None  # per contact, ever
+    max_points: int | None = None  # per contact per cap_period
+    cap_period: str = ""
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    active: bool = True
+    priority: int = 100
+
+    def matches(self, event: EventFact) -> bool:
+        if not self.active or event.type != self.event_type:
+            return False
+        if self.starts_at and event.occurred_at < self.starts_at:
+            return False
+        if self.ends_at and event.occurred_at >= self.ends_at:
+            return False
+        props = event.properties
+        url = _text(props.get("url"))
+        if self.url_contains and self.url_contains.lower() not in url.lower():
+            return False
+        if self.url_pattern and not _compiled(self.url_pattern).search(url):
+            return False
+        if self.content_tag and self.content_tag not in _tags(props):
+            return False
+        if self.form and _text(props.get("form")) != self.form:
+            return False
+        if self.property_name and _text(props.get(self.property_name)) != self.property_value:
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class EventFact:
+    id: int
+    contact_id: int
+    type: str
+    occurred_at: datetime
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    key: str = ""  # the idempotency key when there is one; the same key scores once
+
+    @property
+    def identity(self) -> str:
+        return self.key or f"event:{self.id}"
+
+
+@dataclass(frozen=True)
+class Earned:
+    """What one contact already has in the ledger from rules, as far as caps need to know."""
+
+    times: Mapping[int, int] = field(default_factory=dict)  # rule id -> entries
+    period_points: Mapping[tuple[int, date], int] = field(default_factory=dict)
+    scored: frozenset[tuple[int, str]] = frozenset()  # (rule id, event identity)
+
+
+@dataclass(frozen=True)
+class Line:
+    contact_id: int
+    rule_id: int
+    event_id: int
+    points: int
+    at: datetime
+    reason: str
+    filtered: bool = False  # a machine signal: recorded, not counted
+
+
+def score_events(
+    rules: Sequence[Rule],
+    events: Iterable[EventFact],
+    earned: Earned,
+    *,
+    tz: tzinfo,
+    count_machine_signals: bool = False,
+) -> tuple[list[Line], Earned]:
+    """Score one contact's new events in time order; returns the lines and the updated caps."""
+    lines: list[Line] = []
+    ordered = sorted(rules, key=lambda r: (r.priority, r.id))
+    for event in sorted(events, key=lambda e: (e.occurred_at, e.id)):
+        machine = not count_machine_signals and event.properties.get("machine") is True
+        for rule in ordered:
+            if not rule.matches(event) or (rule.id, event.identity) in earned.scored:
+                continue
+            if machine:
+                earned = replace(earned, scored=earned.scored | {(rule.id, event.identity)})
+                lines.append(
+                    Line(event.contact_id, rule.id, event.id, 0, event.occurred_at,
+                         f"{rule.name} (not scored: machine signal)", filtered=True)
+                )  # fmt: skip
+                continue
+            points = _allowed_points(rule, event, earned, tz)
+            earned = _remember(earned, rule, event, points, tz)
+            if points:
+                lines.append(
+                    Line(
+                        contact_id=event.contact_id,
+                        rule_id=rule.id,
+                        event_id=event.id,
+                        points=points,
+                        at=event.occurred_at,
+                        reason=rule.name,
+                    )
+                )
+    return lines, earned
+
+
+def _allowed_points(rule: Rule, event: EventFact, earned: Earned, tz: tzinfo) -> int:
+    if rule.max_times is not None and earned.times.get(rule.id, 0) >= rule.max_times:
+        return 0
+    if rule.max_points is None or not rule.cap_period:
+        return rule.points
+    used = abs(
+        earned.period_points.get((rule.id, period_start(event.occurred_at, rule.cap_period, tz)), 0)
+    )
+    room = max(0, rule.max_points - used)
+    magnitude = min(abs(rule.points), room)
+    return magnitude if rule.points >= 0 else -magnitude
+
+
+def _remember(earned: Earned, rule: Rule, event: EventFact, points: int, tz: tzinfo) -> Earned:
+    times = dict(earned.times)
+    if points:
+        times[rule.id] = times.get(rule.id, 0) + 1
+    period_points = dict(earned.period_points)
+    if rule.cap_period and points:
+        key = (rule.id, period_start(event.occurred_at, rule.cap_period, tz))
+        period_points[key] = period_points.get(key, 0) + points
+    return replace(
+        earned,
+        times=times,
+        period_points=period_points,
+        scored=earned.scored | {(rule.id, event.identity)},
+    )
+
+
+def period_start(moment: datetime, period: str, tz: tzinfo) -> date:
+    """The first day of the day/week/month that holds ``moment``, in the site's time zone."""
+    day = moment.astimezone(tz).date()
+    if period == "day":
+        return day
+    if period == "week":
+        return day - timedelta(days=day.weekday())
+    if period == "month":
+        return day.replace(day=1)
+    raise ValueError(f"unknown period {period!r}")
+
+
+def is_machine_signal(properties: Mapping[str, Any]) -> bool:
+    """An email open or click a scanner made: a known scanner, or faster than a person can be.
+
+    Whoever records an email_open/email_click stores the answer as ``properties["machine"]``;
+    scoring and rescoring read that flag only, so both agree on every event.
+    """
+    if properties.get("machine") is True:
+        return True
+    if SCANNER_USER_AGENT.search(_text(properties.get("user_agent"))):
+        return True
+    seconds = properties.get("seconds_after_send")
+    return isinstance(seconds, int | float) and seconds < MACHINE_SECONDS_AFTER_SEND
+
+
+# --- Decay ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DecayRule:
+    id: int
+    name: str
+    inactive_days: int
+    points: int = 0  # negative: points taken
+    percent: int = 0  # or a share of a positive score, taken
+    active: bool = True
+
+
+def decay_points(
+    rule: DecayRule, *, score: int, last_activity: datetime | None, as_of: datetime
+) -> int:
+    """Points a decay rule takes from a contact inactive since ``last_activity`` (0 if none).
+
+    Decay never takes a score below zero: inactivity forgets interest, it does not create
+    disinterest.
+    """
+    if not rule.active or last_activity is None or score <= 0:
+        return 0
+    if as_of - last_activity < timedelta(days=rule.inactive_days):
+        return 0
+    taken = abs(rule.points) if rule.points else round(score * rule.percent / 100)
+    return -min(taken, score)
+
+
+# --- Thresholds -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Threshold:
+    id: int
+    stage: str  # mql, hmql, sql or ambassador
+    min_score: int | None = None
+    event_types: tuple[str, ...] = ()  # qualifying events, e.g. demo_request
+    content_tag: str = ""  # or qualifying content, e.g. high-intent
+    exit_below: int | None = None  # hysteresis: leave only below this score
+    demote: bool = False  # may fall back to lead
+    active: bool = True
+
+    @property
+    def label(self) -> str:
+        parts = []
+        if self.min_score is not None:
+            parts.append(f"score ≥ {self.min_score}")
+        parts.extend(self.event_types)
+        if self.content_tag:
+            parts.append(f"“{self.content_tag}” content")
+        return f"{self.stage.upper()}: " + " or ".join(parts)
+
+    def reached_by(self, score: int, events: Iterable[EventFact]) -> bool:
+        if not self.active:
+            return False
+        if self.min_score is not None and score >= self.min_score:
+            return True
+        return any(self.qualifies(event) for event in events)
+
+    def qualifies(self, event: EventFact) -> bool:
+        if event.type in self.event_types:
+            return True
+        return bool(self.content_tag) and self.content_tag in _tags(event.properties)
+
+
+@dataclass(frozen=True)
+class Move:
+    to: str
+    threshold: Threshold
+    reason: str
+
+
+def stage_moves(
+    stage: str, score: int, events: Sequence[EventFact], thresholds: Sequence[Threshold]
+) -> list[Move]:
+    """The stage moves a new score (and the new events) call for, one per stage crossed.
+
+    Up: lead, MQL and HMQL climb to the highest stage whose threshold is reached, through every
+    stage on the way; a client with a qualifying event becomes an ambassador. Down: an MQL or HMQL
+    whose threshold allows it falls back to lead once its score is below the exit score. SQL,
+    client and ambassador are never moved down by scoring.
+    """
+    by_stage = {t.stage: t for t in thresholds if t.active}
+    if stage == "client":
+        ambassador = by_stage.get("ambassador")
+        if ambassador and ambassador.reached_by(score, events):
+            return [Move("ambassador", ambassador, _why(ambassador, score, events))]
+        return []
+    if stage not in MARKETING_STAGES:
+        return []
+    here = STAGES.index(stage)
+    goal = max(
+        (STAGES.index(s) for s in ("mql", "hmql", "sql") if s in by_stage
+         and STAGES.index(s) > here and by_stage[s].reached_by(score, events)),
+        default=None,
+    )  # fmt: skip
+    if goal is not None:
+        final = by_stage[STAGES[goal]]
+        why = _why(final, score, events)
+        return [Move(STAGES[i], final, why) for i in range(here + 1, goal + 1)]
+    current = by_stage.get(stage)
+    if current and current.demote and current.exit_below is not None and score < current.exit_below:
+        return [Move("lead", current, f"score {score} < {current.exit_below}")]
+    return []
+
+
+def _why(threshold: Threshold, score: int, events: Iterable[EventFact]) -> str:
+    for event in events:
+        if threshold.qualifies(event):
+            if event.type in threshold.event_types:
+                return event.type
+            return f"“{threshold.content_tag}” content"
+    return f"score {score} ≥ {threshold.min_score}"
+
+
+# --- Helpers --------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ("" if value is None else str(value))
+
+
+def _tags(properties: Mapping[str, Any]) -> set[str]:
+    tag = properties.get("content_tag")
+    return {tag} if isinstance(tag, str) else set()
+
+
+@cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE)

@@ -1,0 +1,179 @@
+"""Live scoring, thresholds and decay against the real database, with the shipped defaults."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.db.models import Sum
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from contacts.models import Contact, Event, StageChange
+from contacts.services import event_record, events_process
+from scoring.models import ScoreEntry, ScoreRule, Threshold
+from scoring.services import decay_apply
+from tests.factories import ContactFactory, EventFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def ledger_sum(contact: Contact) -> int:
+    return contact.score_entries.aggregate(total=Sum("points"))["total"] or 0
+
+
+def record(contact, type, *, capture, key=None, **properties):
+    with capture(execute=True):
+        event, _ = event_record(
+            contact=contact, type=type, properties=properties, idempotency_key=key
+        )
+    contact.refresh_from_db()
+    return event
+
+
+def test_the_classic_defaults_are_shipped():
+    rules = {r.name: r.points for r in ScoreRule.objects.all()}
+    assert rules == {
+        "Download": 1, "Newsletter signup": 5, "Email opened": 2, "Email clicked": 10,
+        "Pricing page": 15, "Demo request": 20, "Careers page": -5, "Newsletter unsubscribe": -5,
+    }  # fmt: skip
+    thresholds = {t.stage: str(t) for t in Threshold.objects.all()}
+    assert thresholds["mql"] == "MQL: score ≥ 20"
+    assert thresholds["sql"] == "SQL: score ≥ 60 or demo_request"
+    assert thresholds["ambassador"] == "AMBASSADOR: referral or review"
+
+
+def test_a_pricing_page_view_scores_and_is_explained_in_the_ledger(
+    django_capture_on_commit_callbacks,
+):
+    contact = ContactFactory(stage="lead")
+    event = record(
+        contact,
+        "page_view",
+        capture=django_capture_on_commit_callbacks,
+        url="https://ex.fr/pricing",
+    )
+
+    entry = ScoreEntry.objects.get(contact=contact)
+    assert (entry.points, entry.event, entry.rule.name, entry.at) == (
+        15,
+        event,
+        "Pricing page",
+        event.occurred_at,
+    )
+    assert contact.score == 15 == ledger_sum(contact)
+    assert contact.stage == "lead"
+
+
+def test_a_demo_request_walks_a_lead_up_to_sql_one_recorded_stage_at_a_time(
+    django_capture_on_commit_callbacks,
+):
+    contact = ContactFactory(stage="lead")
+    record(contact, "demo_request", capture=django_capture_on_commit_callbacks)
+
+    assert contact.stage == "sql"
+    changes = list(StageChange.objects.filter(contact=contact).order_by("at", "id"))
+    assert [(c.from_stage, c.to_stage) for c in changes] == [
+        ("lead", "mql"),
+        ("mql", "hmql"),
+        ("hmql", "sql"),
+    ]
+    assert all(
+        c.cause == "threshold" and "SQL" in c.actor_name and c.reason == "demo_request"
+        for c in changes
+    )
+
+
+def test_the_same_event_sent_twice_scores_once(django_capture_on_commit_callbacks):
+    contact = ContactFactory(stage="lead")
+    for _ in range(2):
+        record(
+            contact, "download", key="crm-download-1", capture=django_capture_on_commit_callbacks
+        )
+    assert contact.score == 1 == ledger_sum(contact)
+
+
+def test_mql_hysteresis_drop_to_lead_only_below_the_exit_score(django_capture_on_commit_callbacks):
+    contact = ContactFactory(stage="lead")
+    record(contact, "page_view", url="/pricing", capture=django_capture_on_commit_callbacks)
+    record(contact, "newsletter_subscribe", capture=django_capture_on_commit_callbacks)
+    assert (contact.score, contact.stage) == (20, "mql")
+
+    record(contact, "page_view", url="/careers", capture=django_capture_on_commit_callbacks)
+    assert (contact.score, contact.stage) == (15, "mql")  # below 20, not below 10: stays
+
+    record(contact, "newsletter_unsubscribe", capture=django_capture_on_commit_callbacks)
+    assert (contact.score, contact.stage) == (10, "mql")
+    record(
+        contact, "newsletter_unsubscribe", key="second", capture=django_capture_on_commit_callbacks
+    )
+    assert (contact.score, contact.stage) == (5, "lead")
+    assert StageChange.objects.filter(contact=contact, to_stage="lead", cause="threshold").exists()
+
+
+def test_a_review_makes_a_client_an_ambassador(django_capture_on_commit_callbacks):
+    contact = ContactFactory(stage="client")
+    record(contact, "review", capture=django_capture_on_commit_callbacks, rating=5)
+    assert contact.stage == "ambassador"
+
+
+def test_a_scanner_click_is_recorded_but_scores_nothing(
+    django_capture_on_commit_callbacks, settings
+):
+    contact = ContactFactory(stage="lead")
+    record(contact, "email_click", machine=True, capture=django_capture_on_commit_callbacks)
+    entry = ScoreEntry.objects.get(contact=contact)
+    assert (entry.points, entry.filtered) == (0, True)
+    assert contact.score == 0
+
+    settings.SCORE_MACHINE_SIGNALS = True
+    record(contact, "email_click", machine=True, capture=django_capture_on_commit_callbacks)
+    assert contact.score == 10
+
+
+def test_odd_events_match_nothing_and_do_not_break_their_batch():
+    contact = ContactFactory(stage="lead")
+    odd = [
+        EventFactory(contact=contact, processed_at=None, type="page_view", properties={"url": 42}),
+        EventFactory(
+            contact=contact, processed_at=None, type="page_view", properties=["not", "a", "dict"]
+        ),
+        EventFactory(contact=contact, processed_at=None, type="download", properties={"url": None}),
+    ]
+    assert events_process(event_ids=[e.pk for e in odd]) == 3
+    contact.refresh_from_db()
+    assert contact.score == 1 == ledger_sum(contact)
+    assert not Event.objects.filter(processed_at__isnull=True).exists()
+
+
+def test_a_batch_is_scored_in_a_few_queries_not_one_per_event():
+    def batch(n: int) -> list[int]:
+        contacts = ContactFactory.create_batch(n, stage="lead")
+        return [EventFactory(contact=c, type="download", processed_at=None).pk for c in contacts]
+
+    small, large = batch(10), batch(100)
+    with CaptureQueriesContext(connection) as ten:
+        events_process(event_ids=small)
+    with CaptureQueriesContext(connection) as hundred:
+        events_process(event_ids=large)
+    assert ScoreEntry.objects.count() == 110
+    # SQLite splits a bulk insert by its variable limit, hence the little slack.
+    assert len(hundred.captured_queries) <= len(ten.captured_queries) + 2 < 25
+
+
+def test_decay_takes_points_once_per_quiet_spell_and_spares_active_contacts():
+    now = timezone.now()
+    quiet = ContactFactory(stage="mql", score=15, last_activity_at=now - timedelta(days=100))
+    ScoreEntry.objects.create(
+        contact=quiet, points=15, reason="history", at=now - timedelta(days=100)
+    )
+    busy = ContactFactory(stage="mql", score=30, last_activity_at=now - timedelta(days=3))
+
+    assert decay_apply(as_of=now) == 1
+    assert decay_apply(as_of=now + timedelta(hours=2)) == 0  # the same day: nothing more
+    assert decay_apply(as_of=now + timedelta(days=30)) == 0  # the same quiet spell: nothing more
+
+    quiet.refresh_from_db()
+    busy.refresh_from_db()
+    assert (quiet.score, quiet.stage) == (5, "lead")  # 15 - 10, and below MQL's exit score
+    assert quiet.score == ledger_sum(quiet)
+    assert busy.score == 30 and not busy.score_entries.exists()
