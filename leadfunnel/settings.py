@@ -196,6 +196,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "contacts.tasks.sweep_unprocessed_events_task",
         "schedule": env.float("EVENT_SWEEP_SECONDS", default=15.0),
     },
+    "sweep-rescores": {
+        "task": "scoring.tasks.sweep_rescores_task",
+        "schedule": 60.0,
+    },
     "apply-decay": {
         "task": "scoring.tasks.apply_decay_task",
         "schedule": crontab(hour=3, minute=15),

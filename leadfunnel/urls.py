@@ -12,6 +12,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("", include("contacts.urls")),
+    path("", include("scoring.urls")),
 ]
 
 admin.site.site_header = "LeadFunnel"

@@ -1,12 +1,44 @@
-from django.contrib import admin
-from django.http import HttpRequest
+from django.contrib import admin, messages
+from django.db import models
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_POST
 
-from scoring.models import DecayRule, ScoreEntry, ScoreRule, Threshold
+from scoring import services
+from scoring.models import DecayRule, Rescore, ScoreEntry, ScoreRule, Threshold
+
+
+class RescoreOnSaveMixin:
+    """Saving or deleting changes everyone's score: queue a rescore and say where to follow it."""
+
+    def _rescore(self, request: HttpRequest, what: str) -> None:
+        run = services.rescore_start(reason=what, requested_by=request.user)
+        url = reverse("admin:scoring_rescore_progress", args=[run.pk])
+        messages.info(
+            request,
+            format_html(
+                '{} <a href="{}">{}</a>',
+                gettext("Everyone is being rescored with the new rules."),
+                url,
+                gettext("Follow the progress"),
+            ),
+        )
+
+    def save_model(self, request: HttpRequest, obj: models.Model, form, change: bool) -> None:  # type: ignore[no-untyped-def]
+        super().save_model(request, obj, form, change)  # type: ignore[misc]
+        self._rescore(request, gettext("Saved: %(what)s") % {"what": obj})
+
+    def delete_model(self, request: HttpRequest, obj: models.Model) -> None:
+        super().delete_model(request, obj)  # type: ignore[misc]
+        self._rescore(request, gettext("Deleted: %(what)s") % {"what": obj})
 
 
 @admin.register(ScoreRule)
-class ScoreRuleAdmin(admin.ModelAdmin):
+class ScoreRuleAdmin(RescoreOnSaveMixin, admin.ModelAdmin):
     list_display = ["name", "event_type", "points", "conditions", "cap", "active", "priority"]
     list_filter = ["active", "event_type"]
     search_fields = ["name", "url_contains", "url_pattern", "content_tag", "form"]
@@ -20,6 +52,26 @@ class ScoreRuleAdmin(admin.ModelAdmin):
         (_("Caps"), {"fields": ["max_times", "max_points", "cap_period"]}),
         (_("Validity"), {"fields": ["starts_at", "ends_at"]}),
     ]  # fmt: skip
+
+    def get_urls(self) -> list[URLPattern]:
+        preview = self.admin_site.admin_view(require_POST(self.preview_view))
+        return [
+            path("preview/", preview, name="scoring_scorerule_preview"),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request: HttpRequest) -> HttpResponse:
+        """What saving the form as it stands would do, before anything is saved (htmx)."""
+        rule_id = request.POST.get("_rule_id") or None
+        obj = get_object_or_404(ScoreRule, pk=rule_id) if rule_id else None
+        if not self.has_change_permission(request, obj) and not self.has_add_permission(request):
+            raise Http404
+        form = self.get_form(request, obj, change=obj is not None)(request.POST, instance=obj)
+        context = {"form": form, "preview": None}
+        if form.is_valid():
+            rule = form.save(commit=False).to_engine()
+            context["preview"] = services.rescore_preview(rules=services.rules_with(rule))
+        return render(request, "admin/scoring/preview.html", context)
 
     @admin.display(description=_("conditions"))
     def conditions(self, rule: ScoreRule) -> str:
@@ -51,7 +103,7 @@ class DecayRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(Threshold)
-class ThresholdAdmin(admin.ModelAdmin):
+class ThresholdAdmin(RescoreOnSaveMixin, admin.ModelAdmin):
     list_display = ["stage", "min_score", "event_types", "content_tag", "exit_below", "demote",
                     "active"]  # fmt: skip
     list_filter = ["active", "stage"]
@@ -67,6 +119,44 @@ class ScoreEntryAdmin(admin.ModelAdmin):
     list_select_related = ["contact", "rule", "decay_rule"]
     raw_id_fields = ["contact", "event"]
     date_hierarchy = "at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Rescore)
+class RescoreAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "status", "reason", "requested_by", "percent_done",
+                    "contacts_changed", "stage_moves", "seconds"]  # fmt: skip
+    list_filter = ["status"]
+    actions = ["rescore_now"]
+
+    def get_urls(self) -> list[URLPattern]:
+        progress = self.admin_site.admin_view(self.progress_view)
+        return [
+            path("<int:pk>/progress/", progress, name="scoring_rescore_progress"),
+            *super().get_urls(),
+        ]
+
+    def progress_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        run = get_object_or_404(Rescore, pk=pk)
+        template = "admin/scoring/rescore_progress.html"
+        if getattr(request, "htmx", False):
+            template += "#progress"
+        context = {**self.admin_site.each_context(request), "run": run, "opts": Rescore._meta,
+                   "title": gettext("Rescore")}  # fmt: skip
+        return render(request, template, context)
+
+    @admin.display(description=_("progress"))
+    def percent_done(self, run: Rescore) -> str:
+        return f"{run.percent} %"
+
+    @admin.action(description=_("Rescore everyone now"))
+    def rescore_now(self, request: HttpRequest, queryset: object) -> None:
+        RescoreOnSaveMixin._rescore(self, request, gettext("Requested in admin"))  # type: ignore[arg-type]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -60,7 +60,7 @@ class Rule:
             return False
         if self.url_pattern and not _compiled(self.url_pattern).search(url):
             return False
-        if self.content_tag and self.content_tag not in _tags(props):
+        if self.content_tag and _text(props.get("content_tag")) != self.content_tag:
             return False
         if self.form and _text(props.get("form")) != self.form:
             return False
@@ -317,6 +317,9 @@ def _why(threshold: Threshold, score: int, events: Iterable[EventFact]) -> str:
 
 
 def _text(value: Any) -> str:
+    """A property as text, the way the database reads a JSON value (true, not True)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return value if isinstance(value, str) else ("" if value is None else str(value))
 
 

@@ -79,8 +79,8 @@ class ScoreRule(models.Model):
             errors["cap_period"] = _("A points cap needs both a number of points and a period.")
         if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
             errors["ends_at"] = _("The end must come after the start.")
-        if self.property_value and not self.property_name:
-            errors["property_name"] = _("Name the property that must equal this value.")
+        if bool(self.property_value) != bool(self.property_name):
+            errors["property_name"] = _("Give both the property and the value it must equal.")
         if errors:
             raise ValidationError(errors)
 
@@ -244,6 +244,52 @@ class Threshold(models.Model):
             demote=self.demote,
             active=self.active,
         )
+
+
+class Rescore(models.Model):
+    """One full rescore from the events table, with its progress (shown while it runs)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.QUEUED
+    )
+    reason = models.CharField(_("why"), max_length=300, blank=True)
+    requested_by = models.ForeignKey(
+        "auth.User", verbose_name=_("requested by"), on_delete=models.SET_NULL, null=True,
+        blank=True, related_name="+",
+    )  # fmt: skip
+    steps_total = models.PositiveIntegerField(_("steps"), default=0)
+    steps_done = models.PositiveIntegerField(_("steps done"), default=0)
+    lines = models.PositiveIntegerField(_("ledger lines"), default=0)
+    contacts_changed = models.PositiveIntegerField(_("contacts whose score changed"), default=0)
+    stage_moves = models.PositiveIntegerField(_("stage moves"), default=0)
+    error = models.TextField(_("error"), blank=True)
+    created_at = models.DateTimeField(_("requested"), default=timezone.now)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("rescore")
+        verbose_name_plural = _("rescores")
+
+    def __str__(self) -> str:
+        return f"{self.get_status_display()} {self.created_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.steps_done / self.steps_total) if self.steps_total else 0
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
 
 
 class ScoreEntry(models.Model):

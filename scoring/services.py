@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+import logging
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -15,10 +17,11 @@ from django.utils.translation import gettext as _
 
 from contacts.models import Contact, Event, StageChange
 from contacts.services import StageMoveError, stage_move
-from scoring import engine
-from scoring.models import DecayRule, ScoreEntry, ScoreRule, Threshold
+from scoring import engine, rescore
+from scoring.models import DecayRule, Rescore, ScoreEntry, ScoreRule, Threshold
 
 BATCH_SIZE = 1000
+logger = logging.getLogger(__name__)
 
 
 def site_timezone() -> ZoneInfo:
@@ -242,3 +245,141 @@ def _decay_batch(rule: DecayRule, contact_ids: list[int], as_of: datetime) -> in
     for contact in changed:
         apply_thresholds(contact=contact, thresholds=thresholds)
     return len(entries)
+
+
+# --- Rescoring --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Preview:
+    contacts_changed: int
+    gained: int
+    lost: int
+    stage_changes: int
+    moves: list[tuple[str, str, int]]  # from, to, how many
+    sample: list[tuple[Contact, int, int, str]]  # contact, old score, new score, new stage
+
+
+def rules_with(rule: engine.Rule, *, removed: bool = False) -> list[engine.Rule]:
+    """The active rules as they would be with ``rule`` saved (or deleted)."""
+    others = [r for r in active_rules() if r.id != rule.id]
+    return others if removed or not rule.active else [*others, rule]
+
+
+def rescore_preview(*, rules: Sequence[engine.Rule], sample_size: int = 8) -> Preview:
+    """What a rescore with these rules would do, computed over the stored events; writes nothing."""
+    changes = rescore.new_scores(rules, now=timezone.now())
+    thresholds = active_thresholds()
+    moves: Counter[tuple[str, str]] = Counter()
+    movers = []
+    for change in changes:
+        steps = engine.stage_moves(change.stage, change.new, [], thresholds)
+        if steps:
+            moves[(change.stage, steps[-1].to)] += 1
+            movers.append((change, steps[-1].to))
+    shown = movers[:sample_size] or [(c, c.stage) for c in changes[:sample_size]]
+    people = Contact.objects.in_bulk([change.contact_id for change, _ in shown])
+    return Preview(
+        contacts_changed=len(changes),
+        gained=sum(1 for c in changes if c.new > c.old),
+        lost=sum(1 for c in changes if c.new < c.old),
+        stage_changes=len(movers),
+        moves=[(a, b, n) for (a, b), n in sorted(moves.items())],
+        sample=[
+            (people[change.contact_id], change.old, change.new, stage)
+            for change, stage in shown
+            if change.contact_id in people
+        ],
+    )
+
+
+@transaction.atomic
+def rescore_start(*, reason: str, requested_by: object = None) -> Rescore:
+    """Queue a full rescore; it runs in the worker after this transaction commits."""
+    from scoring.tasks import rescore_task
+
+    run = Rescore.objects.create(reason=reason[:300], requested_by=requested_by)
+    transaction.on_commit(lambda: _send(rescore_task, run.pk), robust=True)
+    return run
+
+
+def _send(task, *args: object) -> None:  # type: ignore[no-untyped-def]
+    try:
+        task.apply_async(args=args, retry=False)
+    except Exception:
+        logger.warning("Broker unavailable; %s %s is left to the sweep.", task.name, args)
+
+
+def rescore_run(*, rescore_id: int, move_stages: bool = True) -> Rescore | None:
+    """Rebuild every rule line of the ledger from the events, then scores, then stages.
+
+    Each rule is rebuilt in its own transaction so progress can be shown; scores move to the
+    new ledger in one statement at the end. Safe to run twice: a finished run is not redone.
+    """
+    claimed = Rescore.objects.filter(pk=rescore_id, status=Rescore.Status.QUEUED).update(
+        status=Rescore.Status.RUNNING, started_at=timezone.now()
+    )
+    if not claimed:
+        return None
+    run = Rescore.objects.get(pk=rescore_id)
+    rules = active_rules()
+    run.steps_total = len(rules) + 3
+    run.save(update_fields=["steps_total"])
+    try:
+        _rebuild(run, rules, move_stages=move_stages)
+    except Exception as error:
+        logger.exception("Rescore %s failed", run.pk)
+        run.status, run.error = Rescore.Status.FAILED, str(error)[:2000]
+    else:
+        run.status = Rescore.Status.DONE
+    run.finished_at = timezone.now()
+    run.save(update_fields=["status", "error", "finished_at"])
+    return run
+
+
+def _rebuild(run: Rescore, rules: Sequence[engine.Rule], *, move_stages: bool) -> None:
+    now = timezone.now()
+    ScoreEntry.objects.filter(event__isnull=False).exclude(
+        rule_id__in=[rule.id for rule in rules]
+    ).delete()
+    _step(run)
+    for rule in rules:
+        with transaction.atomic():
+            ScoreEntry.objects.filter(rule_id=rule.id, event__isnull=False).delete()
+            run.lines += rescore.insert_rule_lines(rule, now=now)
+        _step(run, "lines")
+    run.contacts_changed = rescore.update_scores()
+    _step(run, "contacts_changed")
+    run.stage_moves = stages_apply() if move_stages else 0
+    _step(run, "stage_moves")
+
+
+def _step(run: Rescore, *fields: str) -> None:
+    run.steps_done += 1
+    run.save(update_fields=["steps_done", *fields])
+
+
+def stages_apply() -> int:
+    """Move every marketing-stage contact whose score now crosses a threshold. Returns moves."""
+    thresholds = active_thresholds()
+    due = [
+        pk
+        for pk, stage, score in Contact.objects.filter(stage__in=engine.MARKETING_STAGES)
+        .values_list("pk", "stage", "score")
+        .iterator(chunk_size=5000)
+        if engine.stage_moves(stage, score, [], thresholds)
+    ]
+    moved = 0
+    for pk in due:
+        with transaction.atomic():
+            contact = Contact.objects.select_for_update().get(pk=pk)
+            moved += len(apply_thresholds(contact=contact, thresholds=thresholds))
+    return moved
+
+
+def rescore_sweep() -> int:
+    """Run rescores whose task never reached a worker (broker down). Returns how many ran."""
+    stale = Rescore.objects.filter(
+        status=Rescore.Status.QUEUED, created_at__lte=timezone.now() - timedelta(minutes=1)
+    ).values_list("pk", flat=True)
+    return sum(1 for pk in list(stale) if rescore_run(rescore_id=pk))

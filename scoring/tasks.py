@@ -6,3 +6,13 @@ from scoring import services
 @shared_task
 def apply_decay_task() -> int:
     return services.decay_apply()
+
+
+@shared_task(soft_time_limit=3600, time_limit=3900)
+def rescore_task(rescore_id: int) -> None:
+    services.rescore_run(rescore_id=rescore_id)
+
+
+@shared_task
+def sweep_rescores_task() -> int:
+    return services.rescore_sweep()

@@ -82,3 +82,61 @@ def test_bad_thresholds_are_refused(admin_client, data, field):
     response = admin_client.post(url, {"active": "on", **data})
     assert response.status_code == 200
     assert response.context["adminform"].form.errors[field]
+
+
+def test_the_preview_shows_the_effect_of_an_unsaved_change(admin_client):
+    from contacts.services import events_process
+    from tests.factories import ContactFactory, EventFactory
+
+    lead = ContactFactory(stage="lead", first_name="Océane", last_name="Petit")
+    events_process(event_ids=[EventFactory(contact=lead, type="download", processed_at=None).pk])
+    download = ScoreRule.objects.get(name="Download")
+    data = {"name": "Download", "event_type": "download", "points": "25", "priority": "10",
+            "active": "on", "cap_period": "", "_rule_id": download.pk}  # fmt: skip
+
+    response = admin_client.post(reverse("admin:scoring_scorerule_preview"), data)
+
+    body = response.content.decode()
+    assert response.status_code == 200
+    preview = response.context["preview"]
+    assert (preview.contacts_changed, preview.gained, preview.stage_changes) == (1, 1, 1)
+    assert "Océane Petit" in body and "MQL" in body
+    download.refresh_from_db()
+    assert download.points == 1  # nothing saved
+
+
+def test_a_bad_change_gets_no_preview_but_its_errors(admin_client):
+    response = admin_client.post(
+        reverse("admin:scoring_scorerule_preview"), {**RULE, "url_pattern": "(unclosed"}
+    )
+    assert response.status_code == 200
+    assert response.context["preview"] is None
+    assert "url_pattern" in response.content.decode()
+
+
+def test_saving_a_rule_rescores_everyone_and_shows_progress(
+    admin_client, django_capture_on_commit_callbacks
+):
+    from contacts.services import events_process
+    from scoring.models import Rescore
+    from tests.factories import ContactFactory, EventFactory
+
+    lead = ContactFactory(stage="lead")
+    events_process(event_ids=[EventFactory(contact=lead, type="download", processed_at=None).pk])
+    download = ScoreRule.objects.get(name="Download")
+    url = reverse("admin:scoring_scorerule_change", args=[download.pk])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(url, {**RULE, "name": "Download", "event_type": "download",
+                                           "points": "25"}, follow=True)  # fmt: skip
+
+    run = Rescore.objects.get()
+    assert run.status == "done" and run.contacts_changed == 1 and run.stage_moves == 1
+    lead.refresh_from_db()
+    assert (lead.score, lead.stage) == (25, "mql")
+    progress = reverse("admin:scoring_rescore_progress", args=[run.pk])
+    assert progress in response.content.decode()
+    page = admin_client.get(progress)
+    assert page.status_code == 200 and 'data-status="done"' in page.content.decode()
+    fragment = admin_client.get(progress, headers={"HX-Request": "true"}).content.decode()
+    assert "<html" not in fragment and "100 %" in fragment

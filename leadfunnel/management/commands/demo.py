@@ -22,6 +22,8 @@ from django.utils import timezone
 
 from contacts.models import Contact, Event, LeadSource, StageChange
 from leadfunnel.roles import MARKETING, SALES
+from scoring import services as scoring_services
+from scoring.models import Rescore
 
 Stage = Contact.Stage
 Cause = StageChange.Cause
@@ -749,6 +751,13 @@ def demo_users() -> dict[str, AbstractUser]:
     return users
 
 
+def score_history() -> None:
+    """Score six months of history with the active rules. Stages stay as the history has
+    them: a rescore that moved them all today would rewrite that history."""
+    run = Rescore.objects.create(reason="Demo data")
+    scoring_services.rescore_run(rescore_id=run.pk, move_stages=False)
+
+
 def demo_loaded() -> bool:
     return LeadSource.objects.filter(slug__in=SOURCE_SLUGS).exists()
 
@@ -820,6 +829,7 @@ class Command(BaseCommand):
                 summary = load_funnel(
                     seed=seed, contacts=contacts, events=events, reps=reps, now=timezone.now()
                 )
+                score_history()
         if summary is not None:
             self.report(summary, time.monotonic() - started)
         self.logins()

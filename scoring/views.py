@@ -1,0 +1,185 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.contrib.humanize.templatetags.humanize import intcomma
+from django.db.models import Case, CharField, Count, F, Max, Q, Sum, Value, When, Window
+from django.db.models.functions import RowNumber
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.utils.cache import patch_vary_headers
+from django.utils.translation import gettext as _
+
+from contacts.models import Contact, Event
+from leadfunnel.roles import MARKETING, SALES, role_required
+from scoring import engine
+from scoring.models import ScoreEntry, Threshold
+
+LINES_PER_GROUP = 20
+
+# Where a contact may go next on its own: scoring climbs lead/MQL/HMQL through the funnel and
+# turns a client into an ambassador; SQL and client moves are people's work.
+NEXT_STAGES = {
+    Contact.Stage.LEAD: ("mql", "hmql", "sql"),
+    Contact.Stage.MQL: ("hmql", "sql"),
+    Contact.Stage.HMQL: ("sql",),
+    Contact.Stage.CLIENT: ("ambassador",),
+}
+
+# One group per cause. Machine signals (worth nothing) form one group whatever their rule; a
+# line whose rule or decay rule was deleted keeps its ``reason`` as the only name it has left.
+SCORED = Q(filtered=False)
+ORPHAN = SCORED & Q(rule__isnull=True, decay_rule__isnull=True)
+GROUP_FIELDS = {
+    "group_machine": F("filtered"),
+    "group_rule": Case(When(SCORED, then=F("rule_id"))),
+    "group_decay": Case(When(SCORED, then=F("decay_rule_id"))),
+    "group_reason": Case(
+        When(ORPHAN, then=F("reason")), default=Value(""), output_field=CharField()
+    ),
+}
+GROUP_KEY = tuple(GROUP_FIELDS)
+
+
+@dataclass
+class Group:
+    kind: str  # rule, decay, deleted or machine
+    name: str
+    total: int
+    times: int
+    lines: list[ScoreEntry] = field(default_factory=list)
+
+    @property
+    def signed_total(self) -> str:
+        return signed(self.total)
+
+    @property
+    def more(self) -> int:
+        return self.times - len(self.lines)
+
+
+def signed(points: int) -> str:
+    """+15, −5 (a real minus sign), 0."""
+    sign = "+" if points > 0 else "−" if points < 0 else ""
+    return f"{sign}{intcomma(abs(points))}"
+
+
+def _partial_or_page(request: HttpRequest, template: str, partial: str) -> str:
+    # A history-restore request wants the whole page back, not the fragment.
+    htmx = getattr(request, "htmx", None)
+    if htmx and not htmx.history_restore_request:
+        return f"{template}#{partial}"
+    return template
+
+
+@role_required(MARKETING, SALES)
+def score_explanation(request: HttpRequest, pk: int) -> HttpResponse:
+    """Why a contact has its score (the ledger by cause) and its stage (the move that put it
+    there, and what the next stage asks for)."""
+    contact = get_object_or_404(Contact, pk=pk)
+    groups = ledger_groups(contact)
+    scored = [group for group in groups if group.kind != "machine"]
+    machine = next((group for group in groups if group.kind == "machine"), None)
+    ledger_total = sum(group.total for group in groups)
+    move = (
+        contact.stage_changes.filter(to_stage=contact.stage)
+        .select_related("actor")
+        .order_by("-at", "-id")
+        .first()
+    )
+    context = {
+        "contact": contact,
+        "score_groups": scored,
+        "machine_group": machine,
+        "ledger_total": ledger_total,
+        "ledger_differs": ledger_total != contact.score,
+        "move": move,
+        "next_stages": next_stage_hints(contact.stage),
+    }
+    response = render(
+        request,
+        _partial_or_page(request, "scoring/score_explanation.html", "explanation"),
+        context,
+    )
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+def ledger_groups(contact: Contact) -> list[Group]:
+    """The contact's ledger grouped by cause, largest contribution first.
+
+    Two queries whatever the ledger's size: the totals per group, then at most
+    LINES_PER_GROUP lines of each group (a window function numbers them within their group).
+    """
+    entries = ScoreEntry.objects.filter(contact=contact).annotate(**GROUP_FIELDS)
+    totals = (
+        entries.values(*GROUP_KEY)
+        .annotate(
+            total=Sum("points"),
+            times=Count("id"),
+            last_at=Max("at"),
+            rule_name=Max("rule__name"),
+            decay_name=Max("decay_rule__name"),
+        )
+        .order_by()
+    )
+    groups: dict[tuple[object, ...], Group] = {}
+    for row in totals:
+        key = tuple(row[name] for name in GROUP_KEY)
+        if row["group_machine"]:
+            kind, name = "machine", _("Not scored: machine signals")
+        elif row["group_rule"] is not None:
+            kind, name = "rule", row["rule_name"]
+        elif row["group_decay"] is not None:
+            kind, name = "decay", row["decay_name"]
+        else:
+            kind, name = "deleted", row["group_reason"]
+        groups[key] = Group(kind=kind, name=name, total=row["total"], times=row["times"])
+
+    if groups:
+        lines = (
+            entries.select_related("event", "rule", "decay_rule")
+            .annotate(
+                position=Window(
+                    RowNumber(),
+                    partition_by=[F(name) for name in GROUP_KEY],
+                    order_by=[F("at").desc(), F("id").desc()],
+                )
+            )
+            .filter(position__lte=LINES_PER_GROUP)
+            .order_by("-at", "-id")
+        )
+        for line in lines:
+            line.signed_points = signed(line.points)
+            groups[tuple(getattr(line, name) for name in GROUP_KEY)].lines.append(line)
+
+    return sorted(groups.values(), key=lambda g: (-abs(g.total), -g.times, str(g.name)))
+
+
+def next_stage_hints(stage: str) -> list[dict[str, str]]:
+    """What each stage the contact may reach next asks for, in funnel order."""
+    stages = NEXT_STAGES.get(stage, ())
+    if not stages:
+        return []
+    thresholds = sorted(
+        Threshold.objects.filter(active=True, stage__in=stages),
+        key=lambda t: engine.STAGES.index(t.stage),
+    )
+    return [
+        {"stage": threshold.stage, "label": threshold.get_stage_display(), "conditions": c}
+        for threshold in thresholds
+        if (c := _conditions(threshold))
+    ]
+
+
+def _conditions(threshold: Threshold) -> str:
+    parts = []
+    if threshold.min_score is not None:
+        parts.append(_("score ≥ %(score)s") % {"score": intcomma(threshold.min_score)})
+    for event_type in threshold.event_type_list():
+        label = Event.Type(event_type).label if event_type in Event.Type.values else event_type
+        parts.append(_("%(event)s (%(type)s)") % {"event": label, "type": event_type})
+    if threshold.content_tag:
+        parts.append(_("“%(tag)s” content") % {"tag": threshold.content_tag})
+    # Translators: joins the conditions of a threshold, e.g. "score ≥ 60 or Demo requested".
+    return f" {_('or')} ".join(parts)

@@ -1,0 +1,141 @@
+"""Rescoring in set-based SQL gives exactly the ledger that live scoring gives, event by event."""
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db.models import Sum
+
+from contacts.models import Contact, StageChange
+from contacts.services import events_process
+from scoring import services
+from scoring.models import Rescore, ScoreEntry, ScoreRule
+from tests.factories import ContactFactory, EventFactory
+
+pytestmark = pytest.mark.django_db
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+def add_tricky_rules() -> None:
+    ScoreRule.objects.create(
+        name="Pro plan pages",
+        event_type="page_view",
+        points=7,
+        url_pattern=r"/pricing/(pro|team)$",
+        max_times=2,
+    )
+    ScoreRule.objects.create(
+        name="Webinar form",
+        event_type="form_submit",
+        points=12,
+        form="webinar",
+        max_points=20,
+        cap_period="week",
+    )
+    ScoreRule.objects.create(
+        name="Plan property",
+        event_type="trial_started",
+        points=9,
+        property_name="plan",
+        property_value="5",
+    )
+    ScoreRule.objects.create(name="Spring campaign", event_type="download", points=3,
+                             starts_at=T0 + timedelta(days=10), ends_at=T0 + timedelta(days=20))  # fmt: skip
+
+
+def random_events(contacts, rng: random.Random, n: int) -> list[int]:
+    kinds = [
+        ("page_view", lambda: {"url": rng.choice(["/pricing", "/pricing/pro", "/pricing/team",
+                                                  "/careers", "/blog/x", "/PRICING/pro"])}),
+        ("page_view", lambda: {"url": 42}),
+        ("form_submit", lambda: {"form": rng.choice(["webinar", "contact"])}),
+        ("trial_started", lambda: {"plan": rng.choice([5, "5", "pro"])}),
+        ("download", lambda: {"file": "x.pdf"}),
+        ("email_open", lambda: {}),
+        ("email_click", lambda: {"machine": rng.random() < 0.3}),
+        ("newsletter_subscribe", lambda: {}),
+        ("newsletter_unsubscribe", lambda: {}),
+    ]  # fmt: skip
+    ids = []
+    for _ in range(n):
+        kind, properties = rng.choice(kinds)
+        ids.append(EventFactory(
+            contact=rng.choice(contacts), type=kind, properties=properties(), processed_at=None,
+            occurred_at=T0 + timedelta(minutes=rng.randint(0, 60 * 24 * 40)),
+        ).pk)  # fmt: skip
+    return ids
+
+
+def ledger() -> set[tuple]:
+    return set(ScoreEntry.objects.filter(event__isnull=False).values_list(
+        "contact_id", "rule_id", "event_id", "points", "filtered", "reason"))  # fmt: skip
+
+
+def scores() -> dict[int, int]:
+    return dict(Contact.objects.values_list("pk", "score"))
+
+
+def test_a_full_rescore_rebuilds_exactly_the_live_ledger():
+    add_tricky_rules()
+    rng = random.Random(7)
+    contacts = ContactFactory.create_batch(12, stage="client")  # clients: no stage moves here
+    events_process(event_ids=random_events(contacts, rng, 400))
+    live_ledger, live_scores = ledger(), scores()
+    assert len(live_ledger) > 100
+
+    ScoreEntry.objects.all().delete()
+    Contact.objects.update(score=0)
+    run = services.rescore_start(reason="test")
+    services.rescore_run(rescore_id=run.pk)
+
+    run.refresh_from_db()
+    assert run.status == "done" and run.steps_done == run.steps_total
+    assert ledger() == live_ledger
+    assert scores() == live_scores
+    for contact in Contact.objects.all():
+        assert contact.score == (contact.score_entries.aggregate(s=Sum("points"))["s"] or 0)
+
+
+def test_a_rule_change_previewed_then_rescored(django_capture_on_commit_callbacks):
+    rng = random.Random(3)
+    contacts = ContactFactory.create_batch(30, stage="lead")
+    events_process(event_ids=random_events(contacts, rng, 300))
+    mqls_before = Contact.objects.filter(stage="mql").count()
+    pricing = ScoreRule.objects.get(name="Pricing page")
+    pricing.points, pricing.max_points, pricing.cap_period = 40, None, ""
+
+    preview = services.rescore_preview(rules=services.rules_with(pricing.to_engine()))
+
+    assert preview.gained > 0 and preview.lost == 0
+    assert preview.stage_changes > 0 and preview.sample
+    assert ScoreEntry.objects.filter(rule=pricing, points=40).count() == 0  # nothing written
+    with django_capture_on_commit_callbacks(execute=True):  # the task runs eagerly in tests
+        pricing.save()
+        run = services.rescore_start(reason="Pricing page now 40")
+    run.refresh_from_db()
+    assert run.status == "done"
+    assert run.contacts_changed == preview.contacts_changed
+    assert run.stage_moves >= preview.stage_changes
+    assert Contact.objects.exclude(stage="lead").count() > mqls_before
+    assert StageChange.objects.filter(cause="threshold").count() >= preview.stage_changes
+
+
+def test_a_deleted_rule_loses_its_points_at_the_rescore():
+    contact = ContactFactory(stage="client")
+    events_process(event_ids=[EventFactory(contact=contact, type="download", processed_at=None).pk])
+    contact.refresh_from_db()
+    assert contact.score == 1
+    ScoreRule.objects.filter(name="Download").delete()
+
+    run = services.rescore_start(reason="Download removed")
+    services.rescore_run(rescore_id=run.pk)
+
+    contact.refresh_from_db()
+    assert contact.score == 0 and not contact.score_entries.exists()
+
+
+def test_a_rescore_runs_once_even_if_its_task_arrives_twice():
+    run = services.rescore_start(reason="twice")
+    assert services.rescore_run(rescore_id=run.pk) is not None
+    assert services.rescore_run(rescore_id=run.pk) is None
+    assert Rescore.objects.get(pk=run.pk).status == "done"
