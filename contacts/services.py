@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import traceback
+from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -92,8 +94,82 @@ def stage_move(
         at=now,
     )
     contact.stage, contact.stage_entered_at = to, now
-    event_record(contact=contact, **change.event_fields())
+    # Its key names a StageChange created just now: it cannot exist yet, no need to look.
+    _event_insert(contact=contact, **change.event_fields())
     return change
+
+
+@dataclass(frozen=True)
+class PlannedMove:
+    """One step of a contact's way through the funnel, for ``stage_move_many``."""
+
+    contact_id: int
+    from_stage: str
+    to: str
+    reason: str = ""
+    actor_name: str = ""
+
+
+@transaction.atomic
+def stage_move_many(
+    *, moves: Sequence[PlannedMove], cause: str, at: datetime | None = None
+) -> list[StageChange]:
+    """Many moves at once (thresholds over a batch or a rescore), with stage_move's guarantees.
+
+    Each (from, to) group is one compare-and-set UPDATE; a contact someone else moved, or an
+    anonymous one, is left out, and so are its later steps. Then one INSERT of the StageChanges
+    and one of their ``stage_changed`` events. Moves of one contact are given in path order.
+    """
+    if cause not in StageChange.Cause.values:
+        raise ValueError(f"unknown cause {cause!r}")
+    now = at or timezone.now()
+    steps: dict[int, int] = defaultdict(int)
+    by_step: dict[int, list[PlannedMove]] = defaultdict(list)
+    for move in moves:
+        if move.to not in ALLOWED_TRANSITIONS[move.from_stage]:
+            raise TransitionNotAllowed(f"{move.from_stage} → {move.to}")
+        by_step[steps[move.contact_id]].append(move)
+        steps[move.contact_id] += 1
+    failed: set[int] = set()
+    applied: list[PlannedMove] = []
+    for step in sorted(by_step):
+        groups: dict[tuple[str, str], list[PlannedMove]] = defaultdict(list)
+        for move in by_step[step]:
+            if move.contact_id not in failed:
+                groups[(move.from_stage, move.to)].append(move)
+        for (from_stage, to), group in groups.items():
+            ids = [move.contact_id for move in group]
+            moved = Contact.objects.filter(
+                pk__in=ids, stage=from_stage, email__isnull=False
+            ).update(stage=to, stage_entered_at=now, updated_at=now)
+            if moved != len(ids):
+                done = set(
+                    Contact.objects.filter(pk__in=ids, stage=to, stage_entered_at=now).values_list(
+                        "pk", flat=True
+                    )
+                )
+                failed |= set(ids) - done
+                group = [move for move in group if move.contact_id in done]
+            applied.extend(group)
+    changes = StageChange.objects.bulk_create(
+        [
+            StageChange(
+                contact_id=move.contact_id,
+                from_stage=move.from_stage,
+                to_stage=move.to,
+                cause=cause,
+                actor_name=move.actor_name,
+                reason=move.reason,
+                at=now,
+            )
+            for move in applied
+        ]
+    )
+    events = Event.objects.bulk_create(
+        [Event(contact_id=change.contact_id, **change.event_fields()) for change in changes]
+    )
+    events_enqueue_on_commit([event.pk for event in events])
+    return changes
 
 
 @transaction.atomic
@@ -116,33 +192,78 @@ def event_record(
         existing = Event.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
             return existing, False
-    occurred_at = occurred_at or timezone.now()
     try:
         # A savepoint, so a concurrent insert of the same key does not spoil the caller's
         # transaction: we return the row that won instead.
         with transaction.atomic():
-            event = Event.objects.create(
+            event = _event_insert(
                 contact=contact,
                 type=type,
-                occurred_at=occurred_at,
-                properties=properties or {},
+                occurred_at=occurred_at or timezone.now(),
+                properties=properties,
                 source=source,
-                idempotency_key=idempotency_key or None,
+                idempotency_key=idempotency_key,
             )
     except IntegrityError:
         if not idempotency_key:
             raise
         return Event.objects.get(idempotency_key=idempotency_key), False
+    return event, True
+
+
+def _event_insert(
+    *,
+    contact: Contact,
+    type: str,
+    occurred_at: datetime,
+    properties: dict[str, Any] | None,
+    source: str,
+    idempotency_key: str | None,
+) -> Event:
+    event = Event.objects.create(
+        contact=contact,
+        type=type,
+        occurred_at=occurred_at,
+        properties=properties or {},
+        source=source,
+        idempotency_key=idempotency_key or None,
+    )
     if type not in Event.SYSTEM_TYPES:
         Contact.objects.filter(pk=contact.pk).filter(
             Q(last_activity_at__isnull=True) | Q(last_activity_at__lt=occurred_at)
         ).update(last_activity_at=occurred_at)
     events_enqueue_on_commit([event.pk])
-    return event, True
+    return event
+
+
+_pending = threading.local()
 
 
 def events_enqueue_on_commit(event_ids: list[int]) -> None:
-    transaction.on_commit(partial(_enqueue, list(event_ids)), robust=True)
+    """Hand these events to the workers once the transaction commits.
+
+    Events recorded in one transaction (a batch, a cascade of stage moves) go out as one task:
+    the ids wait in a per-thread list that a single on-commit callback sends.
+    """
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        _enqueue(list(event_ids))
+        return
+    waiting = getattr(_pending, "ids", None)
+    # A rolled-back transaction drops its callbacks without telling us: look for ours.
+    registered = any(callback is _flush_pending for _, callback, _ in connection.run_on_commit)
+    if waiting is None or not registered:
+        waiting = _pending.ids = []
+        transaction.on_commit(_flush_pending, robust=True)
+    waiting.extend(event_ids)
+
+
+def _flush_pending() -> None:
+    ids, _pending.ids = getattr(_pending, "ids", None) or [], None
+    # A rolled-back savepoint may have left ids of events that were never stored: the task
+    # skips them, as it skips events already processed.
+    if ids:
+        _enqueue(ids)
 
 
 # When the broker is down, each publish attempt stalls for seconds in redis-py's own retries. After
@@ -181,8 +302,7 @@ def events_process(*, event_ids: Sequence[int]) -> int:
         events = list(
             Event.objects.unprocessed()
             .filter(pk__in=event_ids)
-            .select_for_update(skip_locked=True, of=("self",))
-            .select_related("contact")
+            .select_for_update(skip_locked=True)
             .order_by("pk")
         )
         if not events:

@@ -10,13 +10,13 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Count, Exists, OuterRef
+from django.db import connection, transaction
+from django.db.models import Count, Exists, F, OuterRef
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from contacts.models import Contact, Event, StageChange
-from contacts.services import StageMoveError, stage_move
+from contacts.services import PlannedMove, stage_move_many
 from scoring import engine, rescore
 from scoring.models import DecayRule, Rescore, ScoreEntry, ScoreRule, Threshold
 
@@ -55,17 +55,20 @@ def events_score(*, events: Sequence[Event]) -> list[ScoreEntry]:
     A handful of queries per batch, not per event: contacts are locked once (in id order, so two
     batches never deadlock), caps are read once, lines inserted in one statement.
     """
+    _flag_machine_signals(events)
     facts_by_contact: dict[int, list[engine.EventFact]] = defaultdict(list)
     for event in events:
         facts_by_contact[event.contact_id].append(event_fact(event))
     if not facts_by_contact:
         return []
     rules = active_rules()
+    # Locked as plain rows: only the few contacts that change stage become model instances.
     contacts = {
-        contact.pk: contact
-        for contact in Contact.objects.select_for_update()
+        pk: _Locked(stage, score)
+        for pk, stage, score in Contact.objects.select_for_update()
         .filter(pk__in=facts_by_contact)
         .order_by("pk")
+        .values_list("pk", "stage", "score")
     }
     earned = _earned(contacts.keys(), rules, [f for fs in facts_by_contact.values() for f in fs])
     tz = site_timezone()
@@ -96,13 +99,55 @@ def events_score(*, events: Sequence[Event]) -> list[ScoreEntry]:
         ],
         batch_size=BATCH_SIZE,
     )
-    changed = _add_points(contacts, lines)
-    thresholds = active_thresholds()
-    for contact_id, facts in facts_by_contact.items():
-        contact = contacts.get(contact_id)
-        if contact is not None and (contact_id in changed or facts):
-            apply_thresholds(contact=contact, events=facts, thresholds=thresholds)
+    _add_points(contacts, lines)
+    thresholds_apply(
+        candidates=[
+            (contact_id, row.stage, row.score, facts_by_contact[contact_id])
+            for contact_id, row in contacts.items()
+        ]
+    )
     return entries
+
+
+@dataclass
+class _Locked:
+    stage: str
+    score: int
+
+
+EMAIL_SIGNALS = frozenset({Event.Type.EMAIL_OPEN, Event.Type.EMAIL_CLICK})
+
+
+def _flag_machine_signals(events: Sequence[Event]) -> None:
+    """Decide once, and store on the event, whether an open or click came from a mail scanner.
+
+    Live scoring and rescoring both read the stored flag, so they always agree.
+    """
+    flagged: dict[bool, list[int]] = {True: [], False: []}
+    for event in events:
+        properties = event.properties
+        if event.type in EMAIL_SIGNALS and isinstance(properties, dict):
+            if "machine" not in properties:
+                machine = engine.is_machine_signal(properties)
+                event.properties = {**properties, "machine": machine}
+                flagged[machine].append(event.pk)
+    for machine, ids in flagged.items():
+        if ids:
+            _set_machine_flag(ids, machine)
+
+
+def _set_machine_flag(event_ids: list[int], machine: bool) -> None:
+    # One statement per value: merging a key into JSON in place beats rewriting each row.
+    placeholders = ", ".join(["%s"] * len(event_ids))
+    if connection.vendor == "postgresql":
+        sql = (
+            "UPDATE contacts_event SET properties = properties || jsonb_build_object('machine', %s)"
+        )
+    else:
+        sql = "UPDATE contacts_event SET properties = json_set(properties, '$.machine', json(%s))"
+    value = machine if connection.vendor == "postgresql" else ("true" if machine else "false")
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} WHERE id IN ({placeholders})", [value, *event_ids])
 
 
 def _earned(
@@ -114,10 +159,15 @@ def _earned(
     period_points: dict[int, dict[tuple[int, object], int]] = defaultdict(dict)
     scored: dict[int, set[tuple[int, str]]] = defaultdict(set)
 
-    counted = [rule.id for rule in rules if rule.max_times]
+    # Only caps a new event can hit are read: the (contact, rule) pairs this batch matches.
+    hits = [(fact, rule) for fact in facts for rule in rules if rule.matches(fact)]
+    counted = {rule.id for _, rule in hits if rule.max_times}
     if counted:
         rows = (
-            ScoreEntry.objects.filter(contact_id__in=contact_ids, rule_id__in=counted)
+            ScoreEntry.objects.filter(
+                contact_id__in={f.contact_id for f, rule in hits if rule.id in counted},
+                rule_id__in=counted,
+            )
             .exclude(points=0)
             .values_list("contact_id", "rule_id")
             .annotate(n=Count("id"))
@@ -125,12 +175,16 @@ def _earned(
         for contact_id, rule_id, n in rows:
             times[contact_id][rule_id] = n
 
-    periodic = {rule.id: rule for rule in rules if rule.cap_period}
-    if periodic and facts:
-        since = min(f.occurred_at for f in facts) - timedelta(days=32)
+    periodic = {rule.id: rule for _, rule in hits if rule.cap_period}
+    if periodic:
+        capped = [fact for fact, rule in hits if rule.id in periodic]
+        since = min(f.occurred_at for f in capped) - timedelta(days=32)
         tz = site_timezone()
         rows = ScoreEntry.objects.filter(
-            contact_id__in=contact_ids, rule_id__in=periodic, at__gte=since
+            contact_id__in={f.contact_id for f in capped},
+            rule_id__in=periodic,
+            at__gte=since,
+            at__lte=max(f.occurred_at for f in capped) + timedelta(days=32),
         ).values_list("contact_id", "rule_id", "at", "points")
         for contact_id, rule_id, at, points in rows:
             key = (rule_id, engine.period_start(at, periodic[rule_id].cap_period, tz))
@@ -153,41 +207,47 @@ def _earned(
     }
 
 
-def _add_points(contacts: dict[int, Contact], lines: Iterable[engine.Line]) -> set[int]:
+def _add_points(contacts: dict[int, _Locked], lines: Iterable[engine.Line]) -> set[int]:
     deltas: dict[int, int] = defaultdict(int)
     for line in lines:
         deltas[line.contact_id] += line.points
-    changed = [contacts[cid] for cid, delta in deltas.items() if delta]
-    for contact in changed:
-        contact.score += deltas[contact.pk]
-    Contact.objects.bulk_update(changed, ["score"], batch_size=BATCH_SIZE)
-    return {contact.pk for contact in changed}
+    # One UPDATE per distinct delta (a batch has a handful), not one per contact.
+    by_delta: dict[int, list[int]] = defaultdict(list)
+    for contact_id, delta in deltas.items():
+        if delta:
+            by_delta[delta].append(contact_id)
+            contacts[contact_id].score += delta
+    for delta, ids in by_delta.items():
+        Contact.objects.filter(pk__in=ids).update(score=F("score") + delta)
+    return {cid for ids in by_delta.values() for cid in ids}
 
 
-def apply_thresholds(
+def thresholds_apply(
     *,
-    contact: Contact,
-    events: Sequence[engine.EventFact] = (),
+    candidates: Iterable[tuple[int, str, int, Sequence[engine.EventFact]]],
     thresholds: Sequence[engine.Threshold] | None = None,
 ) -> list[StageChange]:
-    """Move the contact through every stage its score or new events reach (or back to lead)."""
+    """Move every (contact id, stage, score, new events) through the stages its score or
+    events reach (or back to lead), one recorded StageChange per stage crossed."""
     if thresholds is None:
         thresholds = active_thresholds()
-    changes = []
-    for move in engine.stage_moves(contact.stage, contact.score, events, thresholds):
-        try:
-            changes.append(
-                stage_move(
-                    contact=contact,
+    planned = []
+    for contact_id, stage, score, facts in candidates:
+        here = stage
+        for move in engine.stage_moves(stage, score, facts, thresholds):
+            planned.append(
+                PlannedMove(
+                    contact_id=contact_id,
+                    from_stage=here,
                     to=move.to,
-                    cause=StageChange.Cause.THRESHOLD,
-                    actor_name=_("Threshold %(label)s") % {"label": move.threshold.label},
                     reason=move.reason,
+                    actor_name=_("Threshold %(label)s") % {"label": move.threshold.label},
                 )
             )
-        except StageMoveError:
-            break  # e.g. an anonymous suspect: it has to leave an email first
-    return changes
+            here = move.to
+    if not planned:
+        return []
+    return stage_move_many(moves=planned, cause=StageChange.Cause.THRESHOLD)
 
 
 def decay_apply(*, as_of: datetime | None = None) -> int:
@@ -242,8 +302,9 @@ def _decay_batch(rule: DecayRule, contact_ids: list[int], as_of: datetime) -> in
         changed.append(contact)
     ScoreEntry.objects.bulk_create(entries, ignore_conflicts=True)
     Contact.objects.bulk_update(changed, ["score"])
-    for contact in changed:
-        apply_thresholds(contact=contact, thresholds=thresholds)
+    thresholds_apply(
+        candidates=[(c.pk, c.stage, c.score, ()) for c in changed], thresholds=thresholds
+    )
     return len(entries)
 
 
@@ -362,18 +423,29 @@ def _step(run: Rescore, *fields: str) -> None:
 def stages_apply() -> int:
     """Move every marketing-stage contact whose score now crosses a threshold. Returns moves."""
     thresholds = active_thresholds()
-    due = [
-        pk
-        for pk, stage, score in Contact.objects.filter(stage__in=engine.MARKETING_STAGES)
+    rows = (
+        Contact.objects.filter(stage__in=engine.MARKETING_STAGES)
+        .order_by("pk")
         .values_list("pk", "stage", "score")
-        .iterator(chunk_size=5000)
+    )
+    due = [
+        (pk, stage, score, ())
+        for pk, stage, score in rows.iterator(chunk_size=5000)
         if engine.stage_moves(stage, score, [], thresholds)
     ]
     moved = 0
-    for pk in due:
+    for start in range(0, len(due), BATCH_SIZE):
+        chunk = due[start : start + BATCH_SIZE]
         with transaction.atomic():
-            contact = Contact.objects.select_for_update().get(pk=pk)
-            moved += len(apply_thresholds(contact=contact, thresholds=thresholds))
+            # Lock, then re-read: a live event may have moved some of them meanwhile.
+            current = [
+                (pk, stage, score, ())
+                for pk, stage, score in Contact.objects.select_for_update()
+                .filter(pk__in=[pk for pk, *_ in chunk])
+                .order_by("pk")
+                .values_list("pk", "stage", "score")
+            ]
+            moved += len(thresholds_apply(candidates=current, thresholds=thresholds))
     return moved
 
 

@@ -142,3 +142,21 @@ def test_an_unknown_event_type_is_refused():
     with pytest.raises(ValueError, match="unknown event type"):
         event_record(contact=ContactFactory(), type="telepathy")
     assert not Event.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_of_one_transaction_go_out_as_one_task_even_after_a_rollback(seen, monkeypatch):
+    from contacts import services
+
+    sent: list[list[int]] = []
+    monkeypatch.setattr(services, "_enqueue", sent.append)
+    contact = ContactFactory()
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        event_record(contact=contact, type="page_view")
+        raise RuntimeError("rolled back: its callback is gone")
+    with transaction.atomic():
+        first, _ = event_record(contact=contact, type="page_view")
+        second, _ = event_record(contact=contact, type="download")
+
+    assert sent == [[first.pk, second.pk]]

@@ -177,3 +177,26 @@ def test_decay_takes_points_once_per_quiet_spell_and_spares_active_contacts():
     assert (quiet.score, quiet.stage) == (5, "lead")  # 15 - 10, and below MQL's exit score
     assert quiet.score == ledger_sum(quiet)
     assert busy.score == 30 and not busy.score_entries.exists()
+
+
+@pytest.mark.parametrize(
+    ("properties", "machine", "points"),
+    [
+        (
+            {"user_agent": "Mozilla/5.0 (Macintosh) Safari/605.1.15", "seconds_after_send": 5400},
+            False,
+            2,
+        ),
+        ({"user_agent": "Barracuda Sentinel (EE)", "seconds_after_send": 5400}, True, 0),
+        ({"user_agent": "Mozilla/5.0 (Windows NT 10.0)", "seconds_after_send": 3}, True, 0),
+    ],
+)
+def test_email_opens_from_scanners_are_flagged_on_the_event_and_not_scored(
+    django_capture_on_commit_callbacks, properties, machine, points
+):
+    contact = ContactFactory(stage="lead")
+    event = record(contact, "email_open", capture=django_capture_on_commit_callbacks, **properties)
+    event.refresh_from_db()
+    assert event.properties["machine"] is machine
+    assert contact.score == points
+    assert ScoreEntry.objects.get(event=event).filtered is machine

@@ -147,3 +147,45 @@ def test_two_concurrent_moves_of_one_contact_cannot_both_apply():
     contact.refresh_from_db()
     assert contact.stage == changes[0].to_stage
     assert Event.objects.filter(contact=contact, type="stage_changed").count() == 1
+
+
+@pytest.mark.django_db
+def test_many_moves_at_once_record_each_step_and_skip_contacts_moved_meanwhile():
+    from contacts.services import PlannedMove, stage_move_many
+
+    climber = ContactFactory(stage="lead")
+    stale = ContactFactory(stage="mql")  # planned as a lead, but someone moved it already
+    visitor = ContactFactory(anonymous=True)
+    ContactFactory.create_batch(3, stage="lead")
+
+    changes = stage_move_many(
+        moves=[
+            PlannedMove(climber.pk, "lead", "mql", reason="score 25 ≥ 20"),
+            PlannedMove(climber.pk, "mql", "hmql", reason="score 25 ≥ 20"),
+            PlannedMove(stale.pk, "lead", "mql"),
+            PlannedMove(stale.pk, "mql", "hmql"),  # a later step of a failed move: skipped
+            PlannedMove(visitor.pk, "suspect", "lead"),  # anonymous: skipped
+        ],
+        cause="threshold",
+    )
+
+    assert [(c.contact_id, c.from_stage, c.to_stage) for c in changes] == [
+        (climber.pk, "lead", "mql"), (climber.pk, "mql", "hmql"),
+    ]  # fmt: skip
+    for contact, stage in [(climber, "hmql"), (stale, "mql"), (visitor, "suspect")]:
+        contact.refresh_from_db()
+        assert contact.stage == stage
+    events = Event.objects.filter(type="stage_changed").order_by("id")
+    assert [e.properties["stage_change_id"] for e in events] == [c.pk for c in changes]
+    assert StageChange.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_many_moves_refuse_a_transition_the_funnel_does_not_allow():
+    from contacts.services import PlannedMove, stage_move_many
+
+    client = ContactFactory(stage="client")
+    with pytest.raises(TransitionNotAllowed):
+        stage_move_many(moves=[PlannedMove(client.pk, "client", "lead")], cause="threshold")
+    client.refresh_from_db()
+    assert client.stage == "client" and not StageChange.objects.exists()
