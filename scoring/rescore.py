@@ -95,7 +95,8 @@ def scored_lines_sql(rule: engine.Rule, *, now: datetime) -> tuple[str, list[obj
     inner, inner_params = numbered.query.sql_with_params()
     points, points_params = _points_sql(rule)
     sql = (
-        f"SELECT contact_id, {points} AS points, %s, id, %s, %s, occurred_at, %s "
+        f"SELECT contact_id, {points} AS points, %s AS rule_id, id AS event_id, %s AS reason, "
+        f"%s AS filtered, occurred_at AS at, %s AS created_at "
         f"FROM ({inner}) matched WHERE {points} <> 0"
     )
     return sql, [*points_params, rule.id, rule.name, False, now, *inner_params, *points_params]
@@ -106,7 +107,8 @@ def machine_lines_sql(rule: engine.Rule, *, now: datetime) -> tuple[str, list[ob
     inner, inner_params = machine.query.sql_with_params()
     reason = MACHINE_REASON.format(name=rule.name)
     sql = (
-        f"SELECT contact_id, 0, %s, id, %s, %s, occurred_at, %s FROM ({inner}) matched WHERE 1 = 1"
+        f"SELECT contact_id, 0 AS points, %s AS rule_id, id AS event_id, %s AS reason, "
+        f"%s AS filtered, occurred_at AS at, %s AS created_at FROM ({inner}) matched WHERE 1 = 1"
     )
     return sql, [rule.id, reason, True, now, *inner_params]
 
@@ -121,17 +123,45 @@ def lines_sql(rule: engine.Rule, *, now: datetime) -> list[tuple[str, list[objec
 COLUMNS = "contact_id, points, rule_id, event_id, reason, filtered, at, created_at"
 
 
-def insert_rule_lines(rule: engine.Rule, *, now: datetime) -> int:
-    inserted = 0
+def rebuild_rule_lines(rule: engine.Rule, *, now: datetime) -> int:
+    """Make the rule's ledger lines what the events say they should be; returns lines written.
+
+    Writing is what costs (indexes, foreign keys), so the wanted lines go to a temporary table
+    first and only the difference is applied: a rule that did not change writes nothing.
+    """
+    written = 0
     with connection.cursor() as cursor:
-        for select, params in lines_sql(rule, now=now):
-            # A live event scored meanwhile already has its line: keep that one.
-            cursor.execute(
-                f"INSERT INTO scoring_scoreentry ({COLUMNS}) {select} ON CONFLICT DO NOTHING",
-                params,
-            )
-            inserted += max(cursor.rowcount, 0)
-    return inserted
+        cursor.execute("DROP TABLE IF EXISTS rescore_wanted")
+        statements = lines_sql(rule, now=now)
+        first, params = statements[0]
+        cursor.execute(f"CREATE TEMPORARY TABLE rescore_wanted AS {first}", params)
+        for select, more in statements[1:]:
+            cursor.execute(f"INSERT INTO rescore_wanted {select}", more)
+        cursor.execute(
+            """
+            DELETE FROM scoring_scoreentry WHERE rule_id = %s AND event_id IS NOT NULL
+            AND NOT EXISTS (
+                SELECT 1 FROM rescore_wanted w WHERE w.event_id = scoring_scoreentry.event_id
+                AND w.points = scoring_scoreentry.points
+                AND w.filtered = scoring_scoreentry.filtered
+                AND w.reason = scoring_scoreentry.reason)
+            """,
+            [rule.id],
+        )
+        written += max(cursor.rowcount, 0)
+        # A live event scored meanwhile already has its line: ON CONFLICT keeps that one.
+        cursor.execute(
+            f"""
+            INSERT INTO scoring_scoreentry ({COLUMNS}) SELECT {COLUMNS} FROM rescore_wanted w
+            WHERE NOT EXISTS (
+                SELECT 1 FROM scoring_scoreentry e WHERE e.rule_id = %s AND e.event_id = w.event_id)
+            ON CONFLICT DO NOTHING
+            """,
+            [rule.id],
+        )
+        written += max(cursor.rowcount, 0)
+        cursor.execute("DROP TABLE rescore_wanted")
+    return written
 
 
 @dataclass(frozen=True)

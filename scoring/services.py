@@ -406,8 +406,7 @@ def _rebuild(run: Rescore, rules: Sequence[engine.Rule], *, move_stages: bool) -
     _step(run)
     for rule in rules:
         with transaction.atomic():
-            ScoreEntry.objects.filter(rule_id=rule.id, event__isnull=False).delete()
-            run.lines += rescore.insert_rule_lines(rule, now=now)
+            run.lines += rescore.rebuild_rule_lines(rule, now=now)
         _step(run, "lines")
     run.contacts_changed = rescore.update_scores()
     _step(run, "contacts_changed")

@@ -182,4 +182,5 @@ def _conditions(threshold: Threshold) -> str:
     if threshold.content_tag:
         parts.append(_("“%(tag)s” content") % {"tag": threshold.content_tag})
     # Translators: joins the conditions of a threshold, e.g. "score ≥ 60 or Demo requested".
-    return f" {_('or')} ".join(parts)
+    separator = _("or")
+    return f" {separator} ".join(parts)
