@@ -49,7 +49,7 @@ def event_fact(event: Event) -> engine.EventFact:
 
 
 @transaction.atomic
-def events_score(*, events: Sequence[Event]) -> list[ScoreEntry]:
+def events_score(*, events: Sequence[Event]) -> int:
     """Score a batch of new events: ledger lines and score in one transaction, then thresholds.
 
     A handful of queries per batch, not per event: contacts are locked once (in id order, so two
@@ -84,21 +84,7 @@ def events_score(*, events: Sequence[Event]) -> list[ScoreEntry]:
             count_machine_signals=settings.SCORE_MACHINE_SIGNALS,
         )
         lines.extend(contact_lines)
-    entries = ScoreEntry.objects.bulk_create(
-        [
-            ScoreEntry(
-                contact_id=line.contact_id,
-                points=line.points,
-                rule_id=line.rule_id,
-                event_id=line.event_id,
-                reason=line.reason,
-                filtered=line.filtered,
-                at=line.at,
-            )
-            for line in lines
-        ],
-        batch_size=BATCH_SIZE,
-    )
+    _insert_lines(lines)
     _add_points(contacts, lines)
     thresholds_apply(
         candidates=[
@@ -106,7 +92,7 @@ def events_score(*, events: Sequence[Event]) -> list[ScoreEntry]:
             for contact_id, row in contacts.items()
         ]
     )
-    return entries
+    return len(lines)
 
 
 @dataclass
@@ -207,19 +193,54 @@ def _earned(
     }
 
 
-def _add_points(contacts: dict[int, _Locked], lines: Iterable[engine.Line]) -> set[int]:
+def _insert_lines(lines: Sequence[engine.Line]) -> None:
+    """The batch's ledger lines in one go: COPY on PostgreSQL, one executemany elsewhere."""
+    if not lines:
+        return
+    now = timezone.now()
+    rows = [
+        (line.contact_id, line.points, line.rule_id, line.event_id, line.reason, line.filtered,
+         line.at, now)
+        for line in lines
+    ]  # fmt: skip
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            with cursor.cursor.copy(
+                f"COPY scoring_scoreentry ({rescore.COLUMNS}) FROM STDIN"
+            ) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            cursor.executemany(
+                f"INSERT INTO scoring_scoreentry ({rescore.COLUMNS}) "  # noqa: S608
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                rows,
+            )
+
+
+def _add_points(contacts: dict[int, _Locked], lines: Iterable[engine.Line]) -> None:
     deltas: dict[int, int] = defaultdict(int)
     for line in lines:
         deltas[line.contact_id] += line.points
-    # One UPDATE per distinct delta (a batch has a handful), not one per contact.
+    changed = {contact_id: delta for contact_id, delta in deltas.items() if delta}
+    for contact_id, delta in changed.items():
+        contacts[contact_id].score += delta
+    if not changed:
+        return
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE contacts_contact AS c SET score = c.score + v.delta "
+                "FROM unnest(%s::bigint[], %s::integer[]) AS v(id, delta) WHERE c.id = v.id",
+                [list(changed), list(changed.values())],
+            )
+        return
+    # Elsewhere, one UPDATE per distinct delta (a batch has a handful), not one per contact.
     by_delta: dict[int, list[int]] = defaultdict(list)
-    for contact_id, delta in deltas.items():
-        if delta:
-            by_delta[delta].append(contact_id)
-            contacts[contact_id].score += delta
+    for contact_id, delta in changed.items():
+        by_delta[delta].append(contact_id)
     for delta, ids in by_delta.items():
         Contact.objects.filter(pk__in=ids).update(score=F("score") + delta)
-    return {cid for ids in by_delta.values() for cid in ids}
 
 
 def thresholds_apply(
