@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import traceback
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
+from contacts import broker
 from contacts.models import ALLOWED_TRANSITIONS, Contact, Event, StageChange, normalize_email
 
 logger = logging.getLogger(__name__)
@@ -266,24 +266,10 @@ def _flush_pending() -> None:
         _enqueue(ids)
 
 
-# When the broker is down, each publish attempt stalls for seconds in redis-py's own retries. After
-# one failure we stop trying for a while: the events are safe in the database and the sweep runs.
-BROKER_RETRY_AFTER_SECONDS = 30.0
-_broker_down_until = 0.0
-
-
 def _enqueue(event_ids: list[int]) -> None:
-    global _broker_down_until
     from contacts.tasks import process_events_task
 
-    if time.monotonic() < _broker_down_until:
-        logger.info("Broker marked down; events %s are left to the sweep.", event_ids)
-        return
-    try:
-        process_events_task.apply_async(args=[event_ids], retry=False)
-    except Exception:
-        _broker_down_until = time.monotonic() + BROKER_RETRY_AFTER_SECONDS
-        logger.warning("Broker unavailable; events %s will be processed by the sweep.", event_ids)
+    broker.send(process_events_task, event_ids)
 
 
 def event_handlers() -> list[EventHandler]:

@@ -15,6 +15,7 @@ from django.db.models import Count, Exists, F, OuterRef
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from contacts import broker
 from contacts.models import Contact, Event, StageChange
 from contacts.services import PlannedMove, stage_move_many
 from scoring import engine, rescore
@@ -381,15 +382,8 @@ def rescore_start(*, reason: str, requested_by: object = None) -> Rescore:
     from scoring.tasks import rescore_task
 
     run = Rescore.objects.create(reason=reason[:300], requested_by=requested_by)
-    transaction.on_commit(lambda: _send(rescore_task, run.pk), robust=True)
+    transaction.on_commit(lambda: broker.send(rescore_task, run.pk), robust=True)
     return run
-
-
-def _send(task, *args: object) -> None:  # type: ignore[no-untyped-def]
-    try:
-        task.apply_async(args=args, retry=False)
-    except Exception:
-        logger.warning("Broker unavailable; %s %s is left to the sweep.", task.name, args)
 
 
 def rescore_run(*, rescore_id: int, move_stages: bool = True) -> Rescore | None:

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from django.db import connection
 
-from contacts import services
+from contacts import broker
 from contacts.models import Event
 from contacts.services import event_record, events_sweep
 from leadfunnel.celery import app as celery_app
@@ -42,7 +42,7 @@ def broker_at():
         celery_app._pool = None
 
     yield switch
-    services._broker_down_until = 0.0
+    broker.reset()
     celery_app.conf.broker_url, celery_app.conf.task_always_eager = saved
     celery_app.amqp._producer_pool = None
     celery_app._pool = None

@@ -17,17 +17,9 @@ from contacts.services import event_record
 from scoring.models import ScoreRule
 from scoring.services import decay_apply
 from tests.factories import ContactFactory
+from tests.utils import record
 
 pytestmark = pytest.mark.django_db
-
-
-def record(contact, type, *, capture, occurred_at=None, **properties):
-    with capture(execute=True):
-        event, _ = event_record(
-            contact=contact, type=type, occurred_at=occurred_at, properties=properties
-        )
-    contact.refresh_from_db()
-    return event
 
 
 def explanation_url(contact) -> str:

@@ -9,25 +9,17 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from contacts.models import Contact, Event, StageChange
-from contacts.services import event_record, events_process
+from contacts.services import events_process
 from scoring.models import ScoreEntry, ScoreRule, Threshold
 from scoring.services import decay_apply
 from tests.factories import ContactFactory, EventFactory
+from tests.utils import record
 
 pytestmark = pytest.mark.django_db
 
 
 def ledger_sum(contact: Contact) -> int:
     return contact.score_entries.aggregate(total=Sum("points"))["total"] or 0
-
-
-def record(contact, type, *, capture, key=None, **properties):
-    with capture(execute=True):
-        event, _ = event_record(
-            contact=contact, type=type, properties=properties, idempotency_key=key
-        )
-    contact.refresh_from_db()
-    return event
 
 
 def test_the_classic_defaults_are_shipped():

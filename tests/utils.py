@@ -25,3 +25,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def record(contact, type, *, capture, key=None, occurred_at=None, **properties):  # noqa: A002
+    """Record an event as the app does and run its after-commit work (scoring) right away."""
+    from contacts.services import event_record
+
+    with capture(execute=True):
+        event, _ = event_record(
+            contact=contact, type=type, occurred_at=occurred_at, properties=properties,
+            idempotency_key=key,
+        )  # fmt: skip
+    contact.refresh_from_db()
+    return event
