@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Count, Q
@@ -285,9 +289,34 @@ class StageChange(models.Model):
         return self.actor_name or self.get_cause_display()
 
 
+@dataclass(slots=True)
+class EventRow:
+    """What event handlers receive: an event's data without the cost of a model instance
+    (a batch of a thousand of these is built several times faster than Event objects)."""
+
+    pk: int
+    contact_id: int
+    type: str
+    occurred_at: datetime
+    properties: Any
+    idempotency_key: str | None
+    source: str
+
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "pk", "contact_id", "type", "occurred_at", "properties", "idempotency_key", "source",
+    )  # fmt: skip
+
+    @property
+    def id(self) -> int:
+        return self.pk
+
+
 class EventQuerySet(models.QuerySet["Event"]):
     def unprocessed(self) -> EventQuerySet:
         return self.filter(processed_at__isnull=True, attempts__lt=settings.EVENT_MAX_ATTEMPTS)
+
+    def rows(self) -> list[EventRow]:
+        return [EventRow(*values) for values in self.values_list(*EventRow.FIELDS)]
 
 
 class Event(models.Model):

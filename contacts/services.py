@@ -20,11 +20,18 @@ from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from contacts import broker
-from contacts.models import ALLOWED_TRANSITIONS, Contact, Event, StageChange, normalize_email
+from contacts.models import (
+    ALLOWED_TRANSITIONS,
+    Contact,
+    Event,
+    EventRow,
+    StageChange,
+    normalize_email,
+)
 
 logger = logging.getLogger(__name__)
 
-EventHandler = Callable[[Sequence[Event]], None]
+EventHandler = Callable[[Sequence[EventRow]], None]
 
 
 class StageMoveError(Exception):
@@ -285,23 +292,23 @@ def events_process(*, event_ids: Sequence[int]) -> int:
     """
     handlers = event_handlers()
     with transaction.atomic():
-        events = list(
+        events = (
             Event.objects.unprocessed()
             .filter(pk__in=event_ids)
             .select_for_update(skip_locked=True)
             .order_by("pk")
+            .rows()
         )
         if not events:
             return 0
         done = _run_handlers(handlers, events)
-        now = timezone.now()
         Event.objects.filter(pk__in=[e.pk for e in done]).update(
-            processed_at=now, attempts=F("attempts") + 1, last_error=""
+            processed_at=timezone.now(), attempts=F("attempts") + 1, last_error=""
         )
     return len(done)
 
 
-def _run_handlers(handlers: list[EventHandler], events: list[Event]) -> list[Event]:
+def _run_handlers(handlers: list[EventHandler], events: list[EventRow]) -> list[EventRow]:
     try:
         with transaction.atomic():
             for handler in handlers:
@@ -317,7 +324,7 @@ def _run_handlers(handlers: list[EventHandler], events: list[Event]) -> list[Eve
     return done
 
 
-def _record_failure(event: Event) -> None:
+def _record_failure(event: EventRow) -> None:
     logger.exception("Event %s failed in a handler", event.pk)
     Event.objects.filter(pk=event.pk).update(
         attempts=F("attempts") + 1, last_error=traceback.format_exc(limit=5)[-4000:]

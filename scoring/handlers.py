@@ -1,9 +1,9 @@
 from collections.abc import Sequence
 
-from contacts.models import Event
+from contacts.models import EventRow
 from scoring import services
 
 
-def on_event(events: Sequence[Event]) -> None:
+def on_event(events: Sequence[EventRow]) -> None:
     """LEADFUNNEL_EVENT_HANDLERS entry: score new events, move stages their scores reach."""
     services.events_score(events=events)

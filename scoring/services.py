@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from contacts import broker
-from contacts.models import Contact, Event, StageChange
+from contacts.models import Contact, Event, EventRow, StageChange
 from contacts.services import PlannedMove, stage_move_many
 from scoring import engine, rescore
 from scoring.models import DecayRule, Rescore, ScoreEntry, ScoreRule, Threshold
@@ -37,7 +37,7 @@ def active_thresholds() -> list[engine.Threshold]:
     return [threshold.to_engine() for threshold in Threshold.objects.filter(active=True)]
 
 
-def event_fact(event: Event) -> engine.EventFact:
+def event_fact(event: Event | EventRow) -> engine.EventFact:
     properties = event.properties if isinstance(event.properties, dict) else {}
     return engine.EventFact(
         id=event.pk,
@@ -50,7 +50,7 @@ def event_fact(event: Event) -> engine.EventFact:
 
 
 @transaction.atomic
-def events_score(*, events: Sequence[Event]) -> int:
+def events_score(*, events: Sequence[EventRow]) -> int:
     """Score a batch of new events: ledger lines and score in one transaction, then thresholds.
 
     A handful of queries per batch, not per event: contacts are locked once (in id order, so two
@@ -105,7 +105,7 @@ class _Locked:
 EMAIL_SIGNALS = frozenset({Event.Type.EMAIL_OPEN, Event.Type.EMAIL_CLICK})
 
 
-def _flag_machine_signals(events: Sequence[Event]) -> None:
+def _flag_machine_signals(events: Sequence[EventRow]) -> None:
     """Decide once, and store on the event, whether an open or click came from a mail scanner.
 
     Live scoring and rescoring both read the stored flag, so they always agree.

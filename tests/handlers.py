@@ -2,22 +2,22 @@
 
 from collections.abc import Sequence
 
-from contacts.models import Event
+from contacts.models import Event, EventRow
 
-SEEN: list[Event] = []
+SEEN: list[EventRow] = []
 
 
-def remember(events: Sequence[Event]) -> None:
+def remember(events: Sequence[EventRow]) -> None:
     SEEN.extend(events)
 
 
-def tag(events: Sequence[Event]) -> None:
+def tag(events: Sequence[EventRow]) -> None:
     """Leaves a mark in the database, so a test in another process can see the handler ran."""
     for event in events:
         Event.objects.filter(pk=event.pk).update(properties={**event.properties, "tagged": True})
 
 
-def fail_on_poison(events: Sequence[Event]) -> None:
+def fail_on_poison(events: Sequence[EventRow]) -> None:
     for event in events:
         if event.properties.get("poison"):
             raise RuntimeError("this event breaks the handler")
