@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import traceback
@@ -13,8 +14,9 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Max, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
@@ -216,6 +218,100 @@ def event_record(
             raise
         return Event.objects.get(idempotency_key=idempotency_key), False
     return event, True
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    contact_id: int
+    type: str
+    occurred_at: datetime
+    properties: dict[str, Any]
+    source: str = ""
+    idempotency_key: str | None = None
+
+
+EVENT_COLUMNS = (
+    "contact_id", "type", "occurred_at", "received_at", "properties", "source",
+    "idempotency_key", "attempts", "last_error",
+)  # fmt: skip
+
+
+@transaction.atomic
+def events_record_many(*, events: Sequence[NewEvent]) -> list[int]:
+    """Store a batch of events (an API call, an import) in a few statements, once per
+    idempotency key, and hand the new ones to the workers after commit. Returns their ids;
+    an event whose key is already stored (or repeated in the batch) is left out."""
+    unknown = {event.type for event in events} - set(Event.Type.values)
+    if unknown:
+        raise ValueError(f"unknown event types {sorted(unknown)}")
+    seen: set[str] = set()
+    fresh = []
+    for event in events:
+        if event.idempotency_key:
+            if event.idempotency_key in seen:
+                continue
+            seen.add(event.idempotency_key)
+        fresh.append(event)
+    now = timezone.now()
+    if connection.vendor == "postgresql":
+        ids = _copy_events(fresh, now)
+    else:
+        stored = set(
+            Event.objects.filter(idempotency_key__in=seen).values_list("idempotency_key", flat=True)
+        )
+        created = Event.objects.bulk_create(
+            [
+                Event(received_at=now, **vars(event))
+                for event in fresh
+                if not event.idempotency_key or event.idempotency_key not in stored
+            ]
+        )
+        ids = [event.pk for event in created]
+    _touch_last_activity(ids)
+    events_enqueue_on_commit(ids)
+    return ids
+
+
+def _copy_events(events: Sequence[NewEvent], now: datetime) -> list[int]:
+    # COPY into a scratch table, then one INSERT that skips keys already stored.
+    columns = ", ".join(EVENT_COLUMNS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_events "
+            "(LIKE contacts_event INCLUDING DEFAULTS INCLUDING IDENTITY) ON COMMIT DELETE ROWS"
+        )
+        with cursor.cursor.copy(f"COPY incoming_events ({columns}) FROM STDIN") as copy:
+            for event in events:
+                copy.write_row((
+                    event.contact_id, event.type, event.occurred_at, now,
+                    json.dumps(event.properties, cls=DjangoJSONEncoder), event.source,
+                    event.idempotency_key, 0, "",
+                ))  # fmt: skip
+        cursor.execute(
+            f"INSERT INTO contacts_event ({columns}) SELECT {columns} FROM incoming_events "  # noqa: S608
+            "ORDER BY id ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        cursor.execute("DELETE FROM incoming_events")
+    return ids
+
+
+def _touch_last_activity(event_ids: list[int]) -> None:
+    if not event_ids:
+        return
+    latest = (
+        Event.objects.filter(pk__in=event_ids)
+        .exclude(type__in=Event.SYSTEM_TYPES)
+        .values("contact_id")
+        .annotate(latest=Max("occurred_at"))
+        .filter(contact_id=OuterRef("pk"))
+        .values("latest")
+    )
+    Contact.objects.filter(
+        pk__in=Event.objects.filter(pk__in=event_ids).values("contact_id")
+    ).filter(Q(last_activity_at__isnull=True) | Q(last_activity_at__lt=Subquery(latest))).update(
+        last_activity_at=Subquery(latest)
+    )
 
 
 def _event_insert(

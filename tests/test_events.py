@@ -160,3 +160,34 @@ def test_events_of_one_transaction_go_out_as_one_task_even_after_a_rollback(seen
         second, _ = event_record(contact=contact, type="download")
 
     assert sent == [[first.pk, second.pk]]
+
+
+@pytest.mark.django_db
+def test_a_batch_is_stored_once_per_key_and_handed_on_in_one_task(seen, django_capture_on_commit_callbacks):
+    from contacts.services import NewEvent, events_record_many
+
+    ana, bob = ContactFactory(last_activity_at=None), ContactFactory(last_activity_at=None)
+    EventFactory(contact=ana, idempotency_key="already-here")
+    t0 = timezone.now() - timezone.timedelta(days=3)
+
+    def batch():
+        return [
+            NewEvent(ana.pk, "page_view", t0, {"url": "/prix", "titre": "Élan"}, "api", "k1"),
+            NewEvent(ana.pk, "download", t0 + timezone.timedelta(hours=2), {}, "api", "k2"),
+            NewEvent(ana.pk, "download", t0, {}, "api", "k2"),  # repeated in the batch
+            NewEvent(bob.pk, "page_view", t0, {}, "api", "already-here"),  # stored before
+            NewEvent(bob.pk, "demo_request", t0 - timezone.timedelta(days=1), {}, "api", None),
+        ]
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        ids = events_record_many(events=batch())
+    assert len(ids) == 3 and len(callbacks) == 1
+    assert sorted(e.pk for e in seen) == sorted(ids)
+    assert Event.objects.get(idempotency_key="k1").properties == {"url": "/prix", "titre": "Élan"}
+    ana.refresh_from_db()
+    bob.refresh_from_db()
+    assert ana.last_activity_at == t0 + timezone.timedelta(hours=2)
+    assert bob.last_activity_at == t0 - timezone.timedelta(days=1)
+
+    again = events_record_many(events=batch()[:4])  # a retried call stores nothing new
+    assert again == [] and Event.objects.count() == 4
