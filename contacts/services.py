@@ -16,7 +16,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Max, OuterRef, Q, Subquery
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
@@ -254,7 +254,7 @@ def events_record_many(*, events: Sequence[NewEvent]) -> list[int]:
         fresh.append(event)
     now = timezone.now()
     if connection.vendor == "postgresql":
-        ids = _copy_events(fresh, now)
+        stored_now = _copy_events(fresh, now)
     else:
         stored = set(
             Event.objects.filter(idempotency_key__in=seen).values_list("idempotency_key", flat=True)
@@ -266,13 +266,14 @@ def events_record_many(*, events: Sequence[NewEvent]) -> list[int]:
                 if not event.idempotency_key or event.idempotency_key not in stored
             ]
         )
-        ids = [event.pk for event in created]
-    _touch_last_activity(ids)
+        stored_now = [(e.pk, e.contact_id, e.type, e.occurred_at) for e in created]
+    _touch_last_activity(stored_now)
+    ids = [pk for pk, *_ in stored_now]
     events_enqueue_on_commit(ids)
     return ids
 
 
-def _copy_events(events: Sequence[NewEvent], now: datetime) -> list[int]:
+def _copy_events(events: Sequence[NewEvent], now: datetime) -> list[tuple[int, int, str, datetime]]:
     # COPY into a scratch table, then one INSERT that skips keys already stored.
     columns = ", ".join(EVENT_COLUMNS)
     with connection.cursor() as cursor:
@@ -289,29 +290,38 @@ def _copy_events(events: Sequence[NewEvent], now: datetime) -> list[int]:
                 ))  # fmt: skip
         cursor.execute(
             f"INSERT INTO contacts_event ({columns}) SELECT {columns} FROM incoming_events "  # noqa: S608
-            "ORDER BY id ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
+            "ORDER BY id ON CONFLICT (idempotency_key) DO NOTHING "
+            "RETURNING id, contact_id, type, occurred_at"
         )
-        ids = [row[0] for row in cursor.fetchall()]
+        stored = cursor.fetchall()
         cursor.execute("DELETE FROM incoming_events")
-    return ids
+    return stored
 
 
-def _touch_last_activity(event_ids: list[int]) -> None:
-    if not event_ids:
+def _touch_last_activity(stored: Sequence[tuple[int, int, str, datetime]]) -> None:
+    """Move each contact's last activity forward to its latest new touchpoint (one UPDATE per
+    distinct date would be many; one statement over (contact, latest) pairs is one)."""
+    latest: dict[int, datetime] = {}
+    for _pk, contact_id, kind, occurred_at in stored:
+        if kind not in Event.SYSTEM_TYPES:
+            if contact_id not in latest or latest[contact_id] < occurred_at:
+                latest[contact_id] = occurred_at
+    if not latest:
         return
-    latest = (
-        Event.objects.filter(pk__in=event_ids)
-        .exclude(type__in=Event.SYSTEM_TYPES)
-        .values("contact_id")
-        .annotate(latest=Max("occurred_at"))
-        .filter(contact_id=OuterRef("pk"))
-        .values("latest")
-    )
-    Contact.objects.filter(
-        pk__in=Event.objects.filter(pk__in=event_ids).values("contact_id")
-    ).filter(Q(last_activity_at__isnull=True) | Q(last_activity_at__lt=Subquery(latest))).update(
-        last_activity_at=Subquery(latest)
-    )
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE contacts_contact AS c SET last_activity_at = v.latest "
+                "FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, latest) "
+                "WHERE c.id = v.id "
+                "AND (c.last_activity_at IS NULL OR c.last_activity_at < v.latest)",
+                [list(latest), list(latest.values())],
+            )
+        return
+    for contact_id, moment in latest.items():
+        Contact.objects.filter(pk=contact_id).filter(
+            Q(last_activity_at__isnull=True) | Q(last_activity_at__lt=moment)
+        ).update(last_activity_at=moment)
 
 
 def _event_insert(
