@@ -8,7 +8,7 @@ from django.utils.translation import ngettext
 
 from contacts import services
 from contacts.forms import ContactForm
-from contacts.models import Contact, Event, LeadSource, StageChange
+from contacts.models import ApiKey, Contact, Event, LeadSource, StageChange
 
 
 @admin.register(LeadSource)
@@ -175,3 +175,37 @@ class StageChangeAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys are shown once, when made; only their hash is kept."""
+
+    list_display = ["name", "prefix", "created_at", "last_used_at", "revoked_at", "rate_per_minute"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix"]
+    fields = ["name", "rate_per_minute", "prefix", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def save_model(
+        self, request: HttpRequest, obj: ApiKey, form: forms.ModelForm, change: bool
+    ) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        key, plain = services.api_key_create(name=obj.name)
+        if obj.rate_per_minute:
+            ApiKey.objects.filter(pk=key.pk).update(rate_per_minute=obj.rate_per_minute)
+        obj.__dict__.update(ApiKey.objects.get(pk=key.pk).__dict__)
+        self.message_user(
+            request,
+            _("The new key is %(key)s. Copy it now: it will not be shown again.") % {"key": plain},
+            messages.WARNING,
+        )
+
+    @admin.action(description=_("Revoke the selected keys"))
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        for key in queryset:
+            services.api_key_revoke(key=key)
+        self.message_user(request, _("Revoked."), messages.SUCCESS)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -380,3 +381,36 @@ class Event(models.Model):
     @property
     def url(self) -> str:
         return str(self.properties.get("url", "")) if isinstance(self.properties, dict) else ""
+
+
+class ApiKey(models.Model):
+    """A key an integration sends as ``Authorization: Bearer <key>``. Only its hash is stored."""
+
+    PREFIX = "lf_"
+
+    name = models.CharField(_("name"), max_length=120)
+    prefix = models.CharField(_("starts with"), max_length=16, editable=False)
+    hashed = models.CharField(max_length=64, unique=True, editable=False)
+    rate_per_minute = models.PositiveIntegerField(
+        _("requests per minute"),
+        null=True,
+        blank=True,
+        help_text=_("Empty: the default (API_RATE_PER_MINUTE)."),
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @staticmethod
+    def hash(key: str) -> str:
+        # The key is 256 random bits: a plain SHA-256 cannot be brute-forced, and it lets the
+        # lookup be one indexed equality.
+        return hashlib.sha256(key.encode()).hexdigest()

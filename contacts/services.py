@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
 import traceback
 from collections import defaultdict
@@ -24,6 +25,7 @@ from django.utils.translation import gettext as _
 from contacts import broker
 from contacts.models import (
     ALLOWED_TRANSITIONS,
+    ApiKey,
     Contact,
     Event,
     EventRow,
@@ -524,3 +526,15 @@ def _become_lead(
     contact: Contact, *, cause: str, actor: AbstractBaseUser | None, reason: str
 ) -> None:
     stage_move(contact=contact, to=Contact.Stage.LEAD, cause=cause, actor=actor, reason=reason)
+
+
+@transaction.atomic
+def api_key_create(*, name: str) -> tuple[ApiKey, str]:
+    """A new key; the plain text is returned once and never stored."""
+    plain = ApiKey.PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey.objects.create(name=name, prefix=plain[:10], hashed=ApiKey.hash(plain))
+    return key, plain
+
+
+def api_key_revoke(*, key: ApiKey) -> None:
+    ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from contacts.api import api
 from leadfunnel import views
 
 urlpatterns = [
@@ -11,6 +12,7 @@ urlpatterns = [
     path("language/", views.language_set, name="language-set"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("api/v1/", api.urls),
     path("", include("contacts.urls")),
     path("", include("scoring.urls")),
 ]

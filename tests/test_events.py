@@ -163,7 +163,9 @@ def test_events_of_one_transaction_go_out_as_one_task_even_after_a_rollback(seen
 
 
 @pytest.mark.django_db
-def test_a_batch_is_stored_once_per_key_and_handed_on_in_one_task(seen, django_capture_on_commit_callbacks):
+def test_a_batch_is_stored_once_per_key_and_handed_on_in_one_task(
+    seen, django_capture_on_commit_callbacks
+):
     from contacts.services import NewEvent, events_record_many
 
     ana, bob = ContactFactory(last_activity_at=None), ContactFactory(last_activity_at=None)

@@ -1,0 +1,282 @@
+"""The JSON API for integrations: /api/v1/ (schema at /api/v1/openapi.json, docs at /api/v1/docs).
+
+Bad input is a 400 with field errors, never a 500: pydantic checks shapes and sizes, Django's
+validators check emails, and nothing reaches the services unchecked.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django.db.models.functions import Lower
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from ninja import Field, NinjaAPI, Schema
+from ninja.errors import HttpError
+from ninja.errors import ValidationError as NinjaValidationError
+from ninja.security import HttpBearer
+from pydantic import AfterValidator, field_validator
+
+from contacts import services
+from contacts.models import ApiKey, Contact, Event, normalize_email
+
+MAX_BATCH = 1000
+MAX_PROPERTIES_BYTES = 16_384
+EVENT_TYPES = tuple(t for t in Event.Type.values if t not in Event.SYSTEM_TYPES)
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+
+
+class ApiKeyAuth(HttpBearer):
+    def authenticate(self, request: HttpRequest, token: str) -> ApiKey | None:
+        key = ApiKey.objects.filter(hashed=ApiKey.hash(token)).first()
+        if key is None:
+            return None
+        if key.revoked_at is not None:
+            raise HttpError(403, "This API key has been revoked.")
+        _count_request(key)
+        return key
+
+
+def _count_request(key: ApiKey) -> None:
+    """A fixed one-minute window per key, counted in the cache (Redis when configured)."""
+    limit = key.rate_per_minute or settings.API_RATE_PER_MINUTE
+    now = timezone.now()
+    bucket = f"api-rate:{key.hashed[:16]}:{now:%Y%m%d%H%M}"
+    cache.add(bucket, 0, timeout=90)
+    if cache.incr(bucket) > limit:
+        raise RateLimited(retry_after=60 - now.second)
+    if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+
+
+api = NinjaAPI(
+    title="LeadFunnel API",
+    version="1",
+    description="Send events and contacts from your site or tools. Authenticate with "
+    "`Authorization: Bearer <key>` (keys are made in admin or with "
+    "`python manage.py create_api_key NAME`). Batches hold up to 1,000 items.",
+    urls_namespace="api-v1",
+    auth=ApiKeyAuth(),
+)
+
+
+@api.exception_handler(NinjaValidationError)
+def invalid_input(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
+    errors = [
+        {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type")}
+        for error in exc.errors
+    ]
+    too_long = any(
+        e["type"] == "too_long" and e["loc"][-1] in {"events", "contacts"} for e in errors
+    )
+    if too_long:
+        return api.create_response(
+            request, {"detail": f"A batch holds at most {MAX_BATCH:,} items."}, status=413
+        )
+    return api.create_response(request, {"detail": errors}, status=400)
+
+
+@api.exception_handler(RateLimited)
+def rate_limited(request: HttpRequest, exc: RateLimited) -> HttpResponse:
+    response = api.create_response(
+        request, {"detail": "Too many requests for this API key; retry later."}, status=429
+    )
+    response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+def _email(value: str) -> str:
+    value = normalize_email(value) or ""
+    try:
+        validate_email(value)
+    except DjangoValidationError as error:
+        raise ValueError("Enter a valid email address.") from error
+    return value
+
+
+Email = Annotated[str, Field(max_length=254), AfterValidator(_email)]
+Text = Annotated[str, Field(max_length=200)]
+
+
+class EventIn(Schema):
+    email: Email | None = None
+    contact_id: int | None = Field(None, gt=0)
+    type: Literal[EVENT_TYPES]  # type: ignore[valid-type]
+    occurred_at: datetime | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+    source: Annotated[str, Field(max_length=40)] = "api"
+    idempotency_key: Text | None = None
+
+    @field_validator("occurred_at")
+    @classmethod
+    def aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # a time without zone is taken as UTC
+        return value
+
+    @field_validator("properties")
+    @classmethod
+    def small(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(value, default=str)) > MAX_PROPERTIES_BYTES:
+            raise ValueError(f"properties are limited to {MAX_PROPERTIES_BYTES:,} bytes of JSON")
+        return value
+
+
+class EventsIn(Schema):
+    events: Annotated[list[EventIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class EventsOut(Schema):
+    stored: int
+    duplicates: int
+    event_ids: list[int]
+
+
+class ContactIn(Schema):
+    email: Email
+    first_name: Annotated[str, Field(max_length=100)] = ""
+    last_name: Annotated[str, Field(max_length=100)] = ""
+    company: Text = ""
+    phone: Annotated[str, Field(max_length=40)] = ""
+    job_title: Annotated[str, Field(max_length=150)] = ""
+    utm_source: Text = ""
+    utm_medium: Text = ""
+    utm_campaign: Text = ""
+
+
+class ContactsIn(Schema):
+    contacts: Annotated[list[ContactIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class ContactOut(Schema):
+    id: int
+    email: str | None
+    first_name: str
+    last_name: str
+    company: str
+    stage: str
+    score: int
+    created_at: datetime
+    last_activity_at: datetime | None
+
+
+class ContactsOut(Schema):
+    created: int
+    updated: int
+    contacts: list[ContactOut]
+
+
+class Problem(Schema):
+    detail: Any
+
+
+ERRORS = {400: Problem, 401: Problem, 403: Problem, 413: Problem, 429: Problem}
+
+
+@api.post("/events", response={200: EventsOut, **ERRORS}, summary="Send events (a batch)")
+def send_events(request: HttpRequest, payload: EventsIn) -> EventsOut:
+    """Store each event once per idempotency key: a retried batch stores nothing twice.
+    An event names its contact by `contact_id` or `email` (an unknown email becomes a lead).
+    A batch with one bad event is refused whole, so a corrected retry is simple."""
+    with transaction.atomic():
+        return _send_events(payload)
+
+
+def _send_events(payload: EventsIn) -> EventsOut:
+    contact_ids = _resolve_contacts(payload.events)
+    new = [
+        services.NewEvent(
+            contact_id=contact_ids[i],
+            type=event.type,
+            occurred_at=event.occurred_at or timezone.now(),
+            properties=event.properties,
+            source=event.source,
+            idempotency_key=event.idempotency_key,
+        )
+        for i, event in enumerate(payload.events)
+    ]
+    ids = services.events_record_many(events=new)
+    return EventsOut(stored=len(ids), duplicates=len(new) - len(ids), event_ids=ids)
+
+
+def _resolve_contacts(events: list[EventIn]) -> list[int]:
+    errors = []
+    by_id = {e.contact_id for e in events if e.contact_id}
+    known_ids = set(Contact.objects.filter(pk__in=by_id).values_list("pk", flat=True))
+    emails = {e.email.lower() for e in events if e.email and not e.contact_id}
+    by_email = dict(
+        Contact.objects.annotate(lowered=Lower("email"))
+        .filter(lowered__in=emails)
+        .values_list("lowered", "pk")
+    )
+    resolved = []
+    for i, event in enumerate(events):
+        if event.contact_id:
+            if event.contact_id not in known_ids:
+                errors.append(_error(i, "contact_id", "No contact has this id."))
+            resolved.append(event.contact_id)
+        elif event.email:
+            if event.email.lower() not in by_email:
+                by_email[event.email.lower()] = services.contact_create(
+                    email=event.email, cause="system"
+                ).pk
+            resolved.append(by_email[event.email.lower()])
+        else:
+            errors.append(_error(i, "email", "Give the contact's email or contact_id."))
+            resolved.append(0)
+    if errors:
+        raise NinjaValidationError(errors)
+    return resolved
+
+
+def _error(index: int, field: str, message: str) -> dict[str, Any]:
+    return {
+        "loc": ["body", "payload", "events", index, field],
+        "msg": message,
+        "type": "value_error",
+    }
+
+
+@api.post("/contacts", response={200: ContactsOut, **ERRORS}, summary="Create or update contacts")
+def upsert_contacts(request: HttpRequest, payload: ContactsIn) -> ContactsOut:
+    """Match on the email, whatever its case; fields sent overwrite, fields left out stay."""
+    with transaction.atomic():
+        return _upsert_contacts(payload)
+
+
+def _upsert_contacts(payload: ContactsIn) -> ContactsOut:
+    created = updated = 0
+    out = []
+    for item in payload.contacts:
+        fields = item.dict(exclude_unset=True)
+        contact = Contact.objects.filter(email__iexact=item.email).first()
+        if contact is None:
+            contact = services.contact_create(cause="system", **fields)
+            created += 1
+        else:
+            fields.pop("email")
+            if fields:
+                services.contact_update(contact=contact, **fields)
+            updated += 1
+        out.append(contact)
+    return ContactsOut(created=created, updated=updated, contacts=out)
+
+
+@api.get("/contacts/{contact_id}", response={200: ContactOut, 404: Problem, **ERRORS},
+         summary="Read a contact with its stage and score")  # fmt: skip
+def read_contact(request: HttpRequest, contact_id: int) -> Contact:
+    contact = Contact.objects.filter(pk=contact_id).first()
+    if contact is None:
+        raise HttpError(404, "No contact has this id.")
+    return contact

@@ -1,0 +1,17 @@
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from contacts import services
+
+
+class Command(BaseCommand):
+    help = "Make an API key for an integration and print it (once: only its hash is stored)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("name", help="Who uses the key, e.g. 'Site web' or 'CRM sync'.")
+
+    def handle(self, *args: Any, name: str, **options: Any) -> None:
+        key, plain = services.api_key_create(name=name)
+        self.stdout.write(self.style.SUCCESS(f"API key for {key.name}: {plain}"))
+        self.stdout.write("Send it as 'Authorization: Bearer <key>'. It will not be shown again.")
