@@ -96,6 +96,25 @@ def rate_limited(request: HttpRequest, exc: RateLimited) -> HttpResponse:
     return response
 
 
+def _storable(value: Any) -> Any:
+    """Refuse what a database cannot store: NUL characters and lone surrogates, at any depth."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("Text must not contain NUL characters.")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ValueError("Text must be valid Unicode.") from error
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(key)
+            _storable(item)
+    elif isinstance(value, list):
+        for item in value:
+            _storable(item)
+    return value
+
+
 def _email(value: str) -> str:
     value = normalize_email(value) or ""
     try:
@@ -106,28 +125,47 @@ def _email(value: str) -> str:
 
 
 Email = Annotated[str, Field(max_length=254), AfterValidator(_email)]
-Text = Annotated[str, Field(max_length=200)]
+
+
+def text(max_length: int) -> Any:
+    return Annotated[str, Field(max_length=max_length), AfterValidator(_storable)]
+
+
+Text = text(200)
+# Far enough either way for back-filled history and clock skew; beyond, it is a mistake.
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
 
 
 class EventIn(Schema):
     email: Email | None = None
-    contact_id: int | None = Field(None, gt=0)
+    contact_id: int | None = Field(None, gt=0, lt=2**63)
     type: Literal[EVENT_TYPES]  # type: ignore[valid-type]
     occurred_at: datetime | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
-    source: Annotated[str, Field(max_length=40)] = "api"
-    idempotency_key: Text | None = None
+    source: text(40) = "api"  # type: ignore[valid-type]
+    idempotency_key: (
+        Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_storable)] | None
+    ) = None
 
     @field_validator("occurred_at")
     @classmethod
     def aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)  # a time without zone is taken as UTC
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)  # a time without zone is taken as UTC
+        try:
+            in_range = EARLIEST <= value < LATEST
+        except OverflowError:
+            in_range = False
+        if not in_range:
+            raise ValueError("occurred_at must be between 1970 and 2100.")
         return value
 
     @field_validator("properties")
     @classmethod
     def small(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _storable(value)
         if len(json.dumps(value, default=str)) > MAX_PROPERTIES_BYTES:
             raise ValueError(f"properties are limited to {MAX_PROPERTIES_BYTES:,} bytes of JSON")
         return value
@@ -145,11 +183,11 @@ class EventsOut(Schema):
 
 class ContactIn(Schema):
     email: Email
-    first_name: Annotated[str, Field(max_length=100)] = ""
-    last_name: Annotated[str, Field(max_length=100)] = ""
+    first_name: text(100) = ""  # type: ignore[valid-type]
+    last_name: text(100) = ""  # type: ignore[valid-type]
     company: Text = ""
-    phone: Annotated[str, Field(max_length=40)] = ""
-    job_title: Annotated[str, Field(max_length=150)] = ""
+    phone: text(40) = ""  # type: ignore[valid-type]
+    job_title: text(150) = ""  # type: ignore[valid-type]
     utm_source: Text = ""
     utm_medium: Text = ""
     utm_campaign: Text = ""

@@ -9,7 +9,7 @@ import threading
 import traceback
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -249,6 +249,8 @@ def events_record_many(*, events: Sequence[NewEvent]) -> list[int]:
     seen: set[str] = set()
     fresh = []
     for event in events:
+        if event.idempotency_key == "":
+            event = replace(event, idempotency_key=None)  # blank is no key, as in event_record
         if event.idempotency_key:
             if event.idempotency_key in seen:
                 continue

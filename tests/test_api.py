@@ -180,3 +180,30 @@ def test_keys_are_made_by_command_or_in_admin_and_shown_once(client, admin_user)
         ).status_code
         == 200
     )
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"occurred_at": "0001-01-01T00:00:00+05:00"}, "occurred_at"),
+        ({"occurred_at": "9999-12-31T23:59:59-05:00"}, "occurred_at"),
+        ({"contact_id": 9223372036854775808, "email": None}, "contact_id"),
+        ({"source": "web\u0000"}, "source"),
+        ({"idempotency_key": "k\u0000"}, "idempotency_key"),
+        ({"idempotency_key": ""}, "idempotency_key"),
+        ({"properties": {"a\u0000": 1}}, "properties"),
+        ({"properties": {"a": ["ok", "\ud800"]}}, "properties"),
+    ],
+)
+def test_what_the_fuzzer_found_is_a_400_not_a_500(client, key, fields, field):
+    response = post(client, "events", {"events": [event(**fields)]}, key)
+    assert response.status_code == 400, response.content
+    assert any(field in error["loc"] for error in response.json()["detail"])
+
+
+def test_a_nul_character_in_a_contact_field_is_a_400(client, key):
+    response = post(
+        client, "contacts", {"contacts": [{"email": "n@exemple.fr", "first_name": "a\u0000"}]}, key
+    )
+    assert response.status_code == 400
+    assert not Contact.objects.exists()
