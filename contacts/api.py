@@ -15,7 +15,6 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db import transaction
-from django.db.models.functions import Lower
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from ninja import Field, NinjaAPI, Schema
@@ -252,11 +251,8 @@ def _resolve_contacts(events: list[EventIn]) -> list[int]:
     errors = []
     by_id = {e.contact_id for e in events if e.contact_id}
     known_ids = set(Contact.objects.filter(pk__in=by_id).values_list("pk", flat=True))
-    emails = {e.email.lower() for e in events if e.email and not e.contact_id}
-    by_email = dict(
-        Contact.objects.annotate(lowered=Lower("email"))
-        .filter(lowered__in=emails)
-        .values_list("lowered", "pk")
+    by_email = services.contact_ids_by_email(
+        (e.email for e in events if e.email and not e.contact_id), create_missing=True
     )
     resolved = []
     for i, event in enumerate(events):
@@ -265,10 +261,6 @@ def _resolve_contacts(events: list[EventIn]) -> list[int]:
                 errors.append(_error(i, "contact_id", "No contact has this id."))
             resolved.append(event.contact_id)
         elif event.email:
-            if event.email.lower() not in by_email:
-                by_email[event.email.lower()] = services.contact_create(
-                    email=event.email, cause="system"
-                ).pk
             resolved.append(by_email[event.email.lower()])
         else:
             errors.append(_error(i, "email", "Give the contact's email or contact_id."))
@@ -294,21 +286,15 @@ def upsert_contacts(request: HttpRequest, payload: ContactsIn) -> ContactsOut:
 
 
 def _upsert_contacts(payload: ContactsIn) -> ContactsOut:
-    created = updated = 0
-    out = []
-    for item in payload.contacts:
-        fields = item.dict(exclude_unset=True)
-        contact = Contact.objects.filter(email__iexact=item.email).first()
-        if contact is None:
-            contact = services.contact_create(cause="system", **fields)
-            created += 1
-        else:
-            fields.pop("email")
-            if fields:
-                services.contact_update(contact=contact, **fields)
-            updated += 1
-        out.append(contact)
-    return ContactsOut(created=created, updated=updated, contacts=out)
+    results = [
+        services.contact_upsert(**item.dict(exclude_unset=True)) for item in payload.contacts
+    ]
+    created = sum(1 for _, was_created in results if was_created)
+    return ContactsOut(
+        created=created,
+        updated=len(results) - created,
+        contacts=[contact for contact, _ in results],
+    )
 
 
 @api.get("/contacts/{contact_id}", response={200: ContactOut, 404: Problem, **ERRORS},

@@ -8,7 +8,7 @@ import secrets
 import threading
 import traceback
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +18,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
@@ -504,6 +505,44 @@ def contact_update(
             contact, cause=StageChange.Cause.USER, actor=actor, reason=_("Email address added")
         )
     return contact
+
+
+@transaction.atomic
+def contact_upsert(
+    *,
+    email: str,
+    cause: str = StageChange.Cause.SYSTEM,
+    actor: AbstractBaseUser | None = None,
+    **fields: Any,
+) -> tuple[Contact, bool]:
+    """The contact with this email (whatever its case) gets the fields given; an unknown email
+    becomes a new lead. Returns (contact, created)."""
+    if not normalize_email(email):
+        raise ValueError("an upsert needs an email")
+    existing = Contact.objects.filter(email__iexact=normalize_email(email)).first()
+    if existing is None:
+        try:
+            with transaction.atomic():
+                return contact_create(email=email, cause=cause, actor=actor, **fields), True
+        except DuplicateContact:  # created by a concurrent request between our read and write
+            existing = Contact.objects.get(email__iexact=normalize_email(email))
+    if fields:
+        contact_update(contact=existing, actor=actor, **fields)
+    return existing, False
+
+
+def contact_ids_by_email(emails: Iterable[str], *, create_missing: bool) -> dict[str, int]:
+    """Lower-cased email -> contact id, in one query; unknown emails become leads if asked."""
+    wanted = {normalize_email(email).lower() for email in emails if normalize_email(email)}
+    found = dict(
+        Contact.objects.annotate(lowered=Lower("email"))
+        .filter(lowered__in=wanted)
+        .values_list("lowered", "pk")
+    )
+    if create_missing:
+        for email in sorted(wanted - set(found)):
+            found[email] = contact_upsert(email=email)[0].pk
+    return found
 
 
 def _clean_fields(fields: dict[str, Any]) -> dict[str, Any]:

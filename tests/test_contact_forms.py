@@ -107,3 +107,17 @@ def test_the_service_refuses_a_duplicate_the_form_did_not_see():
 
     assert list(Contact.objects.values_list("first_name", flat=True)) == ["Premier"]
     assert StageChange.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_upsert_finds_the_contact_whatever_the_case_and_fills_the_fields_given():
+    from contacts.services import contact_upsert
+
+    first, created = contact_upsert(email="Chloe@Exemple.fr", first_name="Chloé")
+    again, created_again = contact_upsert(email=" CHLOE@exemple.fr", company="Boulangerie Ç")
+
+    assert (created, created_again) == (True, False) and again.pk == first.pk
+    again.refresh_from_db()
+    assert (again.first_name, again.company, again.stage) == ("Chloé", "Boulangerie Ç", "lead")
+    with pytest.raises(ValueError):
+        contact_upsert(email="   ")
