@@ -8,11 +8,17 @@ from django.utils.translation import ngettext
 
 from contacts import services
 from contacts.forms import ContactForm
-from contacts.models import ApiKey, Contact, Event, LeadSource, StageChange
+from contacts.models import ApiKey, Contact, Event, LeadSource, LeadSourceCost, StageChange
+
+
+class LeadSourceCostInline(admin.TabularInline):
+    model = LeadSourceCost
+    extra = 1
 
 
 @admin.register(LeadSource)
 class LeadSourceAdmin(admin.ModelAdmin):
+    inlines = [LeadSourceCostInline]
     list_display = ["name", "channel", "utm_source", "utm_medium", "utm_campaign", "active"]
     list_filter = ["channel", "active"]
     search_fields = ["name", "utm_source", "utm_campaign"]

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.db.models.functions import Lower, Trim
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -45,6 +46,54 @@ class LeadSource(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class LeadSourceCost(models.Model):
+    """What a source cost over a period (a campaign budget, a trade-show stand, a month of ads)."""
+
+    source = models.ForeignKey(
+        LeadSource, verbose_name=_("source"), on_delete=models.CASCADE, related_name="costs"
+    )
+    starts_on = models.DateField(_("from"))
+    ends_on = models.DateField(_("to (included)"))
+    amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
+    note = models.CharField(_("note"), max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-starts_on"]
+        verbose_name = _("lead source cost")
+        verbose_name_plural = _("lead source costs")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_on__gte=F("starts_on")),
+                name="leadsourcecost_period_in_order",
+                violation_error_message=_("The period must end on or after its start."),
+            ),
+            models.CheckConstraint(
+                condition=Q(amount__gte=0),
+                name="leadsourcecost_amount_positive",
+                violation_error_message=_("A cost cannot be negative."),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.amount} ({self.starts_on} – {self.ends_on})"
+
+    def share(self, start: date, end: date) -> Decimal:
+        """The part of this cost that falls in [start, end] (days included), spread evenly."""
+        overlap = (min(end, self.ends_on) - max(start, self.starts_on)).days + 1
+        if overlap <= 0:
+            return Decimal(0)
+        days = (self.ends_on - self.starts_on).days + 1
+        return (self.amount * overlap / days).quantize(Decimal("0.01"))
+
+
+def source_costs(start: date, end: date) -> dict[int, Decimal]:
+    """What each lead source cost between two dates, for cost per lead and per client."""
+    totals: dict[int, Decimal] = {}
+    for cost in LeadSourceCost.objects.filter(starts_on__lte=end, ends_on__gte=start):
+        totals[cost.source_id] = totals.get(cost.source_id, Decimal(0)) + cost.share(start, end)
+    return totals
 
 
 class ContactQuerySet(models.QuerySet["Contact"]):
