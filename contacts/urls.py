@@ -5,6 +5,7 @@ from contacts import views
 urlpatterns = [
     path("contacts/", views.contact_list, name="contact-list"),
     path("contacts/new/", views.contact_create, name="contact-create"),
+    path("contacts/export.csv", views.contact_export, name="contact-export"),
     path("contacts/<int:pk>/", views.contact_detail, name="contact-detail"),
     path("contacts/<int:pk>/edit/", views.contact_edit, name="contact-edit"),
     path("contacts/panels/funnel/", views.funnel_panel, name="funnel-panel"),
