@@ -1,14 +1,28 @@
 from django import forms
 from django.contrib import admin, messages
+from django.db import models
 from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from contacts import services
 from contacts.forms import ContactForm
-from contacts.models import ApiKey, Contact, Event, LeadSource, LeadSourceCost, StageChange
+from contacts.intake import embed_snippet
+from contacts.models import (
+    ApiKey,
+    Consent,
+    Contact,
+    ContactMerge,
+    Event,
+    Form,
+    LeadSource,
+    LeadSourceCost,
+    StageChange,
+    Visitor,
+)
 
 
 class LeadSourceCostInline(admin.TabularInline):
@@ -215,3 +229,55 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for key in queryset:
             services.api_key_revoke(key=key)
         self.message_user(request, _("Revoked."), messages.SUCCESS)
+
+
+@admin.register(Form)
+class FormAdmin(admin.ModelAdmin):
+    list_display = ["name", "key", "source", "active", "created_at"]
+    list_filter = ["active", "source"]
+    search_fields = ["name", "key"]
+    readonly_fields = ["key", "snippet"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+    @admin.display(description=_("embed snippet (copy into your page)"))
+    def snippet(self, form: Form) -> str:
+        if not form.pk:
+            return str(_("Save the form to get its snippet."))
+        base = self.request_base
+        return format_html(
+            "<textarea readonly rows=12 cols=100>{}</textarea>", embed_snippet(form, base)
+        )
+
+    def get_form(self, request: HttpRequest, obj: Form | None = None, **kwargs: object):  # type: ignore[no-untyped-def]
+        self.request_base = f"{request.scheme}://{request.get_host()}"
+        return super().get_form(request, obj, **kwargs)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Consent)
+class ConsentAdmin(ReadOnlyAdmin):
+    list_display = ["at", "contact", "form", "wording_version", "ip", "page"]
+    list_filter = ["form"]
+    search_fields = ["contact__email", "ip"]
+    list_select_related = ["contact", "form"]
+
+
+@admin.register(Visitor)
+class VisitorAdmin(ReadOnlyAdmin):
+    list_display = ["visitor_id", "contact", "first_seen_at"]
+    search_fields = ["visitor_id", "contact__email"]
+    list_select_related = ["contact"]
+
+
+@admin.register(ContactMerge)
+class ContactMergeAdmin(ReadOnlyAdmin):
+    list_display = ["at", "into", "merged_contact_id", "visitor_id", "events_moved"]
+    search_fields = ["into__email", "visitor_id"]
+    list_select_related = ["into"]

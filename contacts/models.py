@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -463,3 +464,108 @@ class ApiKey(models.Model):
         # The key is 256 random bits: a plain SHA-256 cannot be brute-forced, and it lets the
         # lookup be one indexed equality.
         return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_form_key() -> str:
+    return secrets.token_hex(8)
+
+
+class Form(models.Model):
+    """A form on the company's site(s): posts to /f/<key>/ and makes or updates a contact."""
+
+    name = models.CharField(_("name"), max_length=120)
+    key = models.SlugField(
+        _("public key"), max_length=40, unique=True, editable=False, default=new_form_key
+    )
+    source = models.ForeignKey(
+        LeadSource, verbose_name=_("lead source"), on_delete=models.SET_NULL, null=True,
+        blank=True, help_text=_("Given to the contacts this form creates."),
+    )  # fmt: skip
+    ask_name = models.BooleanField(_("ask for the name"), default=True)
+    ask_company = models.BooleanField(_("ask for the company"), default=True)
+    ask_phone = models.BooleanField(_("ask for the phone"), default=False)
+    consent_text = models.TextField(
+        _("consent wording"),
+        default=_("I agree to receive emails about LeadFunnel. I can unsubscribe at any time."),
+    )
+    consent_version = models.PositiveIntegerField(_("consent wording version"), default=1)
+    thank_you_url = models.URLField(_("thank-you page"), blank=True)
+    allowed_origins = models.TextField(
+        _("allowed origins"),
+        blank=True,
+        help_text=_("One per line, e.g. https://www.example.com. Empty: any site."),
+    )
+    active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("form")
+        verbose_name_plural = _("forms")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def origins(self) -> set[str]:
+        return {
+            line.strip().rstrip("/") for line in self.allowed_origins.splitlines() if line.strip()
+        }
+
+
+class Consent(models.Model):
+    """Proof of a consent: which wording, when, from where, on which page."""
+
+    contact = models.ForeignKey(
+        Contact, verbose_name=_("contact"), on_delete=models.CASCADE, related_name="consents"
+    )
+    form = models.ForeignKey(Form, verbose_name=_("form"), on_delete=models.SET_NULL, null=True)
+    wording = models.TextField(_("wording"))
+    wording_version = models.PositiveIntegerField(_("wording version"))
+    ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    page = models.URLField(_("page"), max_length=1000, blank=True)
+    at = models.DateTimeField(_("at"), default=timezone.now)
+
+    class Meta:
+        ordering = ["-at"]
+        verbose_name = _("consent")
+        verbose_name_plural = _("consents")
+
+    def __str__(self) -> str:
+        return f"{self.contact_id} v{self.wording_version} {self.at:%Y-%m-%d}"
+
+
+class Visitor(models.Model):
+    """A browser's id (kept in the site's localStorage by the tracking snippet) and whose it is."""
+
+    visitor_id = models.CharField(_("visitor id"), max_length=64, unique=True)
+    contact = models.ForeignKey(
+        Contact, verbose_name=_("contact"), on_delete=models.CASCADE, related_name="visitors"
+    )
+    first_seen_at = models.DateTimeField(_("first seen"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("visitor")
+        verbose_name_plural = _("visitors")
+
+    def __str__(self) -> str:
+        return self.visitor_id
+
+
+class ContactMerge(models.Model):
+    """An anonymous visitor's history moved onto the contact it turned out to be."""
+
+    into = models.ForeignKey(
+        Contact, verbose_name=_("into"), on_delete=models.CASCADE, related_name="merges"
+    )
+    merged_contact_id = models.BigIntegerField(_("merged contact"))
+    visitor_id = models.CharField(_("visitor id"), max_length=64)
+    events_moved = models.PositiveIntegerField(_("events moved"))
+    at = models.DateTimeField(_("at"), default=timezone.now)
+
+    class Meta:
+        ordering = ["-at"]
+        verbose_name = _("contact merge")
+        verbose_name_plural = _("contact merges")
+
+    def __str__(self) -> str:
+        return f"{self.merged_contact_id} → {self.into_id}"

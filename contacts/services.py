@@ -17,7 +17,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Max, Q, Sum
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -27,10 +27,14 @@ from contacts import broker
 from contacts.models import (
     ALLOWED_TRANSITIONS,
     ApiKey,
+    Consent,
     Contact,
+    ContactMerge,
     Event,
     EventRow,
+    Form,
     StageChange,
+    Visitor,
     normalize_email,
 )
 
@@ -579,3 +583,101 @@ def api_key_create(*, name: str) -> tuple[ApiKey, str]:
 
 def api_key_revoke(*, key: ApiKey) -> None:
     ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+# --- Capture: forms and visitors ------------------------------------------------------------
+
+
+def visitor_contact(*, visitor_id: str) -> Contact:
+    """The contact behind a browser's visitor id; an unknown visitor becomes an anonymous
+    suspect."""
+    visitor = Visitor.objects.select_related("contact").filter(visitor_id=visitor_id).first()
+    if visitor is not None:
+        return visitor.contact
+    try:
+        with transaction.atomic():
+            contact = Contact.objects.create()
+            Visitor.objects.create(visitor_id=visitor_id, contact=contact)
+            return contact
+    except IntegrityError:  # the same visitor's second beacon won the race
+        return Visitor.objects.select_related("contact").get(visitor_id=visitor_id).contact
+
+
+@transaction.atomic
+def visitor_stitch(*, visitor_id: str, contact: Contact) -> ContactMerge | None:
+    """This browser is ``contact`` now. If it was an anonymous visitor, its history (events,
+    score lines) moves onto the contact, the merge is recorded and the visitor is gone."""
+    visitor = Visitor.objects.select_for_update().filter(visitor_id=visitor_id).first()
+    if visitor is None:
+        Visitor.objects.create(visitor_id=visitor_id, contact=contact)
+        return None
+    if visitor.contact_id == contact.pk:
+        return None
+    previous = Contact.objects.select_for_update().get(pk=visitor.contact_id)
+    visitor.contact = contact
+    visitor.save(update_fields=["contact"])
+    if not previous.is_anonymous:  # a shared browser: the other person keeps their history
+        return None
+    moved = Event.objects.filter(contact=previous).update(contact=contact)
+    previous.score_entries.update(contact=contact)
+    Visitor.objects.filter(contact=previous).update(contact=contact)
+    merge = ContactMerge.objects.create(
+        into=contact, merged_contact_id=previous.pk, visitor_id=visitor_id, events_moved=moved
+    )
+    previous.delete()
+    _recount(contact)
+    return merge
+
+
+def _recount(contact: Contact) -> None:
+    """Score back to the ledger's sum and last activity to the latest touchpoint."""
+    ledger = contact.score_entries.aggregate(total=Sum("points"))["total"] or 0
+    latest = (
+        contact.events.exclude(type__in=Event.SYSTEM_TYPES).aggregate(latest=Max("occurred_at"))
+    )["latest"]
+    Contact.objects.filter(pk=contact.pk).update(score=ledger, last_activity_at=latest)
+    contact.score, contact.last_activity_at = ledger, latest
+
+
+FORM_FIELDS = ("first_name", "last_name", "company", "phone")
+
+
+@transaction.atomic
+def form_submit(
+    *,
+    form: Form,
+    email: str,
+    fields: dict[str, str],
+    consent: bool,
+    ip: str | None = None,
+    page: str = "",
+    visitor_id: str = "",
+    utm: dict[str, str] | None = None,
+) -> Contact:
+    """A person sent a form: their contact (made or completed: blanks are filled, nothing known
+    is overwritten), the consent with its proof, the browser's history and a form_submit event."""
+    contact, created = contact_upsert(email=email, cause=StageChange.Cause.SYSTEM)
+    blanks = {k: v for k, v in fields.items() if k in FORM_FIELDS and v and not getattr(contact, k)}
+    if created or not contact.source_id:  # first touch: where this person came from
+        blanks["source"] = form.source
+        blanks.update({k: v for k, v in (utm or {}).items() if k in CONTACT_FIELDS and v})
+    if blanks:
+        contact_update(contact=contact, **blanks)
+    if consent:
+        Consent.objects.create(
+            contact=contact, form=form, wording=form.consent_text,
+            wording_version=form.consent_version, ip=ip, page=page[:1000],
+        )  # fmt: skip
+        Contact.objects.filter(pk=contact.pk).update(
+            consent=Contact.Consent.GRANTED, consent_at=timezone.now(),
+            consent_method=f"form:{form.key} v{form.consent_version}",
+        )  # fmt: skip
+    if visitor_id:
+        visitor_stitch(visitor_id=visitor_id, contact=contact)
+    event_record(
+        contact=contact,
+        type=Event.Type.FORM_SUBMIT,
+        properties={"form": form.key, "form_name": form.name, "url": page},
+        source="form",
+    )
+    return contact

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from contacts import views
+from contacts import intake, views
 
 urlpatterns = [
     path("contacts/", views.contact_list, name="contact-list"),
@@ -10,4 +10,5 @@ urlpatterns = [
     path("contacts/<int:pk>/edit/", views.contact_edit, name="contact-edit"),
     path("contacts/panels/funnel/", views.funnel_panel, name="funnel-panel"),
     path("queue/", views.queue, name="queue"),
+    path("f/<slug:key>/", intake.form_post, name="form-post"),
 ]

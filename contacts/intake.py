@@ -1,0 +1,131 @@
+"""Public intake: what websites post to, without a login (forms now; the tracking beacon next).
+
+Nothing a visitor sends can cause a 500: input goes through a Django form first, and the
+answer fits the sender (a redirect for a plain HTML form, JSON for a script).
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from contacts import services
+from contacts.models import Form
+
+VISITOR_ID = r"^[A-Za-z0-9_-]{8,64}$"
+
+
+class Submission(forms.Form):
+    email = forms.EmailField(label=_("Email"), max_length=254)
+    first_name = forms.CharField(required=False, max_length=100)
+    last_name = forms.CharField(required=False, max_length=100)
+    company = forms.CharField(required=False, max_length=200)
+    phone = forms.CharField(required=False, max_length=40)
+    consent = forms.BooleanField(required=False)
+    visitor_id = forms.RegexField(regex=VISITOR_ID, required=False)
+    page = forms.URLField(required=False, max_length=1000, assume_scheme="https")
+    utm_source = forms.CharField(required=False, max_length=200)
+    utm_medium = forms.CharField(required=False, max_length=200)
+    utm_campaign = forms.CharField(required=False, max_length=200)
+    utm_term = forms.CharField(required=False, max_length=200)
+    utm_content = forms.CharField(required=False, max_length=200)
+    # Invisible to people (see the embed snippet); bots fill every field they find.
+    website = forms.CharField(required=False)
+
+
+def _cors(response: HttpResponse, origin: str | None) -> HttpResponse:
+    if origin:
+        response["Access-Control-Allow-Origin"] = origin
+        response["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+        response["Access-Control-Allow-Headers"] = "Content-Type, Accept"
+        response["Vary"] = "Origin"
+    return response
+
+
+def _too_many(form: Form, ip: str) -> bool:
+    bucket = f"form-rate:{form.key}:{ip}:{timezone.now():%Y%m%d%H%M}"
+    cache.add(bucket, 0, timeout=90)
+    return cache.incr(bucket) > settings.FORM_RATE_PER_MINUTE
+
+
+@csrf_exempt  # posted from other sites by design; the honeypot and rate limit guard it
+@require_http_methods(["POST", "OPTIONS"])
+def form_post(request: HttpRequest, key: str) -> HttpResponse:
+    form = get_object_or_404(Form, key=key, active=True)
+    origin = request.headers.get("Origin")
+    if origin and form.origins() and origin.rstrip("/") not in form.origins():
+        return JsonResponse({"detail": "This site may not post to this form."}, status=403)
+    if request.method == "OPTIONS":
+        return _cors(HttpResponse(status=204), origin)
+    wants_json = "application/json" in request.headers.get("Accept", "")
+    ip = request.META.get("REMOTE_ADDR") or None
+    if _too_many(form, ip or "?"):
+        busy = {"__all__": [str(_("Too many submissions; try again in a minute."))]}
+        return _answer(request, form, origin, wants_json, status=429, errors=busy)
+    submission = Submission(request.POST)
+    if not submission.is_valid():
+        return _answer(request, form, origin, wants_json, status=400, errors=submission.errors)
+    data = submission.cleaned_data
+    if data["website"]:  # a bot: thank it and keep nothing
+        return _answer(request, form, origin, wants_json, status=200)
+    services.form_submit(
+        form=form,
+        email=data["email"],
+        fields={name: data[name] for name in services.FORM_FIELDS},
+        consent=data["consent"],
+        ip=ip,
+        page=data["page"] or request.headers.get("Referer", ""),
+        visitor_id=data["visitor_id"],
+        utm={k: v for k, v in data.items() if k.startswith("utm_")},
+    )
+    return _answer(request, form, origin, wants_json, status=200)
+
+
+def _answer(
+    request: HttpRequest,
+    form: Form,
+    origin: str | None,
+    wants_json: bool,
+    *,
+    status: int,
+    errors: dict | None = None,
+) -> HttpResponse:
+    if wants_json:
+        body = {"ok": status == 200, **({"errors": errors} if errors else {})}
+        return _cors(JsonResponse(body, status=status), origin)
+    if status == 200 and form.thank_you_url:
+        return redirect(form.thank_you_url, permanent=False)
+    template = "contacts/form_thanks.html" if status == 200 else "contacts/form_errors.html"
+    context = {"form": form, "errors": errors, "back": request.headers.get("Referer", "")}
+    return _cors(render(request, template, context, status=status), origin)
+
+
+def embed_snippet(form: Form, base_url: str) -> str:
+    """The HTML a marketer pastes into a page: a plain form (works without JavaScript)."""
+    fields = []
+    if form.ask_name:
+        fields += [("first_name", _("First name")), ("last_name", _("Last name"))]
+    if form.ask_company:
+        fields.append(("company", _("Company")))
+    if form.ask_phone:
+        fields.append(("phone", _("Phone")))
+    lines = [
+        f'<form method="post" action="{base_url}/f/{form.key}/" class="leadfunnel-form">',
+        f'  <label>{_("Email")} <input type="email" name="email" required></label>',
+        *(f'  <label>{label} <input name="{name}"></label>' for name, label in fields),
+        f'  <label><input type="checkbox" name="consent" value="on"> {form.consent_text}</label>',
+        '  <input type="hidden" name="visitor_id" value="">',
+        '  <div style="position:absolute;left:-5000px" aria-hidden="true">'
+        '<input name="website" tabindex="-1" autocomplete="off"></div>',
+        f'  <button type="submit">{_("Send")}</button>',
+        "</form>",
+        f'<script src="{base_url}/t.js" async></script>',
+    ]
+    return "\n".join(str(line) for line in lines)
