@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
-from django.db import models
 from django.contrib.admin import helpers
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
