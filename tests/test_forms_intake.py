@@ -30,7 +30,10 @@ def test_a_plain_html_submission_makes_a_lead_records_consent_and_redirects(clie
     assert response.status_code == 302 and response["Location"] == "https://www.exemple.fr/merci"
     contact = Contact.objects.get(email="elodie@exemple.fr")
     assert (contact.stage, contact.first_name, contact.source, contact.utm_source) == (
-        "lead", "Élodie", form.source, "linkedin"
+        "lead",
+        "Élodie",
+        form.source,
+        "linkedin",
     )
     assert contact.consent == "granted"
     proof = Consent.objects.get(contact=contact)
@@ -49,10 +52,14 @@ def test_a_known_person_keeps_what_we_know_and_gets_blanks_filled(client, form):
 
 
 def test_a_script_gets_json_and_cors_for_an_allowed_origin_only(client, form):
-    allowed = submit(client, form, headers={"Origin": "https://www.exemple.fr", "Accept": "application/json"})
+    allowed = submit(
+        client, form, headers={"Origin": "https://www.exemple.fr", "Accept": "application/json"}
+    )
     assert allowed.status_code == 200 and allowed.json() == {"ok": True}
     assert allowed["Access-Control-Allow-Origin"] == "https://www.exemple.fr"
-    other = submit(client, form, headers={"Origin": "https://evil.example", "Accept": "application/json"})
+    other = submit(
+        client, form, headers={"Origin": "https://evil.example", "Accept": "application/json"}
+    )
     assert other.status_code == 403
 
 
@@ -77,7 +84,9 @@ def test_too_many_submissions_from_one_address_are_refused(client, form, setting
     assert Contact.objects.count() == 2
 
 
-def test_a_submission_stitches_the_visitors_anonymous_history(client, form, django_capture_on_commit_callbacks):
+def test_a_submission_stitches_the_visitors_anonymous_history(
+    client, form, django_capture_on_commit_callbacks
+):
     visitor = visitor_contact(visitor_id="v-1234567890abcdef")
     with django_capture_on_commit_callbacks(execute=True):
         for url in ("/tarifs", "/blog/scoring"):
@@ -106,4 +115,8 @@ def test_an_unknown_or_inactive_form_is_a_404(client, form):
 def test_admin_shows_a_working_embed_snippet(client, admin_user, form):
     client.force_login(admin_user)
     body = client.get(reverse("admin:contacts_form_change", args=[form.pk])).content.decode()
-    assert f"/f/{form.key}/" in body and "/t.js" in body and 'name="website"' in body.replace("&quot;", '"')
+    assert (
+        f"/f/{form.key}/" in body
+        and "/t.js" in body
+        and 'name="website"' in body.replace("&quot;", '"')
+    )
