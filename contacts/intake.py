@@ -6,11 +6,14 @@ answer fits the sender (a redirect for a plain HTML form, JSON for a script).
 
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
@@ -129,3 +132,57 @@ def embed_snippet(form: Form, base_url: str) -> str:
         f'<script src="{base_url}/t.js" async></script>',
     ]
     return "\n".join(str(line) for line in lines)
+
+
+class Beacon(forms.Form):
+    visitor_id = forms.RegexField(regex=VISITOR_ID)
+    url = forms.URLField(max_length=1000, assume_scheme="https")
+    title = forms.CharField(required=False, max_length=300)
+    referrer = forms.CharField(required=False, max_length=1000)
+
+
+MAX_BEACON_BYTES = 8192
+
+
+@csrf_exempt  # posted by the snippet from the company's site
+@require_http_methods(["POST", "OPTIONS"])
+def beacon(request: HttpRequest) -> HttpResponse:
+    """A page view from the tracking snippet. Answers 204, or 400/403/413 with a reason."""
+    origin = request.headers.get("Origin")
+    allowed = {o.rstrip("/") for o in settings.TRACKING_ORIGINS}
+    if origin and allowed and origin.rstrip("/") not in allowed:
+        return JsonResponse({"detail": "This site may not send page views here."}, status=403)
+    if request.method == "OPTIONS":
+        return _cors(HttpResponse(status=204), origin)
+    if len(request.body) > MAX_BEACON_BYTES:
+        return _cors(JsonResponse({"detail": "Too large."}, status=413), origin)
+    try:
+        data = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    if not isinstance(data, dict):
+        return _cors(JsonResponse({"detail": "Send a JSON object."}, status=400), origin)
+    view = Beacon(data)
+    if not view.is_valid():
+        return _cors(JsonResponse({"errors": view.errors}, status=400), origin)
+    raw_utm = data.get("utm") if isinstance(data.get("utm"), dict) else {}
+    utm = {k: str(raw_utm[k])[:200] for k in services.UTM_FIELDS if isinstance(raw_utm.get(k), str)}
+    services.page_view_record(
+        visitor_id=view.cleaned_data["visitor_id"],
+        url=view.cleaned_data["url"],
+        title=view.cleaned_data["title"],
+        referrer=view.cleaned_data["referrer"],
+        utm=utm,
+    )
+    return _cors(HttpResponse(status=204), origin)
+
+
+def tracker_js(request: HttpRequest) -> HttpResponse:
+    endpoint = request.build_absolute_uri(reverse("beacon"))
+    response = render(
+        request, "contacts/tracker.js", {"endpoint": endpoint},
+        content_type="application/javascript; charset=utf-8",
+    )  # fmt: skip
+    response["Cache-Control"] = "public, max-age=3600"
+    response["Access-Control-Allow-Origin"] = "*"
+    return response

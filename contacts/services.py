@@ -466,6 +466,7 @@ def events_sweep(*, batch_size: int = 1000) -> int:
             return total
 
 
+UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 CONTACT_FIELDS = (
     "email",
     "first_name",
@@ -618,6 +619,16 @@ def visitor_stitch(*, visitor_id: str, contact: Contact) -> ContactMerge | None:
     visitor.save(update_fields=["contact"])
     if not previous.is_anonymous:  # a shared browser: the other person keeps their history
         return None
+    # The anonymous visit came first: its first touch (source, UTM) is the person's.
+    first_touch = {
+        name: getattr(previous, name)
+        for name in ("source_id", *UTM_FIELDS)
+        if getattr(previous, name) and not getattr(contact, name)
+    }
+    if first_touch:
+        Contact.objects.filter(pk=contact.pk).update(**first_touch)
+        for name, value in first_touch.items():
+            setattr(contact, name, value)
     moved = Event.objects.filter(contact=previous).update(contact=contact)
     previous.score_entries.update(contact=contact)
     Visitor.objects.filter(contact=previous).update(contact=contact)
@@ -681,3 +692,18 @@ def form_submit(
         source="form",
     )
     return contact
+
+
+def page_view_record(
+    *, visitor_id: str, url: str, title: str = "", referrer: str = "", utm: dict[str, str]
+) -> Event:
+    """A page view from the snippet, on the visitor's contact (anonymous or known). UTM values
+    are kept on the contact at its first touch only."""
+    contact = visitor_contact(visitor_id=visitor_id)
+    if utm and not (contact.utm_source or contact.utm_medium or contact.utm_campaign):
+        Contact.objects.filter(pk=contact.pk).update(**utm)
+    properties = {"url": url, "title": title, "referrer": referrer, **utm}
+    event, _ = event_record(
+        contact=contact, type=Event.Type.PAGE_VIEW, properties=properties, source="beacon"
+    )
+    return event

@@ -11,4 +11,6 @@ urlpatterns = [
     path("contacts/panels/funnel/", views.funnel_panel, name="funnel-panel"),
     path("queue/", views.queue, name="queue"),
     path("f/<slug:key>/", intake.form_post, name="form-post"),
+    path("t/", intake.beacon, name="beacon"),
+    path("t.js", intake.tracker_js, name="tracker-js"),
 ]

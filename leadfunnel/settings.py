@@ -229,6 +229,8 @@ EVENT_MAX_ATTEMPTS = env.int("EVENT_MAX_ATTEMPTS", default=5)
 SLA_HOURS = env.int("SLA_HOURS", default=4)
 API_RATE_PER_MINUTE = env.int("API_RATE_PER_MINUTE", default=600)
 FORM_RATE_PER_MINUTE = env.int("FORM_RATE_PER_MINUTE", default=10)
+# Sites whose pages may send page views (scheme://host[:port]); empty: any site.
+TRACKING_ORIGINS = env.list("TRACKING_ORIGINS", default=[])
 CONTACTS_PER_PAGE = env.int("CONTACTS_PER_PAGE", default=50)
 
 LOGGING = {
