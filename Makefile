@@ -39,7 +39,9 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# wrk loads the beacon benchmark's gunicorn from a second process.
 bench: install
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null 2>&1; } || echo "wrk is not installed: the beacon benchmark will stop (apt-get install wrk)"
 	BENCH_SCALE=$(BENCH_SCALE) $(PY) bench/run.py $(BENCH)
 
 messages: install
