@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import secrets
 import threading
 import traceback
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -15,6 +16,8 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Max, Q, Sum
@@ -23,7 +26,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
-from contacts import broker
+from contacts import broker, csv_import
 from contacts.models import (
     ALLOWED_TRANSITIONS,
     ApiKey,
@@ -33,6 +36,9 @@ from contacts.models import (
     Event,
     EventRow,
     Form,
+    ImportJob,
+    ImportRowError,
+    LeadSource,
     StageChange,
     Visitor,
     normalize_email,
@@ -707,3 +713,257 @@ def page_view_record(
         contact=contact, type=Event.Type.PAGE_VIEW, properties=properties, source="beacon"
     )
     return event
+
+
+# --- CSV import -------------------------------------------------------------------------------
+IMPORT_BATCH_SIZE = 1000
+# A whole file runs in one task; 20 MB of CSV is about 150,000 rows, a few minutes of work.
+IMPORT_SOFT_TIME_LIMIT = 30 * 60
+IMPORT_TIME_LIMIT = IMPORT_SOFT_TIME_LIMIT + 60
+IMPORT_QUEUE_GRACE_SECONDS = 60
+
+
+class ImportFailed(Exception):
+    """The file could not be imported; the message is for the marketer."""
+
+
+@transaction.atomic
+def import_job_create(
+    *,
+    upload: UploadedFile,
+    detected: csv_import.Detected,
+    source: LeadSource | None,
+    overwrite: bool,
+    actor: AbstractBaseUser | None,
+) -> ImportJob:
+    """Store an uploaded CSV with what was detected in it and a proposed column mapping."""
+    job = ImportJob(
+        filename=(upload.name or "import.csv")[:255],
+        created_by=actor,
+        source=source,
+        overwrite=overwrite,
+        encoding=detected.encoding,
+        delimiter=detected.delimiter,
+        columns=detected.columns,
+        mapping=csv_import.propose_mapping(detected.columns),
+    )
+    job.file.save(job.filename, upload, save=False)
+    job.save()
+    return job
+
+
+@transaction.atomic
+def import_job_start(*, job: ImportJob, mapping: list[str]) -> bool:
+    """Confirm the mapping and queue the import; False if it was already started (two tabs)."""
+    now = timezone.now()
+    started = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.MAPPING).update(
+        status=ImportJob.Status.QUEUED, mapping=mapping, queued_at=now
+    )
+    if started:
+        job.status, job.mapping, job.queued_at = ImportJob.Status.QUEUED, mapping, now
+        transaction.on_commit(lambda: _send_import(job.pk))
+    return bool(started)
+
+
+def _send_import(job_id: int) -> None:
+    from contacts.tasks import import_contacts_task
+
+    broker.send(import_contacts_task, job_id)
+
+
+def contacts_import(*, job: ImportJob) -> bool:
+    """Run a queued import; False when another worker claimed it first (a double delivery).
+
+    Not atomic as a whole: each batch commits with its counts, so the progress bar moves and a
+    crash loses at most the batch in flight. Importing a file again is harmless (rows already
+    imported count as unchanged), which is the way out of a failed run.
+    """
+    claimed = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.QUEUED).update(
+        status=ImportJob.Status.RUNNING, started_at=timezone.now()
+    )
+    if not claimed:
+        return False
+    status, error = ImportJob.Status.DONE, ""
+    try:
+        _import_file(job)
+    except ImportFailed as failure:
+        status, error = ImportJob.Status.FAILED, str(failure)
+    except Exception:
+        logger.exception("Import %s failed", job.pk)
+        status = ImportJob.Status.FAILED
+        error = _("The import stopped on an unexpected error; the rows counted were imported.")
+    ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.RUNNING).update(
+        status=status, error=error, finished_at=timezone.now()
+    )
+    return True
+
+
+def _import_file(job: ImportJob) -> None:
+    groups, errors = _read_job_file(job)
+    rows_total = len(errors) + sum(len(rows) for rows in groups.values())
+    with transaction.atomic():
+        ImportRowError.objects.bulk_create(errors, batch_size=IMPORT_BATCH_SIZE)
+        ImportJob.objects.filter(pk=job.pk).update(
+            rows_total=rows_total, rows_done=len(errors), rejected_count=len(errors)
+        )
+    keys = list(groups)
+    for start in range(0, len(keys), IMPORT_BATCH_SIZE):
+        _import_batch(job, {key: groups[key] for key in keys[start : start + IMPORT_BATCH_SIZE]})
+
+
+def _read_job_file(
+    job: ImportJob,
+) -> tuple[dict[str, list[csv_import.CleanRow]], list[ImportRowError]]:
+    """Valid rows grouped by lower-cased email (file order kept), and the refused ones.
+
+    The whole file is read first so that a duplicate in any later batch merges into its first
+    row; the upload form caps the size, so this stays a few dozen MB at most."""
+    with job.file.open("rb") as stored:
+        raw = stored.read()
+    try:
+        text = raw.decode(job.encoding)
+    except (UnicodeDecodeError, LookupError) as error:
+        raise ImportFailed(_("The file's characters cannot be read.")) from error
+    groups: dict[str, list[csv_import.CleanRow]] = {}
+    errors: list[ImportRowError] = []
+    try:
+        for row in csv_import.read_rows(text, job.delimiter):
+            try:
+                clean = csv_import.clean_row(row, job.mapping)
+            except ValidationError as refusal:
+                errors.append(
+                    ImportRowError(
+                        job=job,
+                        line_number=row.line_number,
+                        raw=csv_import.raw_text(row.cells, job.delimiter)[:10_000],
+                        message=refusal.messages[0][:500],
+                    )
+                )
+                continue
+            groups.setdefault(clean.key, []).append(clean)
+    except csv.Error as error:
+        raise ImportFailed(
+            _("The file is not a valid CSV: %(error)s") % {"error": error}
+        ) from error
+    return groups, errors
+
+
+def _import_batch(job: ImportJob, batch: dict[str, list[csv_import.CleanRow]]) -> None:
+    # A contact created meanwhile by someone else (a form, another import) breaks the unique
+    # email constraint: the batch rolls back and is read again, finding that contact this time.
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                counts = _apply_batch(job, batch)
+                ImportJob.objects.filter(pk=job.pk).update(
+                    rows_done=F("rows_done") + sum(counts.values()),
+                    created_count=F("created_count") + counts["created"],
+                    merged_count=F("merged_count") + counts["merged"],
+                    unchanged_count=F("unchanged_count") + counts["unchanged"],
+                )
+            return
+        except IntegrityError:
+            if attempt == 2:
+                raise
+
+
+def _apply_batch(job: ImportJob, batch: dict[str, list[csv_import.CleanRow]]) -> Counter[str]:
+    """Rows per outcome. A new email is one created row (its later duplicates in the file are
+    merged into it); rows of a known contact are merged if they changed it, else unchanged."""
+    existing = {
+        contact.lowered: contact
+        for contact in Contact.objects.select_for_update()
+        .annotate(lowered=Lower("email"))
+        .filter(lowered__in=list(batch))
+    }
+    counts: Counter[str] = Counter()
+    created: list[Contact] = []
+    updated: list[Contact] = []
+    changed_fields: set[str] = set()
+    now = timezone.now()
+    for key, rows in batch.items():
+        incoming: dict[str, str] = {}
+        for row in rows:
+            csv_import.merge_fields(incoming, row.fields, overwrite=job.overwrite)
+        contact = existing.get(key)
+        if contact is None:
+            created.append(Contact(**incoming, source_id=job.source_id))
+            counts["created"] += 1
+            counts["merged"] += len(rows) - 1
+            continue
+        changes = _contact_changes(contact, incoming, job)
+        if changes:
+            for name, value in changes.items():
+                setattr(contact, name, value)
+            contact.updated_at = now
+            changed_fields |= set(changes)
+            updated.append(contact)
+        counts["merged" if changes else "unchanged"] += len(rows)
+    if updated:
+        Contact.objects.bulk_update(updated, [*sorted(changed_fields), "updated_at"])
+    if created:
+        _create_imported(job, created)
+    return counts
+
+
+def _contact_changes(contact: Contact, incoming: dict[str, str], job: ImportJob) -> dict[str, Any]:
+    # The email found the contact; its case as stored is left alone.
+    profile = {name: value for name, value in incoming.items() if name != "email"}
+    current = {name: getattr(contact, name) for name in profile}
+    csv_import.merge_fields(current, profile, overwrite=job.overwrite)
+    changes: dict[str, Any] = {
+        name: value for name, value in current.items() if value != getattr(contact, name)
+    }
+    if job.source_id and not contact.source_id:
+        changes["source_id"] = job.source_id
+    return changes
+
+
+def _create_imported(job: ImportJob, contacts: list[Contact]) -> None:
+    """New contacts are created as suspects, then moved to lead in bulk: the move writes the
+    StageChange and stage_changed event every new lead has."""
+    Contact.objects.bulk_create(contacts)
+    reason = _("Imported from %(file)s") % {"file": job.filename}
+    actor_name = ""
+    if job.created_by is not None:
+        actor_name = job.created_by.get_full_name() or job.created_by.get_username()
+    stage_move_many(
+        moves=[
+            PlannedMove(
+                contact.pk,
+                Contact.Stage.SUSPECT,
+                Contact.Stage.LEAD,
+                reason=reason,
+                actor_name=actor_name,
+            )
+            for contact in contacts
+        ],
+        cause=StageChange.Cause.IMPORT,
+    )
+
+
+def imports_sweep() -> tuple[int, int]:
+    """Send again the imports whose message was lost (broker down when queued), and mark failed
+    those whose worker died: past the task's hard time limit, nothing can still be running them.
+    Returns (sent, failed)."""
+    now = timezone.now()
+    waiting = list(
+        ImportJob.objects.filter(
+            status=ImportJob.Status.QUEUED,
+            queued_at__lte=now - timedelta(seconds=IMPORT_QUEUE_GRACE_SECONDS),
+        ).values_list("pk", flat=True)
+    )
+    for job_id in waiting:  # the claim makes a second delivery harmless
+        _send_import(job_id)
+    failed = ImportJob.objects.filter(
+        status=ImportJob.Status.RUNNING,
+        started_at__lte=now - timedelta(seconds=IMPORT_TIME_LIMIT + 60),
+    ).update(
+        status=ImportJob.Status.FAILED,
+        finished_at=now,
+        error=_(
+            "The import was interrupted. The rows counted were imported: upload the file again "
+            "to import the rest (rows already imported will count as unchanged)."
+        ),
+    )
+    return len(waiting), failed

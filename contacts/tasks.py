@@ -11,3 +11,16 @@ def process_events_task(event_ids: list[int]) -> int:
 @shared_task
 def sweep_unprocessed_events_task() -> int:
     return services.events_sweep()
+
+
+@shared_task(soft_time_limit=services.IMPORT_SOFT_TIME_LIMIT, time_limit=services.IMPORT_TIME_LIMIT)
+def import_contacts_task(job_id: int) -> bool:
+    from contacts.models import ImportJob
+
+    job = ImportJob.objects.filter(pk=job_id).first()
+    return job is not None and services.contacts_import(job=job)
+
+
+@shared_task
+def sweep_imports_task() -> tuple[int, int]:
+    return services.imports_sweep()

@@ -1,11 +1,18 @@
 from django.urls import path
 
-from contacts import intake, views
+from contacts import import_views, intake, views
 
 urlpatterns = [
     path("contacts/", views.contact_list, name="contact-list"),
     path("contacts/new/", views.contact_create, name="contact-create"),
     path("contacts/export.csv", views.contact_export, name="contact-export"),
+    path("contacts/import/", import_views.import_upload, name="contact-import"),
+    path("contacts/import/<int:pk>/", import_views.import_job, name="contact-import-job"),
+    path(
+        "contacts/import/<int:pk>/errors.csv",
+        import_views.import_errors_csv,
+        name="contact-import-errors",
+    ),
     path("contacts/<int:pk>/", views.contact_detail, name="contact-detail"),
     path("contacts/<int:pk>/edit/", views.contact_edit, name="contact-edit"),
     path("contacts/panels/funnel/", views.funnel_panel, name="funnel-panel"),

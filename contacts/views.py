@@ -20,7 +20,7 @@ from leadfunnel.roles import MARKETING, SALES, role_required
 TIMELINE_PER_PAGE = 50
 
 
-def _partial_or_page(request: HttpRequest, template: str, partial: str) -> str:
+def partial_or_page(request: HttpRequest, template: str, partial: str) -> str:
     # A history-restore request wants the whole page back, not the fragment.
     htmx = getattr(request, "htmx", None)
     if htmx and not htmx.history_restore_request:
@@ -35,7 +35,7 @@ def contact_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(contacts, settings.CONTACTS_PER_PAGE).get_page(request.GET.get("page"))
     response = render(
         request,
-        _partial_or_page(request, "contacts/contact_list.html", "results"),
+        partial_or_page(request, "contacts/contact_list.html", "results"),
         {
             "form": form,
             "page": page,
@@ -64,7 +64,7 @@ EXPORT_COLUMNS = [
 ]
 
 
-class _Echo:
+class Echo:
     def write(self, value: str) -> str:
         return value
 
@@ -75,7 +75,7 @@ def contact_export(request: HttpRequest) -> StreamingHttpResponse:
     form = ContactFilterForm(request.GET)
     contacts = form.filter(Contact.objects.all()).values_list(*(f for _, f in EXPORT_COLUMNS))
     french = get_language() == "fr"
-    writer = csv.writer(_Echo(), delimiter=";" if french else ",")
+    writer = csv.writer(Echo(), delimiter=";" if french else ",")
 
     def rows() -> Iterator[str]:
         yield "\ufeff" + writer.writerow([str(label) for label, _ in EXPORT_COLUMNS])
@@ -108,7 +108,7 @@ def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "stage_changes": contact.stage_changes.select_related("actor"),
     }
     response = render(
-        request, _partial_or_page(request, "contacts/contact_detail.html", "timeline"), context
+        request, partial_or_page(request, "contacts/contact_detail.html", "timeline"), context
     )
     patch_vary_headers(response, ["HX-Request"])
     return response

@@ -210,6 +210,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "scoring.tasks.sweep_rescores_task",
         "schedule": 60.0,
     },
+    "sweep-imports": {
+        "task": "contacts.tasks.sweep_imports_task",
+        "schedule": 60.0,
+    },
     "apply-decay": {
         "task": "scoring.tasks.apply_decay_task",
         "schedule": crontab(hour=3, minute=15),

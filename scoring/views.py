@@ -11,6 +11,7 @@ from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext as _
 
 from contacts.models import Contact, Event
+from contacts.views import partial_or_page
 from leadfunnel.roles import MARKETING, SALES, role_required
 from scoring import engine
 from scoring.models import ScoreEntry, Threshold
@@ -64,14 +65,6 @@ def signed(points: int) -> str:
     return f"{sign}{intcomma(abs(points))}"
 
 
-def _partial_or_page(request: HttpRequest, template: str, partial: str) -> str:
-    # A history-restore request wants the whole page back, not the fragment.
-    htmx = getattr(request, "htmx", None)
-    if htmx and not htmx.history_restore_request:
-        return f"{template}#{partial}"
-    return template
-
-
 @role_required(MARKETING, SALES)
 def score_explanation(request: HttpRequest, pk: int) -> HttpResponse:
     """Why a contact has its score (the ledger by cause) and its stage (the move that put it
@@ -98,7 +91,7 @@ def score_explanation(request: HttpRequest, pk: int) -> HttpResponse:
     }
     response = render(
         request,
-        _partial_or_page(request, "scoring/score_explanation.html", "explanation"),
+        partial_or_page(request, "scoring/score_explanation.html", "explanation"),
         context,
     )
     patch_vary_headers(response, ["HX-Request"])

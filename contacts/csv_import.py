@@ -1,0 +1,235 @@
+"""Reading a marketer's CSV file: pure functions, no ORM, so they are tested in milliseconds.
+
+Detection (encoding, delimiter, header), the proposed column mapping, and turning rows into
+clean contact fields or a reason for refusal. ``contacts.services.contacts_import`` writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import unicodedata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from contacts.models import Contact, normalize_email
+
+# What a column may become; "" means the column is ignored.
+IMPORT_FIELDS = (
+    "email", "first_name", "last_name", "company", "phone", "job_title",
+    "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content",
+)  # fmt: skip
+IGNORE = ""
+
+# Headers as marketers write them, compared without case, accents or punctuation.
+HEADER_ALIASES: dict[str, str] = {
+    "email": "email", "e mail": "email", "courriel": "email", "adresse e mail": "email",
+    "adresse email": "email", "mail": "email", "email address": "email",
+    "adresse courriel": "email",
+    "first name": "first_name", "firstname": "first_name", "prenom": "first_name",
+    "last name": "last_name", "lastname": "last_name", "surname": "last_name", "nom": "last_name",
+    "nom de famille": "last_name",
+    "societe": "company", "entreprise": "company", "company": "company",
+    "organisation": "company", "organization": "company",
+    "phone": "phone", "telephone": "phone", "tel": "phone", "phone number": "phone",
+    "portable": "phone", "mobile": "phone",
+    "job title": "job_title", "fonction": "job_title", "poste": "job_title",
+    "titre": "job_title", "title": "job_title",
+    "utm source": "utm_source", "utm medium": "utm_medium", "utm campaign": "utm_campaign",
+    "utm term": "utm_term", "utm content": "utm_content",
+}  # fmt: skip
+
+SAMPLE_BYTES = 8192
+DELIMITERS = ",;\t"
+# Signatures of files people upload by mistake: xlsx/docx/odt (zip), old .xls, images, PDF.
+BINARY_SIGNATURES = (
+    b"PK\x03\x04", b"\xd0\xcf\x11\xe0", b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"%PDF",
+)  # fmt: skip
+# Control characters never found in a text export (tab, CR and LF are allowed).
+CONTROL_CHARACTERS = frozenset(chr(code) for code in range(32)) - {"\t", "\r", "\n"}
+
+
+class NotACsv(ValueError):
+    """The upload cannot be read as a CSV file; the message says why, for the marketer."""
+
+
+@dataclass(frozen=True)
+class Detected:
+    encoding: str
+    delimiter: str
+    columns: list[str]
+
+
+def detect(raw: bytes) -> Detected:
+    """The file's encoding, delimiter and header, or ``NotACsv``."""
+    text, encoding = decode(raw)
+    lines = text.splitlines()
+    header_line = next((line for line in lines if line.strip()), None)
+    if header_line is None:
+        raise NotACsv(_("The file is empty."))
+    delimiter = sniff_delimiter(text[:SAMPLE_BYTES], header_line)
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    header = next((row for row in reader if any(cell.strip() for cell in row)), [])
+    return Detected(
+        encoding=encoding, delimiter=delimiter, columns=[cell.strip() for cell in header]
+    )
+
+
+def decode(raw: bytes) -> tuple[str, str]:
+    """(text, encoding): UTF-8 (BOM or not), UTF-16 with a BOM (Excel's "Unicode text"),
+    else Windows-1252, the French Excel default."""
+    if raw.startswith(BINARY_SIGNATURES):
+        raise NotACsv(
+            _("This looks like a spreadsheet, an image or a PDF, not a CSV file. In your "
+              "spreadsheet, use “Save as” → “CSV” and upload that file.")
+        )  # fmt: skip
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        text, encoding = _decode_as(raw, "utf-16"), "utf-16"
+    elif b"\x00" in raw:
+        raise NotACsv(_("The file contains binary data: it is not a CSV file."))
+    else:
+        try:
+            text, encoding = raw.decode("utf-8-sig"), "utf-8-sig"
+        except UnicodeDecodeError:
+            text, encoding = _decode_as(raw, "cp1252"), "cp1252"
+    if any(char in CONTROL_CHARACTERS for char in text[: SAMPLE_BYTES * 4]):
+        raise NotACsv(_("The file contains binary data: it is not a CSV file."))
+    return text, encoding
+
+
+def _decode_as(raw: bytes, encoding: str) -> str:
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as error:
+        raise NotACsv(
+            _("The file's characters cannot be read. Save it as “CSV UTF-8” and try again.")
+        ) from error
+
+
+def sniff_delimiter(sample: str, header_line: str) -> str:
+    """Comma, semicolon or tab. The sniffer reads a sample cut at a line end; when it fails,
+    or picks a character the header does not contain, the header's most frequent one wins."""
+    counts = {candidate: header_line.count(candidate) for candidate in DELIMITERS}
+    if "\n" in sample:
+        sample = sample[: sample.rindex("\n")]
+    try:
+        sniffed = csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        sniffed = None
+    if sniffed and (counts[sniffed] or not any(counts.values())):
+        return sniffed
+    best = max(DELIMITERS, key=lambda candidate: counts[candidate])
+    return best if counts[best] else ","
+
+
+def header_key(header: str) -> str:
+    """ "Adresse E-mail " → "adresse e mail": no case, accents or punctuation."""
+    decomposed = unicodedata.normalize("NFKD", header.casefold())
+    letters = "".join(char for char in decomposed if not unicodedata.combining(char))
+    words = "".join(char if char.isalnum() else " " for char in letters)
+    return " ".join(words.split())
+
+
+def propose_mapping(columns: Sequence[str]) -> list[str]:
+    """A contact field per column (or ``IGNORE``); each field goes to its first column."""
+    taken: set[str] = set()
+    mapping = []
+    for column in columns:
+        target = HEADER_ALIASES.get(header_key(column), IGNORE)
+        if target in taken:
+            target = IGNORE
+        taken.add(target)
+        mapping.append(target)
+    return mapping
+
+
+def field_label(name: str) -> str:
+    return str(Contact._meta.get_field(name).verbose_name).capitalize()
+
+
+def field_choices() -> list[tuple[str, str]]:
+    return [(IGNORE, str(gettext_lazy("— ignore this column —")))] + [
+        (name, field_label(name)) for name in IMPORT_FIELDS
+    ]
+
+
+@dataclass(frozen=True)
+class Row:
+    line_number: int  # where the record starts in the file, header included
+    cells: list[str]
+
+
+def read_rows(text: str, delimiter: str) -> Iterator[Row]:
+    """Data records after the header; blank lines skipped, quoted newlines kept."""
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    seen_header = False
+    start = 1
+    for cells in reader:
+        line_number, start = start, reader.line_num + 1
+        if not any(cell.strip() for cell in cells):
+            continue
+        if not seen_header:
+            seen_header = True
+            continue
+        yield Row(line_number=line_number, cells=cells)
+
+
+@dataclass
+class CleanRow:
+    line_number: int
+    key: str  # lower-cased email: what makes two rows the same person
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+def clean_row(row: Row, mapping: Sequence[str]) -> CleanRow:
+    """The row's non-blank values by field, validated; ``ValidationError`` says what is wrong.
+
+    Extra cells beyond the mapped columns are ignored, missing ones are blank."""
+    fields: dict[str, str] = {}
+    for target, cell in zip(mapping, row.cells, strict=False):
+        value = cell.strip()
+        if target and value:
+            fields[target] = value
+    email = normalize_email(fields.get("email"))
+    if not email:
+        raise ValidationError(_("No email address."))
+    try:
+        validate_email(email)
+    except ValidationError as error:
+        raise ValidationError(
+            _("“%(email)s” is not a valid email address.") % {"email": email}
+        ) from error
+    fields["email"] = email
+    for name, value in fields.items():
+        limit = Contact._meta.get_field(name).max_length
+        if limit and len(value) > limit:
+            raise ValidationError(
+                _("%(field)s is too long (%(length)d characters, at most %(limit)d).")
+                % {"field": field_label(name), "length": len(value), "limit": limit}
+            )
+    return CleanRow(line_number=row.line_number, key=email.lower(), fields=fields)
+
+
+def merge_fields(current: dict[str, str], incoming: dict[str, str], *, overwrite: bool) -> bool:
+    """Apply ``incoming`` onto ``current`` in place: blanks are filled, or differing values
+    replaced when ``overwrite``. A blank cell never erases anything. True if ``current`` changed."""
+    changed = False
+    for name, value in incoming.items():
+        if not value or current.get(name) == value:
+            continue
+        if overwrite or not current.get(name):
+            current[name] = value
+            changed = True
+    return changed
+
+
+def raw_text(cells: Sequence[str], delimiter: str) -> str:
+    """The row as it was written, for the error report."""
+    buffer = io.StringIO()
+    csv.writer(buffer, delimiter=delimiter, lineterminator="").writerow(cells)
+    return buffer.getvalue()

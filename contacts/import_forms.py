@@ -1,0 +1,89 @@
+"""Forms of the CSV import: the upload (refuses what is not a CSV) and the column mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django import forms
+from django.template.defaultfilters import filesizeformat
+from django.utils.translation import gettext_lazy as _
+
+from contacts import csv_import
+from contacts.models import LeadSource
+
+IMPORT_MAX_BYTES = 20 * 1024 * 1024
+
+
+class ImportUploadForm(forms.Form):
+    file = forms.FileField(
+        label=_("CSV file"),
+        help_text=_("Comma, semicolon or tab separated; UTF-8 or Windows (Excel) encoding."),
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,.txt,.tsv,text/csv"}),
+    )
+    source = forms.ModelChoiceField(
+        LeadSource.objects.filter(active=True),
+        label=_("Lead source"),
+        required=False,
+        empty_label=_("(none)"),
+        help_text=_("Given to every imported contact that has no source yet."),
+    )
+    overwrite = forms.BooleanField(
+        label=_("Overwrite existing values"),
+        required=False,
+        help_text=_("Unchecked: existing contacts only get their blank fields filled in."),
+    )
+
+    detected: csv_import.Detected
+
+    def clean_file(self) -> Any:
+        upload = self.cleaned_data["file"]
+        if upload.size > IMPORT_MAX_BYTES:
+            raise forms.ValidationError(
+                _("The file is too large (at most %(size)s).")
+                % {"size": filesizeformat(IMPORT_MAX_BYTES)},
+                code="too_large",
+            )
+        raw = upload.read()
+        upload.seek(0)
+        try:
+            self.detected = csv_import.detect(raw)
+        except csv_import.NotACsv as error:
+            raise forms.ValidationError(str(error), code="not_csv") from error
+        if not any(self.detected.columns):
+            raise forms.ValidationError(_("The file has no header row."), code="no_header")
+        return upload
+
+
+class ImportMappingForm(forms.Form):
+    """One select per column of the file: the contact field it fills, or ignore it."""
+
+    def __init__(
+        self, *args: Any, columns: Sequence[str], mapping: Sequence[str], **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.columns = list(columns)
+        for index, column in enumerate(self.columns):
+            self.fields[f"column_{index}"] = forms.ChoiceField(
+                label=column or _("Column %(number)d") % {"number": index + 1},
+                choices=csv_import.field_choices(),
+                required=False,
+                initial=mapping[index] if index < len(mapping) else csv_import.IGNORE,
+            )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        chosen = [value for value in self.mapping(cleaned) if value]
+        for name in sorted({value for value in chosen if chosen.count(value) > 1}):
+            self.add_error(
+                None,
+                _("“%(field)s” is chosen for several columns: keep one.")
+                % {"field": csv_import.field_label(name)},
+            )
+        if "email" not in chosen:
+            self.add_error(None, _("Choose the column that holds the email address."))
+        return cleaned
+
+    def mapping(self, cleaned: dict[str, Any] | None = None) -> list[str]:
+        cleaned = self.cleaned_data if cleaned is None else cleaned
+        return [cleaned.get(f"column_{index}") or "" for index in range(len(self.columns))]

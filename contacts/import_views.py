@@ -1,0 +1,94 @@
+"""The CSV import pages: upload, column mapping then progress, and the rejected rows as CSV."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.cache import patch_vary_headers
+from django.utils.translation import get_language
+from django.utils.translation import gettext as _
+
+from contacts import csv_import, services
+from contacts.import_forms import ImportMappingForm, ImportUploadForm
+from contacts.models import ImportJob
+from contacts.views import Echo, partial_or_page, spreadsheet_safe
+from leadfunnel.roles import MARKETING, role_required
+
+PREVIEW_BYTES = 16 * 1024
+PREVIEW_ROWS = 3
+
+
+@role_required(MARKETING)
+def import_upload(request: HttpRequest) -> HttpResponse:
+    form = ImportUploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        job = services.import_job_create(
+            upload=form.cleaned_data["file"],
+            detected=form.detected,
+            source=form.cleaned_data["source"],
+            overwrite=form.cleaned_data["overwrite"],
+            actor=request.user,
+        )
+        return redirect("contact-import-job", pk=job.pk)
+    jobs = ImportJob.objects.select_related("created_by", "source")[:10]
+    return render(request, "contacts/import_upload.html", {"form": form, "jobs": jobs})
+
+
+@role_required(MARKETING)
+def import_job(request: HttpRequest, pk: int) -> HttpResponse:
+    """The mapping form until the import starts, then its progress (polled by htmx)."""
+    job = get_object_or_404(ImportJob.objects.select_related("created_by", "source"), pk=pk)
+    form = None
+    if job.status == ImportJob.Status.MAPPING:
+        form = ImportMappingForm(request.POST or None, columns=job.columns, mapping=job.mapping)
+        if request.method == "POST" and form.is_valid():
+            services.import_job_start(job=job, mapping=form.mapping())
+            return redirect("contact-import-job", pk=job.pk)
+    elif request.method == "POST":  # a second submit of the mapping: it has started already
+        return redirect("contact-import-job", pk=job.pk)
+    context = {
+        "job": job,
+        "form": form,
+        "columns": list(zip(form, _samples(job), strict=True)) if form is not None else [],
+        "errors_shown": job.row_errors.all()[:20],
+    }
+    response = render(
+        request, partial_or_page(request, "contacts/import_job.html", "progress"), context
+    )
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+def _samples(job: ImportJob) -> list[list[str]]:
+    """The first values of each column, to help choose its field."""
+    with job.file.open("rb") as stored:
+        head = stored.read(PREVIEW_BYTES)
+    # The cut may split a character or a line: this is only a preview.
+    text = head.decode(job.encoding, errors="ignore")
+    samples: list[list[str]] = [[] for _column in job.columns]
+    for count, row in enumerate(csv_import.read_rows(text, job.delimiter)):
+        if count == PREVIEW_ROWS:
+            break
+        for values, cell in zip(samples, row.cells, strict=False):
+            values.append(cell.strip())
+    return samples
+
+
+@role_required(MARKETING)
+def import_errors_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+    """The refused rows as CSV (UTF-8 with BOM), formula cells neutralised."""
+    job = get_object_or_404(ImportJob, pk=pk)
+    errors = job.row_errors.values_list("line_number", "message", "raw")
+    writer = csv.writer(Echo(), delimiter=";" if get_language() == "fr" else ",")
+
+    def rows() -> Iterator[str]:
+        yield "\ufeff" + writer.writerow([_("Line"), _("Reason"), _("Row")])
+        for row in errors.iterator(chunk_size=2000):
+            yield writer.writerow([spreadsheet_safe(value) for value in row])
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="import-{job.pk}-errors.csv"'
+    return response
