@@ -119,6 +119,7 @@ def embed_snippet(form: Form, base_url: str) -> str:
         fields.append(("company", _("Company")))
     if form.ask_phone:
         fields.append(("phone", _("Phone")))
+    send = _("Send")
     lines = [
         f'<form method="post" action="{base_url}/f/{form.key}/" class="leadfunnel-form">',
         f'  <label>{_("Email")} <input type="email" name="email" required></label>',
@@ -127,7 +128,7 @@ def embed_snippet(form: Form, base_url: str) -> str:
         '  <input type="hidden" name="visitor_id" value="">',
         '  <div style="position:absolute;left:-5000px" aria-hidden="true">'
         '<input name="website" tabindex="-1" autocomplete="off"></div>',
-        f'  <button type="submit">{_("Send")}</button>',
+        f'  <button type="submit">{send}</button>',
         "</form>",
         f'<script src="{base_url}/t.js" async></script>',
     ]

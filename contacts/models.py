@@ -13,6 +13,7 @@ from django.db.models import Count, F, Q
 from django.db.models.functions import Lower, Trim
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class LeadSource(models.Model):
@@ -610,7 +611,9 @@ class ImportJob(models.Model):
     mapping = models.JSONField(_("mapping"), default=list)
     rows_total = models.PositiveIntegerField(_("rows"), default=0)
     rows_done = models.PositiveIntegerField(_("rows done"), default=0)
-    created_count = models.PositiveIntegerField(_("created"), default=0)
+    created_count = models.PositiveIntegerField(
+        pgettext_lazy("count of contacts", "created"), default=0
+    )
     merged_count = models.PositiveIntegerField(_("merged"), default=0)
     unchanged_count = models.PositiveIntegerField(_("unchanged"), default=0)
     rejected_count = models.PositiveIntegerField(_("rejected"), default=0)
