@@ -15,14 +15,12 @@ import logging
 import random
 import time
 from contextlib import contextmanager
-from datetime import timedelta
 
 from django.db import connection
 from django.test import Client
-from django.utils import timezone
 
 from bench import seed
-from bench.bench_scoring import KINDS, raw_insert
+from bench.bench_scoring import make_events, raw_insert
 from bench.common import percentile, result, timings_ms
 from contacts import broker
 from contacts.models import Event
@@ -34,27 +32,6 @@ SINGLES = 300
 TARGET_RATE = 10_000
 TARGET_P95_MS = 50
 PATH = "/api/v1/events"
-
-
-def make_events(contact_ids: list[int], total: int, rng: random.Random, prefix: str) -> list[Event]:
-    """A realistic stream (the scoring bench's mix), each event with its own idempotency key."""
-    now = timezone.now()
-    weights = [weight for weight, _, _ in KINDS]
-    events = []
-    for n in range(total):
-        _, kind, properties = rng.choices(KINDS, weights)[0]
-        events.append(
-            Event(
-                contact_id=rng.choice(contact_ids),
-                type=kind,
-                properties=dict(properties),
-                occurred_at=now - timedelta(minutes=rng.randint(0, 100_000)),
-                received_at=now,
-                source="bench",
-                idempotency_key=f"{prefix}-{n}",
-            )  # fmt: skip
-        )
-    return events
 
 
 def as_json(events: list[Event]) -> str:

@@ -29,13 +29,16 @@ KINDS = [
 ]  # fmt: skip
 
 
-def batches(contact_ids: list[int], total: int, rng: random.Random) -> list[list[Event]]:
+def make_events(
+    contact_ids: list[int], total: int, rng: random.Random, prefix: str = "bench"
+) -> list[Event]:
+    """A realistic stream (the mix above), each event with its own idempotency key."""
     now = timezone.now()
-    rows = []
     weights = [weight for weight, _, _ in KINDS]
+    events = []
     for n in range(total):
         _, kind, properties = rng.choices(KINDS, weights)[0]
-        rows.append(
+        events.append(
             Event(
                 contact_id=rng.choice(contact_ids),
                 type=kind,
@@ -43,9 +46,14 @@ def batches(contact_ids: list[int], total: int, rng: random.Random) -> list[list
                 occurred_at=now - timedelta(minutes=rng.randint(0, 100_000)),
                 received_at=now,
                 source="bench",
-                idempotency_key=f"bench-{n}",
+                idempotency_key=f"{prefix}-{n}",
             )  # fmt: skip
         )
+    return events
+
+
+def batches(contact_ids: list[int], total: int, rng: random.Random) -> list[list[Event]]:
+    rows = make_events(contact_ids, total, rng)
     return [rows[i : i + BATCH] for i in range(0, total, BATCH)]
 
 
