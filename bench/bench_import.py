@@ -1,0 +1,389 @@
+"""CSV import: a messy 100,000-row marketer's file (UTF-8 with a BOM, semicolons, French headers,
+accents, quoted delimiters, stray spaces, extra and missing cells, ~2 % duplicate emails differing
+in case or spaces, ~1 % invalid emails), 20 % of its emails already known as contacts.
+
+Timed as the app runs it, synchronously in this process: detection (the upload form's work),
+``import_job_create`` with the proposed mapping, ``import_job_start`` and ``contacts_import``
+(what the Celery task calls). The broker is marked down while it runs, so neither the import's
+own message nor the scoring of the new leads' ``stage_changed`` events runs inside it: scoring
+is the event workers' job. The baseline, in the same run, is a raw COPY of as many new contact
+rows into contacts_contact.
+
+Memory: the process's peak RSS (ru_maxrss) right after the timed import, and, in a second run
+on freshly seeded data (tracemalloc slows Python down, so it is not timed), the peak of Python
+allocations during the import.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+import resource
+import tempfile
+import time
+import tracemalloc
+import unicodedata
+from dataclasses import dataclass, field
+
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test import override_settings
+from django.utils import timezone
+
+from bench import seed
+from bench.bench_ingest import processing_deferred
+from bench.common import result
+from contacts import csv_import, services
+from contacts.import_forms import IMPORT_MAX_BYTES
+from contacts.models import Contact, ImportJob
+
+NAME = "import"
+ROWS = 100_000
+TARGET_SECONDS = 20  # for 100,000 rows, proportional to the scale
+TARGET_RSS_MB = 300
+EXISTING_SHARE = 0.20
+DUPLICATE_SHARE = 0.02
+INVALID_SHARE = 0.01
+HEADER = ["Prénom", "Nom", "Courriel", "Société", "Téléphone"]
+PROFILE = ("first_name", "last_name", "company", "phone")
+
+FIRST_NAMES = [
+    "Hélène", "François", "Zoé", "Élodie", "Jérôme", "Anaïs", "Noël", "Gaëlle", "Loïc", "Cécile",
+    "Benoît", "Agnès", "Maëlys", "Frédéric", "Inès", "Stéphane", "Léa", "Thérèse", "Joël", "Chloé",
+    "Jean-Marc", "Marie-Ève", "Raphaël", "Océane", "Aurélien", "Mathilde", "Hugo", "Camille",
+]  # fmt: skip
+LAST_NAMES = [
+    "Dupré", "Lefèvre", "Noël", "Bérard", "Müller", "Gaétan", "Côté", "Dubœuf", "Lemaître",
+    "Fournier", "Girard", "Mercier", "Chevalier", "Rousseau", "Faure", "Bonnet", "Lambert",
+    "Moreau", "Pâris", "Leclerc", "D'Arcy", "Le Bihan", "Hervé", "Perrin", "Garçon", "Brûlé",
+]  # fmt: skip
+COMPANIES = [
+    "Café Crème", "Société Générale", "Les Ateliers Réunis", "Boulangerie Épi d'Or",
+    "Dupont; Fils & Cie", "Bâtiments, Cœur & Cie", "Crédit Mutuel", "Hôtel du Lac", "Ça Va SARL",
+    "Éditions Gallimard", "Château Pétrus", "Menuiserie Lefèvre", "ACME France", "Transports Noël",
+    "L'Atelier \"Vert\"", "Pharmacie de la Gare", "Agence Pôle Sud", "Régie Île-de-France",
+]  # fmt: skip
+DOMAINS = ["exemple.fr", "orange.fr", "gmail.com", "laposte.net", "free.fr", "société.fr"]
+INVALID_EMAILS = [
+    "{local}@{bare}", "{local}.{bare}.fr", "{local} {local}@{domain}", "{local}@@{domain}",
+    "{local}@", "@{domain}", "{local}(at){domain}", "",
+]  # fmt: skip
+
+
+@dataclass
+class Person:
+    email: str
+    fields: dict[str, str]
+    existing: bool = False
+    complete: bool = False  # seeded with every field: the file changes nothing
+    rows: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Generated:
+    raw: bytes
+    rows: int
+    people: list[Person]
+    expected: dict[str, int]
+
+
+def ascii_part(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(char for char in decomposed if char.isalnum() and char.isascii())
+
+
+def phone(rng: random.Random) -> str:
+    digits = [rng.randint(0, 99) for _ in range(4)]
+    style = rng.random()
+    if style < 0.4:
+        return "06 " + " ".join(f"{d:02d}" for d in digits) + " 00"[: rng.choice((0, 3))]
+    if style < 0.7:
+        return "+33 6 " + " ".join(f"{d:02d}" for d in digits)
+    if style < 0.9:
+        return "07." + ".".join(f"{d:02d}" for d in digits)
+    return ""
+
+
+def messy(value: str, rng: random.Random) -> str:
+    """Spaces people leave around cells."""
+    roll = rng.random()
+    if roll < 0.03:
+        return f" {value}"
+    if roll < 0.06:
+        return f"{value}  "
+    return value
+
+
+def email_variant(email: str, rng: random.Random) -> str:
+    """The same address as another export writes it: other case, stray spaces."""
+    local, domain = email.split("@")
+    roll = rng.random()
+    if roll < 0.4:
+        return email.upper()
+    if roll < 0.7:
+        return f"{local.capitalize()}@{domain.upper()}"
+    if roll < 0.85:
+        return f"  {email} "
+    return f" {local.title()}@{domain} "
+
+
+def generate(rows: int, seed_value: int = 42) -> Generated:
+    """The file's bytes, the people in it (to seed the known ones) and the expected counts."""
+    rng = random.Random(seed_value)
+    invalid = round(rows * INVALID_SHARE)
+    duplicates = round(rows * DUPLICATE_SHARE)
+    unique = rows - invalid - duplicates
+
+    people = []
+    for n in range(unique):
+        first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+        local = f"{ascii_part(first)}.{ascii_part(last)}{n}"
+        email = f"{local}@{rng.choice(DOMAINS)}"
+        if rng.random() < 0.1:
+            email = f"{local.capitalize()}@{email.split('@')[1]}"
+        fields = {
+            "first_name": first,
+            "last_name": last if rng.random() > 0.03 else "",
+            "company": rng.choice(COMPANIES) if rng.random() > 0.15 else "",
+            "phone": phone(rng),
+        }
+        people.append(Person(email=email, fields=fields))
+    for person in rng.sample(people, round(unique * EXISTING_SHARE)):
+        person.existing = True
+        person.complete = rng.random() < 0.5
+
+    lines: list[tuple[list[str], Person | None]] = []
+    for person in people:
+        lines.append((cells(person.email, person.fields, rng), person))
+    for person in rng.choices(people, k=duplicates):
+        # Another export of the same person: the email's case or spaces differ, a cell or two
+        # is blank (a blank never erases anything).
+        fields = {
+            name: ("" if rng.random() < 0.3 else value) for name, value in person.fields.items()
+        }
+        lines.append((cells(email_variant(person.email, rng), fields, rng), person))
+    for n in range(invalid):
+        first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+        local = f"{ascii_part(first)}.{ascii_part(last)}.x{n}"
+        template = INVALID_EMAILS[n % len(INVALID_EMAILS)]
+        email = template.format(local=local, bare=ascii_part(last), domain=rng.choice(DOMAINS))
+        fields = {"first_name": first, "last_name": last, "company": "", "phone": ""}
+        lines.append((cells(email, fields, rng), None))
+    rng.shuffle(lines)
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
+    writer.writerow(HEADER)
+    for row, person in lines:
+        writer.writerow(row)
+        if person is not None:
+            values = [row[0], row[1], row[3], row[4] if len(row) > 4 else ""]
+            person.rows.append(dict(zip(PROFILE, values, strict=True)))
+    raw = buffer.getvalue().encode("utf-8-sig")
+    return Generated(raw=raw, rows=rows, people=people, expected=expected(people, invalid))
+
+
+def cells(email: str, fields: dict[str, str], rng: random.Random) -> list[str]:
+    row = [
+        messy(fields["first_name"], rng),
+        messy(fields["last_name"], rng),
+        messy(email, rng) if email.strip() == email else email,
+        messy(fields["company"], rng),
+        fields["phone"],
+    ]
+    roll = rng.random()
+    if roll < 0.02 and not row[4]:
+        row.pop()  # a short row: the missing cell is blank
+    elif roll < 0.04:
+        row.extend(["", "note libre"])  # cells beyond the header are ignored
+    return row
+
+
+def expected(people: list[Person], invalid: int) -> dict[str, int]:
+    """What the import should count, worked out independently of its code: a new email is one
+    created row plus merged duplicates; a known contact's rows are merged if they fill one of
+    its blank fields, else unchanged (the import does not overwrite by default)."""
+    counts = {"created": 0, "merged": 0, "unchanged": 0, "rejected": invalid}
+    for person in people:
+        if not person.existing:
+            counts["created"] += 1
+            counts["merged"] += len(person.rows) - 1
+            continue
+        stored = seeded_fields(person)
+        fills = any(
+            not stored[name] and row.get(name, "").strip()
+            for row in person.rows
+            for name in PROFILE
+        )
+        counts["merged" if fills else "unchanged"] += len(person.rows)
+    return counts
+
+
+def seeded_fields(person: Person) -> dict[str, str]:
+    if person.complete:
+        return {name: value or "—" for name, value in person.fields.items()}
+    return {**person.fields, "company": "", "phone": ""}
+
+
+def seed_existing(people: list[Person]) -> int:
+    now = timezone.now()
+    contacts = [
+        Contact(
+            email=person.email.lower(),
+            **seeded_fields(person),
+            stage=Contact.Stage.LEAD,
+            stage_entered_at=now,
+            last_activity_at=now,
+        )
+        for person in people
+        if person.existing
+    ]
+    Contact.objects.bulk_create(contacts, batch_size=2000)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE contacts_contact")
+    return len(contacts)
+
+
+def raw_copy_seconds(rows: int) -> float:
+    """COPY of ``rows`` new contacts (prepared beforehand), the floor for writing them."""
+    now = timezone.now()
+    records = [
+        (f"raw.{n}@exemple.fr", FIRST_NAMES[n % len(FIRST_NAMES)], LAST_NAMES[n % len(LAST_NAMES)],
+         COMPANIES[n % len(COMPANIES)], "06 12 34 56 78", "", "", "", "", "", "", "lead", now, 0,
+         "unknown", "", False, now, now, now)
+        for n in range(rows)
+    ]  # fmt: skip
+    sql = (
+        "COPY contacts_contact (email, first_name, last_name, company, phone, job_title, "
+        "utm_source, utm_medium, utm_campaign, utm_term, utm_content, stage, stage_entered_at, "
+        "score, consent, consent_method, do_not_email, created_at, updated_at, last_activity_at) "
+        "FROM STDIN"
+    )
+    with connection.cursor() as cursor:
+        started = time.perf_counter()
+        with cursor.cursor.copy(sql) as copy:
+            for record in records:
+                copy.write_row(record)
+        seconds = time.perf_counter() - started
+        cursor.execute("SELECT count(*) FROM contacts_contact WHERE email LIKE 'raw.%%'")
+        assert cursor.fetchone()[0] == rows
+    return seconds
+
+
+def import_file(raw: bytes) -> ImportJob:
+    """What the upload view, the mapping view and the Celery task do, in turn."""
+    detected = csv_import.detect(raw)
+    assert detected.delimiter == ";" and detected.encoding == "utf-8-sig", detected
+    upload = SimpleUploadedFile("salon-2024.csv", raw, content_type="text/csv")
+    job = services.import_job_create(
+        upload=upload, detected=detected, source=None, overwrite=False, actor=None
+    )
+    assert job.mapping == ["first_name", "last_name", "email", "company", "phone"], job.mapping
+    assert services.import_job_start(job=job, mapping=job.mapping)
+    job = ImportJob.objects.get(pk=job.pk)  # the task loads it by id
+    assert services.contacts_import(job=job)
+    job.refresh_from_db()
+    return job
+
+
+def check(job: ImportJob, data: Generated) -> dict[str, int]:
+    assert job.status == ImportJob.Status.DONE, (job.status, job.error)
+    counts = {
+        "created": job.created_count,
+        "merged": job.merged_count,
+        "unchanged": job.unchanged_count,
+        "rejected": job.rejected_count,
+    }
+    assert sum(counts.values()) == job.rows_total == job.rows_done == data.rows, (counts, job)
+    assert counts == data.expected, (counts, data.expected)
+    assert job.row_errors.count() == counts["rejected"]
+    known = sum(person.existing for person in data.people)
+    assert Contact.objects.count() == known + counts["created"]
+    return counts
+
+
+def fresh_database(data: Generated) -> int:
+    seed.reset()
+    ImportJob.objects.all().delete()
+    return seed_existing(data.people)
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def run(scale: float) -> list[dict]:
+    rows = max(1000, int(ROWS * scale))
+    data = generate(rows)
+    assert len(data.raw) <= IMPORT_MAX_BYTES, len(data.raw)
+
+    seed.reset()
+    raw_seconds = raw_copy_seconds(rows)
+
+    with tempfile.TemporaryDirectory() as media, override_settings(MEDIA_ROOT=media):
+        with processing_deferred():
+            # Warm-up: code paths, the connection, the storage folder (then all of it deleted).
+            warm = generate(200, seed_value=7)
+            fresh_database(warm)
+            check(import_file(warm.raw), warm)
+
+            known = fresh_database(data)
+            rss_before = rss_mb()
+            started = time.perf_counter()
+            job = import_file(data.raw)
+            seconds = time.perf_counter() - started
+            rss_peak = rss_mb()
+            counts = check(job, data)
+
+            # Same import again on a fresh database, traced (slower, so not timed).
+            fresh_database(data)
+            tracemalloc.start()
+            try:
+                traced_job = import_file(data.raw)
+                _, traced_peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            assert check(traced_job, data) == counts
+        ImportJob.objects.all().delete()
+    seed.reset()
+
+    rate, raw_rate = rows / seconds, rows / raw_seconds
+    target_seconds = TARGET_SECONDS * rows / ROWS
+    common = {
+        "rows": rows,
+        "file_mb": round(len(data.raw) / 1024 / 1024, 2),
+        "contacts_already_known": known,
+        **counts,
+        "processing": "scoring of the new leads deferred to the event workers",
+    }
+    return [
+        result(
+            name=NAME,
+            metric=f"seconds to import a {rows:,}-row CSV (detect, map, contacts_import)",
+            value=seconds,
+            unit="s",
+            baseline=raw_seconds,
+            target=f"< {target_seconds:g} s ({TARGET_SECONDS} s per {ROWS:,} rows)",
+            passed=seconds < target_seconds,
+            scale=scale,
+            rows_per_s=round(rate),
+            raw_copy_rows_per_s=round(raw_rate),
+            raw_over_import_rate=round(raw_rate / rate, 1),
+            baseline_is="raw COPY of as many new rows into contacts_contact",
+            **common,
+        ),
+        result(
+            name=NAME,
+            metric="peak RSS of the process after the import (ru_maxrss)",
+            value=rss_peak,
+            unit="MB",
+            baseline=rss_before,
+            target=f"< {TARGET_RSS_MB} MB",
+            passed=rss_peak < TARGET_RSS_MB,
+            scale=scale,
+            baseline_is="ru_maxrss just before the import (file generated, contacts seeded)",
+            tracemalloc_peak_mb=round(traced_peak / 1024 / 1024, 1),
+            **common,
+        ),
+    ]
