@@ -93,16 +93,7 @@ class ContactAdmin(admin.ModelAdmin):
         (None, {"fields": ["email", "first_name", "last_name", "company", "job_title", "phone"]}),
         (
             _("Source"),
-            {
-                "fields": [
-                    "source",
-                    "utm_source",
-                    "utm_medium",
-                    "utm_campaign",
-                    "utm_term",
-                    "utm_content",
-                ]
-            },
+            {"fields": ["source", *services.UTM_FIELDS]},
         ),
         (
             _("Funnel"),

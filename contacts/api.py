@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db import transaction
@@ -23,7 +22,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer
 from pydantic import AfterValidator, field_validator
 
-from contacts import services
+from contacts import ratelimit, services
 from contacts.models import ApiKey, Contact, Event, normalize_email
 
 MAX_BATCH = 1000
@@ -48,13 +47,13 @@ class ApiKeyAuth(HttpBearer):
 
 
 def _count_request(key: ApiKey) -> None:
-    """A fixed one-minute window per key, counted in the cache (Redis when configured)."""
-    limit = key.rate_per_minute or settings.API_RATE_PER_MINUTE
+    """Per key; the window is ratelimit's one minute."""
+    wait = ratelimit.seconds_to_wait(
+        f"api:{key.hashed[:16]}", key.rate_per_minute or settings.API_RATE_PER_MINUTE
+    )
+    if wait:
+        raise RateLimited(retry_after=wait)
     now = timezone.now()
-    bucket = f"api-rate:{key.hashed[:16]}:{now:%Y%m%d%H%M}"
-    cache.add(bucket, 0, timeout=90)
-    if cache.incr(bucket) > limit:
-        raise RateLimited(retry_after=60 - now.second)
     if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
 

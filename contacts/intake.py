@@ -10,16 +10,14 @@ import json
 
 from django import forms
 from django.conf import settings
-from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from contacts import services
+from contacts import ratelimit, services
 from contacts.models import Form
 
 VISITOR_ID = r"^[A-Za-z0-9_-]{8,64}$"
@@ -53,9 +51,7 @@ def _cors(response: HttpResponse, origin: str | None) -> HttpResponse:
 
 
 def _too_many(form: Form, ip: str) -> bool:
-    bucket = f"form-rate:{form.key}:{ip}:{timezone.now():%Y%m%d%H%M}"
-    cache.add(bucket, 0, timeout=90)
-    return cache.incr(bucket) > settings.FORM_RATE_PER_MINUTE
+    return bool(ratelimit.seconds_to_wait(f"form:{form.key}:{ip}", settings.FORM_RATE_PER_MINUTE))
 
 
 @csrf_exempt  # posted from other sites by design; the honeypot and rate limit guard it
