@@ -8,8 +8,8 @@ from django.db import connection
 def reset() -> None:
     with connection.cursor() as cursor:
         cursor.execute(
-            "TRUNCATE scoring_scoreentry, scoring_rescore, contacts_event, contacts_stagechange, "
-            "contacts_contact CASCADE"
+            "TRUNCATE scoring_scoreentry, scoring_rescore, contacts_pendingevent, contacts_event, "
+            "contacts_stagechange, contacts_contact CASCADE"
         )
 
 
@@ -40,19 +40,19 @@ CASE
 URLS = "(ARRAY['/pricing', '/blog/scoring', '/careers', '/features', '/pricing/pro'])"
 
 
-def events(n: int, *, processed: bool = True) -> None:
-    """n events spread over every contact and the last 180 days, already processed."""
+def events(n: int) -> None:
+    """n events spread over every contact and the last 180 days, already handled."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT min(id), max(id) FROM contacts_contact")
         low, high = cursor.fetchone()
         cursor.execute(
             f"""
             INSERT INTO contacts_event (contact_id, type, occurred_at, received_at, properties,
-                source, idempotency_key, processed_at, attempts, last_error)
+                source, idempotency_key)
             SELECT %s + (i %% (%s - %s + 1)), {EVENT_MIX},
                 now() - (i %% 180) * interval '1 day' - (i %% 1440) * interval '1 minute', now(),
                 jsonb_build_object('url', {URLS}[1 + i %% 5], 'form', 'contact'),
-                'bench', NULL, {"now()" if processed else "NULL"}, 0, ''
+                'bench', NULL
             FROM (SELECT i, random() AS r FROM generate_series(1, %s) i) g
             """,
             [low, high, low, n],

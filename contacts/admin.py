@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.db import models
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
@@ -20,6 +20,7 @@ from contacts.models import (
     Form,
     LeadSource,
     LeadSourceCost,
+    PendingEvent,
     StageChange,
     Visitor,
 )
@@ -154,12 +155,41 @@ class ContactAdmin(admin.ModelAdmin):
 class EventAdmin(admin.ModelAdmin):
     """Events are facts: they arrive through event_record (forms, API, tracking), not by hand."""
 
-    list_display = ["occurred_at", "type", "contact", "source", "processed_at", "attempts"]
-    list_filter = ["type", "source", ("processed_at", admin.EmptyFieldListFilter)]
+    list_display = ["occurred_at", "type", "contact", "source", "handled"]
+    list_filter = ["type", "source"]
     search_fields = ["contact__email", "idempotency_key"]
     list_select_related = ["contact"]
     raw_id_fields = ["contact"]
     date_hierarchy = "occurred_at"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Event]:
+        waiting = PendingEvent.objects.filter(event_id=OuterRef("pk"))
+        return super().get_queryset(request).annotate(waiting=Exists(waiting))
+
+    @admin.display(description=_("handled"), boolean=True)
+    def handled(self, event: Event) -> bool:
+        return not event.waiting  # type: ignore[attr-defined]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(PendingEvent)
+class PendingEventAdmin(admin.ModelAdmin):
+    """Events the handlers have not finished with: in flight, or failing (with the error)."""
+
+    list_display = ["event_id", "received_at", "attempts", "short_error"]
+    list_filter = ["attempts"]
+    readonly_fields = ["event", "received_at", "attempts", "last_error"]
+    date_hierarchy = "received_at"
+
+    @admin.display(description=_("last error"))
+    def short_error(self, pending: PendingEvent) -> str:
+        lines = pending.last_error.strip().splitlines()
+        return lines[-1][:200] if lines else ""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

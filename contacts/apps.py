@@ -5,3 +5,6 @@ from django.utils.translation import gettext_lazy as _
 class ContactsConfig(AppConfig):
     name = "contacts"
     verbose_name = _("Contacts")
+
+    def ready(self) -> None:
+        from contacts import lookups  # noqa: F401  (registers ``__any``)

@@ -163,8 +163,9 @@ class Contact(models.Model):
     utm_term = models.CharField(_("UTM term"), max_length=200, blank=True)
     utm_content = models.CharField(_("UTM content"), max_length=200, blank=True)
 
+    # Indexed by contact_stage_score (stage first).
     stage = models.CharField(
-        _("stage"), max_length=20, choices=Stage.choices, default=Stage.SUSPECT, db_index=True
+        _("stage"), max_length=20, choices=Stage.choices, default=Stage.SUSPECT
     )
     stage_entered_at = models.DateTimeField(_("in stage since"), default=timezone.now)
     # Denormalised sum of the scoring ledger; only the scoring services write it.
@@ -365,7 +366,8 @@ class EventRow:
 
 class EventQuerySet(models.QuerySet["Event"]):
     def unprocessed(self) -> EventQuerySet:
-        return self.filter(processed_at__isnull=True, attempts__lt=settings.EVENT_MAX_ATTEMPTS)
+        """Events some handler has yet to see (failing ones included)."""
+        return self.filter(pending__isnull=False)
 
     def rows(self) -> list[EventRow]:
         return [EventRow(*values) for values in self.values_list(*EventRow.FIELDS)]
@@ -393,21 +395,20 @@ class Event(models.Model):
     # Recorded by the system about a contact, not done by the contact: not "activity".
     SYSTEM_TYPES = frozenset({Type.STAGE_CHANGED})
 
+    # Indexed by event_contact_occurred (contact first): a second index would only slow writes.
     contact = models.ForeignKey(
-        Contact, verbose_name=_("contact"), on_delete=models.CASCADE, related_name="events"
+        Contact,
+        verbose_name=_("contact"),
+        on_delete=models.CASCADE,
+        related_name="events",
+        db_index=False,
     )
     type = models.CharField(_("type"), max_length=40, choices=Type.choices)
     occurred_at = models.DateTimeField(_("occurred"), default=timezone.now)
     received_at = models.DateTimeField(_("received"), default=timezone.now)
     properties = models.JSONField(_("properties"), default=dict, blank=True)
     source = models.CharField(_("source"), max_length=40, blank=True)
-    idempotency_key = models.CharField(
-        _("idempotency key"), max_length=200, null=True, blank=True, unique=True
-    )
-    # Set once every handler in LEADFUNNEL_EVENT_HANDLERS has seen the event.
-    processed_at = models.DateTimeField(_("processed"), null=True, blank=True)
-    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
-    last_error = models.TextField(_("last error"), blank=True)
+    idempotency_key = models.CharField(_("idempotency key"), max_length=200, null=True, blank=True)
 
     objects = EventQuerySet.as_manager()
 
@@ -418,12 +419,10 @@ class Event(models.Model):
         indexes = [
             models.Index(fields=["contact", "-occurred_at"], name="event_contact_occurred"),
             models.Index(fields=["type", "occurred_at"], name="event_type_occurred"),
-            # The sweep only ever looks at the few unprocessed rows.
-            models.Index(
-                fields=["received_at"],
-                name="event_unprocessed",
-                condition=Q(processed_at__isnull=True),
-            ),
+        ]
+        constraints = [
+            # A constraint, not unique=True: that would add a LIKE index nobody queries.
+            models.UniqueConstraint(fields=["idempotency_key"], name="event_idempotency_key"),
         ]
 
     def __str__(self) -> str:
@@ -432,6 +431,36 @@ class Event(models.Model):
     @property
     def url(self) -> str:
         return str(self.properties.get("url", "")) if isinstance(self.properties, dict) else ""
+
+
+class PendingEvent(models.Model):
+    """An event some handler in LEADFUNNEL_EVENT_HANDLERS has yet to see.
+
+    A narrow queue beside the append-only events table: a row is written with its event and
+    deleted in the transaction that hands the event to the handlers, so handling never rewrites
+    the wide, many-indexed event row. A failing event stays here with its error.
+    """
+
+    # No database constraint: checking it would cost a lookup per queued row, and the event is
+    # deleted through the ORM (which cascades here) or is found missing by the pipeline.
+    event = models.OneToOneField(
+        Event,
+        verbose_name=_("event"),
+        primary_key=True,
+        on_delete=models.CASCADE,
+        db_constraint=False,
+        related_name="pending",
+    )
+    received_at = models.DateTimeField(_("received"), default=timezone.now)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    last_error = models.TextField(_("last error"), blank=True)
+
+    class Meta:
+        verbose_name = _("pending event")
+        verbose_name_plural = _("pending events")
+
+    def __str__(self) -> str:
+        return str(self.event_id)
 
 
 class ApiKey(models.Model):

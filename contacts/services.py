@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import secrets
 import threading
@@ -20,13 +19,14 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Max, Q, Sum
+from django.db.models import Exists, F, Max, OuterRef, Q, Sum
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from contacts import broker, csv_import
+from contacts.machine_signals import flag_machine_signal
 from contacts.models import (
     ALLOWED_TRANSITIONS,
     ApiKey,
@@ -39,6 +39,7 @@ from contacts.models import (
     ImportJob,
     ImportRowError,
     LeadSource,
+    PendingEvent,
     StageChange,
     Visitor,
     normalize_email,
@@ -162,11 +163,11 @@ def stage_move_many(
         for (from_stage, to), group in groups.items():
             ids = [move.contact_id for move in group]
             moved = Contact.objects.filter(
-                pk__in=ids, stage=from_stage, email__isnull=False
+                pk__any=ids, stage=from_stage, email__isnull=False
             ).update(stage=to, stage_entered_at=now, updated_at=now)
             if moved != len(ids):
                 done = set(
-                    Contact.objects.filter(pk__in=ids, stage=to, stage_entered_at=now).values_list(
+                    Contact.objects.filter(pk__any=ids, stage=to, stage_entered_at=now).values_list(
                         "pk", flat=True
                     )
                 )
@@ -189,11 +190,14 @@ def bulk_copy(objects: Sequence[Any]) -> None:
     fields = meta.concrete_fields
     quote = connection.ops.quote_name
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-            [meta.db_table, meta.pk.column, len(objects)],
-        )
-        ids = [row[0] for row in cursor.fetchall()]
+        if meta.auto_field is None:  # the objects carry their own keys
+            ids = [obj.pk for obj in objects]
+        else:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+                [meta.db_table, meta.pk.column, len(objects)],
+            )
+            ids = [row[0] for row in cursor.fetchall()]
         columns = ", ".join(quote(field.column) for field in fields)
         with cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN") as copy:
             for obj, pk in zip(objects, ids, strict=True):
@@ -257,6 +261,7 @@ def stage_changes_record(
     bulk_copy(changes)
     events = [Event(contact_id=change.contact_id, **change.event_fields()) for change in changes]
     bulk_copy(events)
+    bulk_copy([PendingEvent(event_id=event.pk, received_at=at) for event in events])
     events_enqueue_on_commit([event.pk for event in events])
     return changes
 
@@ -312,8 +317,7 @@ class NewEvent:
 
 
 EVENT_COLUMNS = (
-    "contact_id", "type", "occurred_at", "received_at", "properties", "source",
-    "idempotency_key", "attempts", "last_error",
+    "contact_id", "type", "occurred_at", "received_at", "properties", "source", "idempotency_key",
 )  # fmt: skip
 
 
@@ -328,12 +332,14 @@ def events_record_many(*, events: Sequence[NewEvent]) -> list[int]:
     seen: set[str] = set()
     fresh = []
     for event in events:
-        if event.idempotency_key == "":
-            event = replace(event, idempotency_key=None)  # blank is no key, as in event_record
-        if event.idempotency_key:
-            if event.idempotency_key in seen:
+        key = event.idempotency_key or None  # blank is no key, as in event_record
+        if key:
+            if key in seen:
                 continue
-            seen.add(event.idempotency_key)
+            seen.add(key)
+        properties = flag_machine_signal(event.type, event.properties)
+        if key != event.idempotency_key or properties is not event.properties:
+            event = replace(event, idempotency_key=key, properties=properties)
         fresh.append(event)
     now = timezone.now()
     if connection.vendor == "postgresql":
@@ -349,6 +355,9 @@ def events_record_many(*, events: Sequence[NewEvent]) -> list[int]:
                 if not event.idempotency_key or event.idempotency_key not in stored
             ]
         )
+        PendingEvent.objects.bulk_create(
+            [PendingEvent(event_id=event.pk, received_at=now) for event in created]
+        )
         stored_now = [(e.pk, e.contact_id, e.type, e.occurred_at) for e in created]
     _touch_last_activity(stored_now)
     ids = [pk for pk, *_ in stored_now]
@@ -356,8 +365,12 @@ def events_record_many(*, events: Sequence[NewEvent]) -> list[int]:
     return ids
 
 
+JSON_ENCODER = DjangoJSONEncoder()
+
+
 def _copy_events(events: Sequence[NewEvent], now: datetime) -> list[tuple[int, int, str, datetime]]:
-    # COPY into a scratch table, then one INSERT that skips keys already stored.
+    # COPY into a scratch table, then one statement that stores the events whose key is new and
+    # queues them for the handlers.
     columns = ", ".join(EVENT_COLUMNS)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -368,13 +381,18 @@ def _copy_events(events: Sequence[NewEvent], now: datetime) -> list[tuple[int, i
             for event in events:
                 copy.write_row((
                     event.contact_id, event.type, event.occurred_at, now,
-                    json.dumps(event.properties, cls=DjangoJSONEncoder), event.source,
-                    event.idempotency_key, 0, "",
+                    JSON_ENCODER.encode(event.properties), event.source,
+                    event.idempotency_key,
                 ))  # fmt: skip
         cursor.execute(
-            f"INSERT INTO contacts_event ({columns}) SELECT {columns} FROM incoming_events "  # noqa: S608
-            "ORDER BY id ON CONFLICT (idempotency_key) DO NOTHING "
-            "RETURNING id, contact_id, type, occurred_at"
+            f"WITH stored AS (INSERT INTO contacts_event ({columns}) "  # noqa: S608
+            f"SELECT {columns} FROM incoming_events ORDER BY id "
+            "ON CONFLICT (idempotency_key) DO NOTHING "
+            "RETURNING id, contact_id, type, occurred_at), "
+            "queued AS (INSERT INTO contacts_pendingevent (event_id, received_at, attempts, "
+            "last_error) SELECT id, %s, 0, '' FROM stored) "
+            "SELECT id, contact_id, type, occurred_at FROM stored ORDER BY id",
+            [now],
         )
         stored = cursor.fetchall()
         cursor.execute("DELETE FROM incoming_events")
@@ -420,10 +438,11 @@ def _event_insert(
         contact=contact,
         type=type,
         occurred_at=occurred_at,
-        properties=properties or {},
+        properties=flag_machine_signal(type, properties or {}),
         source=source,
         idempotency_key=idempotency_key or None,
     )
+    PendingEvent.objects.create(event=event, received_at=event.received_at)
     if type not in Event.SYSTEM_TYPES:
         Contact.objects.filter(pk=contact.pk).filter(
             Q(last_activity_at__isnull=True) | Q(last_activity_at__lt=occurred_at)
@@ -473,28 +492,61 @@ def event_handlers() -> list[EventHandler]:
 
 
 def events_process(*, event_ids: Sequence[int]) -> int:
-    """Hand unprocessed events to every handler, in order, then mark them processed.
+    """Hand pending events to every handler, in order, and take them off the queue.
 
-    Handlers run inside the same transaction as the marking, so an event's effects are applied
-    exactly once even when the broker delivers the task twice. One failing event does not hold
-    back the rest of its batch: the batch is retried event by event, and the failure recorded.
+    Handlers run inside the same transaction as the dequeue, so an event's effects are applied
+    exactly once even when the broker delivers the task twice. Events the handlers record
+    themselves (a threshold's ``stage_changed``) are handled in the same transaction rather
+    than in a task of their own. One failing event does not hold back the rest of its batch:
+    the batch is retried event by event, and the failure recorded.
     """
     handlers = event_handlers()
+    total = 0
     with transaction.atomic():
-        events = (
-            Event.objects.unprocessed()
-            .filter(pk__in=event_ids)
-            .select_for_update(skip_locked=True)
-            .order_by("pk")
-            .rows()
+        ids = list(event_ids)
+        for _ in range(CASCADE_ROUNDS):
+            events = _dequeue(ids)
+            if events:
+                done = _run_handlers(handlers, events)
+                PendingEvent.objects.filter(event_id__any=[e.pk for e in done]).delete()
+                total += len(done)
+            ids = _take_pending()
+            if not ids:
+                break
+        else:
+            events_enqueue_on_commit(ids)  # a long cascade: the rest goes out as a task
+    return total
+
+
+# Handlers' own events (stage_changed after a threshold) are handled at once, a few levels deep.
+CASCADE_ROUNDS = 4
+
+
+def _dequeue(event_ids: list[int]) -> list[EventRow]:
+    """Lock the queue rows of these events, skipping those another worker holds, and read the
+    events (plain rows: only what the handlers need)."""
+    if not event_ids:
+        return []
+    rows = (
+        PendingEvent.objects.filter(
+            event_id__any=event_ids, attempts__lt=settings.EVENT_MAX_ATTEMPTS
         )
-        if not events:
-            return 0
-        done = _run_handlers(handlers, events)
-        Event.objects.filter(pk__in=[e.pk for e in done]).update(
-            processed_at=timezone.now(), attempts=F("attempts") + 1, last_error=""
-        )
-    return len(done)
+        .select_for_update(skip_locked=True, of=("self",))
+        .order_by("event_id")
+        .values_list(*EVENT_ROW_FIELDS)
+    )
+    return [EventRow(*values) for values in rows]
+
+
+EVENT_ROW_FIELDS = ["event_id", *(f"event__{name}" for name in EventRow.FIELDS[1:])]
+
+
+def _take_pending() -> list[int]:
+    """The ids of events recorded in this transaction so far, taken off the after-commit send."""
+    ids = getattr(_pending, "ids", None) or []
+    if ids:
+        _pending.ids = []
+    return ids
 
 
 def _run_handlers(handlers: list[EventHandler], events: list[EventRow]) -> list[EventRow]:
@@ -515,7 +567,7 @@ def _run_handlers(handlers: list[EventHandler], events: list[EventRow]) -> list[
 
 def _record_failure(event: EventRow) -> None:
     logger.exception("Event %s failed in a handler", event.pk)
-    Event.objects.filter(pk=event.pk).update(
+    PendingEvent.objects.filter(event_id=event.pk).update(
         attempts=F("attempts") + 1, last_error=traceback.format_exc(limit=5)[-4000:]
     )
 
@@ -526,18 +578,27 @@ def events_sweep(*, batch_size: int = 1000) -> int:
     total = 0
     while True:
         ids = list(
-            Event.objects.unprocessed()
-            .filter(received_at__lte=cutoff)
-            .order_by("received_at")
-            .values_list("pk", flat=True)[:batch_size]
+            PendingEvent.objects.filter(
+                received_at__lte=cutoff, attempts__lt=settings.EVENT_MAX_ATTEMPTS
+            )
+            .order_by("received_at", "event_id")
+            .values_list("event_id", flat=True)[:batch_size]
         )
         if not ids:
             return total
         processed = events_process(event_ids=ids)
         total += processed
-        if processed == 0:
+        if processed == 0 and not _drop_orphans(ids):
             # Everything left is locked by a worker right now or failing: leave it to them.
             return total
+
+
+def _drop_orphans(event_ids: list[int]) -> int:
+    """Queue rows whose event is gone (deleted around the ORM): they would hold up the sweep."""
+    orphans = PendingEvent.objects.filter(event_id__any=event_ids).exclude(
+        Exists(Event.objects.filter(pk=OuterRef("event_id")))
+    )
+    return orphans.delete()[0]
 
 
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")

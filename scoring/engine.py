@@ -17,15 +17,6 @@ STAGES = ("suspect", "lead", "mql", "hmql", "sql", "client", "ambassador")
 MARKETING_STAGES = ("lead", "mql", "hmql")  # scoring may move these up, and MQL/HMQL down
 PERIODS = ("day", "week", "month")
 
-# Opens and clicks made by mail scanners and link checkers, not by people.
-SCANNER_USER_AGENT = re.compile(
-    r"barracuda|mimecast|proofpoint|symantec|messagelabs|forcepoint|trend ?micro|"
-    r"cisco.*(esa|ironport)|fireeye|sophos|zscaler|safelinks|urldefense|microsoft ?office.*"
-    r"protection|bot|crawler|spider|curl|python-requests|go-http-client|headless",
-    re.IGNORECASE,
-)
-MACHINE_SECONDS_AFTER_SEND = 10
-
 
 @dataclass(frozen=True)
 class Rule:
@@ -113,10 +104,12 @@ def score_events(
 ) -> tuple[list[Line], Earned]:
     """Score one contact's new events in time order; returns the lines and the updated caps."""
     lines: list[Line] = []
-    ordered = sorted(rules, key=lambda r: (r.priority, r.id))
+    by_type: dict[str, list[Rule]] = {}
+    for rule in sorted(rules, key=lambda r: (r.priority, r.id)):
+        by_type.setdefault(rule.event_type, []).append(rule)
     for event in sorted(events, key=lambda e: (e.occurred_at, e.id)):
         machine = not count_machine_signals and event.properties.get("machine") is True
-        for rule in ordered:
+        for rule in by_type.get(event.type, ()):
             if not rule.matches(event) or (rule.id, event.identity) in earned.scored:
                 continue
             if machine:
@@ -181,20 +174,6 @@ def period_start(moment: datetime, period: str, tz: tzinfo) -> date:
     if period == "month":
         return day.replace(day=1)
     raise ValueError(f"unknown period {period!r}")
-
-
-def is_machine_signal(properties: Mapping[str, Any]) -> bool:
-    """An email open or click a scanner made: a known scanner, or faster than a person can be.
-
-    Whoever records an email_open/email_click stores the answer as ``properties["machine"]``;
-    scoring and rescoring read that flag only, so both agree on every event.
-    """
-    if properties.get("machine") is True:
-        return True
-    if SCANNER_USER_AGENT.search(_text(properties.get("user_agent"))):
-        return True
-    seconds = properties.get("seconds_after_send")
-    return isinstance(seconds, int | float) and seconds < MACHINE_SECONDS_AFTER_SEND
 
 
 # --- Decay ----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from contacts import broker
+from contacts.machine_signals import flag_machine_signal
 from contacts.models import Contact, Event, EventRow, StageChange
 from contacts.services import PlannedMove, stage_move_many
 from scoring import engine, rescore
@@ -57,17 +58,25 @@ def events_score(*, events: Sequence[EventRow]) -> int:
     batches never deadlock), caps are read once, lines inserted in one statement.
     """
     _flag_machine_signals(events)
+    rules = active_rules()
+    thresholds = active_thresholds()
+    # Only events some rule or threshold looks at: a stage_changed event, usually, none does.
+    types = {rule.event_type for rule in rules}
+    types.update(kind for threshold in thresholds for kind in threshold.event_types)
+    tags = {threshold.content_tag for threshold in thresholds if threshold.content_tag}
     facts_by_contact: dict[int, list[engine.EventFact]] = defaultdict(list)
     for event in events:
-        facts_by_contact[event.contact_id].append(event_fact(event))
+        properties = event.properties if isinstance(event.properties, dict) else {}
+        tag = properties.get("content_tag")
+        if event.type in types or (isinstance(tag, str) and tag in tags):
+            facts_by_contact[event.contact_id].append(event_fact(event))
     if not facts_by_contact:
-        return []
-    rules = active_rules()
+        return 0
     # Locked as plain rows: only the few contacts that change stage become model instances.
     contacts = {
         pk: _Locked(stage, score)
         for pk, stage, score in Contact.objects.select_for_update()
-        .filter(pk__in=facts_by_contact)
+        .filter(pk__any=list(facts_by_contact))
         .order_by("pk")
         .values_list("pk", "stage", "score")
     }
@@ -91,7 +100,8 @@ def events_score(*, events: Sequence[EventRow]) -> int:
         candidates=[
             (contact_id, row.stage, row.score, facts_by_contact[contact_id])
             for contact_id, row in contacts.items()
-        ]
+        ],
+        thresholds=thresholds,
     )
     return len(lines)
 
@@ -102,22 +112,15 @@ class _Locked:
     score: int
 
 
-EMAIL_SIGNALS = frozenset({Event.Type.EMAIL_OPEN, Event.Type.EMAIL_CLICK})
-
-
 def _flag_machine_signals(events: Sequence[EventRow]) -> None:
-    """Decide once, and store on the event, whether an open or click came from a mail scanner.
-
-    Live scoring and rescoring both read the stored flag, so they always agree.
-    """
+    """Opens and clicks stored without their machine flag (recorded before it was decided at
+    intake): decide it once and store it, so live scoring and rescoring agree."""
     flagged: dict[bool, list[int]] = {True: [], False: []}
     for event in events:
-        properties = event.properties
-        if event.type in EMAIL_SIGNALS and isinstance(properties, dict):
-            if "machine" not in properties:
-                machine = engine.is_machine_signal(properties)
-                event.properties = {**properties, "machine": machine}
-                flagged[machine].append(event.pk)
+        properties = flag_machine_signal(event.type, event.properties)
+        if properties is not event.properties:
+            event.properties = properties
+            flagged[properties["machine"]].append(event.pk)
     for machine, ids in flagged.items():
         if ids:
             _set_machine_flag(ids, machine)
@@ -125,16 +128,20 @@ def _flag_machine_signals(events: Sequence[EventRow]) -> None:
 
 def _set_machine_flag(event_ids: list[int], machine: bool) -> None:
     # One statement per value: merging a key into JSON in place beats rewriting each row.
-    placeholders = ", ".join(["%s"] * len(event_ids))
+    params: list[object]
     if connection.vendor == "postgresql":
         sql = (
-            "UPDATE contacts_event SET properties = properties || jsonb_build_object('machine', %s)"
+            "UPDATE contacts_event SET properties = properties || "
+            "jsonb_build_object('machine', %s) WHERE id = ANY(%s::bigint[])"
         )
+        params = [machine, event_ids]
     else:
-        sql = "UPDATE contacts_event SET properties = json_set(properties, '$.machine', json(%s))"
-    value = machine if connection.vendor == "postgresql" else ("true" if machine else "false")
+        placeholders = ", ".join(["%s"] * len(event_ids))
+        merge = "json_set(properties, '$.machine', json(%s))"
+        sql = f"UPDATE contacts_event SET properties = {merge} WHERE id IN ({placeholders})"  # noqa: S608
+        params = ["true" if machine else "false", *event_ids]
     with connection.cursor() as cursor:
-        cursor.execute(f"{sql} WHERE id IN ({placeholders})", [value, *event_ids])
+        cursor.execute(sql, params)
 
 
 def _earned(
@@ -152,7 +159,7 @@ def _earned(
     if counted:
         rows = (
             ScoreEntry.objects.filter(
-                contact_id__in={f.contact_id for f, rule in hits if rule.id in counted},
+                contact_id__any=list({f.contact_id for f, rule in hits if rule.id in counted}),
                 rule_id__in=counted,
             )
             .exclude(points=0)
@@ -168,7 +175,7 @@ def _earned(
         since = min(f.occurred_at for f in capped) - timedelta(days=32)
         tz = site_timezone()
         rows = ScoreEntry.objects.filter(
-            contact_id__in={f.contact_id for f in capped},
+            contact_id__any=list({f.contact_id for f in capped}),
             rule_id__in=periodic,
             at__gte=since,
             at__lte=max(f.occurred_at for f in capped) + timedelta(days=32),
@@ -178,7 +185,7 @@ def _earned(
             period_points[contact_id][key] = period_points[contact_id].get(key, 0) + points
 
     identity = {f.id: f.identity for f in facts}
-    rows = ScoreEntry.objects.filter(event_id__in=identity, rule__isnull=False).values_list(
+    rows = ScoreEntry.objects.filter(event_id__any=list(identity), rule__isnull=False).values_list(
         "contact_id", "rule_id", "event_id"
     )
     for contact_id, rule_id, event_id in rows:

@@ -7,7 +7,7 @@ from django.contrib.auth.models import Group, User
 from django.utils import timezone
 from factory.django import DjangoModelFactory
 
-from contacts.models import Contact, Event, LeadSource, StageChange
+from contacts.models import Contact, Event, LeadSource, PendingEvent, StageChange
 
 
 class UserFactory(DjangoModelFactory[User]):
@@ -59,12 +59,18 @@ class ContactFactory(DjangoModelFactory[Contact]):
 class EventFactory(DjangoModelFactory[Event]):
     class Meta:
         model = Event
+        skip_postgeneration_save = True
 
     contact = factory.SubFactory(ContactFactory)
     type = Event.Type.PAGE_VIEW
     occurred_at = factory.LazyFunction(timezone.now)
     properties = factory.LazyAttribute(lambda _: {"url": "https://example.fr/pricing"})
-    processed_at = factory.LazyFunction(timezone.now)
+
+    @factory.post_generation
+    def pending(obj, create, extracted, **kwargs):  # noqa: N805
+        """``pending=True``: queued for the handlers, as a freshly recorded event is."""
+        if create and extracted:
+            PendingEvent.objects.create(event=obj, received_at=obj.received_at)
 
 
 class StageChangeFactory(DjangoModelFactory[StageChange]):

@@ -2,10 +2,11 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from contacts.models import Event
+from contacts.models import Contact, Event, PendingEvent
 from contacts.services import event_record, events_process, events_sweep
 from tests import handlers
 from tests.factories import ContactFactory, EventFactory
+from tests.utils import is_pending
 
 
 @pytest.fixture
@@ -45,8 +46,7 @@ def test_handlers_run_after_commit_in_the_order_settings_name_them(
         event, _ = event_record(contact=contact, type="page_view", properties={"url": "/pricing"})
         assert calls == []
 
-    event.refresh_from_db()
-    assert event.processed_at is not None
+    assert not is_pending(event)
     assert calls[0].pk == event.pk
     # "tag" ran first: the event "remember" saw had already been tagged in the database.
     assert Event.objects.get(pk=event.pk).properties["tagged"] is True
@@ -65,7 +65,7 @@ def test_an_event_in_a_rolled_back_transaction_is_never_handed_on(seen):
 
 @pytest.mark.django_db
 def test_a_task_delivered_twice_hands_the_event_on_once(seen):
-    event = EventFactory(processed_at=None)
+    event = EventFactory(pending=True)
 
     assert events_process(event_ids=[event.pk]) == 1
     assert events_process(event_ids=[event.pk]) == 0
@@ -77,34 +77,30 @@ def test_a_task_delivered_twice_hands_the_event_on_once(seen):
 def test_one_broken_event_does_not_hold_back_its_batch(settings):
     handlers.SEEN = []
     settings.LEADFUNNEL_EVENT_HANDLERS = ["tests.handlers.fail_on_poison"]
-    good = [EventFactory(processed_at=None) for _ in range(3)]
-    poison = EventFactory(processed_at=None, properties={"poison": True})
+    good = [EventFactory(pending=True) for _ in range(3)]
+    poison = EventFactory(pending=True, properties={"poison": True})
 
     processed = events_process(event_ids=[e.pk for e in [*good, poison]])
 
     assert processed == 3
     assert sorted(e.pk for e in handlers.SEEN) == sorted(e.pk for e in good)
-    poison.refresh_from_db()
-    assert poison.processed_at is None
-    assert poison.attempts == 1
-    assert "breaks the handler" in poison.last_error
-    assert Event.objects.filter(processed_at__isnull=False).count() == 3
+    waiting = PendingEvent.objects.get()
+    assert waiting.event_id == poison.pk
+    assert waiting.attempts == 1
+    assert "breaks the handler" in waiting.last_error
+    assert Event.objects.exclude(pk__in=Event.objects.unprocessed()).count() == 3
 
 
 @pytest.mark.django_db
 def test_the_sweep_processes_events_whose_task_never_ran(seen, settings):
     settings.EVENT_SWEEP_GRACE_SECONDS = 30
-    old = EventFactory(
-        processed_at=None, received_at=timezone.now() - timezone.timedelta(minutes=5)
-    )
-    fresh = EventFactory(processed_at=None)  # its task may still be on its way
+    old = EventFactory(pending=True, received_at=timezone.now() - timezone.timedelta(minutes=5))
+    fresh = EventFactory(pending=True)  # its task may still be on its way
 
     assert events_sweep() == 1
 
-    old.refresh_from_db()
-    fresh.refresh_from_db()
-    assert old.processed_at is not None
-    assert fresh.processed_at is None
+    assert not is_pending(old)
+    assert is_pending(fresh)
 
 
 @pytest.mark.django_db
@@ -113,14 +109,12 @@ def test_the_sweep_gives_up_on_an_event_after_the_maximum_attempts(settings):
     settings.LEADFUNNEL_EVENT_HANDLERS = ["tests.handlers.fail_on_poison"]
     settings.EVENT_SWEEP_GRACE_SECONDS = 0
     settings.EVENT_MAX_ATTEMPTS = 3
-    poison = EventFactory(processed_at=None, properties={"poison": True})
+    poison = EventFactory(pending=True, properties={"poison": True})
 
     for _ in range(5):
         events_sweep()
 
-    poison.refresh_from_db()
-    assert poison.attempts == 3
-    assert poison.processed_at is None
+    assert PendingEvent.objects.get(event=poison).attempts == 3
 
 
 @pytest.mark.django_db
@@ -193,3 +187,86 @@ def test_a_batch_is_stored_once_per_key_and_handed_on_in_one_task(
 
     again = events_record_many(events=batch()[:4])  # a retried call stores nothing new
     assert again == [] and Event.objects.count() == 4
+
+
+@pytest.mark.django_db
+def test_a_handled_event_leaves_the_queue_and_the_event_row_is_never_rewritten(seen):
+    event = EventFactory(pending=True, properties={"url": "/prix", "titre": "Été"})
+    before = Event.objects.values().get(pk=event.pk)
+
+    assert events_process(event_ids=[event.pk]) == 1
+
+    assert not PendingEvent.objects.exists()
+    assert Event.objects.values().get(pk=event.pk) == before
+
+
+@pytest.mark.django_db
+def test_events_the_handlers_record_are_handled_in_the_same_run_not_a_task_of_their_own(
+    settings, monkeypatch
+):
+    from contacts import services
+
+    sent: list[list[int]] = []
+    monkeypatch.setattr(services, "_enqueue", sent.append)
+    handlers.SEEN = []
+    settings.LEADFUNNEL_EVENT_HANDLERS = ["scoring.handlers.on_event", "tests.handlers.remember"]
+    lead = ContactFactory(stage="lead")
+    demo = EventFactory(contact=lead, type="demo_request", pending=True)
+
+    events_process(event_ids=[demo.pk])
+
+    # lead → MQL → HMQL → SQL: the demo request, then the stage_changed events it caused.
+    assert [(e.type, e.properties.get("to")) for e in handlers.SEEN] == [
+        ("demo_request", None),
+        ("stage_changed", "mql"),
+        ("stage_changed", "hmql"),
+        ("stage_changed", "sql"),
+    ]
+    assert not PendingEvent.objects.exists()
+    assert sent == []
+
+
+@pytest.mark.django_db
+def test_the_sweep_drops_queue_rows_whose_event_was_deleted_and_moves_on(seen, settings):
+    settings.EVENT_SWEEP_GRACE_SECONDS = 0
+    orphans = [EventFactory(pending=True) for _ in range(3)]
+    waiting = EventFactory(pending=True)
+    # Deleted around the ORM (a raw purge): the queue rows stay behind.
+    Event.objects.filter(pk__in=[e.pk for e in orphans])._raw_delete("default")
+
+    assert events_sweep(batch_size=2) == 1
+
+    assert [e.pk for e in seen] == [waiting.pk]
+    assert not PendingEvent.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("properties", "machine"),
+    [
+        ({"user_agent": "Mimecast Security"}, True),
+        ({"user_agent": "Mozilla/5.0", "seconds_after_send": 2}, True),
+        ({"user_agent": "Mozilla/5.0", "seconds_after_send": 3600}, False),
+    ],
+)
+def test_an_email_open_is_flagged_as_machine_or_person_when_it_is_stored(properties, machine):
+    from contacts.services import NewEvent, events_record_many
+
+    contact = ContactFactory()
+    single, _ = event_record(contact=contact, type="email_open", properties=properties)
+    [batched] = events_record_many(
+        events=[NewEvent(contact.pk, "email_click", timezone.now(), properties)]
+    )
+
+    assert Event.objects.get(pk=single.pk).properties == {**properties, "machine": machine}
+    assert Event.objects.get(pk=batched).properties == {**properties, "machine": machine}
+
+
+@pytest.mark.django_db
+def test_any_lookup_matches_a_list_and_nothing_for_an_empty_one():
+    contacts = ContactFactory.create_batch(3)
+    wanted = [contacts[0].pk, contacts[2].pk]
+
+    assert sorted(Contact.objects.filter(pk__any=wanted).values_list("pk", flat=True)) == wanted
+    assert sorted(Event.objects.filter(contact__any=wanted)) == []
+    assert not Contact.objects.filter(pk__any=[]).exists()

@@ -60,7 +60,7 @@ def random_events(contacts, rng: random.Random, n: int) -> list[int]:
     for _ in range(n):
         kind, properties = rng.choice(kinds)
         ids.append(EventFactory(
-            contact=rng.choice(contacts), type=kind, properties=properties(), processed_at=None,
+            contact=rng.choice(contacts), type=kind, properties=properties(), pending=True,
             occurred_at=T0 + timedelta(minutes=rng.randint(0, 60 * 24 * 40)),
         ).pk)  # fmt: skip
     return ids
@@ -122,7 +122,7 @@ def test_a_rule_change_previewed_then_rescored(django_capture_on_commit_callback
 
 def test_a_deleted_rule_loses_its_points_at_the_rescore():
     contact = ContactFactory(stage="client")
-    events_process(event_ids=[EventFactory(contact=contact, type="download", processed_at=None).pk])
+    events_process(event_ids=[EventFactory(contact=contact, type="download", pending=True).pk])
     contact.refresh_from_db()
     assert contact.score == 1
     ScoreRule.objects.filter(name="Download").delete()

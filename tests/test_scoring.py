@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from contacts.models import Contact, Event, StageChange
-from contacts.services import events_process
+from contacts.services import events_process, stage_move
 from scoring.models import ScoreEntry, ScoreRule, Threshold
 from scoring.services import decay_apply
 from tests.factories import ContactFactory, EventFactory
@@ -125,22 +125,22 @@ def test_a_scanner_click_is_recorded_but_scores_nothing(
 def test_odd_events_match_nothing_and_do_not_break_their_batch():
     contact = ContactFactory(stage="lead")
     odd = [
-        EventFactory(contact=contact, processed_at=None, type="page_view", properties={"url": 42}),
+        EventFactory(contact=contact, pending=True, type="page_view", properties={"url": 42}),
         EventFactory(
-            contact=contact, processed_at=None, type="page_view", properties=["not", "a", "dict"]
+            contact=contact, pending=True, type="page_view", properties=["not", "a", "dict"]
         ),
-        EventFactory(contact=contact, processed_at=None, type="download", properties={"url": None}),
+        EventFactory(contact=contact, pending=True, type="download", properties={"url": None}),
     ]
     assert events_process(event_ids=[e.pk for e in odd]) == 3
     contact.refresh_from_db()
     assert contact.score == 1 == ledger_sum(contact)
-    assert not Event.objects.filter(processed_at__isnull=True).exists()
+    assert not Event.objects.unprocessed().exists()
 
 
 def test_a_batch_is_scored_in_a_few_queries_not_one_per_event():
     def batch(n: int) -> list[int]:
         contacts = ContactFactory.create_batch(n, stage="lead")
-        return [EventFactory(contact=c, type="download", processed_at=None).pk for c in contacts]
+        return [EventFactory(contact=c, type="download", pending=True).pk for c in contacts]
 
     small, large = batch(10), batch(100)
     with CaptureQueriesContext(connection) as ten:
@@ -192,3 +192,18 @@ def test_email_opens_from_scanners_are_flagged_on_the_event_and_not_scored(
     assert event.properties["machine"] is machine
     assert contact.score == points
     assert ScoreEntry.objects.get(event=event).filtered is machine
+
+
+def test_a_stage_change_alone_does_not_send_a_contact_back_up_the_funnel(
+    django_capture_on_commit_callbacks,
+):
+    # A rep recycled this SQL to marketing: its score still reaches SQL, but moving it back
+    # is the next scored touchpoint's business, not the recycle's own stage_changed event.
+    contact = ContactFactory(stage="sql", score=80, email="recycle@exemple.fr")
+    with django_capture_on_commit_callbacks(execute=True):
+        stage_move(contact=contact, to="lead", cause="user", reason="pas de budget")
+    contact.refresh_from_db()
+    assert contact.stage == "lead"
+
+    record(contact, "page_view", capture=django_capture_on_commit_callbacks, url="/prix")
+    assert contact.stage == "sql"

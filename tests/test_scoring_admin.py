@@ -89,7 +89,7 @@ def test_the_preview_shows_the_effect_of_an_unsaved_change(admin_client):
     from tests.factories import ContactFactory, EventFactory
 
     lead = ContactFactory(stage="lead", first_name="Océane", last_name="Petit")
-    events_process(event_ids=[EventFactory(contact=lead, type="download", processed_at=None).pk])
+    events_process(event_ids=[EventFactory(contact=lead, type="download", pending=True).pk])
     download = ScoreRule.objects.get(name="Download")
     data = {"name": "Download", "event_type": "download", "points": "25", "priority": "10",
             "active": "on", "cap_period": "", "_rule_id": download.pk}  # fmt: skip
@@ -122,7 +122,7 @@ def test_saving_a_rule_rescores_everyone_and_shows_progress(
     from tests.factories import ContactFactory, EventFactory
 
     lead = ContactFactory(stage="lead")
-    events_process(event_ids=[EventFactory(contact=lead, type="download", processed_at=None).pk])
+    events_process(event_ids=[EventFactory(contact=lead, type="download", pending=True).pk])
     download = ScoreRule.objects.get(name="Download")
     url = reverse("admin:scoring_scorerule_change", args=[download.pk])
 

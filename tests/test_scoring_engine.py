@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contacts.machine_signals import is_machine_signal
 from scoring import engine
 from scoring.engine import DecayRule, Earned, EventFact, Rule, Threshold
 
@@ -139,7 +140,7 @@ def test_machine_signals_are_recorded_at_zero_unless_the_setting_counts_them():
     ],
 )
 def test_scanner_opens_and_clicks_are_recognised(properties, machine):
-    assert engine.is_machine_signal(properties) is machine
+    assert is_machine_signal(properties) is machine
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def is_pending(event) -> bool:
+    """Still waiting for the event handlers (or failing in one)."""
+    from contacts.models import PendingEvent
+
+    return PendingEvent.objects.filter(event_id=event.pk).exists()
+
+
 def record(contact, type, *, capture, key=None, occurred_at=None, **properties):  # noqa: A002
     """Record an event as the app does and run its after-commit work (scoring) right away."""
     from contacts.services import event_record

@@ -516,13 +516,12 @@ def assign_owner(
 
 
 def event(contact: Contact, kind: str, at: datetime, source: str, **properties: Any) -> Event:
-    # Demo events arrive already processed, so the sweep does not replay six months of history.
+    # Demo events arrive already handled (not queued), so six months of history are not replayed.
     return Event(
         contact=contact,
         type=kind,
         occurred_at=at,
         received_at=at,
-        processed_at=at,
         properties=properties,
         source=source,
     )
@@ -719,7 +718,6 @@ def stage_change_event(change: StageChange) -> Event:
     return Event(
         contact=change.contact,
         received_at=change.at,
-        processed_at=change.at,
         **change.event_fields(),
     )
 
