@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import operator
 import secrets
 import threading
 import traceback
@@ -163,18 +164,21 @@ def stage_move_many(
         for (from_stage, to), group in groups.items():
             ids = [move.contact_id for move in group]
             moved = Contact.objects.filter(
-                pk__any=ids, stage=from_stage, email__isnull=False
+                pk__any=set(ids), stage=from_stage, email__isnull=False
             ).update(stage=to, stage_entered_at=now, updated_at=now)
             if moved != len(ids):
                 done = set(
-                    Contact.objects.filter(pk__any=ids, stage=to, stage_entered_at=now).values_list(
-                        "pk", flat=True
-                    )
+                    Contact.objects.filter(
+                        pk__any=set(ids), stage=to, stage_entered_at=now
+                    ).values_list("pk", flat=True)
                 )
                 failed |= set(ids) - done
                 group = [move for move in group if move.contact_id in done]
             applied.extend(group)
     return stage_changes_record(moves=applied, cause=cause, at=now)
+
+
+JSON_ENCODER = DjangoJSONEncoder()
 
 
 def bulk_copy(objects: Sequence[Any]) -> None:
@@ -199,16 +203,41 @@ def bulk_copy(objects: Sequence[Any]) -> None:
             )
             ids = [row[0] for row in cursor.fetchall()]
         columns = ", ".join(quote(field.column) for field in fields)
+        values = [_copy_value(field) for field in fields]
         with cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN") as copy:
             for obj, pk in zip(objects, ids, strict=True):
                 obj.pk = pk
-                copy.write_row(
-                    [
-                        field.get_db_prep_save(field.pre_save(obj, True), connection)
-                        for field in fields
-                    ]
-                )
+                copy.write_row([value(obj) for value in values])
                 obj._state.adding, obj._state.db = False, connection.alias
+
+
+# Columns whose Python value COPY takes as it is: Django's per-field preparation (a dozen calls
+# a value) would cost more than the COPY itself.
+PLAIN_FIELDS = frozenset({
+    "AutoField", "BigAutoField", "BigIntegerField", "BooleanField", "DateTimeField", "ForeignKey",
+    "IntegerField", "OneToOneField", "PositiveIntegerField", "PositiveSmallIntegerField",
+    "SmallIntegerField",
+})  # fmt: skip
+TEXT_FIELDS = frozenset({"CharField", "TextField"})
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if value is None or type(value) is str else str(value)
+
+
+def _copy_value(field: Any) -> Callable[[Any], Any]:
+    """How to read one column of an object for COPY."""
+    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+        return lambda obj: field.get_db_prep_save(field.pre_save(obj, True), connection)
+    if field.get_internal_type() == "JSONField":
+        encoder = field.encoder() if field.encoder else JSON_ENCODER
+        return lambda obj: encoder.encode(getattr(obj, field.attname))
+    if field.get_internal_type() in TEXT_FIELDS:  # a lazy translation becomes its text
+        name = field.attname
+        return lambda obj: _text_or_none(getattr(obj, name))
+    if field.get_internal_type() in PLAIN_FIELDS:
+        return operator.attrgetter(field.attname)
+    return lambda obj: field.get_db_prep_save(field.pre_save(obj, True), connection)
 
 
 def bulk_update_fast(objects: Sequence[Any], names: Sequence[str]) -> None:
@@ -343,7 +372,9 @@ def events_record_many(*, events: Sequence[NewEvent]) -> list[int]:
         fresh.append(event)
     now = timezone.now()
     if connection.vendor == "postgresql":
-        stored_now = _copy_events(fresh, now)
+        ids = _copy_events(fresh, now)
+        events_enqueue_on_commit(ids)
+        return ids
     else:
         stored = set(
             Event.objects.filter(idempotency_key__in=seen).values_list("idempotency_key", flat=True)
@@ -358,19 +389,15 @@ def events_record_many(*, events: Sequence[NewEvent]) -> list[int]:
         PendingEvent.objects.bulk_create(
             [PendingEvent(event_id=event.pk, received_at=now) for event in created]
         )
-        stored_now = [(e.pk, e.contact_id, e.type, e.occurred_at) for e in created]
-    _touch_last_activity(stored_now)
-    ids = [pk for pk, *_ in stored_now]
+        _touch_last_activity([(e.pk, e.contact_id, e.type, e.occurred_at) for e in created])
+    ids = [event.pk for event in created]
     events_enqueue_on_commit(ids)
     return ids
 
 
-JSON_ENCODER = DjangoJSONEncoder()
-
-
-def _copy_events(events: Sequence[NewEvent], now: datetime) -> list[tuple[int, int, str, datetime]]:
-    # COPY into a scratch table, then one statement that stores the events whose key is new and
-    # queues them for the handlers.
+def _copy_events(events: Sequence[NewEvent], now: datetime) -> list[int]:
+    """PostgreSQL: COPY into a scratch table, then one statement that stores the events whose
+    key is new, queues them for the handlers and moves their contacts' last activity forward."""
     columns = ", ".join(EVENT_COLUMNS)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -385,40 +412,42 @@ def _copy_events(events: Sequence[NewEvent], now: datetime) -> list[tuple[int, i
                     event.idempotency_key,
                 ))  # fmt: skip
         cursor.execute(
-            f"WITH stored AS (INSERT INTO contacts_event ({columns}) "  # noqa: S608
-            f"SELECT {columns} FROM incoming_events ORDER BY id "
-            "ON CONFLICT (idempotency_key) DO NOTHING "
-            "RETURNING id, contact_id, type, occurred_at), "
-            "queued AS (INSERT INTO contacts_pendingevent (event_id, received_at, attempts, "
-            "last_error) SELECT id, %s, 0, '' FROM stored) "
-            "SELECT id, contact_id, type, occurred_at FROM stored ORDER BY id",
-            [now],
+            f"""
+            WITH incoming AS (DELETE FROM incoming_events RETURNING id AS position, {columns}),
+            stored AS (
+                INSERT INTO contacts_event ({columns})
+                SELECT {columns} FROM incoming ORDER BY position
+                ON CONFLICT (idempotency_key) DO NOTHING
+                RETURNING id, contact_id, type, occurred_at
+            ),
+            queued AS (
+                INSERT INTO contacts_pendingevent (event_id, received_at, attempts, last_error)
+                SELECT id, %s, 0, '' FROM stored
+            ),
+            latest AS (
+                SELECT contact_id, max(occurred_at) AS at FROM stored
+                WHERE type <> ALL(%s) GROUP BY contact_id
+            ),
+            touched AS (
+                UPDATE contacts_contact AS c SET last_activity_at = latest.at FROM latest
+                WHERE c.id = latest.contact_id
+                AND (c.last_activity_at IS NULL OR c.last_activity_at < latest.at)
+            )
+            SELECT id FROM stored ORDER BY id
+            """,  # noqa: S608 (column names from the model, values are parameters)
+            [now, sorted(Event.SYSTEM_TYPES)],
         )
-        stored = cursor.fetchall()
-        cursor.execute("DELETE FROM incoming_events")
-    return stored
+        return [pk for (pk,) in cursor.fetchall()]
 
 
 def _touch_last_activity(stored: Sequence[tuple[int, int, str, datetime]]) -> None:
-    """Move each contact's last activity forward to its latest new touchpoint (one UPDATE per
-    distinct date would be many; one statement over (contact, latest) pairs is one)."""
+    """Move each contact's last activity forward to its latest new touchpoint (SQLite; PostgreSQL
+    does it in the statement that stores the events)."""
     latest: dict[int, datetime] = {}
     for _pk, contact_id, kind, occurred_at in stored:
         if kind not in Event.SYSTEM_TYPES:
             if contact_id not in latest or latest[contact_id] < occurred_at:
                 latest[contact_id] = occurred_at
-    if not latest:
-        return
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "UPDATE contacts_contact AS c SET last_activity_at = v.latest "
-                "FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, latest) "
-                "WHERE c.id = v.id "
-                "AND (c.last_activity_at IS NULL OR c.last_activity_at < v.latest)",
-                [list(latest), list(latest.values())],
-            )
-        return
     for contact_id, moment in latest.items():
         Contact.objects.filter(pk=contact_id).filter(
             Q(last_activity_at__isnull=True) | Q(last_activity_at__lt=moment)
@@ -508,7 +537,7 @@ def events_process(*, event_ids: Sequence[int]) -> int:
             events = _dequeue(ids)
             if events:
                 done = _run_handlers(handlers, events)
-                PendingEvent.objects.filter(event_id__any=[e.pk for e in done]).delete()
+                PendingEvent.objects.filter(event_id__any={e.pk for e in done}).delete()
                 total += len(done)
             ids = _take_pending()
             if not ids:
@@ -529,7 +558,7 @@ def _dequeue(event_ids: list[int]) -> list[EventRow]:
         return []
     rows = (
         PendingEvent.objects.filter(
-            event_id__any=event_ids, attempts__lt=settings.EVENT_MAX_ATTEMPTS
+            event_id__any=set(event_ids), attempts__lt=settings.EVENT_MAX_ATTEMPTS
         )
         .select_for_update(skip_locked=True, of=("self",))
         .order_by("event_id")
@@ -595,7 +624,7 @@ def events_sweep(*, batch_size: int = 1000) -> int:
 
 def _drop_orphans(event_ids: list[int]) -> int:
     """Queue rows whose event is gone (deleted around the ORM): they would hold up the sweep."""
-    orphans = PendingEvent.objects.filter(event_id__any=event_ids).exclude(
+    orphans = PendingEvent.objects.filter(event_id__any=set(event_ids)).exclude(
         Exists(Event.objects.filter(pk=OuterRef("event_id")))
     )
     return orphans.delete()[0]

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from contacts import broker
+from contacts.lookups import array_param
 from contacts.machine_signals import flag_machine_signal
 from contacts.models import Contact, Event, EventRow, StageChange
 from contacts.services import PlannedMove, stage_move_many
@@ -76,7 +77,7 @@ def events_score(*, events: Sequence[EventRow]) -> int:
     contacts = {
         pk: _Locked(stage, score)
         for pk, stage, score in Contact.objects.select_for_update()
-        .filter(pk__any=list(facts_by_contact))
+        .filter(pk__any=facts_by_contact.keys())
         .order_by("pk")
         .values_list("pk", "stage", "score")
     }
@@ -134,7 +135,7 @@ def _set_machine_flag(event_ids: list[int], machine: bool) -> None:
             "UPDATE contacts_event SET properties = properties || "
             "jsonb_build_object('machine', %s) WHERE id = ANY(%s::bigint[])"
         )
-        params = [machine, event_ids]
+        params = [machine, array_param(event_ids)]
     else:
         placeholders = ", ".join(["%s"] * len(event_ids))
         merge = "json_set(properties, '$.machine', json(%s))"
@@ -159,7 +160,7 @@ def _earned(
     if counted:
         rows = (
             ScoreEntry.objects.filter(
-                contact_id__any=list({f.contact_id for f, rule in hits if rule.id in counted}),
+                contact_id__any={f.contact_id for f, rule in hits if rule.id in counted},
                 rule_id__in=counted,
             )
             .exclude(points=0)
@@ -175,7 +176,7 @@ def _earned(
         since = min(f.occurred_at for f in capped) - timedelta(days=32)
         tz = site_timezone()
         rows = ScoreEntry.objects.filter(
-            contact_id__any=list({f.contact_id for f in capped}),
+            contact_id__any={f.contact_id for f in capped},
             rule_id__in=periodic,
             at__gte=since,
             at__lte=max(f.occurred_at for f in capped) + timedelta(days=32),
@@ -185,7 +186,7 @@ def _earned(
             period_points[contact_id][key] = period_points[contact_id].get(key, 0) + points
 
     identity = {f.id: f.identity for f in facts}
-    rows = ScoreEntry.objects.filter(event_id__any=list(identity), rule__isnull=False).values_list(
+    rows = ScoreEntry.objects.filter(event_id__any=identity.keys(), rule__isnull=False).values_list(
         "contact_id", "rule_id", "event_id"
     )
     for contact_id, rule_id, event_id in rows:
@@ -240,7 +241,7 @@ def _add_points(contacts: dict[int, _Locked], lines: Iterable[engine.Line]) -> N
             cursor.execute(
                 "UPDATE contacts_contact AS c SET score = c.score + v.delta "
                 "FROM unnest(%s::bigint[], %s::integer[]) AS v(id, delta) WHERE c.id = v.id",
-                [list(changed), list(changed.values())],
+                [array_param(list(changed)), array_param(list(changed.values()))],
             )
         return
     # Elsewhere, one UPDATE per distinct delta (a batch has a handful), not one per contact.

@@ -267,6 +267,8 @@ def test_any_lookup_matches_a_list_and_nothing_for_an_empty_one():
     contacts = ContactFactory.create_batch(3)
     wanted = [contacts[0].pk, contacts[2].pk]
 
-    assert sorted(Contact.objects.filter(pk__any=wanted).values_list("pk", flat=True)) == wanted
-    assert sorted(Event.objects.filter(contact__any=wanted)) == []
-    assert not Contact.objects.filter(pk__any=[]).exists()
+    assert (
+        sorted(Contact.objects.filter(pk__any=set(wanted)).values_list("pk", flat=True)) == wanted
+    )
+    assert list(Event.objects.filter(contact__any=wanted)) == []
+    assert not Contact.objects.filter(pk__any=set()).exists()
