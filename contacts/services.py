@@ -27,6 +27,7 @@ from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from contacts import broker, csv_import
+from contacts.lookups import array_param
 from contacts.machine_signals import flag_machine_signal
 from contacts.models import (
     ALLOWED_TRANSITIONS,
@@ -140,42 +141,60 @@ def stage_move_many(
 ) -> list[StageChange]:
     """Many moves at once (thresholds over a batch or a rescore), with stage_move's guarantees.
 
-    Each (from, to) group is one compare-and-set UPDATE; a contact someone else moved, or an
-    anonymous one, is left out, and so are its later steps. Then one INSERT of the StageChanges
-    and one of their ``stage_changed`` events. Moves of one contact are given in path order.
+    Moves of one contact are given in path order (lead → MQL → SQL). Each contact jumps to the
+    end of its path in one compare-and-set on the stage it started from, so a contact someone
+    else moved, or an anonymous one, is left out whole. Then one INSERT of the StageChanges (one
+    per stage crossed) and one of their ``stage_changed`` events.
     """
     if cause not in StageChange.Cause.values:
         raise ValueError(f"unknown cause {cause!r}")
     now = at or timezone.now()
-    steps: dict[int, int] = defaultdict(int)
-    by_step: dict[int, list[PlannedMove]] = defaultdict(list)
+    paths: dict[int, list[PlannedMove]] = defaultdict(list)
     for move in moves:
         if move.to not in ALLOWED_TRANSITIONS[move.from_stage]:
             raise TransitionNotAllowed(f"{move.from_stage} → {move.to}")
-        by_step[steps[move.contact_id]].append(move)
-        steps[move.contact_id] += 1
-    failed: set[int] = set()
-    applied: list[PlannedMove] = []
-    for step in sorted(by_step):
-        groups: dict[tuple[str, str], list[PlannedMove]] = defaultdict(list)
-        for move in by_step[step]:
-            if move.contact_id not in failed:
-                groups[(move.from_stage, move.to)].append(move)
-        for (from_stage, to), group in groups.items():
-            ids = [move.contact_id for move in group]
-            moved = Contact.objects.filter(
-                pk__any=set(ids), stage=from_stage, email__isnull=False
-            ).update(stage=to, stage_entered_at=now, updated_at=now)
-            if moved != len(ids):
-                done = set(
-                    Contact.objects.filter(
-                        pk__any=set(ids), stage=to, stage_entered_at=now
-                    ).values_list("pk", flat=True)
-                )
-                failed |= set(ids) - done
-                group = [move for move in group if move.contact_id in done]
-            applied.extend(group)
+        paths[move.contact_id].append(move)
+    ends = {pk: (path[0].from_stage, path[-1].to) for pk, path in paths.items()}
+    moved = _stages_compare_and_set(ends, now)
+    applied = [move for move in moves if move.contact_id in moved]
     return stage_changes_record(moves=applied, cause=cause, at=now)
+
+
+def _stages_compare_and_set(ends: dict[int, tuple[str, str]], now: datetime) -> set[int]:
+    """Move each contact from its first stage to its last, if it is still in the first; returns
+    the contacts moved."""
+    if not ends:
+        return set()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE contacts_contact AS c "
+                "SET stage = v.last, stage_entered_at = %s, updated_at = %s "
+                "FROM unnest(%s::bigint[], %s::varchar[], %s::varchar[]) AS v(id, first, last) "
+                "WHERE c.id = v.id AND c.stage = v.first AND c.email IS NOT NULL RETURNING c.id",
+                [
+                    now, now, array_param(list(ends)),
+                    [first for first, _ in ends.values()], [last for _, last in ends.values()],
+                ],
+            )  # fmt: skip
+            return {pk for (pk,) in cursor.fetchall()}
+    groups: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for pk, pair in ends.items():
+        groups[pair].add(pk)
+    moved: set[int] = set()
+    for (first, last), ids in groups.items():
+        count = Contact.objects.filter(pk__any=ids, stage=first, email__isnull=False).update(
+            stage=last, stage_entered_at=now, updated_at=now
+        )
+        if count == len(ids):
+            moved |= ids
+        else:
+            moved |= set(
+                Contact.objects.filter(pk__any=ids, stage=last, stage_entered_at=now).values_list(
+                    "pk", flat=True
+                )
+            )
+    return moved
 
 
 JSON_ENCODER = DjangoJSONEncoder()

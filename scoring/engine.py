@@ -94,19 +94,31 @@ class Line:
     filtered: bool = False  # a machine signal: recorded, not counted
 
 
+RulesByType = Mapping[str, Sequence[Rule]]
+
+
+def rules_by_type(rules: Iterable[Rule]) -> dict[str, list[Rule]]:
+    """Rules grouped by the event type they score, in the order they apply (priority, id)."""
+    grouped: dict[str, list[Rule]] = {}
+    for rule in sorted(rules, key=lambda r: (r.priority, r.id)):
+        grouped.setdefault(rule.event_type, []).append(rule)
+    return grouped
+
+
 def score_events(
-    rules: Sequence[Rule],
+    rules: Sequence[Rule] | RulesByType,
     events: Iterable[EventFact],
     earned: Earned,
     *,
     tz: tzinfo,
     count_machine_signals: bool = False,
 ) -> tuple[list[Line], Earned]:
-    """Score one contact's new events in time order; returns the lines and the updated caps."""
+    """Score one contact's new events in time order; returns the lines and the updated caps.
+
+    ``rules`` may come grouped by ``rules_by_type`` already (a batch of contacts groups them once).
+    """
     lines: list[Line] = []
-    by_type: dict[str, list[Rule]] = {}
-    for rule in sorted(rules, key=lambda r: (r.priority, r.id)):
-        by_type.setdefault(rule.event_type, []).append(rule)
+    by_type = rules if isinstance(rules, Mapping) else rules_by_type(rules)
     for event in sorted(events, key=lambda e: (e.occurred_at, e.id)):
         machine = not count_machine_signals and event.properties.get("machine") is True
         for rule in by_type.get(event.type, ()):

@@ -83,12 +83,13 @@ def events_score(*, events: Sequence[EventRow]) -> int:
     }
     earned = _earned(contacts.keys(), rules, [f for fs in facts_by_contact.values() for f in fs])
     tz = site_timezone()
+    by_type = engine.rules_by_type(rules)
     lines: list[engine.Line] = []
     for contact_id, facts in facts_by_contact.items():
         if contact_id not in contacts:  # deleted meanwhile
             continue
         contact_lines, _ = engine.score_events(
-            rules,
+            by_type,
             facts,
             earned.get(contact_id, engine.Earned()),
             tz=tz,
