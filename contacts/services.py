@@ -19,14 +19,15 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F, Max, Q, Sum
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
+from redis.exceptions import RedisError
 
-from contacts import broker, csv_import
+from contacts import broker, csv_import, tracking
 from contacts.models import (
     ALLOWED_TRANSITIONS,
     ApiKey,
@@ -684,8 +685,13 @@ def visitor_stitch(*, visitor_id: str, contact: Contact) -> ContactMerge | None:
     score lines) moves onto the contact, the merge is recorded and the visitor is gone."""
     visitor = Visitor.objects.select_for_update().filter(visitor_id=visitor_id).first()
     if visitor is None:
-        Visitor.objects.create(visitor_id=visitor_id, contact=contact)
-        return None
+        # Its page views may still wait in the queue: the drain will find the visitor ours.
+        try:
+            with transaction.atomic():
+                Visitor.objects.create(visitor_id=visitor_id, contact=contact)
+            return None
+        except IntegrityError:  # the drain made it an anonymous suspect meanwhile: merge that
+            visitor = Visitor.objects.select_for_update().get(visitor_id=visitor_id)
     if visitor.contact_id == contact.pk:
         return None
     previous = Contact.objects.select_for_update().get(pk=visitor.contact_id)
@@ -741,6 +747,10 @@ def form_submit(
 ) -> Contact:
     """A person sent a form: their contact (made or completed: blanks are filled, nothing known
     is overwritten), the consent with its proof, the browser's history and a form_submit event."""
+    if visitor_id:
+        # The visitor before any contact, in the order the page-view drain locks them, so the
+        # two never wait on each other in a circle.
+        list(Visitor.objects.select_for_update().filter(visitor_id=visitor_id).values("pk"))
     contact, created = contact_upsert(email=email, cause=StageChange.Cause.SYSTEM)
     blanks = {k: v for k, v in fields.items() if k in FORM_FIELDS and v and not getattr(contact, k)}
     if created or not contact.source_id:  # first touch: where this person came from
@@ -768,6 +778,20 @@ def form_submit(
     return contact
 
 
+def page_view_capture(
+    *, visitor_id: str, url: str, title: str = "", referrer: str = "", utm: dict[str, str]
+) -> None:
+    """A page view from the snippet: queued when Redis is there (the drain stores it within
+    seconds), else stored at once. A Redis that fails is not a lost view: it is stored now."""
+    if tracking.enabled():
+        try:
+            tracking.push(visitor_id=visitor_id, url=url, title=title, referrer=referrer, utm=utm)
+            return
+        except RedisError:
+            logger.warning("Page view queue unavailable; storing the view directly.")
+    page_view_record(visitor_id=visitor_id, url=url, title=title, referrer=referrer, utm=utm)
+
+
 @transaction.atomic
 def page_view_record(
     *, visitor_id: str, url: str, title: str = "", referrer: str = "", utm: dict[str, str]
@@ -787,6 +811,146 @@ def page_view_record(
         contact=contact, type=Event.Type.PAGE_VIEW, properties=properties, source="beacon"
     )
     return event
+
+
+PAGE_VIEW_BATCH_SIZE = 1000
+# Stop after this many batches (one drain task must not run for ever behind a flood); beat or
+# the next kick carries on.
+PAGE_VIEW_MAX_BATCHES = 50
+
+
+def page_views_drain(
+    *, batch_size: int = PAGE_VIEW_BATCH_SIZE, max_batches: int = PAGE_VIEW_MAX_BATCHES
+) -> int:
+    """Store the page views waiting in the queue, a batch per transaction. Returns how many
+    were read (a view left by a dead drainer and already stored counts, but is stored once)."""
+    if not tracking.enabled():
+        return 0
+    token = tracking.lock()
+    if token is None:  # another drainer is at work
+        return 0
+    total = 0
+    try:
+        for _ in range(max_batches):
+            raw = tracking.take(batch_size)
+            if not raw:
+                break
+            views = [view for view in map(tracking.parse, raw) if view is not None]
+            try:
+                page_views_record_many(views=views)
+            except DatabaseError:
+                # A lock wait given up, or a visitor merged by a form meanwhile: the batch stays
+                # on the processing list and the next drain stores it.
+                logger.warning("Page view batch not stored this time", exc_info=True)
+                break
+            total += len(raw)
+            if not tracking.done(token, len(raw)):
+                logger.warning("Page view drain lost its lock; stopping.")
+                return total
+    finally:
+        tracking.release(token)
+    return total
+
+
+@transaction.atomic
+def page_views_record_many(*, views: Sequence[tracking.QueuedView]) -> list[int]:
+    """Store queued page views: visitors resolved to their contacts (unknown ones become
+    anonymous suspects, in bulk), first-touch UTM kept, events stored once per view id."""
+    if not views:
+        return []
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            # Analytics, like the direct path: no wait for the disk flush. And a lock held by a
+            # form that is merging a visitor is not worth waiting long for: retried next drain.
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            cursor.execute("SET LOCAL lock_timeout TO '2s'")
+    contact_ids = _visitor_contacts(views)
+    _first_touch_utm(views, contact_ids)
+    return events_record_many(
+        events=[
+            NewEvent(
+                contact_id=contact_ids[view.visitor_id],
+                type=Event.Type.PAGE_VIEW,
+                occurred_at=view.at,
+                properties={
+                    "url": view.url,
+                    "title": view.title,
+                    "referrer": view.referrer,
+                    **view.utm,
+                },
+                source="beacon",
+                idempotency_key=view.idempotency_key,
+            )
+            for view in views
+        ]
+    )
+
+
+def _visitor_contacts(views: Sequence[tracking.QueuedView]) -> dict[str, int]:
+    """Visitor id -> contact id for a batch; unknown visitors become anonymous suspects."""
+    wanted = sorted({view.visitor_id for view in views})
+    if connection.vendor == "postgresql":
+        # Shared locks on the visitors first: a form merging one of them waits for this batch
+        # (or this batch for it) before either touches a contact, so they cannot deadlock, and
+        # a visitor merged meanwhile is read with its new contact.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT visitor_id, contact_id FROM contacts_visitor "
+                "WHERE visitor_id = ANY(%s) ORDER BY visitor_id FOR SHARE",
+                [wanted],
+            )
+            found = dict(cursor.fetchall())
+    else:
+        found = dict(
+            Visitor.objects.filter(visitor_id__in=wanted).values_list("visitor_id", "contact_id")
+        )
+    missing = [vid for vid in wanted if vid not in found]
+    if not missing:
+        return found
+    first_utm: dict[str, dict[str, str]] = {}
+    for view in views:
+        if view.visitor_id in missing and view.utm:
+            first_utm.setdefault(view.visitor_id, view.utm)
+    now = timezone.now()
+    contacts = [
+        Contact(created_at=now, stage_entered_at=now, updated_at=now, **first_utm.get(vid, {}))
+        for vid in missing
+    ]
+    bulk_copy(contacts)
+    Visitor.objects.bulk_create(
+        [
+            Visitor(visitor_id=vid, contact_id=contact.pk, first_seen_at=now)
+            for vid, contact in zip(missing, contacts, strict=True)
+        ],
+        ignore_conflicts=True,
+    )
+    # A form may have claimed one of these visitors meanwhile: its contact wins, ours goes.
+    claimed = dict(
+        Visitor.objects.filter(visitor_id__in=missing).values_list("visitor_id", "contact_id")
+    )
+    orphans = [c.pk for vid, c in zip(missing, contacts, strict=True) if claimed[vid] != c.pk]
+    if orphans:
+        Contact.objects.filter(pk__in=orphans).delete()
+    found.update(claimed)
+    return found
+
+
+def _first_touch_utm(views: Sequence[tracking.QueuedView], contact_ids: dict[str, int]) -> None:
+    """UTM values go to a contact that has none yet, from its first view that carries some
+    (as ``page_view_record`` does one view at a time)."""
+    first: dict[int, dict[str, str]] = {}
+    for view in views:
+        if view.utm:
+            first.setdefault(contact_ids[view.visitor_id], view.utm)
+    if not first:
+        return
+    updated = []
+    for contact in Contact.objects.filter(pk__in=list(first)).only("pk", *UTM_FIELDS):
+        if not (contact.utm_source or contact.utm_medium or contact.utm_campaign):
+            for name, value in first[contact.pk].items():
+                setattr(contact, name, value)
+            updated.append(contact)
+    bulk_update_fast(updated, list(UTM_FIELDS))
 
 
 # --- CSV import -------------------------------------------------------------------------------
