@@ -544,6 +544,7 @@ def events_sweep(*, batch_size: int = 1000) -> int:
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 CONTACT_FIELDS = (
     "email",
+    "external_id",
     "first_name",
     "last_name",
     "company",
@@ -631,6 +632,8 @@ def _clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
         raise TypeError(f"unknown contact fields: {sorted(unknown)}")
     if "email" in fields:
         fields["email"] = normalize_email(fields["email"])
+    if "external_id" in fields:  # blank is none: the unique constraint ignores NULLs only
+        fields["external_id"] = (fields["external_id"] or "").strip() or None
     return fields
 
 
@@ -1049,10 +1052,12 @@ def _import_file(job: ImportJob) -> None:
         _import_batch(job, {key: groups[key] for key in keys[start : start + IMPORT_BATCH_SIZE]})
 
 
-def _read_job_file(
-    job: ImportJob,
-) -> tuple[dict[str, list[csv_import.CleanRow]], list[ImportRowError]]:
-    """Valid rows grouped by lower-cased email (file order kept), and the refused ones.
+ImportGroups = dict[tuple[str, str], list[csv_import.CleanRow]]
+
+
+def _read_job_file(job: ImportJob) -> tuple[ImportGroups, list[ImportRowError]]:
+    """Valid rows grouped by person (lower-cased email, else external id; file order kept),
+    and the refused ones.
 
     The whole file is read first so that a duplicate in any later batch merges into its first
     row; the upload form caps the size, so this stays a few dozen MB at most."""
@@ -1062,7 +1067,7 @@ def _read_job_file(
         text = raw.decode(job.encoding)
     except (UnicodeDecodeError, LookupError) as error:
         raise ImportFailed(_("The file's characters cannot be read.")) from error
-    groups: dict[str, list[csv_import.CleanRow]] = {}
+    groups: ImportGroups = {}
     errors: list[ImportRowError] = []
     try:
         for row in csv_import.read_rows(text, job.delimiter):
@@ -1083,21 +1088,70 @@ def _read_job_file(
         raise ImportFailed(
             _("The file is not a valid CSV: %(error)s") % {"error": error}
         ) from error
-    return groups, errors
+    return _join_external_ids(job, groups, errors), errors
 
 
-def _import_batch(job: ImportJob, batch: dict[str, list[csv_import.CleanRow]]) -> None:
+def _join_external_ids(
+    job: ImportJob, groups: ImportGroups, errors: list[ImportRowError]
+) -> ImportGroups:
+    """Rows without email join the person whose row gives their external id with an email. An
+    external id given with two different emails is refused on the later rows: which person it
+    is cannot be guessed."""
+    owner: dict[str, tuple[str, str]] = {}
+    given_on: dict[str, int] = {}
+    for key, rows in list(groups.items()):
+        if key[0] != "email":
+            continue
+        kept = []
+        for row in rows:
+            external_id = row.fields.get("external_id")
+            if external_id and owner.setdefault(external_id, key) != key:
+                message = _(
+                    "The external id “%(id)s” is given with another email on line %(line)d."
+                ) % {"id": external_id, "line": given_on[external_id]}
+                errors.append(_row_error(job, row, message))
+                continue
+            if external_id:
+                given_on.setdefault(external_id, row.line_number)
+            kept.append(row)
+        if kept:
+            groups[key] = kept
+        else:
+            del groups[key]
+    for external_id, key in owner.items():
+        rows = groups.pop(("external_id", external_id), None)
+        if rows and key in groups:
+            groups[key] = sorted([*groups[key], *rows], key=lambda row: row.line_number)
+        elif rows:
+            groups[("external_id", external_id)] = rows
+    return groups
+
+
+def _row_error(job: ImportJob, row: csv_import.CleanRow, message: str) -> ImportRowError:
+    # The cells as mapped (ignored columns blank): a clean row keeps no copy of its raw text.
+    cells = [row.fields.get(target, "") if target else "" for target in job.mapping]
+    return ImportRowError(
+        job=job,
+        line_number=row.line_number,
+        raw=csv_import.raw_text(cells, job.delimiter)[:10_000],
+        message=message[:500],
+    )
+
+
+def _import_batch(job: ImportJob, batch: ImportGroups) -> None:
     # A contact created meanwhile by someone else (a form, another import) breaks the unique
     # email constraint: the batch rolls back and is read again, finding that contact this time.
     for attempt in range(3):
         try:
             with transaction.atomic():
-                counts = _apply_batch(job, batch)
+                counts, refused = _apply_batch(job, batch)
+                ImportRowError.objects.bulk_create(refused)
                 ImportJob.objects.filter(pk=job.pk).update(
                     rows_done=F("rows_done") + sum(counts.values()),
                     created_count=F("created_count") + counts["created"],
                     merged_count=F("merged_count") + counts["merged"],
                     unchanged_count=F("unchanged_count") + counts["unchanged"],
+                    rejected_count=F("rejected_count") + counts["rejected"],
                 )
             return
         except IntegrityError:
@@ -1105,25 +1159,49 @@ def _import_batch(job: ImportJob, batch: dict[str, list[csv_import.CleanRow]]) -
                 raise
 
 
-def _apply_batch(job: ImportJob, batch: dict[str, list[csv_import.CleanRow]]) -> Counter[str]:
-    """Rows per outcome. A new email is one created row (its later duplicates in the file are
-    merged into it); rows of a known contact are merged if they changed it, else unchanged."""
-    existing = {
+def _apply_batch(job: ImportJob, batch: ImportGroups) -> tuple[Counter[str], list[ImportRowError]]:
+    """Rows per outcome, and the rows refused. A new person is one created row (their later
+    rows in the file are merged into it); rows of a known contact are merged if they changed
+    it, else unchanged. A row whose email and external id name two different contacts is
+    refused: merging them is a person's decision, not an import's."""
+    emails = [value for kind, value in batch if kind == "email"]
+    external_ids = {
+        row.fields["external_id"]
+        for rows in batch.values()
+        for row in rows
+        if row.fields.get("external_id")
+    }
+    by_email = {
         contact.lowered: contact
         for contact in Contact.objects.select_for_update()
         .annotate(lowered=Lower("email"))
-        .filter(lowered__in=list(batch))
+        .filter(lowered__in=emails)
     }
+    by_external_id = {}
+    if external_ids:
+        by_external_id = {
+            contact.external_id: contact
+            for contact in Contact.objects.select_for_update().filter(external_id__in=external_ids)
+        }
     counts: Counter[str] = Counter()
+    refused: list[ImportRowError] = []
     created: list[Contact] = []
     updated: list[Contact] = []
+    become_leads: list[Contact] = []
     changed_fields: set[str] = set()
     now = timezone.now()
-    for key, rows in batch.items():
+    for (kind, value), rows in batch.items():
         incoming: dict[str, str] = {}
         for row in rows:
             csv_import.merge_fields(incoming, row.fields, overwrite=job.overwrite)
-        contact = existing.get(key)
+        found_by_email = by_email.get(value) if kind == "email" else None
+        found_by_id = by_external_id.get(incoming.get("external_id", ""))
+        conflict = _identity_conflict(incoming, found_by_email, found_by_id)
+        if conflict:
+            refused.extend(_row_error(job, row, conflict) for row in rows)
+            counts["rejected"] += len(rows)
+            continue
+        contact = found_by_email or found_by_id
         if contact is None:
             created.append(Contact(**incoming, source_id=job.source_id))
             counts["created"] += 1
@@ -1131,8 +1209,10 @@ def _apply_batch(job: ImportJob, batch: dict[str, list[csv_import.CleanRow]]) ->
             continue
         changes = _contact_changes(contact, incoming, job)
         if changes:
-            for name, value in changes.items():
-                setattr(contact, name, value)
+            if "email" in changes and contact.stage == Contact.Stage.SUSPECT:
+                become_leads.append(contact)
+            for name, field_value in changes.items():
+                setattr(contact, name, field_value)
             contact.updated_at = now
             changed_fields |= set(changes)
             updated.append(contact)
@@ -1141,17 +1221,42 @@ def _apply_batch(job: ImportJob, batch: dict[str, list[csv_import.CleanRow]]) ->
         bulk_update_fast(updated, [*sorted(changed_fields), "updated_at"])
     if created:
         _create_imported(job, created)
-    return counts
+    if become_leads:
+        _imported_leads(job, become_leads, at=now)
+    return counts, refused
+
+
+def _identity_conflict(
+    incoming: dict[str, str], by_email: Contact | None, by_id: Contact | None
+) -> str:
+    """Why the row cannot be merged, or "": its email and its external id belong to two
+    contacts, or its external id belongs to a contact with another email."""
+    email, external_id = incoming.get("email"), incoming.get("external_id")
+    if by_email and by_id and by_email.pk != by_id.pk:
+        return _(
+            "“%(email)s” and the external id “%(id)s” belong to two different contacts; "
+            "nothing was merged."
+        ) % {"email": email, "id": external_id}
+    if email and by_id and not by_email and by_id.email:
+        return _("The external id “%(id)s” belongs to %(other)s, not to %(email)s.") % {
+            "id": external_id,
+            "other": by_id.email,
+            "email": email,
+        }
+    return ""
 
 
 def _contact_changes(contact: Contact, incoming: dict[str, str], job: ImportJob) -> dict[str, Any]:
-    # The email found the contact; its case as stored is left alone.
+    # The email found the contact (its case as stored is left alone), or the external id did and
+    # the contact had no email yet.
     profile = {name: value for name, value in incoming.items() if name != "email"}
     current = {name: getattr(contact, name) for name in profile}
     csv_import.merge_fields(current, profile, overwrite=job.overwrite)
     changes: dict[str, Any] = {
         name: value for name, value in current.items() if value != getattr(contact, name)
     }
+    if incoming.get("email") and not contact.email:
+        changes["email"] = incoming["email"]
     if job.source_id and not contact.source_id:
         changes["source_id"] = job.source_id
     return changes
@@ -1159,29 +1264,38 @@ def _contact_changes(contact: Contact, incoming: dict[str, str], job: ImportJob)
 
 def _create_imported(job: ImportJob, contacts: list[Contact]) -> None:
     """New contacts with an email are leads from the start (no one else can have moved a row
-    that did not exist), with the suspect → lead StageChange and event every lead has."""
+    that did not exist), with the suspect → lead StageChange and event every lead has; those
+    known by an external id only are suspects until an email comes."""
     now = timezone.now()
     for contact in contacts:
-        contact.stage, contact.stage_entered_at = Contact.Stage.LEAD, now
+        if contact.email:
+            contact.stage, contact.stage_entered_at = Contact.Stage.LEAD, now
     bulk_copy(contacts)
+    _imported_leads(job, [contact for contact in contacts if contact.email], at=now, moved=True)
+
+
+def _imported_leads(
+    job: ImportJob, contacts: list[Contact], *, at: datetime, moved: bool = False
+) -> None:
+    """Suspects the import gave an email are leads: the move (unless already made, ``moved``)
+    and the StageChange and event every lead has."""
+    if not contacts:
+        return
     reason = _("Imported from %(file)s") % {"file": job.filename}
     actor_name = ""
     if job.created_by is not None:
         actor_name = job.created_by.get_full_name() or job.created_by.get_username()
-    stage_changes_record(
-        at=now,
-        moves=[
-            PlannedMove(
-                contact.pk,
-                Contact.Stage.SUSPECT,
-                Contact.Stage.LEAD,
-                reason=reason,
-                actor_name=actor_name,
-            )
-            for contact in contacts
-        ],
-        cause=StageChange.Cause.IMPORT,
-    )
+    moves = [
+        PlannedMove(
+            contact.pk, Contact.Stage.SUSPECT, Contact.Stage.LEAD, reason=reason,
+            actor_name=actor_name,
+        )
+        for contact in contacts
+    ]  # fmt: skip
+    if moved:
+        stage_changes_record(at=at, moves=moves, cause=StageChange.Cause.IMPORT)
+    else:
+        stage_move_many(moves=moves, cause=StageChange.Cause.IMPORT, at=at)
 
 
 def imports_sweep() -> tuple[int, int]:
