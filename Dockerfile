@@ -24,4 +24,4 @@ RUN SECRET_KEY=build-only-not-secret READ_DOT_ENV=false python manage.py collect
 
 USER leadfunnel
 EXPOSE 8000
-CMD ["gunicorn", "leadfunnel.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+CMD ["gunicorn", "leadfunnel.wsgi", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]

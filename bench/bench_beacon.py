@@ -1,5 +1,16 @@
-"""The tracking beacon under the production server: gunicorn serving POST /t/, load from a
-second process (wrk), against the same server answering /healthz (one trivial query)."""
+"""The tracking beacon under the production server: gunicorn (gunicorn.conf.py, as docker-compose
+runs it, access log on) serving POST /t/, load from a second process (wrk), a Celery worker
+draining the page-view queue and scoring at the same time, against the same server answering
+/healthz (one trivial query).
+
+Two measurements, for each of the beacon and /healthz:
+- capacity: wrk -t2 -c32 with no pause (closed loop, the server saturated): requests/s;
+- latency: wrk -t2 -c32 paced to an offered 1,000 requests/s in total (each thread sends on a
+  fixed schedule; a connection waits for its answer, so a stall is not counted as several slow
+  requests): p99. With 32 connections on a saturated 2-core machine, p99 measures only the
+  queue wrk builds (Little's law: 32 / rate), which is why the target rate is offered instead.
+Then every page view answered must be stored once the queue is drained.
+"""
 
 from __future__ import annotations
 
@@ -22,15 +33,37 @@ from bench.common import result
 NAME = "beacon"
 ROOT = Path(__file__).resolve().parent.parent
 VISITORS = 2000
-WRK_SCRIPT = """
+OFFERED_RATE = 1000
+CONNECTIONS = 32
+# Milliseconds on a monotonic clock (LuaJIT's ffi), for the paced runs.
+CLOCK = """
+local ffi = require("ffi")
+ffi.cdef[[ typedef struct { long tv_sec; long tv_nsec; } lf_timespec;
+           int clock_gettime(int, lf_timespec *); ]]
+local ts = ffi.new("lf_timespec")
+local function now_ms()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+end
+"""
+BEACON = """
 math.randomseed(os.time())
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "text/plain"
 request = function()
   local id = string.format("visitor%%024d", math.random(1, %(visitors)d))
   local body = '{"visitor_id":"' .. id .. '","url":"https://www.exemple.fr/tarifs?p=' ..
-    math.random(1, 50) .. '","title":"Tarifs","referrer":""}'
+    math.random(1, 50) .. '","title":"Tarifs","referrer":"","utm":{"utm_source":"bench"}}'
   return wrk.format(nil, nil, nil, body)
+end
+"""
+# Each thread sends its share of the offered rate on a fixed schedule.
+PACED = """
+local interval, slot = %(interval_ms)f, nil
+delay = function()
+  local now = now_ms()
+  slot = (slot or now) + interval
+  return math.max(0, math.floor(slot - now))
 end
 """
 
@@ -51,73 +84,125 @@ def wait_up(url: str) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def wrk(url: str, script: str | None, seconds: int) -> tuple[float, float]:
-    """(requests per second, p99 latency in ms) from wrk's --latency report."""
-    command = ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency"]
-    if script:
-        command += ["-s", script]
+def wrk(url: str, *, seconds: int, beacon: bool, paced: bool) -> dict[str, float]:
+    """Requests/s, p50/p99 (ms) and answered requests from wrk's --latency report."""
+    script = (CLOCK + PACED % {"interval_ms": 1000 * 2 / OFFERED_RATE}) if paced else ""
+    if beacon:
+        script += BEACON % {"visitors": VISITORS}
+    command = ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as file:
+        file.write(script)
+    command += ["-s", file.name]
     out = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", out).groups()
-    p99 = float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
-    if "Non-2xx" in out:
+    os.unlink(file.name)
+    if "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"wrk saw errors:\n{out}")
-    return rate, p99
+
+    def latency(label: str) -> float:
+        value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)\b", out).groups()
+        return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+
+    return {
+        "rate": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": latency("50%"),
+        "p99": latency("99%"),
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+    }
 
 
 def run(scale: float) -> list[dict]:
     if not shutil.which("wrk"):
         raise SystemExit("The beacon benchmark needs wrk (apt-get install wrk; make bench does).")
+    import redis
+
+    from contacts import services, tracking
+    from contacts.models import Event
+
     seed.reset()
     seconds = max(5, int(15 * scale))
     port = free_port()
     database = settings.DATABASES["default"]
+    redis_url = os.environ.get(
+        "BENCH_REDIS_URL", os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
+    )
+    redis.Redis.from_url(redis_url).flushdb()
     env = {
         **os.environ,
         "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:"
         f"{database['PORT'] or 5432}/{database['NAME']}",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "CELERY_TASK_ALWAYS_EAGER": "false",  # as in production: scoring waits for a worker
-        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+        "REDIS_URL": redis_url,
+        "PAGE_VIEW_QUEUE": "true",
         "LOG_LEVEL": "WARNING",
     }
-    workers = str(os.cpu_count() or 2)
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "leadfunnel.wsgi", "-b", f"127.0.0.1:{port}",
-         "--workers", workers, "--threads", "4", "--worker-class", "gthread",
-         "--log-level", "warning"],
+         "--access-logfile", os.devnull, "--log-level", "warning"],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "leadfunnel", "worker", "--pool=solo",
+         "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "WARNING"],
         cwd=ROOT, env=env,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
+    runs: dict[str, dict[str, float]] = {}
     try:
         wait_up(f"{base}/healthz")
-        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-            script.write(WRK_SCRIPT % {"visitors": VISITORS})
-        wrk(f"{base}/t/", script.name, 2)  # warm-up: visitors exist, connections open
-        health_rate, health_p99 = wrk(f"{base}/healthz", None, seconds)
-        rate, p99 = wrk(f"{base}/t/", script.name, seconds)
+        runs["warm-up"] = wrk(f"{base}/t/", seconds=2, beacon=True, paced=False)
+        runs["healthz"] = wrk(f"{base}/healthz", seconds=seconds, beacon=False, paced=False)
+        runs["beacon"] = wrk(f"{base}/t/", seconds=seconds, beacon=True, paced=False)
+        runs["healthz paced"] = wrk(f"{base}/healthz", seconds=seconds, beacon=False, paced=True)
+        runs["beacon paced"] = wrk(f"{base}/t/", seconds=seconds, beacon=True, paced=True)
     finally:
         server.terminate()
         server.wait(timeout=30)
-        _flush_redis(env["REDIS_URL"])
-    from contacts.models import Event
-
-    stored = Event.objects.filter(type="page_view").count()
-    common = {"server": f"gunicorn gthread, {workers} workers x 4 threads", "load": "wrk -t2 -c32",
-              "page_views_stored": stored, "visitors": VISITORS}  # fmt: skip
-    return [
-        result(name=NAME, metric="beacon requests/s (POST /t/, a page view stored each)",
-               value=rate, unit="req/s", baseline=health_rate, target=">= 1,000 req/s",
-               passed=rate >= 1000, scale=scale, **common),
-        result(name=NAME, metric="beacon p99 latency", value=p99, unit="ms", baseline=health_p99,
-               target="p99 < 50 ms", passed=p99 < 50, scale=scale, **common),
-    ]  # fmt: skip
-
-
-def _flush_redis(url: str) -> None:
+    settings.PAGE_VIEW_QUEUE_URL = redis_url
     try:
-        import redis
-
-        redis.Redis.from_url(url).flushdb()
-    except Exception:  # noqa: S110 (no Redis: nothing was queued there)
-        pass
+        # The worker drains on the beacons' kicks; what came after the last kick is beat's (not
+        # running here), so it is drained from here, through the same service.
+        started = time.monotonic()
+        while tracking.waiting() and time.monotonic() - started < 300:
+            services.page_views_drain()
+            time.sleep(0.2)
+        drain_seconds = time.monotonic() - started
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        redis.Redis.from_url(redis_url).flushdb()
+    for label, figures in runs.items():
+        print(f"  {label}: {figures}")
+    answered = sum(runs[k]["requests"] for k in ("warm-up", "beacon", "beacon paced"))
+    stored = Event.objects.filter(type="page_view").count()
+    beacon, paced, health, health_paced = (
+        runs["beacon"], runs["beacon paced"], runs["healthz"], runs["healthz paced"]
+    )  # fmt: skip
+    common = {
+        "server": "gunicorn.conf.py: gthread, 2 workers x 4 threads, access log written",
+        "drain": "a Celery worker (solo) draining the queue and scoring, during the load",
+        "visitors": VISITORS,
+        "page_views_answered": answered,
+        "page_views_stored": stored,
+        "drain_left_after_load_s": round(drain_seconds, 1),
+        "runs": runs,
+    }
+    return [
+        result(name=NAME, metric="beacon requests/s at saturation (POST /t/, wrk -t2 -c32)",
+               value=beacon["rate"], unit="req/s", baseline=health["rate"],
+               target=">= 1,000 req/s", passed=beacon["rate"] >= 1000, scale=scale,
+               baseline_is="GET /healthz, same server, same load",
+               p99_at_saturation_ms=beacon["p99"], **common),
+        result(name=NAME, metric=f"beacon p99 latency at {OFFERED_RATE:,} req/s offered "
+               f"(wrk -t2 -c{CONNECTIONS}, paced)", value=paced["p99"], unit="ms",
+               baseline=health_paced["p99"], target="p99 < 50 ms at >= 1,000 req/s",
+               passed=paced["p99"] < 50 and paced["rate"] >= 0.97 * OFFERED_RATE, scale=scale,
+               baseline_is="GET /healthz p99, same server, same paced load",
+               achieved_rate=paced["rate"], p50_ms=paced["p50"], **common),
+        # wrk stops with up to one request per connection in flight: the server may store a
+        # few that wrk never counted (three runs of 32 connections).
+        result(name=NAME, metric="page views stored after the drain, of those answered",
+               value=stored, unit="events", baseline=answered,
+               target="every answered page view stored once",
+               passed=answered <= stored <= answered + 3 * CONNECTIONS, scale=scale, **common),
+    ]  # fmt: skip

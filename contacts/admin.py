@@ -59,6 +59,9 @@ class StageChangeInline(admin.TabularInline):
         return False
 
 
+PROFILE_FIELDS = ["email", "first_name", "last_name", "company", "job_title", "phone"]
+
+
 @admin.register(Contact)
 class ContactAdmin(admin.ModelAdmin):
     form = ContactForm
@@ -74,7 +77,7 @@ class ContactAdmin(admin.ModelAdmin):
         "created_at",
     ]
     list_filter = ["stage", "source", "owner", "do_not_email", "consent"]
-    search_fields = ["email", "first_name", "last_name", "company"]
+    search_fields = ["email", "first_name", "last_name", "company", "=external_id"]
     list_select_related = ["source", "owner"]
     date_hierarchy = "created_at"
     readonly_fields = [
@@ -91,7 +94,7 @@ class ContactAdmin(admin.ModelAdmin):
         "last_activity_at",
     ]
     fieldsets = [
-        (None, {"fields": ["email", "first_name", "last_name", "company", "job_title", "phone"]}),
+        (None, {"fields": [*PROFILE_FIELDS, "external_id"]}),
         (
             _("Source"),
             {"fields": ["source", *services.UTM_FIELDS]},

@@ -21,7 +21,7 @@ from contacts.models import Contact, normalize_email
 
 # What a column may become; "" means the column is ignored.
 IMPORT_FIELDS = (
-    "email", "first_name", "last_name", "company", "phone", "job_title",
+    "email", "external_id", "first_name", "last_name", "company", "phone", "job_title",
     "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content",
 )  # fmt: skip
 IGNORE = ""
@@ -31,6 +31,8 @@ HEADER_ALIASES: dict[str, str] = {
     "email": "email", "e mail": "email", "courriel": "email", "adresse e mail": "email",
     "adresse email": "email", "mail": "email", "email address": "email",
     "adresse courriel": "email",
+    "external id": "external_id", "id externe": "external_id", "identifiant": "external_id",
+    "identifiant externe": "external_id", "id": "external_id", "external reference": "external_id",
     "first name": "first_name", "firstname": "first_name", "prenom": "first_name",
     "last name": "last_name", "lastname": "last_name", "surname": "last_name", "nom": "last_name",
     "nom de famille": "last_name",
@@ -182,7 +184,9 @@ def read_rows(text: str, delimiter: str) -> Iterator[Row]:
 @dataclass
 class CleanRow:
     line_number: int
-    key: str  # lower-cased email: what makes two rows the same person
+    # What makes two rows the same person: ("email", lower-cased email), or for a row without
+    # email ("external_id", its external id).
+    key: tuple[str, str]
     fields: dict[str, str] = field(default_factory=dict)
 
 
@@ -196,15 +200,17 @@ def clean_row(row: Row, mapping: Sequence[str]) -> CleanRow:
         if target and value:
             fields[target] = value
     email = normalize_email(fields.get("email"))
-    if not email:
-        raise ValidationError(_("No email address."))
-    try:
-        validate_email(email)
-    except ValidationError as error:
-        raise ValidationError(
-            _("“%(email)s” is not a valid email address.") % {"email": email}
-        ) from error
-    fields["email"] = email
+    external_id = fields.get("external_id")
+    if not email and not external_id:
+        raise ValidationError(_("No email address and no external id."))
+    if email:
+        try:
+            validate_email(email)
+        except ValidationError as error:
+            raise ValidationError(
+                _("“%(email)s” is not a valid email address.") % {"email": email}
+            ) from error
+        fields["email"] = email
     for name, value in fields.items():
         limit = Contact._meta.get_field(name).max_length
         if limit and len(value) > limit:
@@ -212,7 +218,8 @@ def clean_row(row: Row, mapping: Sequence[str]) -> CleanRow:
                 _("%(field)s is too long (%(length)d characters, at most %(limit)d).")
                 % {"field": field_label(name), "length": len(value), "limit": limit}
             )
-    return CleanRow(line_number=row.line_number, key=email.lower(), fields=fields)
+    key = ("email", email.lower()) if email else ("external_id", str(external_id))
+    return CleanRow(line_number=row.line_number, key=key, fields=fields)
 
 
 def merge_fields(current: dict[str, str], incoming: dict[str, str], *, overwrite: bool) -> bool:

@@ -80,8 +80,10 @@ class ImportMappingForm(forms.Form):
                 _("“%(field)s” is chosen for several columns: keep one.")
                 % {"field": csv_import.field_label(name)},
             )
-        if "email" not in chosen:
-            self.add_error(None, _("Choose the column that holds the email address."))
+        if "email" not in chosen and "external_id" not in chosen:
+            self.add_error(
+                None, _("Choose the column that holds the email address or the external id.")
+            )
         return cleaned
 
     def mapping(self, cleaned: dict[str, Any] | None = None) -> list[str]:

@@ -6,10 +6,13 @@ answer fits the sender (a redirect for a plain HTML form, JSON for a script).
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import logging
 
 from django import forms
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -20,6 +23,7 @@ from django.views.decorators.http import require_http_methods
 from contacts import ratelimit, services
 from contacts.models import Form
 
+logger = logging.getLogger(__name__)
 VISITOR_ID = r"^[A-Za-z0-9_-]{8,64}$"
 
 
@@ -50,6 +54,23 @@ def _cors(response: HttpResponse, origin: str | None) -> HttpResponse:
     return response
 
 
+def client_ip(request: HttpRequest) -> str | None:
+    """The sender's address. Behind TRUSTED_PROXY_COUNT proxies it is the one the outermost
+    proxy saw: that many entries from the right of X-Forwarded-For. Entries further left were
+    written by the sender and prove nothing (anyone can send the header)."""
+    count = settings.TRUSTED_PROXY_COUNT
+    if count:
+        forwarded = [
+            part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",")
+        ]  # fmt: skip
+        if len(forwarded) >= count:
+            try:
+                return str(ipaddress.ip_address(forwarded[-count]))
+            except ValueError:
+                logger.warning("Unreadable X-Forwarded-For: %r", forwarded[-count][:100])
+    return request.META.get("REMOTE_ADDR") or None
+
+
 def _too_many(form: Form, ip: str) -> bool:
     return bool(ratelimit.seconds_to_wait(f"form:{form.key}:{ip}", settings.FORM_RATE_PER_MINUTE))
 
@@ -64,7 +85,7 @@ def form_post(request: HttpRequest, key: str) -> HttpResponse:
     if request.method == "OPTIONS":
         return _cors(HttpResponse(status=204), origin)
     wants_json = "application/json" in request.headers.get("Accept", "")
-    ip = request.META.get("REMOTE_ADDR") or None
+    ip = client_ip(request)
     if _too_many(form, ip or "?"):
         busy = {"__all__": [str(_("Too many submissions; try again in a minute."))]}
         return _answer(request, form, origin, wants_json, status=429, errors=busy)
@@ -159,19 +180,31 @@ def beacon(request: HttpRequest) -> HttpResponse:
         data = None
     if not isinstance(data, dict):
         return _cors(JsonResponse({"detail": "Send a JSON object."}, status=400), origin)
-    view = Beacon(data)
-    if not view.is_valid():
-        return _cors(JsonResponse({"errors": view.errors}, status=400), origin)
+    cleaned, errors = _clean(Beacon, data)
+    if errors:
+        return _cors(JsonResponse({"errors": errors}, status=400), origin)
     raw_utm = data.get("utm") if isinstance(data.get("utm"), dict) else {}
     utm = {k: str(raw_utm[k])[:200] for k in services.UTM_FIELDS if isinstance(raw_utm.get(k), str)}
-    services.page_view_record(
-        visitor_id=view.cleaned_data["visitor_id"],
-        url=view.cleaned_data["url"],
-        title=view.cleaned_data["title"],
-        referrer=view.cleaned_data["referrer"],
+    services.page_view_capture(
+        visitor_id=cleaned["visitor_id"],
+        url=cleaned["url"],
+        title=cleaned["title"],
+        referrer=cleaned["referrer"],
         utm=utm,
     )
     return _cors(HttpResponse(status=204), origin)
+
+
+def _clean(form: type[forms.Form], data: dict) -> tuple[dict, dict[str, list[str]]]:
+    """``form``'s validation (same fields, same messages) without building a form: a form deep-
+    copies its fields on every request, a third of what a beacon costs."""
+    cleaned, errors = {}, {}
+    for name, field in form.base_fields.items():
+        try:
+            cleaned[name] = field.clean(data.get(name))
+        except ValidationError as error:
+            errors[name] = error.messages
+    return cleaned, errors
 
 
 def tracker_js(request: HttpRequest) -> HttpResponse:

@@ -148,6 +148,9 @@ class Contact(models.Model):
     company = models.CharField(_("company"), max_length=200, blank=True)
     phone = models.CharField(_("phone"), max_length=40, blank=True)
     job_title = models.CharField(_("job title"), max_length=150, blank=True)
+    # The contact's id in another system (a CRM, a shop): what imports match rows without email
+    # on. Stored trimmed, case kept; unique when set.
+    external_id = models.CharField(_("external id"), max_length=200, null=True, blank=True)
 
     source = models.ForeignKey(
         LeadSource,
@@ -210,6 +213,19 @@ class Contact(models.Model):
                 condition=Q(email__isnull=True) | (~Q(email="") & Q(email=Trim("email"))),
                 name="contact_email_trimmed",
                 violation_error_message=_("The email must not be blank or padded with spaces."),
+            ),
+            models.UniqueConstraint(
+                fields=["external_id"],
+                name="contact_external_id_unique",
+                violation_error_message=_("A contact with this external id already exists."),
+            ),
+            models.CheckConstraint(
+                condition=Q(external_id__isnull=True)
+                | (~Q(external_id="") & Q(external_id=Trim("external_id"))),
+                name="contact_external_id_trimmed",
+                violation_error_message=_(
+                    "The external id must not be blank or padded with spaces."
+                ),
             ),
             models.CheckConstraint(
                 # Spelled out: Meta cannot see Contact.Stage. A test keeps the two in step.

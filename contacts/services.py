@@ -19,14 +19,15 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Exists, F, Max, OuterRef, Q, Sum
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
+from redis.exceptions import RedisError
 
-from contacts import broker, csv_import
+from contacts import broker, csv_import, tracking
 from contacts.lookups import array_param
 from contacts.machine_signals import flag_machine_signal
 from contacts.models import (
@@ -652,6 +653,7 @@ def _drop_orphans(event_ids: list[int]) -> int:
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 CONTACT_FIELDS = (
     "email",
+    "external_id",
     "first_name",
     "last_name",
     "company",
@@ -739,6 +741,8 @@ def _clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
         raise TypeError(f"unknown contact fields: {sorted(unknown)}")
     if "email" in fields:
         fields["email"] = normalize_email(fields["email"])
+    if "external_id" in fields:  # blank is none: the unique constraint ignores NULLs only
+        fields["external_id"] = (fields["external_id"] or "").strip() or None
     return fields
 
 
@@ -793,8 +797,13 @@ def visitor_stitch(*, visitor_id: str, contact: Contact) -> ContactMerge | None:
     score lines) moves onto the contact, the merge is recorded and the visitor is gone."""
     visitor = Visitor.objects.select_for_update().filter(visitor_id=visitor_id).first()
     if visitor is None:
-        Visitor.objects.create(visitor_id=visitor_id, contact=contact)
-        return None
+        # Its page views may still wait in the queue: the drain will find the visitor ours.
+        try:
+            with transaction.atomic():
+                Visitor.objects.create(visitor_id=visitor_id, contact=contact)
+            return None
+        except IntegrityError:  # the drain made it an anonymous suspect meanwhile: merge that
+            visitor = Visitor.objects.select_for_update().get(visitor_id=visitor_id)
     if visitor.contact_id == contact.pk:
         return None
     previous = Contact.objects.select_for_update().get(pk=visitor.contact_id)
@@ -850,6 +859,10 @@ def form_submit(
 ) -> Contact:
     """A person sent a form: their contact (made or completed: blanks are filled, nothing known
     is overwritten), the consent with its proof, the browser's history and a form_submit event."""
+    if visitor_id:
+        # The visitor before any contact, in the order the page-view drain locks them, so the
+        # two never wait on each other in a circle.
+        list(Visitor.objects.select_for_update().filter(visitor_id=visitor_id).values("pk"))
     contact, created = contact_upsert(email=email, cause=StageChange.Cause.SYSTEM)
     blanks = {k: v for k, v in fields.items() if k in FORM_FIELDS and v and not getattr(contact, k)}
     if created or not contact.source_id:  # first touch: where this person came from
@@ -877,6 +890,20 @@ def form_submit(
     return contact
 
 
+def page_view_capture(
+    *, visitor_id: str, url: str, title: str = "", referrer: str = "", utm: dict[str, str]
+) -> None:
+    """A page view from the snippet: queued when Redis is there (the drain stores it within
+    seconds), else stored at once. A Redis that fails is not a lost view: it is stored now."""
+    if tracking.enabled():
+        try:
+            tracking.push(visitor_id=visitor_id, url=url, title=title, referrer=referrer, utm=utm)
+            return
+        except RedisError:
+            logger.warning("Page view queue unavailable; storing the view directly.")
+    page_view_record(visitor_id=visitor_id, url=url, title=title, referrer=referrer, utm=utm)
+
+
 @transaction.atomic
 def page_view_record(
     *, visitor_id: str, url: str, title: str = "", referrer: str = "", utm: dict[str, str]
@@ -896,6 +923,146 @@ def page_view_record(
         contact=contact, type=Event.Type.PAGE_VIEW, properties=properties, source="beacon"
     )
     return event
+
+
+PAGE_VIEW_BATCH_SIZE = 1000
+# Stop after this many batches (one drain task must not run for ever behind a flood); beat or
+# the next kick carries on.
+PAGE_VIEW_MAX_BATCHES = 50
+
+
+def page_views_drain(
+    *, batch_size: int = PAGE_VIEW_BATCH_SIZE, max_batches: int = PAGE_VIEW_MAX_BATCHES
+) -> int:
+    """Store the page views waiting in the queue, a batch per transaction. Returns how many
+    were read (a view left by a dead drainer and already stored counts, but is stored once)."""
+    if not tracking.enabled():
+        return 0
+    token = tracking.lock()
+    if token is None:  # another drainer is at work
+        return 0
+    total = 0
+    try:
+        for _ in range(max_batches):
+            raw = tracking.take(batch_size)
+            if not raw:
+                break
+            views = [view for view in map(tracking.parse, raw) if view is not None]
+            try:
+                page_views_record_many(views=views)
+            except DatabaseError:
+                # A lock wait given up, or a visitor merged by a form meanwhile: the batch stays
+                # on the processing list and the next drain stores it.
+                logger.warning("Page view batch not stored this time", exc_info=True)
+                break
+            total += len(raw)
+            if not tracking.done(token, len(raw)):
+                logger.warning("Page view drain lost its lock; stopping.")
+                return total
+    finally:
+        tracking.release(token)
+    return total
+
+
+@transaction.atomic
+def page_views_record_many(*, views: Sequence[tracking.QueuedView]) -> list[int]:
+    """Store queued page views: visitors resolved to their contacts (unknown ones become
+    anonymous suspects, in bulk), first-touch UTM kept, events stored once per view id."""
+    if not views:
+        return []
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            # Analytics, like the direct path: no wait for the disk flush. And a lock held by a
+            # form that is merging a visitor is not worth waiting long for: retried next drain.
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            cursor.execute("SET LOCAL lock_timeout TO '2s'")
+    contact_ids = _visitor_contacts(views)
+    _first_touch_utm(views, contact_ids)
+    return events_record_many(
+        events=[
+            NewEvent(
+                contact_id=contact_ids[view.visitor_id],
+                type=Event.Type.PAGE_VIEW,
+                occurred_at=view.at,
+                properties={
+                    "url": view.url,
+                    "title": view.title,
+                    "referrer": view.referrer,
+                    **view.utm,
+                },
+                source="beacon",
+                idempotency_key=view.idempotency_key,
+            )
+            for view in views
+        ]
+    )
+
+
+def _visitor_contacts(views: Sequence[tracking.QueuedView]) -> dict[str, int]:
+    """Visitor id -> contact id for a batch; unknown visitors become anonymous suspects."""
+    wanted = sorted({view.visitor_id for view in views})
+    if connection.vendor == "postgresql":
+        # Shared locks on the visitors first: a form merging one of them waits for this batch
+        # (or this batch for it) before either touches a contact, so they cannot deadlock, and
+        # a visitor merged meanwhile is read with its new contact.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT visitor_id, contact_id FROM contacts_visitor "
+                "WHERE visitor_id = ANY(%s) ORDER BY visitor_id FOR SHARE",
+                [wanted],
+            )
+            found = dict(cursor.fetchall())
+    else:
+        found = dict(
+            Visitor.objects.filter(visitor_id__in=wanted).values_list("visitor_id", "contact_id")
+        )
+    missing = [vid for vid in wanted if vid not in found]
+    if not missing:
+        return found
+    first_utm: dict[str, dict[str, str]] = {}
+    for view in views:
+        if view.visitor_id in missing and view.utm:
+            first_utm.setdefault(view.visitor_id, view.utm)
+    now = timezone.now()
+    contacts = [
+        Contact(created_at=now, stage_entered_at=now, updated_at=now, **first_utm.get(vid, {}))
+        for vid in missing
+    ]
+    bulk_copy(contacts)
+    Visitor.objects.bulk_create(
+        [
+            Visitor(visitor_id=vid, contact_id=contact.pk, first_seen_at=now)
+            for vid, contact in zip(missing, contacts, strict=True)
+        ],
+        ignore_conflicts=True,
+    )
+    # A form may have claimed one of these visitors meanwhile: its contact wins, ours goes.
+    claimed = dict(
+        Visitor.objects.filter(visitor_id__in=missing).values_list("visitor_id", "contact_id")
+    )
+    orphans = [c.pk for vid, c in zip(missing, contacts, strict=True) if claimed[vid] != c.pk]
+    if orphans:
+        Contact.objects.filter(pk__in=orphans).delete()
+    found.update(claimed)
+    return found
+
+
+def _first_touch_utm(views: Sequence[tracking.QueuedView], contact_ids: dict[str, int]) -> None:
+    """UTM values go to a contact that has none yet, from its first view that carries some
+    (as ``page_view_record`` does one view at a time)."""
+    first: dict[int, dict[str, str]] = {}
+    for view in views:
+        if view.utm:
+            first.setdefault(contact_ids[view.visitor_id], view.utm)
+    if not first:
+        return
+    updated = []
+    for contact in Contact.objects.filter(pk__in=list(first)).only("pk", *UTM_FIELDS):
+        if not (contact.utm_source or contact.utm_medium or contact.utm_campaign):
+            for name, value in first[contact.pk].items():
+                setattr(contact, name, value)
+            updated.append(contact)
+    bulk_update_fast(updated, list(UTM_FIELDS))
 
 
 # --- CSV import -------------------------------------------------------------------------------
@@ -994,10 +1161,12 @@ def _import_file(job: ImportJob) -> None:
         _import_batch(job, {key: groups[key] for key in keys[start : start + IMPORT_BATCH_SIZE]})
 
 
-def _read_job_file(
-    job: ImportJob,
-) -> tuple[dict[str, list[csv_import.CleanRow]], list[ImportRowError]]:
-    """Valid rows grouped by lower-cased email (file order kept), and the refused ones.
+ImportGroups = dict[tuple[str, str], list[csv_import.CleanRow]]
+
+
+def _read_job_file(job: ImportJob) -> tuple[ImportGroups, list[ImportRowError]]:
+    """Valid rows grouped by person (lower-cased email, else external id; file order kept),
+    and the refused ones.
 
     The whole file is read first so that a duplicate in any later batch merges into its first
     row; the upload form caps the size, so this stays a few dozen MB at most."""
@@ -1007,7 +1176,7 @@ def _read_job_file(
         text = raw.decode(job.encoding)
     except (UnicodeDecodeError, LookupError) as error:
         raise ImportFailed(_("The file's characters cannot be read.")) from error
-    groups: dict[str, list[csv_import.CleanRow]] = {}
+    groups: ImportGroups = {}
     errors: list[ImportRowError] = []
     try:
         for row in csv_import.read_rows(text, job.delimiter):
@@ -1028,21 +1197,70 @@ def _read_job_file(
         raise ImportFailed(
             _("The file is not a valid CSV: %(error)s") % {"error": error}
         ) from error
-    return groups, errors
+    return _join_external_ids(job, groups, errors), errors
 
 
-def _import_batch(job: ImportJob, batch: dict[str, list[csv_import.CleanRow]]) -> None:
+def _join_external_ids(
+    job: ImportJob, groups: ImportGroups, errors: list[ImportRowError]
+) -> ImportGroups:
+    """Rows without email join the person whose row gives their external id with an email. An
+    external id given with two different emails is refused on the later rows: which person it
+    is cannot be guessed."""
+    owner: dict[str, tuple[str, str]] = {}
+    given_on: dict[str, int] = {}
+    for key, rows in list(groups.items()):
+        if key[0] != "email":
+            continue
+        kept = []
+        for row in rows:
+            external_id = row.fields.get("external_id")
+            if external_id and owner.setdefault(external_id, key) != key:
+                message = _(
+                    "The external id “%(id)s” is given with another email on line %(line)d."
+                ) % {"id": external_id, "line": given_on[external_id]}
+                errors.append(_row_error(job, row, message))
+                continue
+            if external_id:
+                given_on.setdefault(external_id, row.line_number)
+            kept.append(row)
+        if kept:
+            groups[key] = kept
+        else:
+            del groups[key]
+    for external_id, key in owner.items():
+        rows = groups.pop(("external_id", external_id), None)
+        if rows and key in groups:
+            groups[key] = sorted([*groups[key], *rows], key=lambda row: row.line_number)
+        elif rows:
+            groups[("external_id", external_id)] = rows
+    return groups
+
+
+def _row_error(job: ImportJob, row: csv_import.CleanRow, message: str) -> ImportRowError:
+    # The cells as mapped (ignored columns blank): a clean row keeps no copy of its raw text.
+    cells = [row.fields.get(target, "") if target else "" for target in job.mapping]
+    return ImportRowError(
+        job=job,
+        line_number=row.line_number,
+        raw=csv_import.raw_text(cells, job.delimiter)[:10_000],
+        message=message[:500],
+    )
+
+
+def _import_batch(job: ImportJob, batch: ImportGroups) -> None:
     # A contact created meanwhile by someone else (a form, another import) breaks the unique
     # email constraint: the batch rolls back and is read again, finding that contact this time.
     for attempt in range(3):
         try:
             with transaction.atomic():
-                counts = _apply_batch(job, batch)
+                counts, refused = _apply_batch(job, batch)
+                ImportRowError.objects.bulk_create(refused)
                 ImportJob.objects.filter(pk=job.pk).update(
                     rows_done=F("rows_done") + sum(counts.values()),
                     created_count=F("created_count") + counts["created"],
                     merged_count=F("merged_count") + counts["merged"],
                     unchanged_count=F("unchanged_count") + counts["unchanged"],
+                    rejected_count=F("rejected_count") + counts["rejected"],
                 )
             return
         except IntegrityError:
@@ -1050,25 +1268,49 @@ def _import_batch(job: ImportJob, batch: dict[str, list[csv_import.CleanRow]]) -
                 raise
 
 
-def _apply_batch(job: ImportJob, batch: dict[str, list[csv_import.CleanRow]]) -> Counter[str]:
-    """Rows per outcome. A new email is one created row (its later duplicates in the file are
-    merged into it); rows of a known contact are merged if they changed it, else unchanged."""
-    existing = {
+def _apply_batch(job: ImportJob, batch: ImportGroups) -> tuple[Counter[str], list[ImportRowError]]:
+    """Rows per outcome, and the rows refused. A new person is one created row (their later
+    rows in the file are merged into it); rows of a known contact are merged if they changed
+    it, else unchanged. A row whose email and external id name two different contacts is
+    refused: merging them is a person's decision, not an import's."""
+    emails = [value for kind, value in batch if kind == "email"]
+    external_ids = {
+        row.fields["external_id"]
+        for rows in batch.values()
+        for row in rows
+        if row.fields.get("external_id")
+    }
+    by_email = {
         contact.lowered: contact
         for contact in Contact.objects.select_for_update()
         .annotate(lowered=Lower("email"))
-        .filter(lowered__in=list(batch))
+        .filter(lowered__in=emails)
     }
+    by_external_id = {}
+    if external_ids:
+        by_external_id = {
+            contact.external_id: contact
+            for contact in Contact.objects.select_for_update().filter(external_id__in=external_ids)
+        }
     counts: Counter[str] = Counter()
+    refused: list[ImportRowError] = []
     created: list[Contact] = []
     updated: list[Contact] = []
+    become_leads: list[Contact] = []
     changed_fields: set[str] = set()
     now = timezone.now()
-    for key, rows in batch.items():
+    for (kind, value), rows in batch.items():
         incoming: dict[str, str] = {}
         for row in rows:
             csv_import.merge_fields(incoming, row.fields, overwrite=job.overwrite)
-        contact = existing.get(key)
+        found_by_email = by_email.get(value) if kind == "email" else None
+        found_by_id = by_external_id.get(incoming.get("external_id", ""))
+        conflict = _identity_conflict(incoming, found_by_email, found_by_id)
+        if conflict:
+            refused.extend(_row_error(job, row, conflict) for row in rows)
+            counts["rejected"] += len(rows)
+            continue
+        contact = found_by_email or found_by_id
         if contact is None:
             created.append(Contact(**incoming, source_id=job.source_id))
             counts["created"] += 1
@@ -1076,8 +1318,10 @@ def _apply_batch(job: ImportJob, batch: dict[str, list[csv_import.CleanRow]]) ->
             continue
         changes = _contact_changes(contact, incoming, job)
         if changes:
-            for name, value in changes.items():
-                setattr(contact, name, value)
+            if "email" in changes and contact.stage == Contact.Stage.SUSPECT:
+                become_leads.append(contact)
+            for name, field_value in changes.items():
+                setattr(contact, name, field_value)
             contact.updated_at = now
             changed_fields |= set(changes)
             updated.append(contact)
@@ -1086,17 +1330,42 @@ def _apply_batch(job: ImportJob, batch: dict[str, list[csv_import.CleanRow]]) ->
         bulk_update_fast(updated, [*sorted(changed_fields), "updated_at"])
     if created:
         _create_imported(job, created)
-    return counts
+    if become_leads:
+        _imported_leads(job, become_leads, at=now)
+    return counts, refused
+
+
+def _identity_conflict(
+    incoming: dict[str, str], by_email: Contact | None, by_id: Contact | None
+) -> str:
+    """Why the row cannot be merged, or "": its email and its external id belong to two
+    contacts, or its external id belongs to a contact with another email."""
+    email, external_id = incoming.get("email"), incoming.get("external_id")
+    if by_email and by_id and by_email.pk != by_id.pk:
+        return _(
+            "“%(email)s” and the external id “%(id)s” belong to two different contacts; "
+            "nothing was merged."
+        ) % {"email": email, "id": external_id}
+    if email and by_id and not by_email and by_id.email:
+        return _("The external id “%(id)s” belongs to %(other)s, not to %(email)s.") % {
+            "id": external_id,
+            "other": by_id.email,
+            "email": email,
+        }
+    return ""
 
 
 def _contact_changes(contact: Contact, incoming: dict[str, str], job: ImportJob) -> dict[str, Any]:
-    # The email found the contact; its case as stored is left alone.
+    # The email found the contact (its case as stored is left alone), or the external id did and
+    # the contact had no email yet.
     profile = {name: value for name, value in incoming.items() if name != "email"}
     current = {name: getattr(contact, name) for name in profile}
     csv_import.merge_fields(current, profile, overwrite=job.overwrite)
     changes: dict[str, Any] = {
         name: value for name, value in current.items() if value != getattr(contact, name)
     }
+    if incoming.get("email") and not contact.email:
+        changes["email"] = incoming["email"]
     if job.source_id and not contact.source_id:
         changes["source_id"] = job.source_id
     return changes
@@ -1104,29 +1373,38 @@ def _contact_changes(contact: Contact, incoming: dict[str, str], job: ImportJob)
 
 def _create_imported(job: ImportJob, contacts: list[Contact]) -> None:
     """New contacts with an email are leads from the start (no one else can have moved a row
-    that did not exist), with the suspect → lead StageChange and event every lead has."""
+    that did not exist), with the suspect → lead StageChange and event every lead has; those
+    known by an external id only are suspects until an email comes."""
     now = timezone.now()
     for contact in contacts:
-        contact.stage, contact.stage_entered_at = Contact.Stage.LEAD, now
+        if contact.email:
+            contact.stage, contact.stage_entered_at = Contact.Stage.LEAD, now
     bulk_copy(contacts)
+    _imported_leads(job, [contact for contact in contacts if contact.email], at=now, moved=True)
+
+
+def _imported_leads(
+    job: ImportJob, contacts: list[Contact], *, at: datetime, moved: bool = False
+) -> None:
+    """Suspects the import gave an email are leads: the move (unless already made, ``moved``)
+    and the StageChange and event every lead has."""
+    if not contacts:
+        return
     reason = _("Imported from %(file)s") % {"file": job.filename}
     actor_name = ""
     if job.created_by is not None:
         actor_name = job.created_by.get_full_name() or job.created_by.get_username()
-    stage_changes_record(
-        at=now,
-        moves=[
-            PlannedMove(
-                contact.pk,
-                Contact.Stage.SUSPECT,
-                Contact.Stage.LEAD,
-                reason=reason,
-                actor_name=actor_name,
-            )
-            for contact in contacts
-        ],
-        cause=StageChange.Cause.IMPORT,
-    )
+    moves = [
+        PlannedMove(
+            contact.pk, Contact.Stage.SUSPECT, Contact.Stage.LEAD, reason=reason,
+            actor_name=actor_name,
+        )
+        for contact in contacts
+    ]  # fmt: skip
+    if moved:
+        stage_changes_record(at=at, moves=moves, cause=StageChange.Cause.IMPORT)
+    else:
+        stage_move_many(moves=moves, cause=StageChange.Cause.IMPORT, at=at)
 
 
 def imports_sweep() -> tuple[int, int]:

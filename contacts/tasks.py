@@ -24,3 +24,8 @@ def import_contacts_task(job_id: int) -> bool:
 @shared_task
 def sweep_imports_task() -> tuple[int, int]:
     return services.imports_sweep()
+
+
+@shared_task
+def drain_page_views_task() -> int:
+    return services.page_views_drain()

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "leadfunnel.middleware.BeaconShortcutMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -206,6 +207,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "contacts.tasks.sweep_unprocessed_events_task",
         "schedule": env.float("EVENT_SWEEP_SECONDS", default=15.0),
     },
+    "drain-page-views": {
+        "task": "contacts.tasks.drain_page_views_task",
+        "schedule": env.float("PAGE_VIEW_DRAIN_SECONDS", default=5.0),
+    },
     "sweep-rescores": {
         "task": "scoring.tasks.sweep_rescores_task",
         "schedule": 60.0,
@@ -233,8 +238,14 @@ EVENT_MAX_ATTEMPTS = env.int("EVENT_MAX_ATTEMPTS", default=5)
 SLA_HOURS = env.int("SLA_HOURS", default=4)
 API_RATE_PER_MINUTE = env.int("API_RATE_PER_MINUTE", default=600)
 FORM_RATE_PER_MINUTE = env.int("FORM_RATE_PER_MINUTE", default=10)
+# Proxies in front of the app that append to X-Forwarded-For (a TLS proxy, a load balancer):
+# forms read the sender's address there (rate limit, consent proof). 0: REMOTE_ADDR.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 # Sites whose pages may send page views (scheme://host[:port]); empty: any site.
 TRACKING_ORIGINS = env.list("TRACKING_ORIGINS", default=[])
+# With Redis, page views wait in a Redis list and are stored in batches by the drain (beat
+# every PAGE_VIEW_DRAIN_SECONDS, and kicked by the beacons); without, each is stored at once.
+PAGE_VIEW_QUEUE_URL = REDIS_URL if env.bool("PAGE_VIEW_QUEUE", default=True) else ""
 CONTACTS_PER_PAGE = env.int("CONTACTS_PER_PAGE", default=50)
 
 LOGGING = {

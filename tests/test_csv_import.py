@@ -380,3 +380,73 @@ def test_the_import_is_for_marketers_only(sales_client, marketer):
 def test_the_contact_list_links_to_the_import(marketer_client):
     body = marketer_client.get(reverse("contact-list")).content.decode()
     assert f'href="{reverse("contact-import")}"' in body
+
+
+# A CRM export: people known by their CRM id, with or without an email (see the test below).
+CRM = (
+    "Identifiant;Courriel;Prénom;Téléphone\r\n"
+    "CRM-1;;Anne;\r\n"  # line 2: merged into the contact known by id only (name filled)
+    "CRM-2;;Bruno;01 02 03 04 05\r\n"  # 3: created, a suspect without email
+    "CRM-3;carla@exemple.fr;Carla;\r\n"  # 4: created, a lead with its id
+    "CRM-3;;;06 07 08 09 10\r\n"  # 5: no email: merged into line 4 by its id
+    "CRM-5;dora@exemple.fr;;\r\n"  # 6: merged: the known Dora gets her id
+    "CRM-6;eve@exemple.fr;;\r\n"  # 7: rejected: Eve and CRM-6 are two different contacts
+    "CRM-7;fred@exemple.fr;;\r\n"  # 8: rejected: CRM-7 is Gina, not Fred
+    "CRM-8;hugo@exemple.fr;Hugo;\r\n"  # 9: merged: the anonymous CRM-8 gets an email, is a lead
+    "CRM-3;ines@exemple.fr;;\r\n"  # 10: rejected: CRM-3 is Carla's on line 4
+    ";;Personne;\r\n"  # 11: rejected: neither email nor id
+).encode()
+
+
+@pytest.mark.django_db
+def test_rows_without_email_are_matched_on_their_external_id_and_conflicts_are_refused(
+    marketer_client, django_capture_on_commit_callbacks
+):
+    anne = ContactFactory(anonymous=True, external_id="CRM-1")
+    dora = ContactFactory(email="dora@exemple.fr", first_name="Dora")
+    eve = ContactFactory(email="eve@exemple.fr", external_id="CRM-66")
+    other = ContactFactory(email="other@exemple.fr", external_id="CRM-6")
+    gina = ContactFactory(email="gina@exemple.fr", external_id="CRM-7")
+    hugo = ContactFactory(anonymous=True, external_id="CRM-8")
+    response = upload(marketer_client, CRM, "crm.csv")
+    assert response.status_code == 302
+    job = ImportJob.objects.get()
+    assert job.mapping == ["external_id", "email", "first_name", "phone"]
+    start(marketer_client, job, django_capture_on_commit_callbacks)
+
+    assert counts(job) == (2, 4, 0, 4)
+    assert sorted(job.row_errors.values_list("line_number", flat=True)) == [7, 8, 10, 11]
+    refused = dict(job.row_errors.values_list("line_number", "message"))
+    # Stored in the site's language (French), as the other import messages.
+    assert "deux contacts différents" in refused[7] and "gina@exemple.fr" in refused[8]
+    assert "ligne 4" in refused[10]
+    anne.refresh_from_db()
+    assert (anne.first_name, anne.email, anne.stage) == ("Anne", None, "suspect")
+    bruno = Contact.objects.get(external_id="CRM-2")
+    assert (bruno.first_name, bruno.phone, bruno.email, bruno.stage) == (
+        "Bruno", "01 02 03 04 05", None, "suspect",
+    )  # fmt: skip
+    carla = Contact.objects.get(external_id="CRM-3")
+    assert (carla.email, carla.phone, carla.stage) == ("carla@exemple.fr", "06 07 08 09 10", "lead")
+    dora.refresh_from_db()
+    assert dora.external_id == "CRM-5"
+    for untouched in (eve, other, gina):
+        assert Contact.objects.get(pk=untouched.pk).external_id == untouched.external_id
+    assert not Contact.objects.filter(email="fred@exemple.fr").exists()
+    hugo.refresh_from_db()
+    assert (hugo.email, hugo.first_name, hugo.stage) == ("hugo@exemple.fr", "Hugo", "lead")
+    assert hugo.stage_changes.get().cause == StageChange.Cause.IMPORT
+    assert Contact.objects.count() == 8
+
+    before = list(Contact.objects.order_by("pk").values())
+    again = run_import(marketer_client, django_capture_on_commit_callbacks, CRM, "crm.csv")
+    assert counts(again) == (0, 0, 6, 4)
+    assert list(Contact.objects.order_by("pk").values()) == before
+
+
+def test_the_mapping_form_accepts_an_external_id_column_instead_of_an_email():
+    form = ImportMappingForm(
+        {"column_0": "external_id", "column_1": "first_name"}, columns=["A", "B"], mapping=[]
+    )
+    assert form.is_valid()
+    assert csv_import.propose_mapping(["ID externe", "External ID"]) == ["external_id", ""]

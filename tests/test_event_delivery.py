@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.db import connection
@@ -15,18 +14,9 @@ from contacts import broker
 from contacts.services import event_record, events_sweep
 from leadfunnel.celery import app as celery_app
 from tests.factories import ContactFactory
-from tests.utils import free_port, is_pending, wait_for
+from tests.utils import free_port, is_pending, redis_test_url, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def test_redis_url() -> str:
-    """The developer's REDIS_URL with a database number of the tests' own."""
-    parts = urlsplit(os.environ["REDIS_URL"])
-    return urlunsplit(parts._replace(path=f"/{os.environ.get('TEST_REDIS_DB', '13')}"))
-
-
-test_redis_url.__test__ = False  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -79,7 +69,7 @@ def test_an_event_is_kept_when_the_broker_is_down_and_the_sweep_processes_it(
 def test_a_real_worker_processes_events_sent_through_redis(broker_at):
     import redis
 
-    url = test_redis_url()
+    url = redis_test_url()
     redis.Redis.from_url(url).flushdb()
     broker_at(url)
     database = connection.settings_dict

@@ -84,6 +84,32 @@ def test_too_many_submissions_from_one_address_are_refused(client, form, setting
     assert Contact.objects.count() == 2
 
 
+@pytest.mark.parametrize(
+    ("proxies", "forwarded", "recorded"),
+    [
+        (0, "203.0.113.7", "127.0.0.1"),  # no proxy: the header is the sender's word, ignored
+        (1, "6.6.6.6, 203.0.113.7", "203.0.113.7"),  # the proxy's entry, not the forged one
+        (2, "6.6.6.6, 203.0.113.7, 10.0.0.2", "203.0.113.7"),
+        (1, "", "127.0.0.1"),  # a proxy that did not say: the connection's address
+        (1, "not an address", "127.0.0.1"),
+    ],
+)
+def test_behind_trusted_proxies_the_senders_address_is_read_from_x_forwarded_for(
+    client, form, settings, proxies, forwarded, recorded
+):
+    settings.TRUSTED_PROXY_COUNT = proxies
+    submit(client, form, headers={"X-Forwarded-For": forwarded})
+    assert Consent.objects.get().ip == recorded
+
+
+def test_the_rate_limit_counts_each_sender_behind_a_proxy_apart(client, form, settings):
+    settings.TRUSTED_PROXY_COUNT, settings.FORM_RATE_PER_MINUTE = 1, 1
+    first = submit(client, form, headers={"X-Forwarded-For": "203.0.113.7"})
+    other = submit(client, form, email="b@exemple.fr", headers={"X-Forwarded-For": "203.0.113.8"})
+    again = submit(client, form, email="c@exemple.fr", headers={"X-Forwarded-For": "203.0.113.7"})
+    assert (first.status_code, other.status_code, again.status_code) == (302, 302, 429)
+
+
 def test_a_submission_stitches_the_visitors_anonymous_history(
     client, form, django_capture_on_commit_callbacks
 ):

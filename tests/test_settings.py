@@ -49,6 +49,8 @@ def test_env_example_documents_every_variable_the_settings_read():
     serve_source = (ROOT / "leadfunnel" / "management" / "commands" / "serve.py").read_text()
     read = set(re.findall(r'env(?:\.\w+)?\(\s*"([A-Z_]+)"', settings_source))
     read |= set(re.findall(r'environ\.get\("([A-Z_]+)"', serve_source))
+    gunicorn_source = (ROOT / "gunicorn.conf.py").read_text()
+    read |= set(re.findall(r'environ\.get\("([A-Z_]+)"', gunicorn_source))
     read |= set(re.findall(r'Env\(\)\.str\("([A-Z_]+)"', settings_source))
     documented = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
     assert read, "the pattern found no variable at all"

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit, urlunsplit
 
 
 def wait_for(
@@ -45,3 +47,9 @@ def record(contact, type, *, capture, key=None, occurred_at=None, **properties):
         )  # fmt: skip
     contact.refresh_from_db()
     return event
+
+
+def redis_test_url() -> str:
+    """The developer's REDIS_URL with a database number of the tests' own (TEST_REDIS_DB)."""
+    parts = urlsplit(os.environ["REDIS_URL"])
+    return urlunsplit(parts._replace(path=f"/{os.environ.get('TEST_REDIS_DB', '13')}"))

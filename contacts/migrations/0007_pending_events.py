@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('contacts', '0005_csv_import'),
+        ('contacts', '0006_contact_external_id'),
     ]
 
     operations = [
