@@ -26,7 +26,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
-from contacts import broker, csv_import
+from contacts import broker, csv_import, dashboard
 from contacts.models import (
     ALLOWED_TRANSITIONS,
     ApiKey,
@@ -491,6 +491,7 @@ def events_process(*, event_ids: Sequence[int]) -> int:
         if not events:
             return 0
         done = _run_handlers(handlers, events)
+        dashboard.event_rollup_add(done)
         Event.objects.filter(pk__in=[e.pk for e in done]).update(
             processed_at=timezone.now(), attempts=F("attempts") + 1, last_error=""
         )
