@@ -712,3 +712,27 @@ class ImportRowError(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id} line {self.line_number}: {self.message}"
+
+
+class EventDailyCount(models.Model):
+    """Processed events per day (site time zone), type and capture channel: what the
+    touchpoints panel reads instead of scanning the event table. ``events_process`` adds each
+    batch; ``manage.py rollup_rebuild`` recomputes it from the events."""
+
+    day = models.DateField(_("day"))
+    type = models.CharField(_("type"), max_length=40, choices=Event.Type.choices)
+    source = models.CharField(_("channel"), max_length=40, blank=True)
+    count = models.BigIntegerField(_("events"), default=0)
+
+    class Meta:
+        ordering = ["day", "type", "source"]
+        verbose_name = _("events per day")
+        verbose_name_plural = _("events per day")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "type", "source"], name="eventdailycount_day_type_source"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.type} {self.source}: {self.count}"

@@ -27,7 +27,7 @@ from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 from redis.exceptions import RedisError
 
-from contacts import broker, csv_import, tracking
+from contacts import broker, csv_import, dashboard, tracking
 from contacts.lookups import array_param
 from contacts.machine_signals import flag_machine_signal
 from contacts.models import (
@@ -557,6 +557,7 @@ def events_process(*, event_ids: Sequence[int]) -> int:
             events = _dequeue(ids)
             if events:
                 done = _run_handlers(handlers, events)
+                dashboard.event_rollup_add(done)
                 PendingEvent.objects.filter(event_id__any={e.pk for e in done}).delete()
                 total += len(done)
             ids = _take_pending()

@@ -1,8 +1,13 @@
 from django.urls import path
 
-from contacts import import_views, intake, views
+from contacts import dashboard_views, import_views, intake, views
 
 urlpatterns = [
+    path("dashboard/conversion/", dashboard_views.conversion_panel, name="dashboard-conversion"),
+    path("dashboard/velocity/", dashboard_views.velocity_panel, name="dashboard-velocity"),
+    path("dashboard/sources/", dashboard_views.sources_panel, name="dashboard-sources"),
+    path("dashboard/sla/", dashboard_views.sla_panel, name="dashboard-sla"),
+    path("dashboard/touchpoints/", dashboard_views.touchpoints_panel, name="dashboard-touchpoints"),
     path("contacts/", views.contact_list, name="contact-list"),
     path("contacts/new/", views.contact_create, name="contact-create"),
     path("contacts/export.csv", views.contact_export, name="contact-export"),
@@ -15,7 +20,7 @@ urlpatterns = [
     ),
     path("contacts/<int:pk>/", views.contact_detail, name="contact-detail"),
     path("contacts/<int:pk>/edit/", views.contact_edit, name="contact-edit"),
-    path("contacts/panels/funnel/", views.funnel_panel, name="funnel-panel"),
+    path("dashboard/funnel/", dashboard_views.funnel_panel, name="funnel-panel"),
     path("queue/", views.queue, name="queue"),
     path("f/<slug:key>/", intake.form_post, name="form-post"),
     path("t/", intake.beacon, name="beacon"),

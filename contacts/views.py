@@ -144,26 +144,6 @@ def contact_edit(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "contacts/contact_form.html", {"form": form, "contact": contact})
 
 
-def funnel_context() -> dict[str, object]:
-    counts = Contact.objects.stage_counts()
-    largest = max(counts.values()) or 1
-    rows = [
-        {
-            "stage": stage,
-            "label": Contact.Stage(stage).label,
-            "count": count,
-            "width": round(100 * count / largest),
-        }
-        for stage, count in counts.items()
-    ]
-    return {"funnel": rows, "funnel_total": sum(counts.values())}
-
-
-@role_required(MARKETING)
-def funnel_panel(request: HttpRequest) -> HttpResponse:
-    return render(request, "contacts/panels/funnel.html", funnel_context())
-
-
 @role_required(SALES)
 def queue(request: HttpRequest) -> HttpResponse:
     """SQLs waiting for a rep. Claiming arrives with the sales queue issue."""

@@ -3,11 +3,15 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
+from contacts import dashboard
 from contacts.models import Contact
-from contacts.views import funnel_context
 from leadfunnel.middleware import SESSION_LANGUAGE_KEY
 from leadfunnel.models import Profile
 from leadfunnel.roles import is_marketer, is_sales
@@ -20,7 +24,33 @@ def home(request: HttpRequest) -> HttpResponse:
         if is_sales(request.user):
             return redirect("queue")
         return render(request, "no_role.html", status=403)
-    return render(request, "dashboard.html", funnel_context())
+    period, notices = dashboard.period_from(request.GET, timezone.localdate())
+    query = period.query()
+    panels = [
+        ("funnel", _("Contacts per stage"), "funnel-panel"),
+        ("conversion", _("Conversion between stages"), "dashboard-conversion"),
+        ("velocity", _("Time in each stage"), "dashboard-velocity"),
+        ("sources", _("Sources and cost"), "dashboard-sources"),
+        ("sla", _("Sales follow-up"), "dashboard-sla"),
+        ("touchpoints", _("Touchpoints"), "dashboard-touchpoints"),
+        ("scores", _("Score distribution"), "score-distribution-panel"),
+    ]
+    today = timezone.localdate()
+    presets = []
+    for days in dashboard.PRESETS:
+        preset = dashboard.Period.last(days, today)
+        label = ngettext("Last %(days)s day", "Last %(days)s days", days) % {"days": days}
+        presets.append({"label": label, "query": preset.query(), "current": preset == period})
+    context = {
+        "period": period,
+        "notices": notices,
+        "presets": presets,
+        "panels": [
+            {"name": name, "title": title, "url": f"{reverse(url)}?{query}"}
+            for name, title, url in panels
+        ],
+    }
+    return render(request, "dashboard.html", context)
 
 
 class LoginView(auth_views.LoginView):
