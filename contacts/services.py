@@ -552,6 +552,7 @@ def events_process(*, event_ids: Sequence[int]) -> int:
     handlers = event_handlers()
     total = 0
     with transaction.atomic():
+        mark = _pending_mark()
         ids = list(event_ids)
         for _ in range(CASCADE_ROUNDS):
             events = _dequeue(ids)
@@ -560,7 +561,7 @@ def events_process(*, event_ids: Sequence[int]) -> int:
                 dashboard.event_rollup_add(done)
                 PendingEvent.objects.filter(event_id__any={e.pk for e in done}).delete()
                 total += len(done)
-            ids = _take_pending()
+            ids = _take_pending(mark)
             if not ids:
                 break
         else:
@@ -591,12 +592,21 @@ def _dequeue(event_ids: list[int]) -> list[EventRow]:
 EVENT_ROW_FIELDS = ["event_id", *(f"event__{name}" for name in EventRow.FIELDS[1:])]
 
 
-def _take_pending() -> list[int]:
-    """The ids of events recorded in this transaction so far, taken off the after-commit send."""
-    ids = getattr(_pending, "ids", None) or []
-    if ids:
-        _pending.ids = []
-    return ids
+def _pending_mark() -> tuple[list[int] | None, int]:
+    ids = getattr(_pending, "ids", None)
+    return ids, len(ids or ())
+
+
+def _take_pending(mark: tuple[list[int] | None, int]) -> list[int]:
+    """The ids of events recorded since ``mark`` (by the handlers), taken off the after-commit
+    send. Events the caller recorded before are left to be sent as usual."""
+    ids = getattr(_pending, "ids", None)
+    if not ids:
+        return []
+    start = mark[1] if ids is mark[0] else 0
+    taken = ids[start:]
+    del ids[start:]
+    return taken
 
 
 def _run_handlers(handlers: list[EventHandler], events: list[EventRow]) -> list[EventRow]:

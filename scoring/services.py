@@ -81,9 +81,9 @@ def events_score(*, events: Sequence[EventRow]) -> int:
         .order_by("pk")
         .values_list("pk", "stage", "score")
     }
-    earned = _earned(contacts.keys(), rules, [f for fs in facts_by_contact.values() for f in fs])
-    tz = site_timezone()
     by_type = engine.rules_by_type(rules)
+    earned = _earned(contacts.keys(), by_type, [f for fs in facts_by_contact.values() for f in fs])
+    tz = site_timezone()
     lines: list[engine.Line] = []
     for contact_id, facts in facts_by_contact.items():
         if contact_id not in contacts:  # deleted meanwhile
@@ -147,7 +147,7 @@ def _set_machine_flag(event_ids: list[int], machine: bool) -> None:
 
 
 def _earned(
-    contact_ids: Iterable[int], rules: Sequence[engine.Rule], facts: Sequence[engine.EventFact]
+    contact_ids: Iterable[int], rules: engine.RulesByType, facts: Sequence[engine.EventFact]
 ) -> dict[int, engine.Earned]:
     """What each contact already earned, as far as caps and double-scoring need to know."""
     contact_ids = list(contact_ids)
@@ -156,7 +156,9 @@ def _earned(
     scored: dict[int, set[tuple[int, str]]] = defaultdict(set)
 
     # Only caps a new event can hit are read: the (contact, rule) pairs this batch matches.
-    hits = [(fact, rule) for fact in facts for rule in rules if rule.matches(fact)]
+    hits = [
+        (fact, rule) for fact in facts for rule in rules.get(fact.type, ()) if rule.matches(fact)
+    ]
     counted = {rule.id for _, rule in hits if rule.max_times}
     if counted:
         rows = (

@@ -272,3 +272,16 @@ def test_any_lookup_matches_a_list_and_nothing_for_an_empty_one():
     )
     assert list(Event.objects.filter(contact__any=wanted)) == []
     assert not Contact.objects.filter(pk__any=set()).exists()
+
+
+@pytest.mark.django_db
+def test_processing_some_events_leaves_the_others_of_the_same_transaction_alone(seen):
+    contact = ContactFactory()
+    with transaction.atomic():
+        first, _ = event_record(contact=contact, type="download")
+        second, _ = event_record(contact=contact, type="download")
+
+        assert events_process(event_ids=[first.pk]) == 1
+
+    assert [e.pk for e in seen] == [first.pk]
+    assert is_pending(second)
