@@ -24,3 +24,13 @@ def import_contacts_task(job_id: int) -> bool:
 @shared_task
 def sweep_imports_task() -> tuple[int, int]:
     return services.imports_sweep()
+
+
+@shared_task
+def release_stale_claims_task() -> int:
+    return services.claims_release_stale()
+
+
+@shared_task
+def purge_inactive_contacts_task() -> int:
+    return services.contacts_purge_inactive()
