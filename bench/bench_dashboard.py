@@ -45,7 +45,8 @@ def seed(contacts: int, events: int, rep_id: int) -> None:
 
     started = time.monotonic()
     execute(
-        "TRUNCATE scoring_scoreentry, scoring_rescore, contacts_event, contacts_stagechange, "
+        "TRUNCATE scoring_scoreentry, scoring_rescore, contacts_pendingevent, contacts_event, "
+        "contacts_stagechange, "
         "contacts_eventdailycount, contacts_leadsourcecost, contacts_contact CASCADE"
     )
     execute("DELETE FROM contacts_leadsource")
@@ -128,12 +129,12 @@ def seed(contacts: int, events: int, rep_id: int) -> None:
         execute(
             f"""
             INSERT INTO contacts_event (contact_id, type, occurred_at, received_at, properties,
-                source, idempotency_key, processed_at, attempts, last_error)
+                source, idempotency_key)
             SELECT %s + (i::bigint * 7919 %% (%s - %s + 1)), t, o, o, jsonb_build_object('url',
                 {URLS}[1 + i %% 5]),
                 CASE WHEN t = 'page_view' THEN 'beacon' WHEN t = 'form_submit' THEN 'form'
                      WHEN t LIKE 'email%%' THEN 'email' ELSE 'api' END,
-                NULL, o, 1, ''
+                NULL
             FROM (SELECT i, {EVENT_MIX} AS t,
                          now() - (i %% 365) * interval '1 day' - (i %% 1440) * interval '1 minute' AS o
                   FROM (SELECT i, random() AS r FROM generate_series(%s, %s) i) g) e

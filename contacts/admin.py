@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.auth import get_user_model
 from django.db import models
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
@@ -15,6 +16,7 @@ from contacts.models import (
     ApiKey,
     Consent,
     Contact,
+    ContactAudit,
     ContactMerge,
     Event,
     Form,
@@ -22,8 +24,10 @@ from contacts.models import (
     LeadSourceCost,
     PendingEvent,
     StageChange,
+    Suppression,
     Visitor,
 )
+from leadfunnel.roles import SALES
 
 
 class LeadSourceCostInline(admin.TabularInline):
@@ -45,6 +49,16 @@ class StageActionForm(helpers.ActionForm):
         label=_("to stage"), required=False, choices=[("", "---------"), *Contact.Stage.choices]
     )
     reason = forms.CharField(label=_("reason"), required=False, max_length=500)
+    rep = forms.ModelChoiceField(
+        label=_("sales rep"),
+        required=False,
+        queryset=get_user_model().objects.filter(groups__name=SALES, is_active=True),
+    )
+
+
+class ContactAdminForm(ContactForm):
+    class Meta(ContactForm.Meta):
+        fields = [*ContactForm.Meta.fields, "referred_by"]
 
 
 class StageChangeInline(admin.TabularInline):
@@ -64,7 +78,8 @@ PROFILE_FIELDS = ["email", "first_name", "last_name", "company", "job_title", "p
 
 @admin.register(Contact)
 class ContactAdmin(admin.ModelAdmin):
-    form = ContactForm
+    form = ContactAdminForm
+    raw_id_fields = ["referred_by"]
     list_display = [
         "__str__",
         "email",
@@ -92,23 +107,24 @@ class ContactAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
         "last_activity_at",
+        "erased_at",
     ]
     fieldsets = [
         (None, {"fields": [*PROFILE_FIELDS, "external_id"]}),
         (
             _("Source"),
-            {"fields": ["source", *services.UTM_FIELDS]},
+            {"fields": ["source", *services.UTM_FIELDS, "referred_by"]},
         ),
         (
             _("Funnel"),
             {"fields": ["stage", "stage_entered_at", "score", "owner", "claimed_at"]},
         ),
         (_("Consent"), {"fields": ["consent", "consent_at", "consent_method", "do_not_email"]}),
-        (_("Dates"), {"fields": ["created_at", "updated_at", "last_activity_at"]}),
+        (_("Dates"), {"fields": ["created_at", "updated_at", "last_activity_at", "erased_at"]}),
     ]
     inlines = [StageChangeInline]
     action_form = StageActionForm
-    actions = ["move_stage"]
+    actions = ["move_stage", "reassign", "release"]
 
     def save_model(
         self, request: HttpRequest, obj: Contact, form: forms.ModelForm, change: bool
@@ -118,11 +134,44 @@ class ContactAdmin(admin.ModelAdmin):
             for name in services.CONTACT_FIELDS
             if name in form.cleaned_data
         }
+        referrer = form.cleaned_data.get("referred_by")
         if change:
             services.contact_update(contact=obj, actor=request.user, **fields)
         else:
             created = services.contact_create(actor=request.user, **fields)
             obj.__dict__.update(created.__dict__)
+        if referrer is not None and "referred_by" in form.changed_data:
+            services.contact_referral_link(
+                contact=obj, referrer=referrer, actor=request.user, replace=True
+            )
+
+    @admin.action(description=_("Reassign to the chosen sales rep (SQLs only)"))
+    def reassign(self, request: HttpRequest, queryset: QuerySet[Contact]) -> None:
+        rep_id = request.POST.get("rep", "")
+        rep = get_user_model().objects.filter(pk=rep_id, groups__name=SALES).first()
+        if rep is None:
+            self.message_user(request, _("Choose the sales rep."), messages.ERROR)
+            return
+        done = sum(
+            services.contact_reassign(contact=contact, to=rep, actor=request.user)
+            for contact in queryset
+        )
+        self.message_user(
+            request,
+            ngettext("%(n)d lead reassigned.", "%(n)d leads reassigned.", done) % {"n": done},
+            messages.SUCCESS if done else messages.WARNING,
+        )
+
+    @admin.action(description=_("Release to the sales queue"))
+    def release(self, request: HttpRequest, queryset: QuerySet[Contact]) -> None:
+        done = sum(
+            services.contact_release(contact=contact, actor=request.user) for contact in queryset
+        )
+        self.message_user(
+            request,
+            ngettext("%(n)d lead released.", "%(n)d leads released.", done) % {"n": done},
+            messages.SUCCESS if done else messages.WARNING,
+        )
 
     @admin.action(description=_("Move to the chosen stage (records who and why)"))
     def move_stage(self, request: HttpRequest, queryset: QuerySet[Contact]) -> None:
@@ -305,3 +354,37 @@ class ContactMergeAdmin(ReadOnlyAdmin):
     list_display = ["at", "into", "merged_contact_id", "visitor_id", "events_moved"]
     search_fields = ["into__email", "visitor_id"]
     list_select_related = ["into"]
+
+
+@admin.register(ContactAudit)
+class ContactAuditAdmin(admin.ModelAdmin):
+    """Who claimed, released, reassigned, exported or erased what: read-only."""
+
+    list_display = ["at", "contact", "action", "actor", "owner", "note"]
+    list_filter = ["action"]
+    search_fields = ["note", "actor__username"]
+    list_select_related = ["contact", "actor", "owner"]
+    raw_id_fields = ["contact"]
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin):
+    """Hashes of erased people's emails. Deleting one lets that address be added again."""
+
+    list_display = ["email_hash", "at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

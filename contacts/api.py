@@ -23,7 +23,7 @@ from ninja.security import HttpBearer
 from pydantic import AfterValidator, field_validator
 
 from contacts import ratelimit, services
-from contacts.models import ApiKey, Contact, Event, normalize_email
+from contacts.models import ApiKey, Contact, Event, Suppression, normalize_email
 
 MAX_BATCH = 1000
 MAX_PROPERTIES_BYTES = 16_384
@@ -189,6 +189,10 @@ class ContactIn(Schema):
     utm_source: Text = ""
     utm_medium: Text = ""
     utm_campaign: Text = ""
+    referrer_id: Annotated[int, Field(ge=1, le=2**63 - 1)] | None = Field(
+        None, description="The contact who referred this one (kept if one is already set)."
+    )
+    referrer_email: Email | None = Field(None, description="Or the referrer's email.")
 
 
 class ContactsIn(Schema):
@@ -205,6 +209,7 @@ class ContactOut(Schema):
     score: int
     created_at: datetime
     last_activity_at: datetime | None
+    referred_by_id: int | None
 
 
 class ContactsOut(Schema):
@@ -250,9 +255,17 @@ def _resolve_contacts(events: list[EventIn]) -> list[int]:
     errors = []
     by_id = {e.contact_id for e in events if e.contact_id}
     known_ids = set(Contact.objects.filter(pk__in=by_id).values_list("pk", flat=True))
-    by_email = services.contact_ids_by_email(
-        (e.email for e in events if e.email and not e.contact_id), create_missing=True
-    )
+    emails = [e.email for e in events if e.email and not e.contact_id]
+    suppressed = Suppression.suppressed(emails)
+    if suppressed:
+        raise NinjaValidationError(
+            [
+                _error(i, "email", str(services.ContactSuppressed(e.email)))
+                for i, e in enumerate(events)
+                if e.email in suppressed and not e.contact_id
+            ]
+        )
+    by_email = services.contact_ids_by_email(emails, create_missing=True)
     resolved = []
     for i, event in enumerate(events):
         if event.contact_id:
@@ -269,9 +282,9 @@ def _resolve_contacts(events: list[EventIn]) -> list[int]:
     return resolved
 
 
-def _error(index: int, field: str, message: str) -> dict[str, Any]:
+def _error(index: int, field: str, message: str, items: str = "events") -> dict[str, Any]:
     return {
-        "loc": ["body", "payload", "events", index, field],
+        "loc": ["body", "payload", items, index, field],
         "msg": message,
         "type": "value_error",
     }
@@ -285,15 +298,41 @@ def upsert_contacts(request: HttpRequest, payload: ContactsIn) -> ContactsOut:
 
 
 def _upsert_contacts(payload: ContactsIn) -> ContactsOut:
-    results = [
-        services.contact_upsert(**item.dict(exclude_unset=True)) for item in payload.contacts
+    suppressed = Suppression.suppressed([item.email for item in payload.contacts])
+    errors = [
+        _error(i, "email", str(services.ContactSuppressed(item.email)), "contacts")
+        for i, item in enumerate(payload.contacts)
+        if item.email in suppressed
     ]
+    referrers = [_referrer(i, item, errors) for i, item in enumerate(payload.contacts)]
+    if errors:
+        raise NinjaValidationError(errors)
+    results = [
+        services.contact_upsert(
+            **item.dict(exclude_unset=True, exclude={"referrer_id", "referrer_email"})
+        )
+        for item in payload.contacts
+    ]
+    for (contact, _created), referrer in zip(results, referrers, strict=True):
+        if referrer is not None:
+            services.contact_referral_link(contact=contact, referrer=referrer)
     created = sum(1 for _, was_created in results if was_created)
     return ContactsOut(
         created=created,
         updated=len(results) - created,
         contacts=[contact for contact, _ in results],
     )
+
+
+def _referrer(index: int, item: ContactIn, errors: list[dict[str, Any]]) -> Contact | None:
+    if item.referrer_id is None and not item.referrer_email:
+        return None
+    properties = {"referrer_id": item.referrer_id, "referrer_email": item.referrer_email}
+    referrer = services.referrer_find(properties)
+    if referrer is None:
+        field = "referrer_id" if item.referrer_id is not None else "referrer_email"
+        errors.append(_error(index, field, "No contact is this referrer.", "contacts"))
+    return referrer
 
 
 @api.get("/contacts/{contact_id}", response={200: ContactOut, 404: Problem, **ERRORS},

@@ -9,8 +9,8 @@ from django.db.models import Case, F, IntegerField, Q, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from contacts.models import Contact, LeadSource
-from contacts.services import CONTACT_FIELDS
+from contacts.models import Contact, LeadSource, Suppression
+from contacts.services import CONTACT_FIELDS, ContactSuppressed
 from leadfunnel.roles import SALES
 
 
@@ -29,6 +29,8 @@ class ContactForm(forms.ModelForm):
                 raise forms.ValidationError(
                     _("A contact with this email already exists."), code="duplicate"
                 )
+            if Suppression.suppressed([email]):
+                raise forms.ValidationError(str(ContactSuppressed(email)), code="suppressed")
         return email
 
 

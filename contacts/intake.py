@@ -95,6 +95,15 @@ def form_post(request: HttpRequest, key: str) -> HttpResponse:
     data = submission.cleaned_data
     if data["website"]:  # a bot: thank it and keep nothing
         return _answer(request, form, origin, wants_json, status=200)
+    try:
+        _submit(request, form, data, ip)
+    except services.ContactSuppressed as refusal:
+        errors = {"email": [str(refusal)]}
+        return _answer(request, form, origin, wants_json, status=400, errors=errors)
+    return _answer(request, form, origin, wants_json, status=200)
+
+
+def _submit(request: HttpRequest, form: Form, data: dict, ip: str | None) -> None:
     services.form_submit(
         form=form,
         email=data["email"],
@@ -105,7 +114,6 @@ def form_post(request: HttpRequest, key: str) -> HttpResponse:
         visitor_id=data["visitor_id"],
         utm={k: v for k, v in data.items() if k.startswith("utm_")},
     )
-    return _answer(request, form, origin, wants_json, status=200)
 
 
 def _answer(

@@ -116,8 +116,24 @@ class ContactQuerySet(models.QuerySet["Contact"]):
     def sql_queue(self) -> ContactQuerySet:
         """SQLs nobody has claimed yet: highest score first, then longest wait."""
         return self.filter(stage=Contact.Stage.SQL, owner__isnull=True).order_by(
-            "-score", "stage_entered_at"
+            "-score", "stage_entered_at", "id"
         )
+
+    def for_owner(self, user: Any) -> ContactQuerySet:
+        """A rep's leads: what they claimed and still have to work (SQLs)."""
+        return self.filter(owner=user, stage=Contact.Stage.SQL).order_by("claimed_at", "id")
+
+    def claims_stale(self, before: datetime) -> ContactQuerySet:
+        """Claimed SQLs nobody has worked on since ``before``: they go back to the queue."""
+        return self.filter(stage=Contact.Stage.SQL, owner__isnull=False, claimed_at__lt=before)
+
+    def inactive_prospects(self, before: datetime) -> ContactQuerySet:
+        """Prospects (never clients) with no activity since ``before``, not erased yet."""
+        prospects = [Contact.Stage.SUSPECT, Contact.Stage.LEAD, Contact.Stage.MQL,
+                     Contact.Stage.HMQL]  # fmt: skip
+        quiet = Q(last_activity_at__lt=before) | Q(last_activity_at__isnull=True)
+        fresh = Q(erased_at__isnull=True, created_at__lt=before)
+        return self.filter(quiet, fresh, stage__in=prospects)
 
     def stage_counts(self) -> dict[str, int]:
         """Contacts per stage, every stage present (zero when empty), in funnel order."""
@@ -196,6 +212,16 @@ class Contact(models.Model):
     last_activity_at = models.DateTimeField(
         _("last activity"), null=True, blank=True, db_index=True
     )
+    referred_by = models.ForeignKey(
+        "self",
+        verbose_name=_("referred by"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="referrals",
+    )
+    # Set when the person's data was erased: the row stays for the aggregate counts.
+    erased_at = models.DateTimeField(_("erased"), null=True, blank=True)
 
     objects = ContactQuerySet.as_manager()
 
@@ -235,7 +261,23 @@ class Contact(models.Model):
                 name="contact_stage_valid",
             ),
         ]
-        indexes = [models.Index(fields=["stage", "-score"], name="contact_stage_score")]
+        indexes = [
+            models.Index(fields=["stage", "-score"], name="contact_stage_score"),
+            # The sales queue reads only unclaimed SQLs, in its own order: a small partial index
+            # serves both the page and "claim next" without touching the other stages.
+            models.Index(
+                F("score").desc(),
+                F("stage_entered_at").asc(),
+                F("id").asc(),
+                name="contact_sql_queue",
+                condition=Q(stage="sql", owner__isnull=True),
+            ),
+            models.Index(
+                fields=["owner", "claimed_at"],
+                name="contact_claimed",
+                condition=Q(owner__isnull=False),
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.display_name
@@ -249,6 +291,8 @@ class Contact(models.Model):
 
     @property
     def display_name(self) -> str:
+        if self.erased_at:
+            return _("Erased contact #%(id)s") % {"id": self.pk}
         return self.full_name or self.email or _("Anonymous visitor #%(id)s") % {"id": self.pk}
 
     @property
@@ -736,3 +780,84 @@ class EventDailyCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.type} {self.source}: {self.count}"
+
+
+class ContactAudit(models.Model):
+    """What people (or beat) did to a contact outside the funnel: claims, releases, outcomes,
+    exports, erasures. Stage moves have their own row (StageChange); this one says who did what."""
+
+    class Action(models.TextChoices):
+        CLAIMED = "claimed", _("Claimed")
+        RELEASED = "released", _("Released to the queue")
+        EXPIRED = "expired", _("Returned to the queue (untouched)")
+        REASSIGNED = "reassigned", _("Reassigned")
+        OUTCOME = "outcome", _("Outcome recorded")
+        REFERRAL = "referral", _("Referral linked")
+        EXPORTED = "exported", _("Personal data exported")
+        ERASED = "erased", _("Personal data erased")
+        PURGED = "purged", _("Erased for inactivity")
+
+    # Kept when the contact is erased (the row is anonymised, not deleted).
+    contact = models.ForeignKey(
+        Contact, verbose_name=_("contact"), on_delete=models.CASCADE, related_name="audits"
+    )
+    action = models.CharField(_("action"), max_length=20, choices=Action.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("by user"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner after"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    note = models.TextField(_("note"), blank=True)
+    at = models.DateTimeField(_("at"), default=timezone.now)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = _("contact audit")
+        verbose_name_plural = _("contact audits")
+        indexes = [models.Index(fields=["contact", "-at"], name="contactaudit_contact_at")]
+
+    def __str__(self) -> str:
+        return f"{self.contact_id}: {self.action}"
+
+
+class Suppression(models.Model):
+    """An erased person's email, hashed: imports, forms and the API refuse to bring them back."""
+
+    email_hash = models.CharField(_("email hash"), max_length=64, unique=True)
+    at = models.DateTimeField(_("at"), default=timezone.now)
+
+    class Meta:
+        ordering = ["-at"]
+        verbose_name = _("suppressed email")
+        verbose_name_plural = _("suppressed emails")
+
+    def __str__(self) -> str:
+        return f"{self.email_hash[:12]}…"
+
+    @staticmethod
+    def hash(email: str) -> str:
+        # Case-insensitive like the contact's unique email. Unsalted on purpose: the check must
+        # find the entry from the email alone, whatever SECRET_KEY becomes.
+        return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+    @classmethod
+    def suppressed(cls, emails: list[str]) -> set[str]:
+        """The emails among these (as given) that belong to an erased person."""
+        by_hash = {cls.hash(email): email for email in emails if email and email.strip()}
+        if not by_hash:
+            return set()
+        found = cls.objects.filter(email_hash__in=list(by_hash)).values_list(
+            "email_hash", flat=True
+        )
+        return {by_hash[h] for h in found}

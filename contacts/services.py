@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import operator
 import secrets
@@ -20,11 +21,12 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import Exists, F, Max, OuterRef, Q, Sum
-from django.db.models.functions import Lower
+from django.db.models import Exists, F, Max, OuterRef, Q, Sum, Value
+from django.db.models.functions import MD5, Concat, Lower
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from redis.exceptions import RedisError
 
 from contacts import broker, csv_import, dashboard, tracking
@@ -35,6 +37,7 @@ from contacts.models import (
     ApiKey,
     Consent,
     Contact,
+    ContactAudit,
     ContactMerge,
     Event,
     EventRow,
@@ -44,6 +47,7 @@ from contacts.models import (
     LeadSource,
     PendingEvent,
     StageChange,
+    Suppression,
     Visitor,
     normalize_email,
 )
@@ -344,14 +348,17 @@ def event_record(
         "idempotency_key": idempotency_key,
     }
     if not idempotency_key:  # nothing to collide with: no savepoint needed
-        return _event_insert(**fields), True
-    try:
-        # A savepoint, so a concurrent insert of the same key does not spoil the caller's
-        # transaction: we return the row that won instead.
-        with transaction.atomic():
-            event = _event_insert(**fields)
-    except IntegrityError:
-        return Event.objects.get(idempotency_key=idempotency_key), False
+        event = _event_insert(**fields)
+    else:
+        try:
+            # A savepoint, so a concurrent insert of the same key does not spoil the caller's
+            # transaction: we return the row that won instead.
+            with transaction.atomic():
+                event = _event_insert(**fields)
+        except IntegrityError:
+            return Event.objects.get(idempotency_key=idempotency_key), False
+    if properties and any(key in properties for key in REFERRER_KEYS):
+        _link_referrals([(contact.pk, properties)])
     return event, True
 
 
@@ -412,6 +419,13 @@ def events_record_many(*, events: Sequence[NewEvent]) -> list[int]:
         _touch_last_activity([(e.pk, e.contact_id, e.type, e.occurred_at) for e in created])
     ids = [event.pk for event in created]
     events_enqueue_on_commit(ids)
+    # Linking is idempotent, so events that were already stored may pass through again.
+    _link_referrals(
+        (event.contact_id, event.properties)
+        for event in fresh
+        if isinstance(event.properties, dict)
+        and any(key in event.properties for key in REFERRER_KEYS)
+    )
     return ids
 
 
@@ -752,6 +766,8 @@ def _clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
         raise TypeError(f"unknown contact fields: {sorted(unknown)}")
     if "email" in fields:
         fields["email"] = normalize_email(fields["email"])
+        if fields["email"] and Suppression.suppressed([fields["email"]]):
+            raise ContactSuppressed(fields["email"])
     if "external_id" in fields:  # blank is none: the unique constraint ignores NULLs only
         fields["external_id"] = (fields["external_id"] or "").strip() or None
     return fields
@@ -1310,7 +1326,14 @@ def _apply_batch(job: ImportJob, batch: ImportGroups) -> tuple[Counter[str], lis
     become_leads: list[Contact] = []
     changed_fields: set[str] = set()
     now = timezone.now()
+    suppressed = Suppression.suppressed(
+        [value for kind, value in batch if kind == "email" and value not in by_email]
+    )
     for (kind, value), rows in batch.items():
+        if kind == "email" and value in suppressed:  # an erased person stays erased
+            refused.extend(_row_error(job, row, str(ContactSuppressed(value))) for row in rows)
+            counts["rejected"] += len(rows)
+            continue
         incoming: dict[str, str] = {}
         for row in rows:
             csv_import.merge_fields(incoming, row.fields, overwrite=job.overwrite)
@@ -1443,3 +1466,457 @@ def imports_sweep() -> tuple[int, int]:
         ),
     )
     return len(waiting), failed
+
+
+# --- Sales queue ------------------------------------------------------------------------------
+
+
+class ClaimRefused(Exception):
+    """The lead cannot be claimed (someone was faster, it moved on); the message says why."""
+
+
+class OutcomeRefused(Exception):
+    """An outcome that cannot be recorded as asked; the message is for the rep."""
+
+
+def _user_name(user: Any) -> str:
+    if user is None:
+        return ""
+    return user.get_full_name() or user.get_username()
+
+
+def _claim_refusal(contact_id: int, user: AbstractBaseUser) -> str:
+    contact = Contact.objects.select_related("owner").filter(pk=contact_id).first()
+    if contact is None:
+        return _("This lead no longer exists.")
+    if contact.owner_id == user.pk:
+        return _("%(contact)s is already yours.") % {"contact": contact.display_name}
+    if contact.owner_id is not None:
+        return _("%(owner)s claimed %(contact)s first.") % {
+            "owner": _user_name(contact.owner),
+            "contact": contact.display_name,
+        }
+    return _("%(contact)s is no longer an SQL waiting for a rep (now: %(stage)s).") % {
+        "contact": contact.display_name,
+        "stage": contact.get_stage_display(),
+    }
+
+
+@transaction.atomic
+def contact_claim(*, contact_id: int, user: AbstractBaseUser) -> None:
+    """Make ``user`` the owner of this waiting SQL, or raise ``ClaimRefused``.
+
+    One compare-and-set: of two reps clicking at once, exactly one UPDATE matches the row."""
+    now = timezone.now()
+    claimed = Contact.objects.filter(
+        pk=contact_id, owner__isnull=True, stage=Contact.Stage.SQL
+    ).update(owner=user, claimed_at=now, updated_at=now)
+    if claimed != 1:
+        raise ClaimRefused(_claim_refusal(contact_id, user))
+    ContactAudit.objects.create(
+        contact_id=contact_id, action=ContactAudit.Action.CLAIMED, actor=user, owner=user, at=now
+    )
+
+
+# The next waiting SQL in queue order, locked; rows other reps are claiming right now are
+# skipped instead of waited for, so twenty reps clicking "claim next" get twenty leads. The
+# audit row is written by the same statement: one round trip, and a statement is atomic.
+CLAIM_NEXT_POSTGRESQL = """
+WITH claimed AS (
+    UPDATE contacts_contact SET owner_id = %(user)s, claimed_at = %(now)s, updated_at = %(now)s
+    WHERE id = (
+        SELECT id FROM contacts_contact
+        WHERE stage = 'sql' AND owner_id IS NULL
+        ORDER BY score DESC, stage_entered_at, id
+        LIMIT 1 FOR UPDATE SKIP LOCKED
+    ) AND owner_id IS NULL AND stage = 'sql'
+    RETURNING id
+)
+INSERT INTO contacts_contactaudit (contact_id, action, actor_id, owner_id, note, at)
+SELECT id, %(action)s, %(user)s, %(user)s, '', %(now)s FROM claimed
+RETURNING contact_id
+"""
+# SQLite has no row locks: it runs one writer at a time, so the single UPDATE is enough.
+CLAIM_NEXT_SQLITE = """
+UPDATE contacts_contact SET owner_id = %(user)s, claimed_at = %(now)s, updated_at = %(now)s
+WHERE id = (
+    SELECT id FROM contacts_contact
+    WHERE stage = 'sql' AND owner_id IS NULL
+    ORDER BY score DESC, stage_entered_at, id
+    LIMIT 1
+) AND owner_id IS NULL AND stage = 'sql'
+RETURNING id
+"""
+
+
+def contact_claim_next(*, user: AbstractBaseUser) -> int | None:
+    """Claim the first waiting SQL (highest score, then longest wait) in one statement, with
+    its audit row. Returns its id, or None when the queue is empty.
+
+    Not wrapped in ``atomic`` on PostgreSQL: the single statement is its own transaction, and
+    BEGIN/COMMIT would double the round trips of the busiest click in the queue."""
+    now = timezone.now()
+    params = {"user": user.pk, "now": now, "action": ContactAudit.Action.CLAIMED.value}
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(CLAIM_NEXT_POSTGRESQL, params)
+            row = cursor.fetchone()
+        return int(row[0]) if row else None
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(CLAIM_NEXT_SQLITE, params)
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        ContactAudit.objects.create(
+            contact_id=row[0], action=ContactAudit.Action.CLAIMED, actor=user, owner=user, at=now
+        )
+    return int(row[0])
+
+
+@transaction.atomic
+def contact_release(*, contact: Contact, actor: AbstractBaseUser | None, note: str = "") -> bool:
+    """Put a claimed SQL back in the queue (an admin's decision). False if it was not claimed."""
+    previous = Contact.objects.select_for_update().filter(pk=contact.pk).first()
+    if previous is None or previous.owner_id is None or previous.stage != Contact.Stage.SQL:
+        return False
+    Contact.objects.filter(pk=contact.pk).update(
+        owner=None, claimed_at=None, updated_at=timezone.now()
+    )
+    ContactAudit.objects.create(
+        contact=contact,
+        action=ContactAudit.Action.RELEASED,
+        actor=actor,
+        note=note or _("Released from %(owner)s") % {"owner": _user_name(previous.owner)},
+    )
+    contact.owner, contact.claimed_at = None, None
+    return True
+
+
+@transaction.atomic
+def contact_reassign(
+    *, contact: Contact, to: AbstractBaseUser, actor: AbstractBaseUser | None
+) -> bool:
+    """Give an SQL (claimed or waiting) to another rep. False if it is not an SQL any more."""
+    previous = Contact.objects.select_for_update().filter(pk=contact.pk).first()
+    if previous is None or previous.stage != Contact.Stage.SQL or previous.owner_id == to.pk:
+        return False
+    now = timezone.now()
+    Contact.objects.filter(pk=contact.pk).update(owner=to, claimed_at=now, updated_at=now)
+    note = (
+        _("From %(owner)s") % {"owner": _user_name(previous.owner)}
+        if previous.owner_id
+        else _("From the queue")
+    )
+    ContactAudit.objects.create(
+        contact=contact, action=ContactAudit.Action.REASSIGNED, actor=actor, owner=to, note=note,
+        at=now,
+    )  # fmt: skip
+    contact.owner, contact.claimed_at = to, now
+    return True
+
+
+@transaction.atomic
+def claims_release_stale(*, now: datetime | None = None) -> int:
+    """SQLs claimed more than CLAIM_RELEASE_HOURS ago and still without an outcome go back to
+    the queue, each with an audit row. Returns how many."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(hours=settings.CLAIM_RELEASE_HOURS)
+    stale = list(
+        Contact.objects.claims_stale(cutoff)
+        .select_for_update(skip_locked=True)
+        .values_list("pk", "owner_id", "claimed_at")
+    )
+    if not stale:
+        return 0
+    Contact.objects.filter(pk__in=[pk for pk, _, _ in stale]).update(
+        owner=None, claimed_at=None, updated_at=now
+    )
+    names = {
+        user.pk: _user_name(user)
+        for user in _user_model().objects.filter(pk__in={owner for _, owner, _ in stale})
+    }
+    ContactAudit.objects.bulk_create(
+        ContactAudit(
+            contact_id=pk,
+            action=ContactAudit.Action.EXPIRED,
+            at=now,
+            note=_("Claimed by %(owner)s on %(claimed)s, no outcome after %(hours)s hours")
+            % {
+                "owner": names.get(owner, "?"),
+                "claimed": timezone.localtime(claimed).strftime("%Y-%m-%d %H:%M"),
+                "hours": settings.CLAIM_RELEASE_HOURS,
+            },
+        )
+        for pk, owner, claimed in stale
+    )
+    return len(stale)
+
+
+def _user_model() -> Any:
+    from django.contrib.auth import get_user_model
+
+    return get_user_model()
+
+
+class Outcome:
+    WON = StageChange.Outcome.WON
+    LOST = StageChange.Outcome.LOST
+    RECYCLED = StageChange.Outcome.RECYCLED
+
+
+LOST_REASONS = [
+    ("budget", gettext_lazy("No budget")),
+    ("competitor", gettext_lazy("Chose a competitor")),
+    ("timing", gettext_lazy("Not the right time")),
+    ("no_need", gettext_lazy("No real need")),
+    ("no_answer", gettext_lazy("Never answered")),
+    ("other", gettext_lazy("Other")),
+]
+
+
+@transaction.atomic
+def contact_outcome_record(
+    *,
+    contact: Contact,
+    user: AbstractBaseUser,
+    outcome: str,
+    lost_reason: str = "",
+    reason: str = "",
+) -> StageChange:
+    """The rep's verdict on their SQL: won (→ client, with a purchase event), lost (a reason
+    from the list, or "other" with words) or recycled to marketing (→ lead, with words).
+    Lost and recycled leads leave the rep: if they come back as SQLs they wait in the queue."""
+    reason = reason.strip()
+    current = (
+        Contact.objects.select_for_update(of=("self",)).select_related("owner").get(pk=contact.pk)
+    )
+    if current.stage != Contact.Stage.SQL:
+        raise OutcomeRefused(
+            _("%(contact)s is no longer an SQL (now: %(stage)s).")
+            % {"contact": current.display_name, "stage": current.get_stage_display()}
+        )
+    if current.owner_id != user.pk and not getattr(user, "is_staff", False):
+        raise OutcomeRefused(
+            _("%(contact)s is not one of your leads.") % {"contact": current.display_name}
+        )
+    labels = dict(LOST_REASONS)
+    if outcome == Outcome.WON:
+        to, text = Contact.Stage.CLIENT, reason
+    elif outcome == Outcome.LOST:
+        if lost_reason not in labels:
+            raise OutcomeRefused(_("Say why the lead was lost."))
+        if lost_reason == "other" and not reason:
+            raise OutcomeRefused(_("Describe the reason when you choose “Other”."))
+        to = Contact.Stage.LEAD
+        text = str(labels[lost_reason]) + (f": {reason}" if reason else "")
+    elif outcome == Outcome.RECYCLED:
+        if not reason:
+            raise OutcomeRefused(_("Say why the lead goes back to marketing."))
+        to, text = Contact.Stage.LEAD, reason
+    else:
+        raise OutcomeRefused(_("Choose an outcome."))
+    try:
+        change = stage_move(
+            contact=current, to=to, cause=StageChange.Cause.USER, actor=user, reason=text,
+            outcome=outcome,
+        )  # fmt: skip
+    except StageMoveError as error:
+        raise OutcomeRefused(str(error)) from error
+    if outcome == Outcome.WON:
+        event_record(
+            contact=current, type=Event.Type.PURCHASE, source="sales",
+            properties={"recorded_by": user.get_username(), "stage_change_id": change.pk},
+            idempotency_key=f"won:{change.pk}",
+        )  # fmt: skip
+    else:
+        Contact.objects.filter(pk=current.pk).update(owner=None, claimed_at=None)
+    ContactAudit.objects.create(
+        contact=current, action=ContactAudit.Action.OUTCOME, actor=user,
+        owner=user if outcome == Outcome.WON else None,
+        note=f"{StageChange.Outcome(outcome).label}: {text}" if text
+        else str(StageChange.Outcome(outcome).label),
+    )  # fmt: skip
+    contact.refresh_from_db()
+    return change
+
+
+# --- Referrals --------------------------------------------------------------------------------
+REFERRER_KEYS = ("referrer_id", "referrer_email")
+
+
+def referrer_find(properties: Any) -> Contact | None:
+    """The contact an event's properties name as the person who referred it, if known."""
+    if not isinstance(properties, dict):
+        return None
+    referrer_id = properties.get("referrer_id")
+    if referrer_id not in (None, ""):
+        try:
+            return Contact.objects.filter(pk=int(referrer_id), erased_at__isnull=True).first()
+        except (TypeError, ValueError, OverflowError):
+            return None
+    email = properties.get("referrer_email")
+    if isinstance(email, str) and normalize_email(email):
+        return Contact.objects.filter(email__iexact=normalize_email(email)).first()
+    return None
+
+
+@transaction.atomic
+def contact_referral_link(
+    *,
+    contact: Contact,
+    referrer: Contact,
+    actor: AbstractBaseUser | None = None,
+    replace: bool = False,
+) -> bool:
+    """``referrer`` brought ``contact`` in: the link is kept on the contact (the first referrer
+    wins, unless a person corrects it with ``replace``) and a ``referral`` event goes on the
+    referrer's timeline, which scoring counts (a client with a referral becomes an
+    ambassador). False if nothing changed."""
+    if referrer.pk == contact.pk:
+        return False
+    target = Contact.objects.filter(pk=contact.pk)
+    if replace:
+        target = target.exclude(referred_by=referrer)
+    else:
+        target = target.filter(referred_by__isnull=True)
+    linked = target.update(referred_by=referrer)
+    if not linked:
+        return False
+    contact.referred_by = referrer
+    ContactAudit.objects.create(
+        contact=contact, action=ContactAudit.Action.REFERRAL, actor=actor,
+        note=_("Referred by %(referrer)s") % {"referrer": referrer.display_name},
+    )  # fmt: skip
+    event_record(
+        contact=referrer, type=Event.Type.REFERRAL, source="system",
+        properties={"referred_contact_id": contact.pk},
+        idempotency_key=f"referral:{contact.pk}:{referrer.pk}",
+    )  # fmt: skip
+    return True
+
+
+def _link_referrals(pairs: Iterable[tuple[int, Any]]) -> None:
+    """Events that name a referrer (``referrer_id`` or ``referrer_email`` in properties)."""
+    for contact_id, properties in pairs:
+        if not isinstance(properties, dict) or not any(k in properties for k in REFERRER_KEYS):
+            continue
+        referrer = referrer_find(properties)
+        contact = Contact.objects.filter(pk=contact_id, referred_by__isnull=True).first()
+        if referrer is not None and contact is not None:
+            contact_referral_link(contact=contact, referrer=referrer)
+
+
+# --- Personal data ----------------------------------------------------------------------------
+
+
+class ContactSuppressed(Exception):
+    """The email belongs to a person whose data was erased: they are not recreated silently."""
+
+    def __init__(self, email: str = "") -> None:
+        super().__init__(
+            _(
+                "%(email)s belongs to a person whose data was erased at their request; "
+                "they cannot be added again without their new consent."
+            )
+            % {"email": email or _("This address")}
+        )
+        self.email = email
+
+
+def _personal_data_modules() -> list[Any]:
+    return [import_string(path) for path in settings.LEADFUNNEL_PERSONAL_DATA]
+
+
+def _rows(queryset: Any) -> list[dict[str, Any]]:
+    return list(queryset.order_by("pk").values())
+
+
+@transaction.atomic
+def contact_export(*, contact: Contact, actor: AbstractBaseUser | None) -> dict[str, Any]:
+    """Everything kept about a person, as plain data for a JSON file: the profile and every
+    row that points at the contact, whichever app keeps it (found through the relations, so
+    scoring's ledger is in without contacts importing scoring). The export is audited."""
+    data: dict[str, Any] = {
+        "exported_at": timezone.now(),
+        "profile": Contact.objects.filter(pk=contact.pk).values().get(),
+    }
+    for relation in Contact._meta.related_objects:
+        if not relation.one_to_many or relation.related_model is ContactAudit:
+            continue
+        name = relation.get_accessor_name()
+        rows = relation.related_model.objects.filter(**{relation.field.name: contact})
+        if relation.related_model is Contact:  # people this contact referred: ids only
+            data[name] = list(rows.order_by("pk").values("id", "created_at"))
+        else:
+            data[name] = _rows(rows)
+    for module in _personal_data_modules():
+        data.update(module.export(contact))
+    ContactAudit.objects.create(contact=contact, action=ContactAudit.Action.EXPORTED, actor=actor)
+    return data
+
+
+def contact_export_json(*, contact: Contact, actor: AbstractBaseUser | None) -> str:
+    return json.dumps(
+        contact_export(contact=contact, actor=actor), cls=DjangoJSONEncoder, indent=2,
+        ensure_ascii=False,
+    )  # fmt: skip
+
+
+ERASED_FIELDS = {
+    "email": None, "first_name": "", "last_name": "", "company": "", "phone": "",
+    "job_title": "", "utm_term": "", "utm_content": "", "consent_method": "",
+}  # fmt: skip
+
+
+@transaction.atomic
+def contact_erase(
+    *,
+    contact: Contact,
+    actor: AbstractBaseUser | None,
+    action: str = ContactAudit.Action.ERASED,
+    note: str = "",
+) -> bool:
+    """Anonymise a person: what identifies them goes, what counts stays (the contact row with
+    its stage, score, source and campaign; its events by type and date; its stage history).
+    Their email is kept only as a hash, so an import, a form or the API cannot silently bring
+    them back. False if the contact was already erased."""
+    current = Contact.objects.select_for_update().get(pk=contact.pk)
+    if current.erased_at:
+        return False
+    now = timezone.now()
+    if current.email:
+        Suppression.objects.get_or_create(email_hash=Suppression.hash(current.email))
+    Contact.objects.filter(pk=current.pk).update(
+        **ERASED_FIELDS, do_not_email=True, erased_at=now, updated_at=now
+    )
+    # Event properties hold URLs, form fields, user agents. Keys may hold an email: hashed,
+    # they stay unique without naming anyone.
+    current.events.update(properties={})
+    current.events.filter(idempotency_key__isnull=False).exclude(
+        idempotency_key__startswith="erased:"
+    ).update(idempotency_key=Concat(Value("erased:"), MD5("idempotency_key")))
+    current.stage_changes.update(reason="")
+    current.consents.all().delete()
+    current.visitors.all().delete()
+    current.merges.update(visitor_id="")
+    for module in _personal_data_modules():
+        module.erase(current)
+    ContactAudit.objects.create(contact=current, action=action, actor=actor, note=note, at=now)
+    contact.refresh_from_db()
+    return True
+
+
+def contacts_purge_inactive(*, now: datetime | None = None, limit: int = 1000) -> int:
+    """Erase prospects with no activity for RETENTION_YEARS (off when 0). Returns how many."""
+    years = settings.RETENTION_YEARS
+    if years <= 0:
+        return 0
+    now = now or timezone.now()
+    before = now - timedelta(days=round(365.25 * years))
+    note = _("No activity for %(years)s years") % {"years": years}
+    erased = 0
+    for contact in Contact.objects.inactive_prospects(before).order_by("pk")[:limit]:
+        erased += contact_erase(
+            contact=contact, actor=None, action=ContactAudit.Action.PURGED, note=note
+        )
+    return erased

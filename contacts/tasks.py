@@ -29,3 +29,13 @@ def sweep_imports_task() -> tuple[int, int]:
 @shared_task
 def drain_page_views_task() -> int:
     return services.page_views_drain()
+
+
+@shared_task
+def release_stale_claims_task() -> int:
+    return services.claims_release_stale()
+
+
+@shared_task
+def purge_inactive_contacts_task() -> int:
+    return services.contacts_purge_inactive()

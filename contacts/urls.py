@@ -1,6 +1,6 @@
 from django.urls import path
 
-from contacts import dashboard_views, import_views, intake, views
+from contacts import dashboard_views, import_views, intake, privacy_views, queue_views, views
 
 urlpatterns = [
     path("dashboard/conversion/", dashboard_views.conversion_panel, name="dashboard-conversion"),
@@ -21,7 +21,13 @@ urlpatterns = [
     path("contacts/<int:pk>/", views.contact_detail, name="contact-detail"),
     path("contacts/<int:pk>/edit/", views.contact_edit, name="contact-edit"),
     path("dashboard/funnel/", dashboard_views.funnel_panel, name="funnel-panel"),
-    path("queue/", views.queue, name="queue"),
+    path("contacts/<int:pk>/export.json", privacy_views.contact_export, name="contact-export-json"),
+    path("contacts/<int:pk>/erase/", privacy_views.contact_erase, name="contact-erase"),
+    path("queue/", queue_views.queue, name="queue"),
+    path("queue/claim-next/", queue_views.queue_claim_next, name="queue-claim-next"),
+    path("queue/<int:pk>/claim/", queue_views.queue_claim, name="queue-claim"),
+    path("queue/mine/", queue_views.my_leads, name="queue-mine"),
+    path("queue/leads/<int:pk>/", queue_views.queue_lead, name="queue-lead"),
     path("f/<slug:key>/", intake.form_post, name="form-post"),
     path("t/", intake.beacon, name="beacon"),
     path("t.js", intake.tracker_js, name="tracker-js"),

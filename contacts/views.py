@@ -100,12 +100,15 @@ def spreadsheet_safe(value: object) -> object:
 
 @role_required(MARKETING, SALES)
 def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    contact = get_object_or_404(Contact.objects.select_related("source", "owner"), pk=pk)
+    contact = get_object_or_404(
+        Contact.objects.select_related("source", "owner", "referred_by"), pk=pk
+    )
     events = Paginator(contact.events.all(), TIMELINE_PER_PAGE).get_page(request.GET.get("events"))
     context = {
         "contact": contact,
         "events": events,
         "stage_changes": contact.stage_changes.select_related("actor"),
+        "referrals": contact.referrals.order_by("pk")[:50],
     }
     response = render(
         request, partial_or_page(request, "contacts/contact_detail.html", "timeline"), context
@@ -142,14 +145,3 @@ def contact_edit(request: HttpRequest, pk: int) -> HttpResponse:
             messages.success(request, _("Contact saved."))
             return redirect("contact-detail", pk=contact.pk)
     return render(request, "contacts/contact_form.html", {"form": form, "contact": contact})
-
-
-@role_required(SALES)
-def queue(request: HttpRequest) -> HttpResponse:
-    """SQLs waiting for a rep. Claiming arrives with the sales queue issue."""
-    waiting = Contact.objects.sql_queue().select_related("source")[:100]
-    return render(
-        request,
-        "contacts/queue.html",
-        {"waiting": waiting, "sla_hours": settings.SLA_HOURS},
-    )

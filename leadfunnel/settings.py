@@ -219,6 +219,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "contacts.tasks.sweep_imports_task",
         "schedule": 60.0,
     },
+    "release-stale-claims": {
+        "task": "contacts.tasks.release_stale_claims_task",
+        "schedule": 15 * 60.0,
+    },
+    "purge-inactive-contacts": {
+        "task": "contacts.tasks.purge_inactive_contacts_task",
+        "schedule": crontab(hour=4, minute=30),
+    },
     "apply-decay": {
         "task": "scoring.tasks.apply_decay_task",
         "schedule": crontab(hour=3, minute=15),
@@ -236,6 +244,13 @@ SCORE_MACHINE_SIGNALS = env.bool("SCORE_MACHINE_SIGNALS", default=False)
 EVENT_SWEEP_GRACE_SECONDS = env.int("EVENT_SWEEP_GRACE_SECONDS", default=30)
 EVENT_MAX_ATTEMPTS = env.int("EVENT_MAX_ATTEMPTS", default=5)
 SLA_HOURS = env.int("SLA_HOURS", default=4)
+# A claimed SQL with no outcome after this many hours goes back to the queue (beat, audited).
+CLAIM_RELEASE_HOURS = env.int("CLAIM_RELEASE_HOURS", default=48)
+# Erase prospects (suspect to HMQL) with no activity for this many years, nightly; 0: never.
+RETENTION_YEARS = env.int("RETENTION_YEARS", default=0)
+# Modules with export(contact) -> dict and erase(contact) for the personal data other apps keep
+# about a contact beyond its own rows (contacts cannot import them).
+LEADFUNNEL_PERSONAL_DATA: list[str] = []
 API_RATE_PER_MINUTE = env.int("API_RATE_PER_MINUTE", default=600)
 FORM_RATE_PER_MINUTE = env.int("FORM_RATE_PER_MINUTE", default=10)
 # Proxies in front of the app that append to X-Forwarded-For (a TLS proxy, a load balancer):

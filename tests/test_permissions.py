@@ -16,9 +16,12 @@ MATRIX = {
     "contact-edit": {"anonymous": 302, "no_role_user": 403, "marketer": 200, "sales_rep": 403, "admin_user": 200},
     "funnel-panel": {"anonymous": 302, "no_role_user": 403, "marketer": 200, "sales_rep": 403, "admin_user": 200},
     "queue": {"anonymous": 302, "no_role_user": 403, "marketer": 403, "sales_rep": 200, "admin_user": 200},
+    "queue-mine": {"anonymous": 302, "no_role_user": 403, "marketer": 403, "sales_rep": 200, "admin_user": 200},
+    "queue-lead": {"anonymous": 302, "no_role_user": 403, "marketer": 403, "sales_rep": 200, "admin_user": 200},
+    "contact-erase": {"anonymous": 302, "no_role_user": 403, "marketer": 200, "sales_rep": 403, "admin_user": 200},
     "admin:index": {"anonymous": 302, "no_role_user": 302, "marketer": 302, "sales_rep": 302, "admin_user": 200},
 }  # fmt: skip
-NEEDS_CONTACT = {"contact-detail", "contact-edit"}
+NEEDS_CONTACT = {"contact-detail", "contact-edit", "queue-lead", "contact-erase"}
 
 
 @pytest.mark.django_db
