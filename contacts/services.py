@@ -400,24 +400,8 @@ def events_record_many(*, events: Sequence[NewEvent]) -> list[int]:
     now = timezone.now()
     if connection.vendor == "postgresql":
         ids = _copy_events(fresh, now)
-        events_enqueue_on_commit(ids)
-        return ids
     else:
-        stored = set(
-            Event.objects.filter(idempotency_key__in=seen).values_list("idempotency_key", flat=True)
-        )
-        created = Event.objects.bulk_create(
-            [
-                Event(received_at=now, **vars(event))
-                for event in fresh
-                if not event.idempotency_key or event.idempotency_key not in stored
-            ]
-        )
-        PendingEvent.objects.bulk_create(
-            [PendingEvent(event_id=event.pk, received_at=now) for event in created]
-        )
-        _touch_last_activity([(e.pk, e.contact_id, e.type, e.occurred_at) for e in created])
-    ids = [event.pk for event in created]
+        ids = _create_events(fresh, seen, now)
     events_enqueue_on_commit(ids)
     # Linking is idempotent, so events that were already stored may pass through again.
     _link_referrals(
@@ -427,6 +411,25 @@ def events_record_many(*, events: Sequence[NewEvent]) -> list[int]:
         and any(key in event.properties for key in REFERRER_KEYS)
     )
     return ids
+
+
+def _create_events(events: Sequence[NewEvent], keys: set[str], now: datetime) -> list[int]:
+    """Other databases: the ORM's bulk paths, and last activity moved forward in Python."""
+    stored = set(
+        Event.objects.filter(idempotency_key__in=keys).values_list("idempotency_key", flat=True)
+    )
+    created = Event.objects.bulk_create(
+        [
+            Event(received_at=now, **vars(event))
+            for event in events
+            if not event.idempotency_key or event.idempotency_key not in stored
+        ]
+    )
+    PendingEvent.objects.bulk_create(
+        [PendingEvent(event_id=event.pk, received_at=now) for event in created]
+    )
+    _touch_last_activity([(e.pk, e.contact_id, e.type, e.occurred_at) for e in created])
+    return [event.pk for event in created]
 
 
 def _copy_events(events: Sequence[NewEvent], now: datetime) -> list[int]:
