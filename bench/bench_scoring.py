@@ -53,7 +53,8 @@ def make_events(
 
 
 def batches(contact_ids: list[int], total: int, rng: random.Random) -> list[list[Event]]:
-    rows = make_events(contact_ids, total, rng)
+    # In time order, as a live stream arrives: each batch moves its contacts' last activity.
+    rows = sorted(make_events(contact_ids, total, rng), key=lambda event: event.occurred_at)
     return [rows[i : i + BATCH] for i in range(0, total, BATCH)]
 
 
@@ -99,8 +100,9 @@ def run(scale: float) -> list[dict]:
         cursor.execute(
             "UPDATE contacts_contact SET score = (id * 7919) % 70, stage = CASE "
             "WHEN (id * 7919) % 70 >= 60 THEN 'sql' WHEN (id * 7919) % 70 >= 20 THEN 'mql' "
-            "ELSE 'lead' END"
+            "ELSE 'lead' END, last_activity_at = now() - interval '100 days'"
         )
+        cursor.execute("VACUUM ANALYZE contacts_contact")
     contact_ids = list(range(*_id_range()))
     rng = random.Random(42)
     rows = batches(contact_ids, total, rng)
