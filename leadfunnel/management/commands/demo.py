@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from contacts.models import Contact, Event, LeadSource, StageChange
 from leadfunnel.roles import MARKETING, SALES
+from nurturing.demo import campaigns_install
 from scoring import services as scoring_services
 from scoring.models import Rescore
 
@@ -830,8 +831,10 @@ class Command(BaseCommand):
                     seed=seed, contacts=contacts, events=events, reps=reps, now=timezone.now()
                 )
                 score_history()
+            sequences = campaigns_install()
         if summary is not None:
             self.report(summary, time.monotonic() - started)
+        self.stdout.write("Demo campaigns: " + ", ".join(s.name for s in sequences))
         self.logins()
 
     def report(self, summary: LoadSummary, seconds: float) -> None:
