@@ -151,6 +151,10 @@ EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="LeadFunnel <no-reply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Seconds before an SMTP connection attempt or command gives up (a stuck server is a retry).
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
+# Where links in emails (tracking, unsubscribe) point: this site's public address.
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
 
 # --- Security (production values when DEBUG is off) -------------------------------------------
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
@@ -227,6 +231,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "contacts.tasks.purge_inactive_contacts_task",
         "schedule": crontab(hour=4, minute=30),
     },
+    "nurturing-tick": {
+        "task": "nurturing.tasks.nurturing_tick_task",
+        "schedule": env.float("NURTURING_TICK_SECONDS", default=5.0),
+        # A tick that waited longer than this in the queue is dropped: the next one does its work.
+        "options": {"expires": 30},
+    },
     "apply-decay": {
         "task": "scoring.tasks.apply_decay_task",
         "schedule": crontab(hour=3, minute=15),
@@ -236,7 +246,8 @@ CELERY_BEAT_SCHEDULE = {
 # --- LeadFunnel -------------------------------------------------------------------------------
 # Ordered like MIDDLEWARE: each handler receives a list of freshly stored events, after commit.
 LEADFUNNEL_EVENT_HANDLERS: list[str] = env.list(
-    "LEADFUNNEL_EVENT_HANDLERS", default=["scoring.handlers.on_event"]
+    "LEADFUNNEL_EVENT_HANDLERS",
+    default=["scoring.handlers.on_event", "nurturing.handlers.on_event"],
 )
 # Email opens and clicks flagged as made by mail scanners are recorded but score nothing.
 SCORE_MACHINE_SIGNALS = env.bool("SCORE_MACHINE_SIGNALS", default=False)
@@ -261,6 +272,14 @@ TRACKING_ORIGINS = env.list("TRACKING_ORIGINS", default=[])
 # With Redis, page views wait in a Redis list and are stored in batches by the drain (beat
 # every PAGE_VIEW_DRAIN_SECONDS, and kicked by the beacons); without, each is stored at once.
 PAGE_VIEW_QUEUE_URL = REDIS_URL if env.bool("PAGE_VIEW_QUEUE", default=True) else ""
+# Nurturing: at most this many marketing emails per contact per 24 hours (0: no cap); an email
+# over the cap waits, it is not dropped.
+NURTURING_DAILY_EMAIL_CAP = env.int("NURTURING_DAILY_EMAIL_CAP", default=3)
+# Only contacts whose consent is "granted" get marketing email (else: all but "withdrawn").
+NURTURING_REQUIRE_CONSENT = env.bool("NURTURING_REQUIRE_CONSENT", default=False)
+# A send task holds the messages it claimed this long; the reaper frees them after a crash.
+NURTURING_SEND_LEASE_SECONDS = env.int("NURTURING_SEND_LEASE_SECONDS", default=300)
+NURTURING_MAX_ATTEMPTS = env.int("NURTURING_MAX_ATTEMPTS", default=8)
 CONTACTS_PER_PAGE = env.int("CONTACTS_PER_PAGE", default=50)
 
 LOGGING = {

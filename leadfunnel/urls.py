@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("", include("contacts.urls")),
     path("", include("scoring.urls")),
+    path("", include("nurturing.urls")),
 ]
 
 admin.site.site_header = "LeadFunnel"

@@ -108,6 +108,40 @@ def events_score(*, events: Sequence[EventRow]) -> int:
     return len(lines)
 
 
+@dataclass(frozen=True)
+class Adjustment:
+    contact_id: int
+    points: int
+    reason: str
+
+
+@transaction.atomic
+def scores_adjust(*, adjustments: Sequence[Adjustment], at: datetime | None = None) -> int:
+    """Points given or taken by something other than a rule (a sequence step): ledger lines
+    without rule or event, which a rescore keeps, then thresholds. Returns lines written."""
+    at = at or timezone.now()
+    wanted = [a for a in adjustments if a.points]
+    if not wanted:
+        return 0
+    contacts = {
+        pk: _Locked(stage, score)
+        for pk, stage, score in Contact.objects.select_for_update()
+        .filter(pk__in={a.contact_id for a in wanted})
+        .order_by("pk")
+        .values_list("pk", "stage", "score")
+    }
+    lines = [
+        engine.Line(contact_id=a.contact_id, points=a.points, rule_id=None, event_id=None,
+                    reason=a.reason[:300], at=at)
+        for a in wanted
+        if a.contact_id in contacts
+    ]  # fmt: skip
+    _insert_lines(lines)
+    _add_points(contacts, lines)
+    thresholds_apply(candidates=[(pk, row.stage, row.score, []) for pk, row in contacts.items()])
+    return len(lines)
+
+
 @dataclass
 class _Locked:
     stage: str

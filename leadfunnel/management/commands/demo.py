@@ -23,6 +23,7 @@ from django.utils import timezone
 from contacts.dashboard import event_rollup_rebuild
 from contacts.models import Contact, Event, LeadSource, StageChange
 from leadfunnel.roles import MARKETING, SALES
+from nurturing.demo import campaigns_install
 from scoring import services as scoring_services
 from scoring.models import Rescore
 
@@ -831,8 +832,10 @@ class Command(BaseCommand):
                 score_history()
                 # The demo's events are written already processed: count them in one pass.
                 event_rollup_rebuild()
+            sequences = campaigns_install()
         if summary is not None:
             self.report(summary, time.monotonic() - started)
+        self.stdout.write("Demo campaigns: " + ", ".join(s.name for s in sequences))
         self.logins()
 
     def report(self, summary: LoadSummary, seconds: float) -> None:

@@ -1,0 +1,191 @@
+"""Nurturing scheduler: 10,000 due enrolments advanced (emails rendered and queued), then
+delivered to a local SMTP sink (aiosmtpd in its own process), against the sink's raw
+acceptance rate for the same messages sent with bare smtplib in the same run."""
+
+from __future__ import annotations
+
+import os
+import smtplib
+import subprocess
+import sys
+import time
+
+from bench.common import result
+
+SINK = r"""
+import socket, sys
+from aiosmtpd.controller import Controller
+
+class Sink:
+    count = 0
+    async def handle_DATA(self, server, session, envelope):
+        Sink.count += 1
+        return "250 OK"
+
+with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+controller = Controller(Sink(), hostname="127.0.0.1", port=port)
+controller.start()
+print(port, flush=True)
+sys.stdin.read()  # until the benchmark closes our stdin
+controller.stop()
+"""
+BODY = (
+    "Bonjour {{ first_name }},\n\n"
+    "Merci pour votre casserole ! Les poêles de la même gamme l'accompagnent à merveille : "
+    "même acier, même manche, même garantie. {{ company }} mérite le meilleur.\n\n"
+    "Découvrez-les : https://boutique.example.fr/poeles-assorties\n"
+    "Et nos conseils : https://boutique.example.fr/conseils\n\n"
+    "Se désinscrire : {{ unsubscribe_url }}"
+)
+
+
+def _setup(count: int):  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from contacts.models import Contact
+    from contacts.services import bulk_copy
+    from nurturing.models import Enrollment, Sequence, Step
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE nurturing_message, nurturing_enrollment, nurturing_step, "
+            "nurturing_sequence, contacts_contact RESTART IDENTITY CASCADE"
+        )
+    sequence = Sequence.objects.create(name="Bench cross-sell", trigger="manual")
+    email = Step.objects.create(
+        sequence=sequence,
+        position=1,
+        kind="email",
+        subject="{{ first_name }}, les poêles assorties à votre casserole",
+        body_text=BODY,
+    )
+    Step.objects.create(sequence=sequence, position=2, kind="wait", delay=timedelta(days=2))
+    now = timezone.now()
+    contacts = [
+        Contact(
+            email=f"client{n}@example.fr",
+            first_name=f"Hélène{n}",
+            last_name="Dupré",
+            company=f"Société {n}",
+            stage="lead",
+            stage_entered_at=now,
+            created_at=now,
+        )
+        for n in range(count)
+    ]
+    bulk_copy(contacts)
+    bulk_copy(
+        [
+            Enrollment(
+                contact_id=contact.pk, sequence=sequence, step=email, next_run_at=now,
+                entered_at=now, step_entered_at=now,
+            )
+            for contact in contacts
+        ]
+    )  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE contacts_contact, nurturing_enrollment, nurturing_message")
+
+
+def _start_sink() -> tuple[subprocess.Popen[str], int]:
+    sink = subprocess.Popen(
+        [sys.executable, "-c", SINK], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert sink.stdout is not None
+    return sink, int(sink.stdout.readline())
+
+
+def run(scale: float) -> list[dict]:
+    import logging
+
+    from django.conf import settings
+    from django.core.mail import get_connection
+
+    from nurturing import services
+    from nurturing.models import Enrollment, Message
+
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    count = max(100, int(10_000 * scale))
+    _setup(count)
+
+    # Sends are timed on their own below: the tick's after-commit kick must not run them here.
+    kick, services._kick_send = services._kick_send, lambda _count: None
+    try:
+        started = time.perf_counter()
+        advanced = services.enrollments_advance()
+        advance_seconds = time.perf_counter() - started
+    finally:
+        services._kick_send = kick
+    print(f"  advanced {advanced:,} in {advance_seconds:.2f} s", flush=True)
+    queued = Message.objects.filter(status="queued").count()
+    assert advanced == count and queued == count, (advanced, queued)
+    assert Enrollment.objects.filter(next_run_at__isnull=False, status="active").count() == count
+
+    sink, port = _start_sink()
+    try:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+        settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+
+        # Baseline: the same messages, already serialised, through one bare smtplib connection.
+        messages = list(Message.objects.order_by("pk"))
+        payloads = [
+            (m.to, services.email_for(m).message().as_bytes(linesep="\r\n")) for m in messages
+        ]
+        sender = settings.DEFAULT_FROM_EMAIL.rsplit("<", 1)[-1].rstrip(">")
+        started = time.perf_counter()
+        with smtplib.SMTP("127.0.0.1", port) as smtp:
+            for to, payload in payloads:
+                smtp.sendmail(sender, [to], payload)
+        raw_seconds = time.perf_counter() - started
+
+        get_connection().close()
+        started = time.perf_counter()
+        sent = services.messages_send(budget=3600)
+        send_seconds = time.perf_counter() - started
+    finally:
+        assert sink.stdin is not None
+        sink.stdin.close()
+        sink.wait(timeout=30)
+    assert sent == count, sent
+    assert Message.objects.filter(status="sent").count() == count
+
+    steps_per_s = advanced / advance_seconds
+    sent_per_s = sent / send_seconds
+    raw_per_s = count / raw_seconds
+    common = {"scale": scale, "enrolments": count, "database": _database()}
+    return [
+        result(
+            name="scheduler",
+            metric=f"due enrolments advanced (email rendered and queued), {count:,}",
+            value=advance_seconds,
+            unit="s",
+            baseline=None,
+            target="10,000 in < 10 s",
+            passed=advance_seconds * 10_000 / count < 10,
+            steps_per_s=round(steps_per_s),
+            **common,
+        ),
+        result(
+            name="scheduler",
+            metric="messages delivered/s to a local SMTP sink (aiosmtpd, own process)",
+            value=sent_per_s,
+            unit="messages/s",
+            baseline=raw_per_s,
+            target="within 2x of the sink's raw rate (ratio >= 0.5)",
+            passed=sent_per_s >= raw_per_s / 2,
+            baseline_is="bare smtplib, same messages pre-serialised, one connection",
+            **common,
+        ),
+    ]
+
+
+def _database() -> str:
+    url = os.environ.get("DATABASE_URL", "")
+    return url.split("@")[-1] if "@" in url else url

@@ -1,0 +1,187 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from contacts.models import Contact
+from nurturing import rendering, services
+from nurturing.models import Enrollment, Message, Sequence, Step
+
+
+class StepInline(admin.StackedInline):
+    model = Step
+    extra = 0
+    ordering = ["position", "id"]
+    fk_name = "sequence"
+    fieldsets = [
+        (None, {"fields": [("position", "kind", "name")]}),
+        (_("Email"), {
+            "classes": ["collapse"],
+            "fields": ["subject", "body_text", "body_html",
+                       ("offer_percent", "offer_code", "offer_valid_hours")],
+            "description": _("Variables: %(names)s. Links are tracked; the unsubscribe link and "
+                             "headers are added.") % {"names": ", ".join(
+                                 f"{{{{ {name} }}}}" for name in rendering.VARIABLES)},
+        }),
+        (_("Wait"), {"classes": ["collapse"], "fields": [
+            "delay", ("window_weekdays", "window_start_hour", "window_end_hour")]}),
+        (_("Condition, split and targets"), {"classes": ["collapse"], "fields": [
+            "condition", ("condition_event_type", "condition_tag"),
+            ("condition_score", "condition_stage"), "split_percent", ("yes_step", "no_step")]}),
+        (_("Score and stage"), {"classes": ["collapse"], "fields": [("points", "stage")]}),
+    ]  # fmt: skip
+    readonly_fields: list[str] = []
+
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        formset = super().get_formset(request, obj, **kwargs)
+        # Targets are steps of this sequence only.
+        for name in ("yes_step", "no_step"):
+            field = formset.form.base_fields[name]
+            field.queryset = Step.objects.filter(sequence=obj) if obj else Step.objects.none()
+        return formset
+
+
+@admin.register(Sequence)
+class SequenceAdmin(admin.ModelAdmin):
+    list_display = ["name", "trigger", "goal_event_type", "reentry", "active", "results_link"]
+    list_filter = ["active", "trigger"]
+    search_fields = ["name"]
+    inlines = [StepInline]
+    actions = ["enroll_segment"]
+    fieldsets = [
+        (None, {"fields": ["name", "description", "active"]}),
+        (_("Trigger"), {"fields": [
+            "trigger", "trigger_stage", ("trigger_event_type", "trigger_tag"),
+            ("trigger_count", "trigger_within_days"), "segment_query"]}),
+        (_("Re-entry and goal"), {"fields": [
+            ("reentry", "cooldown_days"), ("goal_event_type", "goal_tag")]}),
+    ]  # fmt: skip
+
+    @admin.display(description=_("results"))
+    def results_link(self, sequence: Sequence) -> str:
+        return format_html(
+            '<a href="{}">{}</a>', reverse("nurturing-sequence", args=[sequence.pk]), _("results")
+        )
+
+    @admin.action(description=_("Enrol each selected sequence's segment now"))
+    def enroll_segment(self, request: HttpRequest, queryset: QuerySet[Sequence]) -> None:
+        for sequence in queryset:
+            if not sequence.segment_query:
+                self.message_user(
+                    request, _("“%(name)s” has no segment.") % {"name": sequence}, messages.WARNING
+                )
+                continue
+            count = services.segment_enroll(sequence=sequence, source="admin")
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)s contact enrolled in “%(name)s”.",
+                    "%(count)s contacts enrolled in “%(name)s”.",
+                    count,
+                )
+                % {"count": count, "name": sequence},
+            )
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<int:sequence_id>/preview/<int:step_id>/",
+                self.admin_site.admin_view(self.preview_view),
+                name="nurturing_step_preview",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict[str, Any] | None = None) -> HttpResponse:  # fmt: skip
+        sequence = self.get_object(request, object_id)
+        previews = []
+        if sequence is not None:
+            previews = [
+                (step, reverse("admin:nurturing_step_preview", args=[sequence.pk, step.pk]))
+                for step in sequence.steps.filter(kind=Step.Kind.EMAIL).order_by("position", "id")
+            ]
+        return super().change_view(
+            request, object_id, form_url, {**(extra_context or {}), "email_previews": previews}
+        )
+
+    def preview_view(self, request: HttpRequest, sequence_id: int, step_id: int) -> HttpResponse:
+        """The email as a chosen contact would receive it (with a sample offer), rendered from
+        what is saved."""
+        step = get_object_or_404(Step, pk=step_id, sequence_id=sequence_id, kind=Step.Kind.EMAIL)
+        form = PreviewForm(request.GET or None)
+        contact = form.found() if form.is_valid() else None
+        rendered = None
+        if contact is not None:
+            rendered = services.email_preview(step=step, contact=contact)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Preview of “%(step)s”") % {"step": step},
+            "opts": self.model._meta,
+            "sequence": step.sequence,
+            "step": step,
+            "form": form,
+            "contact": contact,
+            "rendered": rendered,
+        }
+        return render(request, "admin/nurturing/step_preview.html", context)
+
+
+class PreviewForm(forms.Form):
+    contact = forms.CharField(label=_("Contact (email or id)"), max_length=254)
+
+    def clean_contact(self) -> str:
+        value = self.cleaned_data["contact"].strip()
+        if self._find(value) is None:
+            raise forms.ValidationError(_("No contact with this email or id."))
+        return value
+
+    @staticmethod
+    def _find(value: str) -> Contact | None:
+        if value.isdigit():
+            return Contact.objects.filter(pk=int(value)).first()
+        return Contact.objects.filter(email__iexact=value).first()
+
+    def found(self) -> Contact | None:
+        return self._find(self.cleaned_data["contact"])
+
+
+@admin.register(Enrollment)
+class EnrollmentAdmin(admin.ModelAdmin):
+    list_display = ["contact", "sequence", "status", "step", "next_run_at", "entered_at", "branch"]
+    list_filter = ["status", "sequence"]
+    search_fields = ["contact__email", "contact__last_name"]
+    raw_id_fields = ["contact"]
+    list_select_related = ["contact", "sequence", "step"]
+    readonly_fields = [field.name for field in Enrollment._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ["to", "subject", "status", "attempts", "created_at", "sent_at", "opened_at",
+                    "clicked_at"]  # fmt: skip
+    list_filter = ["status", "internal"]
+    search_fields = ["to", "subject", "message_id"]
+    list_select_related = ["contact"]
+    readonly_fields = [field.name for field in Message._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,0 +1,24 @@
+from django.urls import path
+
+from nurturing import views
+
+urlpatterns = [
+    path("e/o/<str:token>.gif", views.open_pixel, name="nurturing-open"),
+    path("e/c/<str:token>", views.click, name="nurturing-click"),
+    path("e/u/<str:token>", views.unsubscribe, name="nurturing-unsubscribe"),
+    path("nurturing/sequences/", views.sequence_list, name="nurturing-sequences"),
+    path("nurturing/sequences/<int:pk>/", views.sequence_results, name="nurturing-sequence"),
+    path(
+        "nurturing/sequences/<int:pk>/enroll/",
+        views.sequence_enroll_list,
+        name="nurturing-sequence-enroll",
+    ),
+    path(
+        "nurturing/contacts/<int:pk>/enrollments/",
+        views.contact_enrollments,
+        name="nurturing-contact-enrollments",
+    ),
+    path(
+        "nurturing/contacts/<int:pk>/enroll/", views.contact_enroll, name="nurturing-contact-enroll"
+    ),
+]

@@ -1,0 +1,265 @@
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from django.contrib import messages
+from django.db.models import Count, Q
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.cache import add_never_cache_headers, patch_vary_headers
+from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from contacts.models import Contact
+from contacts.views import partial_or_page
+from leadfunnel.roles import MARKETING, SALES, role_required
+from nurturing import services
+from nurturing.models import Enrollment, Message, Sequence, Step
+
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+
+
+# --- Public: tracking and unsubscribe (no login; the signed token is the proof) --------------
+
+
+@require_GET
+def open_pixel(request: HttpRequest, token: str) -> HttpResponse:
+    found = services.message_for_token("open", token)
+    if found is None:
+        raise Http404
+    services.message_open(message=found[0], user_agent=request.headers.get("User-Agent", ""))
+    response = HttpResponse(PIXEL, content_type="image/gif")
+    add_never_cache_headers(response)
+    return response
+
+
+@require_GET
+def click(request: HttpRequest, token: str) -> HttpResponse:
+    found = services.message_for_token("click", token)
+    if found is None or len(found[1]) != 3:
+        raise Http404
+    message, parts = found
+    url = services.message_click(
+        message=message, link=parts[2], user_agent=request.headers.get("User-Agent", "")
+    )
+    if url is None:
+        raise Http404
+    # Only the URL stored for this link of this message, never one taken from the request.
+    return HttpResponseRedirect(url)
+
+
+# Mail providers POST the RFC 8058 one-click request without any CSRF token: the signed
+# token in the address is what authorises it.
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    found = services.message_for_token("unsubscribe", token)
+    if found is None:
+        raise Http404
+    message = found[0]
+    contact = message.contact
+    if request.method == "POST":
+        if contact is not None:
+            services.contact_unsubscribe(contact=contact, message=message)
+        return render(request, "nurturing/unsubscribe.html", {"done": True, "token": token})
+    return render(
+        request,
+        "nurturing/unsubscribe.html",
+        {"done": False, "token": token, "email": contact.email if contact else "",
+         "already": bool(contact and contact.do_not_email)},
+    )  # fmt: skip
+
+
+# --- Marketers: results ------------------------------------------------------------------------
+
+STATUS_COUNTS = {
+    "enrolled": Count("id"),
+    "active": Count("id", filter=Q(status=Enrollment.Status.ACTIVE)),
+    "completed": Count("id", filter=Q(status=Enrollment.Status.COMPLETED)),
+    "goal_reached": Count("id", filter=Q(status=Enrollment.Status.GOAL_REACHED)),
+    "exited": Count("id", filter=Q(status=Enrollment.Status.EXITED)),
+    "unsubscribed": Count("id", filter=Q(status=Enrollment.Status.UNSUBSCRIBED)),
+}
+MESSAGE_COUNTS = {
+    "sent": Count("id", filter=Q(status=Message.Status.SENT)),
+    "opened": Count("id", filter=Q(opened_at__isnull=False)),
+    "clicked": Count("id", filter=Q(clicked_at__isnull=False)),
+    "queued": Count("id", filter=Q(status__in=[Message.Status.QUEUED, Message.Status.SENDING])),
+    "failed": Count("id", filter=Q(status=Message.Status.FAILED)),
+    "suppressed": Count("id", filter=Q(status=Message.Status.SUPPRESSED)),
+}
+
+
+def _rate(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.0f} %" if whole else "—"
+
+
+def sequence_summaries() -> list[dict[str, Any]]:
+    """Every sequence with its totals: two grouped queries whatever the number of sequences."""
+    enrolments = {
+        row["sequence_id"]: row
+        for row in Enrollment.objects.order_by().values("sequence_id").annotate(**STATUS_COUNTS)
+    }
+    mails = {
+        row["enrollment__sequence_id"]: row
+        for row in Message.objects.filter(internal=False)
+        .order_by()
+        .values("enrollment__sequence_id")
+        .annotate(**MESSAGE_COUNTS)
+    }
+    rows = []
+    for sequence in Sequence.objects.all():
+        counts = {**dict.fromkeys(STATUS_COUNTS, 0), **dict.fromkeys(MESSAGE_COUNTS, 0)}
+        counts.update({k: v for k, v in enrolments.get(sequence.pk, {}).items() if k in counts})
+        counts.update({k: v for k, v in mails.get(sequence.pk, {}).items() if k in counts})
+        counts["conversion"] = _rate(counts["goal_reached"], counts["enrolled"])
+        rows.append({"sequence": sequence, **counts})
+    return rows
+
+
+@role_required(MARKETING)
+def sequence_list(request: HttpRequest) -> HttpResponse:
+    """All sequences and their results; the htmx fragment is the dashboard's campaign panel."""
+    response = render(
+        request,
+        partial_or_page(request, "nurturing/sequence_list.html", "summaries"),
+        {"summaries": sequence_summaries()},
+    )
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@role_required(MARKETING)
+def sequence_results(request: HttpRequest, pk: int) -> HttpResponse:
+    sequence = get_object_or_404(Sequence, pk=pk)
+    enrolments = Enrollment.objects.filter(sequence=sequence)
+    totals = {**dict.fromkeys(STATUS_COUNTS, 0), **enrolments.order_by().aggregate(**STATUS_COUNTS)}
+    mails = Message.objects.filter(enrollment__sequence=sequence, internal=False)
+    totals.update(mails.order_by().aggregate(**MESSAGE_COUNTS))
+    per_step_mail = {
+        row["step_id"]: row for row in mails.order_by().values("step_id").annotate(**MESSAGE_COUNTS)
+    }
+    waiting = dict(
+        enrolments.filter(status=Enrollment.Status.ACTIVE)
+        .order_by()
+        .values_list("step_id")
+        .annotate(n=Count("id"))
+    )
+    steps = []
+    for step in sequence.steps.order_by("position", "id"):
+        mail = per_step_mail.get(step.pk, {})
+        steps.append(
+            {
+                "step": step,
+                "waiting": waiting.get(step.pk, 0),
+                "sent": mail.get("sent", 0),
+                "opened": mail.get("opened", 0),
+                "clicked": mail.get("clicked", 0),
+                "open_rate": _rate(mail.get("opened", 0), mail.get("sent", 0)),
+                "click_rate": _rate(mail.get("clicked", 0), mail.get("sent", 0)),
+            }
+        )
+    branch_mail = {
+        row["enrollment__branch"]: row
+        for row in mails.order_by().values("enrollment__branch").annotate(**MESSAGE_COUNTS)
+    }
+    branches = []
+    for row in (
+        enrolments.exclude(branch="").order_by("branch").values("branch").annotate(**STATUS_COUNTS)
+    ):
+        mail = branch_mail.get(row["branch"], {})
+        branches.append(
+            {
+                **row,
+                "sent": mail.get("sent", 0),
+                "opened": mail.get("opened", 0),
+                "clicked": mail.get("clicked", 0),
+                "conversion": _rate(row["goal_reached"], row["enrolled"]),
+            }
+        )
+    context = {
+        "sequence": sequence,
+        "totals": totals,
+        "conversion": _rate(totals["goal_reached"], totals["enrolled"]),
+        "steps": steps,
+        "branches": branches,
+        "Kind": Step.Kind,
+    }
+    response = render(
+        request, partial_or_page(request, "nurturing/sequence_results.html", "results"), context
+    )
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@role_required(MARKETING)
+@require_POST
+def sequence_enroll_list(request: HttpRequest, pk: int) -> HttpResponse:
+    """Enrol every contact a contact-list filter selects (the list's query string)."""
+    sequence = get_object_or_404(Sequence, pk=pk)
+    query = request.POST.get("query", "").lstrip("?")
+    count = services.segment_enroll(sequence=sequence, query=query, source="list")
+    messages.success(
+        request, _("%(count)s contact(s) enrolled in “%(sequence)s”.")
+        % {"count": count, "sequence": sequence.name},
+    )  # fmt: skip
+    return redirect("nurturing-sequence", pk=sequence.pk)
+
+
+# --- A contact's enrolments ------------------------------------------------------------------
+
+
+@role_required(MARKETING, SALES)
+def contact_enrollments(request: HttpRequest, pk: int) -> HttpResponse:
+    contact = get_object_or_404(Contact, pk=pk)
+    enrollments = list(
+        Enrollment.objects.filter(contact=contact)
+        .select_related("sequence", "step")
+        .order_by("-entered_at", "-id")[:50]
+    )
+    mails = (
+        Message.objects.filter(contact=contact)
+        .select_related("step")
+        .order_by("-created_at", "-id")[:100]
+    )
+    by_enrollment: dict[int, list[Message]] = {}
+    for mail in mails:
+        by_enrollment.setdefault(mail.enrollment_id, []).append(mail)
+    for enrollment in enrollments:
+        enrollment.mails = by_enrollment.get(enrollment.pk, [])
+    context = {
+        "contact": contact,
+        "enrollments": enrollments,
+        "sequences": Sequence.objects.filter(active=True).order_by("name"),
+    }
+    response = render(
+        request,
+        partial_or_page(request, "nurturing/contact_enrollments.html", "enrollments"),
+        context,
+    )
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@role_required(MARKETING)
+@require_POST
+def contact_enroll(request: HttpRequest, pk: int) -> HttpResponse:
+    contact = get_object_or_404(Contact, pk=pk)
+    sequence = get_object_or_404(Sequence, pk=request.POST.get("sequence") or 0, active=True)
+    enrollment = services.enrollment_start(
+        sequence=sequence, contact=contact, source=f"user:{request.user.pk}"
+    )
+    if enrollment is None:
+        messages.error(
+            request,
+            _("%(contact)s cannot enter “%(sequence)s” (re-entry policy, or no email address).")
+            % {"contact": contact.display_name, "sequence": sequence.name},
+        )
+    else:
+        messages.success(
+            request, _("%(contact)s enrolled in “%(sequence)s”.")
+            % {"contact": contact.display_name, "sequence": sequence.name},
+        )  # fmt: skip
+    return redirect("contact-detail", pk=contact.pk)
