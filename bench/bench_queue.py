@@ -6,6 +6,7 @@ queue page over a large queue, against the bare SQL of the same reads."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import random
 import time
 from collections import Counter
@@ -188,8 +189,11 @@ def run(scale: float) -> list[dict]:
         figures[kind] = run_claimers(kind, users, claims_each)
     reset_claims()
 
+    # The machine is shared: its load during the run says how much of the latency is waiting
+    # for a core.
     common = {"scale": scale, "contacts": contacts, "queue_size": sqls, "claimers": CLAIMERS,
-              "claims_each": claims_each}  # fmt: skip
+              "claims_each": claims_each,
+              "load_average_1m": round(os.getloadavg()[0], 1)}  # fmt: skip
     bare, nxt, row = figures["bare"], figures["next"], figures["row"]
     how = (f"{CLAIMERS} processes, own connections, {claims_each} claims each, "
            f"queue of {sqls:,} SQLs among {contacts:,} contacts")  # fmt: skip

@@ -1505,20 +1505,43 @@ def _claim_refusal(contact_id: int, user: AbstractBaseUser) -> str:
     }
 
 
-@transaction.atomic
-def contact_claim(*, contact_id: int, user: AbstractBaseUser) -> None:
-    """Make ``user`` the owner of this waiting SQL, or raise ``ClaimRefused``.
+# Compare-and-set: only a waiting SQL matches, so of two reps clicking at once exactly one
+# UPDATE finds the row (the other waits for the row lock, then sees an owner and matches
+# nothing). The audit row rides in the same statement: one round trip, the lock held for that
+# statement only.
+CLAIM_POSTGRESQL = """
+WITH claimed AS (
+    UPDATE contacts_contact SET owner_id = %(user)s, claimed_at = %(now)s, updated_at = %(now)s
+    WHERE id = %(contact)s AND owner_id IS NULL AND stage = 'sql'
+    RETURNING id
+)
+INSERT INTO contacts_contactaudit (contact_id, action, actor_id, owner_id, note, at)
+SELECT id, %(action)s, %(user)s, %(user)s, '', %(now)s FROM claimed
+RETURNING contact_id
+"""
 
-    One compare-and-set: of two reps clicking at once, exactly one UPDATE matches the row."""
+
+def contact_claim(*, contact_id: int, user: AbstractBaseUser) -> None:
+    """Make ``user`` the owner of this waiting SQL, or raise ``ClaimRefused`` saying why."""
     now = timezone.now()
-    claimed = Contact.objects.filter(
-        pk=contact_id, owner__isnull=True, stage=Contact.Stage.SQL
-    ).update(owner=user, claimed_at=now, updated_at=now)
+    if connection.vendor == "postgresql":
+        params = {"user": user.pk, "now": now, "contact": contact_id,
+                  "action": ContactAudit.Action.CLAIMED.value}  # fmt: skip
+        with connection.cursor() as cursor:
+            cursor.execute(CLAIM_POSTGRESQL, params)
+            claimed = cursor.rowcount
+    else:
+        with transaction.atomic():
+            claimed = Contact.objects.filter(
+                pk=contact_id, owner__isnull=True, stage=Contact.Stage.SQL
+            ).update(owner=user, claimed_at=now, updated_at=now)
+            if claimed == 1:
+                ContactAudit.objects.create(
+                    contact_id=contact_id, action=ContactAudit.Action.CLAIMED, actor=user,
+                    owner=user, at=now,
+                )  # fmt: skip
     if claimed != 1:
         raise ClaimRefused(_claim_refusal(contact_id, user))
-    ContactAudit.objects.create(
-        contact_id=contact_id, action=ContactAudit.Action.CLAIMED, actor=user, owner=user, at=now
-    )
 
 
 # The next waiting SQL in queue order, locked; rows other reps are claiming right now are
