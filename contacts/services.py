@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import logging
 import operator
@@ -1850,7 +1851,7 @@ class ContactSuppressed(Exception):
 
 
 def _personal_data_modules() -> list[Any]:
-    return [import_string(path) for path in settings.LEADFUNNEL_PERSONAL_DATA]
+    return [importlib.import_module(path) for path in settings.LEADFUNNEL_PERSONAL_DATA]
 
 
 def _rows(queryset: Any) -> list[dict[str, Any]]:

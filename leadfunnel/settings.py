@@ -261,7 +261,7 @@ CLAIM_RELEASE_HOURS = env.int("CLAIM_RELEASE_HOURS", default=48)
 RETENTION_YEARS = env.int("RETENTION_YEARS", default=0)
 # Modules with export(contact) -> dict and erase(contact) for the personal data other apps keep
 # about a contact beyond its own rows (contacts cannot import them).
-LEADFUNNEL_PERSONAL_DATA: list[str] = []
+LEADFUNNEL_PERSONAL_DATA: list[str] = ["nurturing.personal_data"]
 API_RATE_PER_MINUTE = env.int("API_RATE_PER_MINUTE", default=600)
 FORM_RATE_PER_MINUTE = env.int("FORM_RATE_PER_MINUTE", default=10)
 # Proxies in front of the app that append to X-Forwarded-For (a TLS proxy, a load balancer):
