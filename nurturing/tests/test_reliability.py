@@ -23,8 +23,8 @@ from nurturing.models import Enrollment, Message
 from nurturing.tasks import nurturing_tick_task
 from nurturing.tests.helpers import email_step, sequence_with, wait_step
 from tests.factories import ContactFactory
-from tests.test_event_delivery import broker_at, test_redis_url  # noqa: F401 (fixture)
-from tests.utils import free_port, wait_for
+from tests.test_event_delivery import broker_at  # noqa: F401 (fixture)
+from tests.utils import free_port, redis_test_url, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [
@@ -104,7 +104,7 @@ def delivered_once(smtp, count: int) -> None:
 def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(smtp, broker_at):  # noqa: F811
     import redis
 
-    url = test_redis_url()
+    url = redis_test_url()
     redis.Redis.from_url(url).flushdb()
     broker_at(url)
     sequence = sequence_with(email_step(), wait_step(days=2), email_step(subject="Rappel"))
