@@ -258,7 +258,6 @@ def test_an_event_count_trigger_waits_for_enough_tagged_events_within_its_days(
         type="page_view",
         properties={"content_tag": "tv"},
         occurred_at=timezone.now() - timedelta(days=40),
-        processed_at=timezone.now(),
     )
     record(contact, "page_view", capture=capture, content_tag="tv")
     record(contact, "page_view", capture=capture, content_tag="radio")
