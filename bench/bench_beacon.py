@@ -209,7 +209,8 @@ def run(scale: float) -> list[dict]:
         runs["beacon"], runs["beacon paced"], runs["healthz"], runs["healthz paced"]
     )  # fmt: skip
     common = {
-        "server": "gunicorn.conf.py: gthread, 2 workers x 4 threads, access log written",
+        "server": f"gunicorn.conf.py: gthread, {os.environ.get('WEB_CONCURRENCY') or os.cpu_count()}"
+        f" workers x {os.environ.get('WEB_THREADS') or 4} threads, access log written",
         "visitors": VISITORS,
         "page_views_answered": answered,
         "page_views_stored": stored,
