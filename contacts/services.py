@@ -960,6 +960,8 @@ PAGE_VIEW_BATCH_SIZE = 1000
 # Stop after this many batches (one drain task must not run for ever behind a flood); beat or
 # the next kick carries on.
 PAGE_VIEW_MAX_BATCHES = 50
+# Drains in a row that failed on the same batch before it is stored view by view.
+PAGE_VIEW_MAX_ATTEMPTS = 5
 
 
 def page_views_drain(
@@ -981,11 +983,15 @@ def page_views_drain(
             views = [view for view in map(tracking.parse, raw) if view is not None]
             try:
                 page_views_record_many(views=views)
-            except DatabaseError:
+            except (DatabaseError, connection.Database.Error):  # the latter from COPY
                 # A lock wait given up, or a visitor merged by a form meanwhile: the batch stays
-                # on the processing list and the next drain stores it.
+                # on the processing list and the next drain stores it. A batch that keeps
+                # failing is stored view by view, so one bad view cannot stall the queue.
                 logger.warning("Page view batch not stored this time", exc_info=True)
-                break
+                if tracking.failed_again() < PAGE_VIEW_MAX_ATTEMPTS:
+                    break
+                _page_views_one_by_one(views)
+            tracking.forget_failures()
             total += len(raw)
             if not tracking.done(token, len(raw)):
                 logger.warning("Page view drain lost its lock; stopping.")
@@ -993,6 +999,15 @@ def page_views_drain(
     finally:
         tracking.release(token)
     return total
+
+
+def _page_views_one_by_one(views: Sequence[tracking.QueuedView]) -> None:
+    for view in views:
+        try:
+            page_views_record_many(views=[view])
+        except (DatabaseError, connection.Database.Error):
+            logger.exception("Page view %s cannot be stored; kept aside in Redis.", view.id)
+            tracking.set_aside(view)
 
 
 @transaction.atomic

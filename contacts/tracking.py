@@ -30,6 +30,9 @@ QUEUE = "leadfunnel:page_views"
 PROCESSING = "leadfunnel:page_views:processing"
 LOCK = "leadfunnel:page_views:drain"
 KICK = "leadfunnel:page_views:kick"
+FAILURES = "leadfunnel:page_views:failures"
+# Views that could not be stored even alone: kept for a person to look at, never dropped.
+SET_ASIDE = "leadfunnel:page_views:set_aside"
 # A drainer that has not renewed its lock for this long is taken for dead.
 LOCK_MS = 60_000
 # At most one drain task per this many ms from the pushes (beat sweeps behind them anyway).
@@ -103,14 +106,18 @@ class QueuedView:
     def idempotency_key(self) -> str:
         return f"page_view:{self.id}"
 
+    def dump(self) -> str:
+        fields = {**vars(self), "at": self.at.isoformat()}
+        return json.dumps(fields, separators=(",", ":"))
+
 
 def push(*, visitor_id: str, url: str, title: str, referrer: str, utm: dict[str, str]) -> None:
     """Queue a page view (one round trip), and kick a drain at most once a second."""
-    view = {
-        "id": secrets.token_hex(12), "visitor_id": visitor_id, "url": url, "title": title,
-        "referrer": referrer, "utm": utm, "at": timezone.now().isoformat(),
-    }  # fmt: skip
-    if script(_PUSH, [QUEUE, KICK], json.dumps(view, separators=(",", ":")), KICK_MS):
+    view = QueuedView(
+        id=secrets.token_hex(12), visitor_id=visitor_id, url=url, title=title,
+        referrer=referrer, utm=utm, at=timezone.now(),
+    )  # fmt: skip
+    if script(_PUSH, [QUEUE, KICK], view.dump(), KICK_MS):
         from contacts import broker
         from contacts.tasks import drain_page_views_task
 
@@ -163,3 +170,19 @@ def waiting() -> int:
     pipe.llen(QUEUE)
     pipe.llen(PROCESSING)
     return sum(pipe.execute())
+
+
+def failed_again() -> int:
+    """Count one more failed attempt at the batch in hand; how many in a row so far."""
+    pipe = client().pipeline(transaction=False)
+    pipe.incr(FAILURES)
+    pipe.pexpire(FAILURES, 3_600_000)
+    return int(pipe.execute()[0])
+
+
+def forget_failures() -> None:
+    client().delete(FAILURES)
+
+
+def set_aside(view: QueuedView) -> None:
+    client().rpush(SET_ASIDE, view.dump())

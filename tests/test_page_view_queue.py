@@ -7,6 +7,7 @@ import json
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from contacts import services, tracking
 from contacts.models import Contact, ContactMerge, Event, Form, Visitor
@@ -175,3 +176,27 @@ def test_a_page_view_is_stored_at_once_when_the_queue_is_unreachable(client, set
     beacon(client, ANNE, "https://www.exemple.fr/tarifs")
     assert page_views() == ["https://www.exemple.fr/tarifs"]
     assert "queue unavailable" in caplog.text
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_a_view_that_cannot_be_stored_is_set_aside_and_does_not_stall_the_queue(
+    client, queue, monkeypatch
+):
+    monkeypatch.setattr(services, "PAGE_VIEW_MAX_ATTEMPTS", 2)
+    beacon(client, ANNE, "https://www.exemple.fr/1")
+    # The beacon refuses NUL characters; a view queued by some older or buggy version may not.
+    poison = tracking.QueuedView(
+        id="poison", visitor_id=ANNE, url="https://www.exemple.fr/nul", title="\x00",
+        referrer="", utm={}, at=timezone.now(),
+    )  # fmt: skip
+    queue.rpush(tracking.QUEUE, poison.dump())
+    beacon(client, ANNE, "https://www.exemple.fr/2")
+
+    assert services.page_views_drain() == 0  # PostgreSQL refuses the batch…
+    assert page_views() == [] and tracking.waiting() == 3
+    assert services.page_views_drain() == 3  # …again: then it is stored view by view
+
+    assert page_views() == ["https://www.exemple.fr/1", "https://www.exemple.fr/2"]
+    assert tracking.waiting() == 0
+    assert tracking.parse(queue.lindex(tracking.SET_ASIDE, 0)).id == "poison"

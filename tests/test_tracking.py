@@ -3,6 +3,8 @@
 import json
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from contacts.models import Contact, Event, Visitor
@@ -67,3 +69,23 @@ def test_the_snippet_is_served_as_javascript_pointing_at_this_server(client):
     assert response["Content-Type"].startswith("application/javascript")
     body = response.content.decode()
     assert "http://testserver/t/" in body and "localStorage" in body and "sendBeacon" in body
+
+
+def test_the_beacon_still_checks_the_host_though_it_skips_the_middleware(client):
+    refused = client.post(
+        reverse("beacon"), data=json.dumps(view()), content_type="text/plain",
+        headers={"Host": "evil.example"},
+    )  # fmt: skip
+    assert refused.status_code == 400
+    assert not Contact.objects.exists()
+
+
+def test_the_beacon_sets_no_cookie_and_reads_no_session_or_user(client):
+    client.cookies["sessionid"] = "a-session-from-the-same-domain"
+    with CaptureQueriesContext(connection) as queries:
+        response = beacon(client, view())
+    assert response.status_code == 204
+    assert not response.cookies and "Cookie" not in response.get("Vary", "")
+    tables = " ".join(query["sql"] for query in queries.captured_queries)
+    assert "contacts_event" in tables
+    assert "django_session" not in tables and "auth_user" not in tables
