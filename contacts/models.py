@@ -691,3 +691,34 @@ class EventDailyCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.type} {self.source}: {self.count}"
+
+
+class StageStay(models.Model):
+    """A stage change read as the stay it ended: the contact was in ``stage`` from
+    ``entered_at`` (its previous change, or its creation) until ``left_at``, then went to
+    ``next_stage``. One narrow row per StageChange, with the contact's source, so velocity,
+    conversion and sources are range scans without joins. ``events_process`` adds the rows of
+    each batch's ``stage_changed`` events; ``manage.py rollup_rebuild`` recomputes them."""
+
+    stage_change = models.OneToOneField(
+        StageChange, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    source = models.ForeignKey(
+        LeadSource, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        db_index=False,
+    )  # fmt: skip
+    stage = models.CharField(_("stage"), max_length=20, choices=Contact.Stage.choices)
+    entered_at = models.DateTimeField(_("entered"))
+    left_at = models.DateTimeField(_("left"))
+    next_stage = models.CharField(_("next stage"), max_length=20, choices=Contact.Stage.choices)
+
+    class Meta:
+        verbose_name = _("stage stay")
+        verbose_name_plural = _("stage stays")
+        indexes = [
+            models.Index(fields=["left_at"], name="stagestay_left_at"),
+            models.Index(fields=["entered_at"], name="stagestay_entered_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stage_change_id}: {self.stage} → {self.next_stage}"

@@ -491,7 +491,7 @@ def events_process(*, event_ids: Sequence[int]) -> int:
         if not events:
             return 0
         done = _run_handlers(handlers, events)
-        dashboard.event_rollup_add(done)
+        dashboard.rollups_add(done)
         Event.objects.filter(pk__in=[e.pk for e in done]).update(
             processed_at=timezone.now(), attempts=F("attempts") + 1, last_error=""
         )
