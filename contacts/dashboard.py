@@ -137,9 +137,7 @@ def _fetch(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
 
 def funnel() -> list[dict[str, Any]]:
     """Contacts per stage now, in funnel order."""
-    # COUNT(*), not COUNT(id): PostgreSQL then counts from the stage index alone.
-    found = dict(Contact.objects.order_by().values_list("stage").annotate(n=Count("*")))
-    counts = {stage: found.get(stage, 0) for stage in STAGES}
+    counts = Contact.objects.stage_counts()
     return [
         {"stage": stage, "label": Contact.Stage(stage).label, "count": count}
         for stage, count in counts.items()
