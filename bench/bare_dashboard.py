@@ -3,35 +3,45 @@ baseline each page's server time is compared with."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
-from django.db import connection
+from django.db import connection, transaction
+from django.utils import timezone
 
-from contacts.dashboard import Period, conversion_sql, velocity_sql
+from contacts.dashboard import (
+    SLA_SQL,
+    SLA_SUMMARY_SQL_POSTGRES,
+    STAGES,
+    Period,
+    conversion_sql,
+    velocity_sql,
+)
 
 
 def fetch(sql: str, params: list[object] | None = None) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params or [])
-        return cursor.fetchall()
+        return cursor.fetchall() if cursor.description else []
 
 
 def conversion(start: date, end: date) -> None:
     low, high = Period(start, end).bounds()
-    fetch(conversion_sql(), [low, high, low, high])
+    fetch(conversion_sql(), [low, high] * 3)
 
 
 def velocity(start: date, end: date) -> None:
     low, high = Period(start, end).bounds()
-    fetch(velocity_sql(), [high, low, high, low])
+    with transaction.atomic():
+        fetch("SET LOCAL work_mem = '64MB'")
+        fetch(velocity_sql(), [STAGES, low, high])
 
 
 def sources(start: date, end: date) -> None:
     low, high = Period(start, end).bounds()
     fetch(
-        "SELECT k.source_id, s.to_stage, count(DISTINCT s.contact_id) FROM contacts_stagechange s "
-        "JOIN contacts_contact k ON k.id = s.contact_id WHERE s.at >= %s AND s.at < %s "
-        "AND s.to_stage IN ('lead', 'mql', 'sql', 'client') GROUP BY 1, 2",
+        "SELECT source_id, next_stage, count(*) FROM contacts_stagestay "
+        "WHERE left_at >= %s AND left_at < %s "
+        "AND next_stage IN ('lead', 'mql', 'sql', 'client') GROUP BY 1, 2",
         [low, high],
     )
     fetch(
@@ -44,12 +54,9 @@ def sources(start: date, end: date) -> None:
 
 def sla(start: date, end: date) -> None:
     low, high = Period(start, end).bounds()
-    fetch(
-        "SELECT s.contact_id, k.claimed_at, max(s.at) FROM contacts_stagechange s "
-        "JOIN contacts_contact k ON k.id = s.contact_id WHERE s.to_stage = 'sql' "
-        "AND s.at >= %s AND s.at < %s GROUP BY 1, 2",
-        [low, high],
-    )
+    limit = timezone.now() - timedelta(hours=4)
+    sql = SLA_SUMMARY_SQL_POSTGRES.format(entries=SLA_SQL)
+    fetch(sql, ["sql", low, high, 4 * 3600.0, 4 * 3600.0, limit, limit])
 
 
 def touchpoints(start: date, end: date) -> None:

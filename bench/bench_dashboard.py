@@ -41,7 +41,7 @@ def scalar(sql: str, params: list[object] | None = None) -> object:
 
 
 def seed(contacts: int, events: int, rep_id: int) -> None:
-    from contacts.dashboard import event_rollup_rebuild
+    from contacts.dashboard import rollups_rebuild
 
     started = time.monotonic()
     execute(
@@ -142,12 +142,13 @@ def seed(contacts: int, events: int, rep_id: int) -> None:
             [low, high, low, offset + 1, offset + size],
         )
         print(f"   events {offset + size:,}: {time.monotonic() - started:.0f} s", flush=True)
-    event_rollup_rebuild()
+    rollups_rebuild()
     print(f"   rollup rebuilt: {time.monotonic() - started:.0f} s", flush=True)
     execute("VACUUM ANALYZE contacts_contact")
     execute("VACUUM ANALYZE contacts_stagechange")
     execute("VACUUM ANALYZE contacts_event")
     execute("VACUUM ANALYZE contacts_eventdailycount")
+    execute("VACUUM ANALYZE contacts_stagestay")
     print(f"   analyzed: {time.monotonic() - started:.0f} s", flush=True)
 
 

@@ -576,7 +576,7 @@ def events_process(*, event_ids: Sequence[int]) -> int:
             events = _dequeue(ids)
             if events:
                 done = _run_handlers(handlers, events)
-                dashboard.event_rollup_add(done)
+                dashboard.rollups_add(done)
                 PendingEvent.objects.filter(event_id__any={e.pk for e in done}).delete()
                 total += len(done)
             ids = _take_pending(mark)

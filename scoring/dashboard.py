@@ -22,7 +22,7 @@ def score_distribution() -> list[dict[str, Any]]:
         output_field=IntegerField(),
     )
     counts = dict(
-        Contact.objects.order_by().annotate(band=band).values_list("band").annotate(n=Count("id"))
+        Contact.objects.order_by().annotate(band=band).values_list("band").annotate(n=Count("*"))
     )
     rows = [{"band": -1, "low": None, "high": -1, "count": counts.get(-1, 0)}]
     rows += [

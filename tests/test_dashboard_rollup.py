@@ -11,9 +11,15 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.core.management import call_command
 
-from contacts.dashboard import event_rollup_rebuild
-from contacts.models import Event, EventDailyCount
-from contacts.services import NewEvent, event_record, events_process, events_record_many
+from contacts.dashboard import rollups_rebuild
+from contacts.models import Contact, Event, EventDailyCount, StageChange, StageStay
+from contacts.services import (
+    NewEvent,
+    event_record,
+    events_process,
+    events_record_many,
+    stage_move,
+)
 from tests.factories import ContactFactory
 
 pytestmark = pytest.mark.django_db
@@ -60,7 +66,7 @@ def test_incremental_counts_equal_a_rebuild_from_the_events():
     incremental = snapshot()
     assert sum(incremental.values()) == 300
 
-    event_rollup_rebuild()
+    rollups_rebuild()
 
     assert snapshot() == incremental
 
@@ -77,7 +83,7 @@ def test_days_are_counted_in_the_sites_time_zone():
         (date(2026, 2, 3), "page_view", "beacon"): 1,
         (date(2026, 2, 4), "page_view", "beacon"): 1,
     }
-    event_rollup_rebuild()
+    rollups_rebuild()
     assert snapshot() == {
         (date(2026, 2, 3), "page_view", "beacon"): 1,
         (date(2026, 2, 4), "page_view", "beacon"): 1,
@@ -95,7 +101,7 @@ def test_unprocessed_and_failing_events_are_in_neither_count():
     events_process(event_ids=[good.pk, bad.pk])
 
     assert snapshot() == {(date(2026, 2, 3), "download", "api"): 1}
-    event_rollup_rebuild()
+    rollups_rebuild()
     assert snapshot() == {(date(2026, 2, 3), "download", "api"): 1}
 
 
@@ -111,7 +117,41 @@ def test_the_rebuild_command_repairs_a_rollup_and_says_so():
     call_command("rollup_rebuild", stdout=out)
 
     assert snapshot() == {(date(2026, 2, 3), "download", ""): 1}
-    assert "Daily event counts rebuilt: 1 rows." in out.getvalue()
+    assert "Rebuilt 1 daily event counts and 0 stage stays." in out.getvalue()
+
+
+def stays() -> set[tuple]:
+    return set(
+        StageStay.objects.values_list(
+            "stage_change_id", "source_id", "stage", "entered_at", "left_at", "next_stage"
+        )
+    )
+
+
+def test_stage_stays_are_the_same_whatever_order_their_events_are_processed_in():
+    first = ContactFactory(stage="suspect", created_at=datetime(2026, 1, 2, 9, tzinfo=PARIS))
+    second = ContactFactory(stage="suspect", created_at=datetime(2026, 1, 3, 9, tzinfo=PARIS))
+    for contact, path in [(first, ["lead", "mql", "sql", "lead"]), (second, ["lead", "client"])]:
+        for day, stage in enumerate(path, start=5):
+            stage_move(contact=contact, to=stage, cause=StageChange.Cause.USER,
+                       at=datetime(2026, 1, day, 10, tzinfo=PARIS))  # fmt: skip
+    changes = Event.objects.filter(type="stage_changed").order_by("-occurred_at")
+    for event in changes:  # newest first, one at a time: the worst order
+        events_process(event_ids=[event.pk])
+
+    incremental = stays()
+    assert len(incremental) == 6
+    sql_stay = StageStay.objects.get(stage="sql")
+    assert (sql_stay.entered_at, sql_stay.left_at, sql_stay.next_stage) == (
+        datetime(2026, 1, 7, 10, tzinfo=PARIS), datetime(2026, 1, 8, 10, tzinfo=PARIS), "lead",
+    )  # fmt: skip
+    suspect_stay = StageStay.objects.get(stage_change__contact=second, stage="suspect")
+    assert suspect_stay.entered_at == second.created_at
+
+    rollups_rebuild()
+
+    assert stays() == incremental
+    assert Contact.objects.count() == 2
 
 
 def test_the_demo_data_comes_with_its_daily_counts(settings):
@@ -119,3 +159,4 @@ def test_the_demo_data_comes_with_its_daily_counts(settings):
 
     counted = sum(EventDailyCount.objects.values_list("count", flat=True))
     assert counted == Event.objects.filter(pending__isnull=True).count() > 2000
+    assert StageStay.objects.count() == StageChange.objects.count() > 200

@@ -2,15 +2,17 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from contacts.dashboard import event_rollup_rebuild
+from contacts.dashboard import rollups_rebuild
 
 
 class Command(BaseCommand):
     help = (
-        "Recompute the daily event counts the dashboard reads from the processed events "
-        "(after a restore, a bulk load, or to check them)."
+        "Recompute what the dashboard reads instead of the raw tables (daily event counts, "
+        "stage stays) from the processed events and the stage history."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        rows = event_rollup_rebuild()
-        self.stdout.write(self.style.SUCCESS(f"Daily event counts rebuilt: {rows:,} rows."))
+        counts, stays = rollups_rebuild()
+        self.stdout.write(
+            self.style.SUCCESS(f"Rebuilt {counts:,} daily event counts and {stays:,} stage stays.")
+        )

@@ -20,7 +20,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
-from contacts.dashboard import event_rollup_rebuild
+from contacts.dashboard import rollups_rebuild
 from contacts.models import Contact, Event, LeadSource, StageChange
 from leadfunnel.roles import MARKETING, SALES
 from nurturing.demo import campaigns_install
@@ -830,8 +830,8 @@ class Command(BaseCommand):
                     seed=seed, contacts=contacts, events=events, reps=reps, now=timezone.now()
                 )
                 score_history()
-                # The demo's events are written already processed: count them in one pass.
-                event_rollup_rebuild()
+                # The demo's history is written already processed: summarise it in one pass.
+                rollups_rebuild()
             sequences = campaigns_install()
         if summary is not None:
             self.report(summary, time.monotonic() - started)
