@@ -163,3 +163,21 @@ def test_the_list_runs_the_same_number_of_queries_for_5_or_50_contacts(
         response = marketer_client.get(URL)
     assert len(response.context["page"]) == 50
     assert len(few.captured_queries) <= 10
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_the_search_is_answered_from_its_trigram_index():
+    from django.db import connection
+
+    from contacts.models import Contact
+
+    ContactFactory(first_name="Élodie", last_name="Fournier", company="Société Générale")
+    query = Contact.objects.search("élodie fournier")
+    assert [c.first_name for c in query] == ["Élodie"]
+    sql, params = query.order_by().query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a tiny table would be scanned
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "contact_search_trgm" in plan

@@ -27,7 +27,7 @@ POSTGRES_INDEXES = [
     # The SLA panel's entries into SQL and claim times, read from indexes alone.
     "CREATE INDEX IF NOT EXISTS stagechange_to_at_contact ON contacts_stagechange (to_stage, at) "
     "INCLUDE (contact_id)",
-    "CREATE INDEX IF NOT EXISTS contact_claimed ON contacts_contact (id) INCLUDE (claimed_at) "
+    "CREATE INDEX IF NOT EXISTS contact_claimed_covering ON contacts_contact (id) INCLUDE (claimed_at) "
     "WHERE claimed_at IS NOT NULL",
     # The list's default order (last activity, newest first, never-active last).
     "CREATE INDEX IF NOT EXISTS contact_last_activity_desc ON contacts_contact "
@@ -39,7 +39,7 @@ POSTGRES_DROPS = [
     "DROP INDEX IF EXISTS contact_last_name_trgm",
     "DROP INDEX IF EXISTS contact_company_trgm",
     "DROP INDEX IF EXISTS contact_last_activity_desc",
-    "DROP INDEX IF EXISTS contact_claimed",
+    "DROP INDEX IF EXISTS contact_claimed_covering",
     "DROP INDEX IF EXISTS contact_source_activity",
     "DROP INDEX IF EXISTS stagechange_to_at_contact",
     "DROP INDEX IF EXISTS stagestay_left_covering",
