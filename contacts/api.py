@@ -189,6 +189,8 @@ class ContactIn(Schema):
     utm_source: Text = ""
     utm_medium: Text = ""
     utm_campaign: Text = ""
+    # The contact's id in your system; unique: one that belongs to another contact is a 400.
+    external_id: Text | None = None
 
 
 class ContactsIn(Schema):
@@ -201,6 +203,7 @@ class ContactOut(Schema):
     first_name: str
     last_name: str
     company: str
+    external_id: str | None
     stage: str
     score: int
     created_at: datetime
@@ -285,9 +288,15 @@ def upsert_contacts(request: HttpRequest, payload: ContactsIn) -> ContactsOut:
 
 
 def _upsert_contacts(payload: ContactsIn) -> ContactsOut:
-    results = [
-        services.contact_upsert(**item.dict(exclude_unset=True)) for item in payload.contacts
-    ]
+    results = []
+    for i, item in enumerate(payload.contacts):
+        try:
+            results.append(services.contact_upsert(**item.dict(exclude_unset=True)))
+        except services.DuplicateContact as error:  # an external id another contact has
+            loc = ["body", "payload", "contacts", i, "external_id"]
+            message = "Another contact has this external id."
+            problem = {"loc": loc, "msg": message, "type": "value_error"}
+            raise NinjaValidationError([problem]) from error
     created = sum(1 for _, was_created in results if was_created)
     return ContactsOut(
         created=created,
