@@ -193,6 +193,8 @@ class ContactIn(Schema):
         None, description="The contact who referred this one (kept if one is already set)."
     )
     referrer_email: Email | None = Field(None, description="Or the referrer's email.")
+    # The contact's id in your system; unique: one that belongs to another contact is a 400.
+    external_id: Text | None = None
 
 
 class ContactsIn(Schema):
@@ -205,6 +207,7 @@ class ContactOut(Schema):
     first_name: str
     last_name: str
     company: str
+    external_id: str | None
     stage: str
     score: int
     created_at: datetime
@@ -307,12 +310,16 @@ def _upsert_contacts(payload: ContactsIn) -> ContactsOut:
     referrers = [_referrer(i, item, errors) for i, item in enumerate(payload.contacts)]
     if errors:
         raise NinjaValidationError(errors)
-    results = [
-        services.contact_upsert(
-            **item.dict(exclude_unset=True, exclude={"referrer_id", "referrer_email"})
-        )
-        for item in payload.contacts
-    ]
+    results = []
+    for i, item in enumerate(payload.contacts):
+        fields = item.dict(exclude_unset=True, exclude={"referrer_id", "referrer_email"})
+        try:
+            results.append(services.contact_upsert(**fields))
+        except services.DuplicateContact as error:  # an external id another contact has
+            loc = ["body", "payload", "contacts", i, "external_id"]
+            message = "Another contact has this external id."
+            problem = {"loc": loc, "msg": message, "type": "value_error"}
+            raise NinjaValidationError([problem]) from error
     for (contact, _created), referrer in zip(results, referrers, strict=True):
         if referrer is not None:
             services.contact_referral_link(contact=contact, referrer=referrer)

@@ -744,7 +744,9 @@ def contact_upsert(
             with transaction.atomic():
                 return contact_create(email=email, cause=cause, actor=actor, **fields), True
         except DuplicateContact:  # created by a concurrent request between our read and write
-            existing = Contact.objects.get(email__iexact=normalize_email(email))
+            existing = Contact.objects.filter(email__iexact=normalize_email(email)).first()
+            if existing is None:  # not the email: the external id is another contact's
+                raise
     if fields:
         contact_update(contact=existing, actor=actor, **fields)
     return existing, False
@@ -783,6 +785,8 @@ def _save(contact: Contact, update_fields: list[str] | None = None) -> None:
         with transaction.atomic():
             contact.save(update_fields=update_fields)
     except IntegrityError as error:
+        if "external_id" in str(error):
+            raise DuplicateContact(_("A contact with this external id already exists.")) from error
         raise DuplicateContact(_("A contact with this email already exists.")) from error
 
 

@@ -134,6 +134,30 @@ def test_contacts_are_upserted_on_their_email_whatever_its_case(client, key):
     assert Contact.objects.get(email="hugo.noel@exemple.fr").stage == "lead"
 
 
+def test_a_contact_upsert_sets_its_external_id_and_refuses_one_another_contact_has(client, key):
+    ContactFactory(email="ana@exemple.fr", external_id="CRM-1")
+    ok = post(
+        client,
+        "contacts",
+        {"contacts": [{"email": "bob@exemple.fr", "external_id": " CRM-2 "}]},
+        key,
+    )
+    assert ok.status_code == 200, ok.content
+    assert ok.json()["contacts"][0]["external_id"] == "CRM-2"
+
+    body = {"contacts": [
+        {"email": "carl@exemple.fr", "first_name": "Carl"},
+        {"email": "bob@exemple.fr", "external_id": "CRM-1"},  # Ana's
+    ]}  # fmt: skip
+    refused = post(client, "contacts", body, key)
+
+    assert refused.status_code == 400
+    assert refused.json()["detail"][0]["loc"][-2:] == [1, "external_id"]
+    assert refused.json()["detail"][0]["msg"] == "Another contact has this external id."
+    assert Contact.objects.get(email="bob@exemple.fr").external_id == "CRM-2"
+    assert not Contact.objects.filter(email="carl@exemple.fr").exists()  # refused whole
+
+
 def test_reading_a_contact_gives_its_stage_and_score(client, key):
     contact = ContactFactory(stage="mql", score=42, first_name="Élodie")
     response = client.get(
