@@ -13,10 +13,16 @@ import binascii
 import secrets
 from email.header import Header
 from email.utils import formatdate
+from functools import lru_cache
 from typing import Any
 
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.message import sanitize_address
+
+
+@lru_cache(maxsize=64)
+def _address(value: str) -> str:
+    return sanitize_address(value, "utf-8")
 
 
 def _header(value: str) -> str:
@@ -35,7 +41,7 @@ def build(
     *, from_email: str, to: str, subject: str, text: str, html: str, headers: dict[str, str]
 ) -> bytes:
     lines = [
-        f"From: {sanitize_address(from_email, 'utf-8')}",
+        f"From: {_address(from_email)}",  # the same sender for every message: encoded once
         f"To: {sanitize_address(to, 'utf-8')}",
         f"Subject: {_header(subject)}",
         f"Date: {formatdate(localtime=False, usegmt=True)}",

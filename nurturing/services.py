@@ -846,22 +846,23 @@ def _apply_goals(events: abc.Sequence[Any], sequences: list[Sequence]) -> None:
                 wanted_tag=sequence.goal_tag,
             ):
                 hits[sequence.pk].append((event.contact_id, event.occurred_at, event.pk))
+    ended: list[int] = []
     for sequence_id, found in hits.items():
         contacts = {contact_id for contact_id, _, _ in found}
-        for enrollment in Enrollment.objects.active().filter(
-            sequence_id=sequence_id, contact_id__in=contacts
+        for pk, contact_id, entered_at in (
+            Enrollment.objects.active()
+            .filter(sequence_id=sequence_id, contact_id__in=contacts)
+            .values_list("pk", "contact_id", "entered_at")
         ):
-            matching = [
-                (at, pk) for c, at, pk in found
-                if c == enrollment.contact_id and at >= enrollment.entered_at
-            ]  # fmt: skip
-            if matching:
-                at, pk = min(matching)
-                enrollments_end(
-                    enrollments=Enrollment.objects.filter(pk=enrollment.pk),
-                    status=Enrollment.Status.GOAL_REACHED,
-                    reason=f"goal event {pk}",
-                )
+            # Only an event from after the enrolment began counts as its conversion.
+            if any(c == contact_id and at >= entered_at for c, at, _ in found):
+                ended.append(pk)
+    if ended:
+        enrollments_end(
+            enrollments=Enrollment.objects.filter(pk__in=ended),
+            status=Enrollment.Status.GOAL_REACHED,
+            reason="goal event",
+        )
 
 
 def _apply_triggers(events: abc.Sequence[Any], sequences: list[Sequence]) -> None:
