@@ -100,3 +100,21 @@ def test_a_marketer_enrols_a_filtered_contact_list(marketer_client):
     )
     assert response.status_code == 302
     assert Enrollment.objects.filter(sequence=sequence).count() == 3
+
+
+def test_the_contact_list_leads_to_enrolling_the_contacts_it_shows(marketer_client):
+    sequence = sequence_with(email_step(), name="Relance MQL")
+    ContactFactory.create_batch(3, stage="mql")
+    ContactFactory.create_batch(2, stage="lead")
+    listing = marketer_client.get("/contacts/", {"stage": "mql"})
+    assert "/nurturing/enroll/?stage=mql" in listing.content.decode()
+
+    page = marketer_client.get("/nurturing/enroll/", {"stage": "mql"})
+    assert page.context["count"] == 3
+    assert "Relance MQL" in page.content.decode()
+
+    response = marketer_client.post(
+        "/nurturing/sequences/0/enroll/", {"sequence": sequence.pk, "query": "stage=mql"}
+    )
+    assert response.status_code == 302
+    assert Enrollment.objects.filter(sequence=sequence).count() == 3
