@@ -58,6 +58,8 @@ class Sequence(models.Model):
         blank=True,
         help_text=_("The contact list's filters, as in its address, e.g. stage=mql&score_min=20."),
     )
+    # When the segment was last enrolled (the tick re-reads segments every SEGMENT_EVERY).
+    segment_enrolled_at = models.DateTimeField(_("segment last enrolled"), null=True, blank=True)
     reentry = models.CharField(
         _("re-entry"), max_length=20, choices=Reentry.choices, default=Reentry.ONCE
     )

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.mail import get_connection
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.http import QueryDict
 from django.urls import reverse
 from django.utils import timezone
@@ -805,15 +805,36 @@ def messages_reap(*, as_of: datetime | None = None) -> int:
     )
 
 
+SEGMENT_EVERY = timedelta(minutes=15)
+
+
+def segments_enroll(*, as_of: datetime | None = None) -> int:
+    """Segment-triggered sequences take in the contacts that newly match, every SEGMENT_EVERY.
+    A compare-and-set on ``segment_enrolled_at`` lets one tick do it when several run."""
+    as_of = as_of or timezone.now()
+    total = 0
+    due = Sequence.objects.filter(active=True, trigger=Sequence.Trigger.SEGMENT).filter(
+        Q(segment_enrolled_at__isnull=True) | Q(segment_enrolled_at__lte=as_of - SEGMENT_EVERY)
+    )
+    for sequence in due:
+        won = Sequence.objects.filter(
+            pk=sequence.pk, segment_enrolled_at=sequence.segment_enrolled_at
+        ).update(segment_enrolled_at=as_of)
+        if won and sequence.segment_query.strip():
+            total += segment_enroll(sequence=sequence, source="segment")
+    return total
+
+
 def nurturing_tick() -> dict[str, int]:
-    """What beat runs every few seconds: free dead workers' leases, advance due enrolments,
-    and make sure a send task runs while messages are due."""
+    """What beat runs every few seconds: free dead workers' leases, take in segments' new
+    contacts, advance due enrolments, and make sure a send task runs while messages are due."""
     reaped = messages_reap()
+    segmented = segments_enroll()
     advanced = enrollments_advance(budget=TICK_BUDGET_SECONDS)
     due = Message.objects.sendable(timezone.now()).exists()
     if due:
         _kick_send(0)
-    return {"reaped": reaped, "advanced": advanced, "send_due": int(due)}
+    return {"reaped": reaped, "segmented": segmented, "advanced": advanced, "send_due": int(due)}
 
 
 # --- Events: triggers and goals ---------------------------------------------------------------
