@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from contacts.models import Contact, Event
 
@@ -57,6 +58,8 @@ class Sequence(models.Model):
         blank=True,
         help_text=_("The contact list's filters, as in its address, e.g. stage=mql&score_min=20."),
     )
+    # When the segment was last enrolled (the tick re-reads segments every SEGMENT_EVERY).
+    segment_enrolled_at = models.DateTimeField(_("segment last enrolled"), null=True, blank=True)
     reentry = models.CharField(
         _("re-entry"), max_length=20, choices=Reentry.choices, default=Reentry.ONCE
     )
@@ -177,8 +180,8 @@ class Step(models.Model):
 
     class Meta:
         ordering = ["sequence", "position", "id"]
-        verbose_name = _("step")
-        verbose_name_plural = _("steps")
+        verbose_name = pgettext_lazy("of a sequence", "step")
+        verbose_name_plural = pgettext_lazy("of a sequence", "steps")
 
     def __str__(self) -> str:
         return self.name or f"{self.position}. {self.get_kind_display()}"
@@ -266,11 +269,11 @@ class Enrollment(models.Model):
 
     class Status(models.TextChoices):
         ACTIVE = "active", _("Active")
-        COMPLETED = "completed", _("Completed")
+        COMPLETED = "completed", pgettext_lazy("an enrolment", "Completed")
         GOAL_REACHED = "goal_reached", _("Goal reached")
-        EXITED = "exited", _("Exited")
-        UNSUBSCRIBED = "unsubscribed", _("Unsubscribed")
-        FAILED = "failed", _("Failed")
+        EXITED = "exited", pgettext_lazy("an enrolment", "Exited")
+        UNSUBSCRIBED = "unsubscribed", pgettext_lazy("an enrolment", "Unsubscribed")
+        FAILED = "failed", pgettext_lazy("an enrolment", "Failed")
 
     # SET_NULL: a deleted contact's enrolment ends quietly and still counts in the results.
     contact = models.ForeignKey(
@@ -346,11 +349,11 @@ class Message(models.Model):
     """The outbox: an email rendered when its step ran, delivered once by a send task."""
 
     class Status(models.TextChoices):
-        QUEUED = "queued", _("Queued")
-        SENDING = "sending", _("Sending")
-        SENT = "sent", _("Sent")
-        FAILED = "failed", _("Failed")
-        SUPPRESSED = "suppressed", _("Suppressed")
+        QUEUED = "queued", pgettext_lazy("a message", "Queued")
+        SENDING = "sending", pgettext_lazy("a message", "Sending")
+        SENT = "sent", pgettext_lazy("a message", "Sent")
+        FAILED = "failed", pgettext_lazy("a message", "Failed")
+        SUPPRESSED = "suppressed", pgettext_lazy("a message", "Suppressed")
 
     enrollment = models.ForeignKey(
         Enrollment, verbose_name=_("enrolment"), on_delete=models.CASCADE, related_name="messages"

@@ -14,9 +14,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail import get_connection
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.http import QueryDict
 from django.urls import reverse
 from django.utils import timezone
@@ -35,6 +35,7 @@ from contacts.services import (
     stage_move,
 )
 from nurturing import engine, rendering
+from nurturing.mime import BuiltEmail
 from nurturing.models import Enrollment, Message, Sequence, Step
 from scoring.services import Adjustment, scores_adjust
 
@@ -702,7 +703,7 @@ def _release(ids: list[int]) -> None:
     )
 
 
-def email_for(message: Message) -> EmailMultiAlternatives:
+def email_for(message: Message) -> BuiltEmail:
     headers = {"Message-ID": message.message_id}
     if not message.internal:
         assert message.step_id is not None
@@ -710,7 +711,7 @@ def email_for(message: Message) -> EmailMultiAlternatives:
         url = rendering.token_url("nurturing-unsubscribe", token)
         headers["List-Unsubscribe"] = f"<{url}>"
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    email = EmailMultiAlternatives(
+    email = BuiltEmail(
         subject=message.subject,
         body=message.body_text,
         from_email=settings.DEFAULT_FROM_EMAIL,
@@ -725,26 +726,31 @@ def email_for(message: Message) -> EmailMultiAlternatives:
 TRANSIENT = (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError)
 
 
-def _deliver(message: Message, connection: Any) -> int:
+def _deliver(message: Message, smtp: Any) -> int:
     try:
         # Opened here, not by send_messages, which would close a connection it opened itself
         # after every message (a new SMTP session each time).
-        connection.open()
-        connection.send_messages([email_for(message)])
+        smtp.open()
+        smtp.send_messages([email_for(message)])
     except smtplib.SMTPRecipientsRefused as error:
         code, reason = next(iter(error.recipients.values()), (550, b""))
-        _failed_or_retry(message, code, _smtp_text(code, reason), connection)
+        _failed_or_retry(message, code, _smtp_text(code, reason), smtp)
         return 0
     except smtplib.SMTPResponseException as error:
-        _failed_or_retry(message, error.smtp_code, _smtp_text(error.smtp_code, error.smtp_error),
-                         connection)  # fmt: skip
+        reason = _smtp_text(error.smtp_code, error.smtp_error)
+        _failed_or_retry(message, error.smtp_code, reason, smtp)
         return 0
     except (*TRANSIENT, smtplib.SMTPException) as error:
-        _retry(message, f"{type(error).__name__}: {error}", connection)
+        _retry(message, f"{type(error).__name__}: {error}", smtp)
         return 0
-    Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
-        status=Message.Status.SENT, sent_at=timezone.now(), lease_until=None, error=""
-    )
+    # One plain statement per message, right after the server accepted it: the smaller this
+    # gap, the smaller the chance that a killed worker leaves a delivered message unmarked.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE nurturing_message SET status = %s, sent_at = %s, lease_until = NULL, "
+            "error = '' WHERE id = %s AND status = %s",
+            [Message.Status.SENT, timezone.now(), message.pk, Message.Status.SENDING],
+        )
     return 1
 
 
@@ -753,20 +759,20 @@ def _smtp_text(code: int, reason: bytes | str) -> str:
     return f"{code} {text}".strip()
 
 
-def _failed_or_retry(message: Message, code: int, reason: str, connection: Any) -> None:
+def _failed_or_retry(message: Message, code: int, reason: str, smtp: Any) -> None:
     if 400 <= code < 500:
-        _retry(message, reason, connection)
+        _retry(message, reason, smtp)
         return
     # A permanent refusal (5xx): this message will never go; the rest of the batch goes on.
     Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
         status=Message.Status.FAILED, lease_until=None, error=reason[:2000]
     )
     # After a refusal mid-transaction the server expects a fresh one: reset the connection.
-    _reset(connection)
+    _reset(smtp)
 
 
-def _retry(message: Message, reason: str, connection: Any) -> None:
-    _reset(connection)
+def _retry(message: Message, reason: str, smtp: Any) -> None:
+    _reset(smtp)
     if message.attempts >= settings.NURTURING_MAX_ATTEMPTS:
         Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
             status=Message.Status.FAILED, lease_until=None, error=reason[:2000]
@@ -780,9 +786,9 @@ def _retry(message: Message, reason: str, connection: Any) -> None:
     )
 
 
-def _reset(connection: Any) -> None:
+def _reset(smtp: Any) -> None:
     try:
-        connection.close()
+        smtp.close()
     except Exception:  # noqa: S110 (a broken connection is being thrown away anyway)
         pass
 
@@ -799,15 +805,36 @@ def messages_reap(*, as_of: datetime | None = None) -> int:
     )
 
 
+SEGMENT_EVERY = timedelta(minutes=15)
+
+
+def segments_enroll(*, as_of: datetime | None = None) -> int:
+    """Segment-triggered sequences take in the contacts that newly match, every SEGMENT_EVERY.
+    A compare-and-set on ``segment_enrolled_at`` lets one tick do it when several run."""
+    as_of = as_of or timezone.now()
+    total = 0
+    due = Sequence.objects.filter(active=True, trigger=Sequence.Trigger.SEGMENT).filter(
+        Q(segment_enrolled_at__isnull=True) | Q(segment_enrolled_at__lte=as_of - SEGMENT_EVERY)
+    )
+    for sequence in due:
+        won = Sequence.objects.filter(
+            pk=sequence.pk, segment_enrolled_at=sequence.segment_enrolled_at
+        ).update(segment_enrolled_at=as_of)
+        if won and sequence.segment_query.strip():
+            total += segment_enroll(sequence=sequence, source="segment")
+    return total
+
+
 def nurturing_tick() -> dict[str, int]:
-    """What beat runs every few seconds: free dead workers' leases, advance due enrolments,
-    and make sure a send task runs while messages are due."""
+    """What beat runs every few seconds: free dead workers' leases, take in segments' new
+    contacts, advance due enrolments, and make sure a send task runs while messages are due."""
     reaped = messages_reap()
+    segmented = segments_enroll()
     advanced = enrollments_advance(budget=TICK_BUDGET_SECONDS)
     due = Message.objects.sendable(timezone.now()).exists()
     if due:
         _kick_send(0)
-    return {"reaped": reaped, "advanced": advanced, "send_due": int(due)}
+    return {"reaped": reaped, "segmented": segmented, "advanced": advanced, "send_due": int(due)}
 
 
 # --- Events: triggers and goals ---------------------------------------------------------------
@@ -840,22 +867,23 @@ def _apply_goals(events: abc.Sequence[Any], sequences: list[Sequence]) -> None:
                 wanted_tag=sequence.goal_tag,
             ):
                 hits[sequence.pk].append((event.contact_id, event.occurred_at, event.pk))
+    ended: list[int] = []
     for sequence_id, found in hits.items():
         contacts = {contact_id for contact_id, _, _ in found}
-        for enrollment in Enrollment.objects.active().filter(
-            sequence_id=sequence_id, contact_id__in=contacts
+        for pk, contact_id, entered_at in (
+            Enrollment.objects.active()
+            .filter(sequence_id=sequence_id, contact_id__in=contacts)
+            .values_list("pk", "contact_id", "entered_at")
         ):
-            matching = [
-                (at, pk) for c, at, pk in found
-                if c == enrollment.contact_id and at >= enrollment.entered_at
-            ]  # fmt: skip
-            if matching:
-                at, pk = min(matching)
-                enrollments_end(
-                    enrollments=Enrollment.objects.filter(pk=enrollment.pk),
-                    status=Enrollment.Status.GOAL_REACHED,
-                    reason=f"goal event {pk}",
-                )
+            # Only an event from after the enrolment began counts as its conversion.
+            if any(c == contact_id and at >= entered_at for c, at, _ in found):
+                ended.append(pk)
+    if ended:
+        enrollments_end(
+            enrollments=Enrollment.objects.filter(pk__in=ended),
+            status=Enrollment.Status.GOAL_REACHED,
+            reason="goal event",
+        )
 
 
 def _apply_triggers(events: abc.Sequence[Any], sequences: list[Sequence]) -> None:

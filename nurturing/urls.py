@@ -8,6 +8,7 @@ urlpatterns = [
     path("e/u/<str:token>", views.unsubscribe, name="nurturing-unsubscribe"),
     path("nurturing/sequences/", views.sequence_list, name="nurturing-sequences"),
     path("nurturing/sequences/<int:pk>/", views.sequence_results, name="nurturing-sequence"),
+    path("nurturing/enroll/", views.enroll_list, name="nurturing-enroll-list"),
     path(
         "nurturing/sequences/<int:pk>/enroll/",
         views.sequence_enroll_list,

@@ -195,10 +195,23 @@ def sequence_results(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @role_required(MARKETING)
+def enroll_list(request: HttpRequest) -> HttpResponse:
+    """From the contact list: the contacts its filters select, and the sequence to enrol them
+    in (the form posts to ``sequence_enroll_list`` with the same filters)."""
+    query = request.GET.urlencode()
+    context = {
+        "query": query,
+        "count": services.segment_contacts(query).count(),
+        "sequences": Sequence.objects.filter(active=True).order_by("name"),
+    }
+    return render(request, "nurturing/enroll_list.html", context)
+
+
+@role_required(MARKETING)
 @require_POST
 def sequence_enroll_list(request: HttpRequest, pk: int) -> HttpResponse:
     """Enrol every contact a contact-list filter selects (the list's query string)."""
-    sequence = get_object_or_404(Sequence, pk=pk)
+    sequence = get_object_or_404(Sequence, pk=pk or request.POST.get("sequence") or 0)
     query = request.POST.get("query", "").lstrip("?")
     count = services.segment_enroll(sequence=sequence, query=query, source="list")
     messages.success(

@@ -131,3 +131,14 @@ def test_the_reaper_returns_messages_whose_worker_died_holding_them(smtp):
         assert services.messages_reap() == 1
         assert services.messages_send() == 1
     assert len(smtp.received) == 1
+
+
+def test_the_console_backend_of_make_run_prints_the_message_readably(settings, capsys):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    [message] = queue(ContactFactory(first_name="Loïc"), subject="Été pour {{ first_name }}")
+    assert services.messages_send() == 1
+    printed = capsys.readouterr().out
+    assert "Subject: =?utf-8?" in printed  # encoded, as on the wire
+    assert "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in printed
+    assert message.message_id in printed
+    Message.objects.get(pk=message.pk, status="sent")

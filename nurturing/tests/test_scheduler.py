@@ -13,7 +13,7 @@ from django.utils import timezone
 from contacts.models import Contact, Event, StageChange
 from contacts.services import stage_move
 from nurturing import services
-from nurturing.models import Enrollment, Message
+from nurturing.models import Enrollment, Message, Sequence
 from nurturing.tests.helpers import email_step, sequence_with, wait_step
 from scoring.models import ScoreEntry
 from tests.factories import ContactFactory, UserFactory
@@ -345,3 +345,18 @@ def test_without_a_daily_cap_every_email_goes(settings, django_capture_on_commit
                                   contact=contact)  # fmt: skip
     tick(django_capture_on_commit_callbacks)
     assert Message.objects.filter(contact=contact, status="sent").count() == 5
+
+
+def test_a_segment_sequence_takes_in_newly_matching_contacts_on_the_tick(
+    django_capture_on_commit_callbacks,
+):
+    sequence = sequence_with(email_step(), trigger="segment", segment_query="stage=mql")
+    first = ContactFactory(stage="mql")
+    with time_machine.travel("2026-03-02 08:00Z", tick=False) as clock:
+        assert services.segments_enroll() == 1
+        later = ContactFactory(stage="mql")
+        assert services.segments_enroll() == 0  # read again only every 15 minutes
+        clock.shift(timedelta(minutes=16))
+        assert services.segments_enroll() == 1
+    assert set(Enrollment.objects.values_list("contact", flat=True)) == {first.pk, later.pk}
+    assert Sequence.objects.get(pk=sequence.pk).segment_enrolled_at is not None

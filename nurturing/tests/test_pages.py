@@ -1,0 +1,120 @@
+"""Marketers' results pages and the enrolments section of a contact's page."""
+
+from __future__ import annotations
+
+import pytest
+
+from nurturing import services
+from nurturing.models import Enrollment, Message
+from nurturing.tests.helpers import email_step, sequence_with
+from tests.factories import ContactFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def split_run(django_capture_on_commit_callbacks):
+    sequence = sequence_with(
+        {"kind": "split", "split_percent": 50, "yes": 2, "no": 4},
+        email_step(subject="Version A"),
+        {"kind": "exit"},
+        email_step(subject="Version B"),
+        name="Relance été",
+    )
+    contacts = ContactFactory.create_batch(20)
+    services.enrollments_start(sequence=sequence, contact_ids=[c.pk for c in contacts])
+    with django_capture_on_commit_callbacks(execute=True):
+        services.enrollments_advance()
+    first = Message.objects.order_by("pk").first()
+    Message.objects.filter(pk=first.pk).update(opened_at=first.sent_at, clicked_at=first.sent_at)
+    Enrollment.objects.filter(pk=first.enrollment_id).update(status="goal_reached")
+    return sequence, first
+
+
+def test_the_sequence_list_shows_each_sequences_totals(marketer_client, split_run):
+    sequence, _ = split_run
+    page = marketer_client.get("/nurturing/sequences/")
+    assert page.status_code == 200
+    row = page.context["summaries"][0]
+    assert (row["enrolled"], row["sent"], row["opened"], row["clicked"], row["goal_reached"]) == (
+        20, 20, 1, 1, 1,
+    )  # fmt: skip
+    assert "Relance été" in page.content.decode()
+    fragment = marketer_client.get("/nurturing/sequences/", HTTP_HX_REQUEST="true")
+    assert b"<html" not in fragment.content and b"Relance" in fragment.content
+
+
+def test_the_results_page_counts_per_step_and_per_branch(marketer_client, split_run):
+    sequence, first = split_run
+    page = marketer_client.get(f"/nurturing/sequences/{sequence.pk}/")
+    assert page.status_code == 200
+    steps = {row["step"].position: row for row in page.context["steps"]}
+    assert steps[2]["sent"] + steps[4]["sent"] == 20
+    branches = {row["branch"]: row for row in page.context["branches"]}
+    assert set(branches) == {"A", "B"}
+    assert branches["A"]["enrolled"] + branches["B"]["enrolled"] == 20
+    winner = Enrollment.objects.get(pk=first.enrollment_id).branch
+    assert branches[winner]["goal_reached"] == 1 and branches[winner]["clicked"] == 1
+    assert page.context["totals"]["goal_reached"] == 1
+
+
+def test_sales_reps_cannot_see_campaign_results(sales_client, split_run):
+    sequence, _ = split_run
+    assert sales_client.get(f"/nurturing/sequences/{sequence.pk}/").status_code == 403
+
+
+def test_a_contact_page_loads_its_enrolments_and_emails(marketer_client, split_run):
+    _, first = split_run
+    contact = first.contact
+    page = marketer_client.get(f"/contacts/{contact.pk}/")
+    assert f"/nurturing/contacts/{contact.pk}/enrollments/" in page.content.decode()
+    section = marketer_client.get(
+        f"/nurturing/contacts/{contact.pk}/enrollments/", HTTP_HX_REQUEST="true"
+    )
+    text = section.content.decode()
+    assert "Relance été" in text and first.subject in text
+    assert b"<html" not in section.content
+
+
+def test_a_marketer_enrols_one_contact_by_hand(marketer_client):
+    sequence = sequence_with(email_step(), name="Bienvenue")
+    contact = ContactFactory()
+    response = marketer_client.post(
+        f"/nurturing/contacts/{contact.pk}/enroll/", {"sequence": sequence.pk}
+    )
+    assert response.status_code == 302
+    assert Enrollment.objects.filter(contact=contact, sequence=sequence).count() == 1
+    again = marketer_client.post(
+        f"/nurturing/contacts/{contact.pk}/enroll/", {"sequence": sequence.pk}, follow=True
+    )
+    assert Enrollment.objects.filter(contact=contact, sequence=sequence).count() == 1
+    assert "Bienvenue" in again.content.decode()
+
+
+def test_a_marketer_enrols_a_filtered_contact_list(marketer_client):
+    sequence = sequence_with(email_step(), name="MQL")
+    ContactFactory.create_batch(3, stage="mql")
+    ContactFactory.create_batch(2, stage="lead")
+    response = marketer_client.post(
+        f"/nurturing/sequences/{sequence.pk}/enroll/", {"query": "?stage=mql"}
+    )
+    assert response.status_code == 302
+    assert Enrollment.objects.filter(sequence=sequence).count() == 3
+
+
+def test_the_contact_list_leads_to_enrolling_the_contacts_it_shows(marketer_client):
+    sequence = sequence_with(email_step(), name="Relance MQL")
+    ContactFactory.create_batch(3, stage="mql")
+    ContactFactory.create_batch(2, stage="lead")
+    listing = marketer_client.get("/contacts/", {"stage": "mql"})
+    assert "/nurturing/enroll/?stage=mql" in listing.content.decode()
+
+    page = marketer_client.get("/nurturing/enroll/", {"stage": "mql"})
+    assert page.context["count"] == 3
+    assert "Relance MQL" in page.content.decode()
+
+    response = marketer_client.post(
+        "/nurturing/sequences/0/enroll/", {"sequence": sequence.pk, "query": "stage=mql"}
+    )
+    assert response.status_code == 302
+    assert Enrollment.objects.filter(sequence=sequence).count() == 3
