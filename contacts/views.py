@@ -8,6 +8,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import patch_vary_headers
+from django.utils.functional import cached_property
 from django.utils.timezone import localtime
 from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
@@ -18,6 +19,21 @@ from contacts.models import Contact
 from leadfunnel.roles import MARKETING, SALES, role_required
 
 TIMELINE_PER_PAGE = 50
+
+
+class CappedPaginator(Paginator):
+    """Counts at most ``cap`` rows. Past that, "more than" is all a person reads, and counting
+    a hundred thousand matches of a common name costs more than the page itself."""
+
+    cap = 10_000
+    capped = False
+
+    @cached_property
+    def count(self) -> int:
+        # Unordered: walking the list's order index to count would read far more rows.
+        counted = self.object_list.order_by().values("pk")[: self.cap + 1].count()
+        self.capped = counted > self.cap
+        return min(counted, self.cap)
 
 
 def partial_or_page(request: HttpRequest, template: str, partial: str) -> str:
@@ -32,7 +48,7 @@ def partial_or_page(request: HttpRequest, template: str, partial: str) -> str:
 def contact_list(request: HttpRequest) -> HttpResponse:
     form = ContactFilterForm(request.GET)
     contacts = form.filter(Contact.objects.select_related("source", "owner"))
-    page = Paginator(contacts, settings.CONTACTS_PER_PAGE).get_page(request.GET.get("page"))
+    page = CappedPaginator(contacts, settings.CONTACTS_PER_PAGE).get_page(request.GET.get("page"))
     response = render(
         request,
         partial_or_page(request, "contacts/contact_list.html", "results"),

@@ -181,3 +181,15 @@ def test_the_search_is_answered_from_its_trigram_index():
         cursor.execute(f"EXPLAIN {sql}", params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "_trgm" in plan
+
+
+@pytest.mark.django_db
+def test_a_search_with_too_many_matches_says_more_than_the_cap(marketer_client, monkeypatch):
+    from contacts.views import CappedPaginator
+
+    monkeypatch.setattr(CappedPaginator, "cap", 3)
+    ContactFactory.create_batch(5, company="Société Martin")
+
+    page = marketer_client.get("/contacts/", {"q": "martin"}).content.decode()
+    assert "Plus de 3 contacts" in page
+    assert marketer_client.get("/contacts/", {"q": "martin", "page": 2}).status_code == 200
