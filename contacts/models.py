@@ -102,9 +102,7 @@ class ContactQuerySet(models.QuerySet["Contact"]):
     def search(self, text: str) -> ContactQuerySet:
         """Contacts whose email, name or company contain every word, whatever the case.
 
-        PostgreSQL answers from one trigram index per column (contacts migration 0009). One index
-        over the four columns together was tried: it was cheaper to keep up but five times
-        slower for a rare term at a million contacts.
+        PostgreSQL answers from one trigram index per column (contacts migration 0009).
         """
         query = Q()
         for word in text.split():
