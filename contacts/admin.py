@@ -30,6 +30,23 @@ from contacts.models import (
 from leadfunnel.roles import SALES
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows the application writes (facts, queues, logs): looked at here, never edited."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class AuditAdmin(ReadOnlyAdmin):
+    """An audit trail: not even deleted by hand."""
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
 class LeadSourceCostInline(admin.TabularInline):
     model = LeadSourceCost
     extra = 1
@@ -204,7 +221,7 @@ class ContactAdmin(admin.ModelAdmin):
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(ReadOnlyAdmin):
     """Events are facts: they arrive through event_record (forms, API, tracking), not by hand."""
 
     list_display = ["occurred_at", "type", "contact", "source", "handled"]
@@ -222,15 +239,9 @@ class EventAdmin(admin.ModelAdmin):
     def handled(self, event: Event) -> bool:
         return not event.waiting  # type: ignore[attr-defined]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
 
 @admin.register(PendingEvent)
-class PendingEventAdmin(admin.ModelAdmin):
+class PendingEventAdmin(ReadOnlyAdmin):
     """Events the handlers have not finished with: in flight, or failing (with the error)."""
 
     list_display = ["event_id", "received_at", "attempts", "short_error"]
@@ -243,15 +254,9 @@ class PendingEventAdmin(admin.ModelAdmin):
         lines = pending.last_error.strip().splitlines()
         return lines[-1][:200] if lines else ""
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
 
 @admin.register(StageChange)
-class StageChangeAdmin(admin.ModelAdmin):
+class StageChangeAdmin(AuditAdmin):
     """The audit trail: read-only. Stages move through the contact admin's action."""
 
     list_display = ["at", "contact", "from_stage", "to_stage", "outcome", "cause", "by", "reason"]
@@ -259,15 +264,6 @@ class StageChangeAdmin(admin.ModelAdmin):
     search_fields = ["contact__email", "reason", "actor_name"]
     list_select_related = ["contact", "actor"]
     date_hierarchy = "at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(ApiKey)
@@ -326,14 +322,6 @@ class FormAdmin(admin.ModelAdmin):
         return super().get_form(request, obj, **kwargs)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-
 @admin.register(Consent)
 class ConsentAdmin(ReadOnlyAdmin):
     list_display = ["at", "contact", "form", "wording_version", "ip", "page"]
@@ -357,7 +345,7 @@ class ContactMergeAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ContactAudit)
-class ContactAuditAdmin(admin.ModelAdmin):
+class ContactAuditAdmin(AuditAdmin):
     """Who claimed, released, reassigned, exported or erased what: read-only."""
 
     list_display = ["at", "contact", "action", "actor", "owner", "note"]
@@ -367,24 +355,9 @@ class ContactAuditAdmin(admin.ModelAdmin):
     raw_id_fields = ["contact"]
     date_hierarchy = "at"
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
 
 @admin.register(Suppression)
-class SuppressionAdmin(admin.ModelAdmin):
+class SuppressionAdmin(ReadOnlyAdmin):
     """Hashes of erased people's emails. Deleting one lets that address be added again."""
 
     list_display = ["email_hash", "at"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False

@@ -12,6 +12,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from contacts.admin import ReadOnlyAdmin
 from contacts.models import Contact
 from nurturing import rendering, services
 from nurturing.models import Enrollment, Message, Sequence, Step
@@ -156,7 +157,7 @@ class PreviewForm(forms.Form):
 
 
 @admin.register(Enrollment)
-class EnrollmentAdmin(admin.ModelAdmin):
+class EnrollmentAdmin(ReadOnlyAdmin):
     list_display = ["contact", "sequence", "status", "step", "next_run_at", "entered_at", "branch"]
     list_filter = ["status", "sequence"]
     search_fields = ["contact__email", "contact__last_name"]
@@ -164,24 +165,12 @@ class EnrollmentAdmin(admin.ModelAdmin):
     list_select_related = ["contact", "sequence", "step"]
     readonly_fields = [field.name for field in Enrollment._meta.fields]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(ReadOnlyAdmin):
     list_display = ["to", "subject", "status", "attempts", "created_at", "sent_at", "opened_at",
                     "clicked_at"]  # fmt: skip
     list_filter = ["status", "internal"]
     search_fields = ["to", "subject", "message_id"]
     list_select_related = ["contact"]
     readonly_fields = [field.name for field in Message._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -8,6 +8,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
+from contacts.admin import ReadOnlyAdmin
 from scoring import services
 from scoring.models import DecayRule, Rescore, ScoreEntry, ScoreRule, Threshold
 
@@ -110,7 +111,7 @@ class ThresholdAdmin(RescoreOnSaveMixin, admin.ModelAdmin):
 
 
 @admin.register(ScoreEntry)
-class ScoreEntryAdmin(admin.ModelAdmin):
+class ScoreEntryAdmin(ReadOnlyAdmin):
     """The ledger: written by scoring only, read here."""
 
     list_display = ["at", "contact", "points", "reason", "filtered", "rule", "decay_rule"]
@@ -120,15 +121,9 @@ class ScoreEntryAdmin(admin.ModelAdmin):
     raw_id_fields = ["contact", "event"]
     date_hierarchy = "at"
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
 
 @admin.register(Rescore)
-class RescoreAdmin(admin.ModelAdmin):
+class RescoreAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "status", "reason", "requested_by", "percent_done",
                     "contacts_changed", "stage_moves", "seconds"]  # fmt: skip
     list_filter = ["status"]
@@ -157,9 +152,3 @@ class RescoreAdmin(admin.ModelAdmin):
     @admin.action(description=_("Rescore everyone now"))
     def rescore_now(self, request: HttpRequest, queryset: object) -> None:
         RescoreOnSaveMixin._rescore(self, request, gettext("Requested in admin"))  # type: ignore[arg-type]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
