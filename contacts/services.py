@@ -11,7 +11,7 @@ import secrets
 import threading
 import traceback
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,8 +22,8 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import Exists, F, Max, OuterRef, Q, Sum, Value
-from django.db.models.functions import MD5, Concat, Lower
+from django.db.models import Case, Exists, F, Max, OuterRef, Q, Sum, Value, When
+from django.db.models.functions import MD5, Coalesce, Concat, Greatest, Lower
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
@@ -415,7 +415,7 @@ def events_record_many(*, events: Sequence[NewEvent]) -> list[int]:
 
 
 def _create_events(events: Sequence[NewEvent], keys: set[str], now: datetime) -> list[int]:
-    """Other databases: the ORM's bulk paths, and last activity moved forward in Python."""
+    """Other databases: the ORM's bulk paths."""
     stored = set(
         Event.objects.filter(idempotency_key__in=keys).values_list("idempotency_key", flat=True)
     )
@@ -429,13 +429,12 @@ def _create_events(events: Sequence[NewEvent], keys: set[str], now: datetime) ->
     PendingEvent.objects.bulk_create(
         [PendingEvent(event_id=event.pk, received_at=now) for event in created]
     )
-    _touch_last_activity([(e.pk, e.contact_id, e.type, e.occurred_at) for e in created])
     return [event.pk for event in created]
 
 
 def _copy_events(events: Sequence[NewEvent], now: datetime) -> list[int]:
     """PostgreSQL: COPY into a scratch table, then one statement that stores the events whose
-    key is new, queues them for the handlers and moves their contacts' last activity forward."""
+    key is new and queues them for the handlers (which move the contacts' last activity)."""
     columns = ", ".join(EVENT_COLUMNS)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -456,40 +455,17 @@ def _copy_events(events: Sequence[NewEvent], now: datetime) -> list[int]:
                 INSERT INTO contacts_event ({columns})
                 SELECT {columns} FROM incoming ORDER BY position
                 ON CONFLICT (idempotency_key) DO NOTHING
-                RETURNING id, contact_id, type, occurred_at
+                RETURNING id
             ),
             queued AS (
                 INSERT INTO contacts_pendingevent (event_id, received_at, attempts, last_error)
                 SELECT id, %s, 0, '' FROM stored
-            ),
-            latest AS (
-                SELECT contact_id, max(occurred_at) AS at FROM stored
-                WHERE type <> ALL(%s) GROUP BY contact_id
-            ),
-            touched AS (
-                UPDATE contacts_contact AS c SET last_activity_at = latest.at FROM latest
-                WHERE c.id = latest.contact_id
-                AND (c.last_activity_at IS NULL OR c.last_activity_at < latest.at)
             )
             SELECT id FROM stored ORDER BY id
             """,  # noqa: S608 (column names from the model, values are parameters)
-            [now, sorted(Event.SYSTEM_TYPES)],
+            [now],
         )
         return [pk for (pk,) in cursor.fetchall()]
-
-
-def _touch_last_activity(stored: Sequence[tuple[int, int, str, datetime]]) -> None:
-    """Move each contact's last activity forward to its latest new touchpoint (SQLite; PostgreSQL
-    does it in the statement that stores the events)."""
-    latest: dict[int, datetime] = {}
-    for _pk, contact_id, kind, occurred_at in stored:
-        if kind not in Event.SYSTEM_TYPES:
-            if contact_id not in latest or latest[contact_id] < occurred_at:
-                latest[contact_id] = occurred_at
-    for contact_id, moment in latest.items():
-        Contact.objects.filter(pk=contact_id).filter(
-            Q(last_activity_at__isnull=True) | Q(last_activity_at__lt=moment)
-        ).update(last_activity_at=moment)
 
 
 def _event_insert(
@@ -566,16 +542,23 @@ def events_process(*, event_ids: Sequence[int]) -> int:
     themselves (a threshold's ``stage_changed``) are handled in the same transaction rather
     than in a task of their own. One failing event does not hold back the rest of its batch:
     the batch is retried event by event, and the failure recorded.
+
+    Each contact row is written once per batch: its last activity moves forward together with
+    the points the handlers gave (``contact_points_add``). The batch's contacts are locked
+    first, in id order, so two workers with overlapping batches wait rather than deadlock.
     """
     handlers = event_handlers()
     total = 0
     with transaction.atomic():
+        _commit_asynchronously()
         mark = _pending_mark()
         ids = list(event_ids)
         for _ in range(CASCADE_ROUNDS):
             events = _dequeue(ids)
             if events:
-                done = _run_handlers(handlers, events)
+                _contacts_lock({event.contact_id for event in events})
+                done, points = _run_batch(handlers, events)
+                _contacts_write(points=points, activity=_latest_activity(events))
                 dashboard.rollups_add(done)
                 PendingEvent.objects.filter(event_id__any={e.pk for e in done}).delete()
                 total += len(done)
@@ -585,6 +568,15 @@ def events_process(*, event_ids: Sequence[int]) -> int:
         else:
             events_enqueue_on_commit(ids)  # a long cascade: the rest goes out as a task
     return total
+
+
+def _commit_asynchronously() -> None:
+    """Don't wait for the disk at commit. Safe here, unlike for storing events: a crash that
+    forgets the transaction forgets all of it, queue rows included, so its events are handled
+    again by the sweep; nothing is lost and nothing is scored twice."""
+    if connection.vendor == "postgresql" and connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
 
 
 # Handlers' own events (stage_changed after a threshold) are handled at once, a few levels deep.
@@ -627,13 +619,48 @@ def _take_pending(mark: tuple[list[int] | None, int]) -> list[int]:
     return taken
 
 
+class _BatchPoints(threading.local):
+    # The points handlers give while events_process runs a batch; None outside one.
+    waiting: dict[int, int] | None = None
+
+
+_batch = _BatchPoints()
+
+
+def contact_points_add(points: Mapping[int, int]) -> None:
+    """Add points to contacts' scores (the ledger's new lines, summed per contact).
+
+    While events_process runs a batch, the points wait for the end of the batch and go out
+    with its last activity, so a contact row is written once, not twice.
+    """
+    if _batch.waiting is None:
+        _contacts_write(points=points, activity={})
+        return
+    for contact_id, delta in points.items():
+        _batch.waiting[contact_id] = _batch.waiting.get(contact_id, 0) + delta
+
+
+def _run_batch(
+    handlers: list[EventHandler], events: list[EventRow]
+) -> tuple[list[EventRow], dict[int, int]]:
+    _batch.waiting = {}
+    try:
+        done = _run_handlers(handlers, events)
+        return done, _batch.waiting
+    finally:
+        _batch.waiting = None
+
+
 def _run_handlers(handlers: list[EventHandler], events: list[EventRow]) -> list[EventRow]:
+    # A rolled-back attempt takes its points back with its savepoint.
+    before = dict(_batch.waiting or {})
     try:
         with transaction.atomic():
             for handler in handlers:
                 handler(events)
         return events
     except Exception:
+        _batch.waiting = before
         if len(events) == 1:
             _record_failure(events[0])
             return []
@@ -641,6 +668,73 @@ def _run_handlers(handlers: list[EventHandler], events: list[EventRow]) -> list[
     for event in events:
         done.extend(_run_handlers(handlers, [event]))
     return done
+
+
+def _contacts_lock(contact_ids: set[int]) -> None:
+    # FOR NO KEY UPDATE: the key-share locks of concurrent event inserts (their foreign key
+    # to the contact) don't conflict with it, so storing never waits on scoring.
+    if contact_ids:
+        list(
+            Contact.objects.select_for_update(no_key=True)
+            .filter(pk__any=contact_ids)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+
+
+def _latest_activity(events: Sequence[EventRow]) -> dict[int, datetime]:
+    """Each contact's latest touchpoint in these events (system events are not activity)."""
+    latest: dict[int, datetime] = {}
+    for event in events:
+        if event.type not in Event.SYSTEM_TYPES:
+            known = latest.get(event.contact_id)
+            if known is None or known < event.occurred_at:
+                latest[event.contact_id] = event.occurred_at
+    return latest
+
+
+def _contacts_write(*, points: Mapping[int, int], activity: Mapping[int, datetime]) -> None:
+    """Add points to scores and move last activity forward: one UPDATE for all the contacts
+    on PostgreSQL; rows that neither gain points nor move are not written."""
+    points = {pk: delta for pk, delta in points.items() if delta}
+    ids = sorted(points.keys() | activity.keys())
+    if not ids:
+        return
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE contacts_contact AS c SET score = c.score + v.delta, "
+                "last_activity_at = GREATEST(c.last_activity_at, v.at) "
+                "FROM unnest(%s::bigint[], %s::integer[], %s::timestamptz[]) AS v(id, delta, at) "
+                "WHERE c.id = v.id AND (v.delta <> 0 OR (v.at IS NOT NULL AND "
+                "(c.last_activity_at IS NULL OR c.last_activity_at < v.at)))",
+                [
+                    array_param(ids),
+                    array_param([points.get(pk, 0) for pk in ids]),
+                    [activity.get(pk) for pk in ids],
+                ],
+            )
+        return
+    # Elsewhere: the same in one CASE per column, a few hundred contacts per statement.
+    for start in range(0, len(ids), 300):
+        chunk = ids[start : start + 300]
+        moments = [(pk, activity[pk]) for pk in chunk if pk in activity]
+        changes: dict[str, Any] = {}
+        if any(points.get(pk) for pk in chunk):
+            changes["score"] = F("score") + Case(
+                *(When(pk=pk, then=Value(points[pk])) for pk in chunk if points.get(pk)),
+                default=Value(0),
+            )
+        if moments:
+            changes["last_activity_at"] = Case(
+                *(
+                    When(pk=pk, then=Greatest(Coalesce("last_activity_at", Value(at)), Value(at)))
+                    for pk, at in moments
+                ),
+                default=F("last_activity_at"),
+                output_field=Contact._meta.get_field("last_activity_at"),
+            )
+        Contact.objects.filter(pk__in=chunk).update(**changes)
 
 
 def _record_failure(event: EventRow) -> None:
