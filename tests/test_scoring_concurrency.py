@@ -6,12 +6,14 @@ The workers take each batch as the after-commit task would hand it to them, and 
 hands the same batches again (a task delivered twice), so batches overlap in contacts and
 in events."""
 
+import importlib
 import queue
 import random
 import threading
 from datetime import timedelta
 
 import pytest
+from django.apps import apps
 from django.db import connection
 from django.db.models import Count, Sum
 from django.utils import timezone
@@ -31,6 +33,8 @@ KINDS = ["download", "email_open", "page_view", "newsletter_subscribe", "demo_re
 
 
 def test_workers_scoring_overlapping_batches_while_events_arrive(monkeypatch):
+    # An earlier transactional test may have flushed the shipped rules: put them back.
+    importlib.import_module("scoring.migrations.0002_default_rules").create_defaults(apps, None)
     contacts = Contact.objects.bulk_create(
         Contact(email=f"c{n}@exemple.fr", stage="lead") for n in range(CONTACTS)
     )
