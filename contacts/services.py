@@ -296,10 +296,47 @@ def bulk_update_fast(objects: Sequence[Any], names: Sequence[str]) -> None:
             cursor.execute(sql, params)
 
 
+# The StageChanges of moves already applied, their stage_changed events (as
+# StageChange.event_fields has them) and the events' queue rows, in one statement.
+STAGE_CHANGES_SQL = """
+WITH changes AS (
+    INSERT INTO contacts_stagechange
+        (contact_id, from_stage, to_stage, outcome, cause, actor_id, actor_name, reason, at)
+    SELECT m.contact_id, m.from_stage, m.to_stage, '', %(cause)s, NULL, m.actor_name, m.reason,
+        %(at)s
+    FROM unnest(%(contacts)s::bigint[], %(froms)s::varchar[], %(tos)s::varchar[],
+                %(actor_names)s::varchar[], %(reasons)s::text[])
+        WITH ORDINALITY AS m(contact_id, from_stage, to_stage, actor_name, reason, position)
+    ORDER BY m.position
+    RETURNING id, contact_id, from_stage, to_stage, cause, outcome, actor_name, reason, at
+),
+events AS (
+    INSERT INTO contacts_event
+        (contact_id, type, occurred_at, received_at, properties, source, idempotency_key)
+    SELECT contact_id, %(type)s, at, %(at)s,
+        jsonb_build_object('from', from_stage, 'to', to_stage, 'cause', cause,
+                           'outcome', outcome, 'stage_change_id', id),
+        'system', 'stage_change:' || id
+    FROM changes ORDER BY id
+    RETURNING id
+),
+queued AS (
+    INSERT INTO contacts_pendingevent (event_id, received_at, attempts, last_error)
+    SELECT id, %(at)s, 0, '' FROM events
+)
+SELECT 'change', id, contact_id, from_stage, to_stage, actor_name, reason FROM changes
+UNION ALL SELECT 'event', id, NULL, NULL, NULL, NULL, NULL FROM events
+"""
+
+
 def stage_changes_record(
     *, moves: Sequence[PlannedMove], cause: str, at: datetime
 ) -> list[StageChange]:
     """The StageChange rows of moves already applied, and their ``stage_changed`` events."""
+    if not moves:
+        return []
+    if connection.vendor == "postgresql":
+        return _stage_changes_insert(moves, cause, at)
     changes = [
         StageChange(
             contact_id=move.contact_id,
@@ -318,6 +355,38 @@ def stage_changes_record(
     bulk_copy([PendingEvent(event_id=event.pk, received_at=at) for event in events])
     events_enqueue_on_commit([event.pk for event in events])
     return changes
+
+
+def _stage_changes_insert(
+    moves: Sequence[PlannedMove], cause: str, at: datetime
+) -> list[StageChange]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            STAGE_CHANGES_SQL,
+            {
+                "cause": cause,
+                "at": at,
+                "type": Event.Type.STAGE_CHANGED,
+                "contacts": array_param([move.contact_id for move in moves]),
+                "froms": [move.from_stage for move in moves],
+                "tos": [move.to for move in moves],
+                "actor_names": [str(move.actor_name) for move in moves],
+                "reasons": [str(move.reason) for move in moves],
+            },
+        )
+        rows = cursor.fetchall()
+    changes = [
+        StageChange(
+            pk=pk, contact_id=contact_id, from_stage=from_stage, to_stage=to_stage,
+            cause=cause, actor_name=actor_name, reason=reason, at=at,
+        )
+        for kind, pk, contact_id, from_stage, to_stage, actor_name, reason in rows
+        if kind == "change"
+    ]  # fmt: skip
+    for change in changes:
+        change._state.adding, change._state.db = False, connection.alias
+    events_enqueue_on_commit([pk for kind, pk, *_ in rows if kind == "event"])
+    return sorted(changes, key=lambda change: change.pk)
 
 
 @transaction.atomic
