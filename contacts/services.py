@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -54,6 +54,7 @@ from contacts.models import (
 )
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 EventHandler = Callable[[Sequence[EventRow]], None]
 
@@ -623,20 +624,24 @@ def events_process(*, event_ids: Sequence[int]) -> int:
         _commit_asynchronously()
         mark = _pending_mark()
         ids = list(event_ids)
-        for _ in range(CASCADE_ROUNDS):
-            events = _dequeue(ids)
-            if events:
-                _contacts_lock({event.contact_id for event in events})
-                done, points = _run_batch(handlers, events)
-                _contacts_write(points=points, activity=_latest_activity(events))
-                dashboard.rollups_add(done)
-                PendingEvent.objects.filter(event_id__any={e.pk for e in done}).delete()
-                total += len(done)
-            ids = _take_pending(mark)
-            if not ids:
-                break
-        else:
-            events_enqueue_on_commit(ids)  # a long cascade: the rest goes out as a task
+        _batch.memo = {}
+        try:
+            for _ in range(CASCADE_ROUNDS):
+                events = _dequeue(ids)
+                if events:
+                    _contacts_lock({event.contact_id for event in events})
+                    done, points = _run_batch(handlers, events)
+                    _contacts_write(points=points, activity=_latest_activity(events))
+                    dashboard.rollups_add(done)
+                    PendingEvent.objects.filter(event_id__any={e.pk for e in done}).delete()
+                    total += len(done)
+                ids = _take_pending(mark)
+                if not ids:
+                    break
+            else:
+                events_enqueue_on_commit(ids)  # a long cascade: the rest goes out as a task
+        finally:
+            _batch.memo = None
     return total
 
 
@@ -692,6 +697,19 @@ def _take_pending(mark: tuple[list[int] | None, int]) -> list[int]:
 class _BatchPoints(threading.local):
     # The points handlers give while events_process runs a batch; None outside one.
     waiting: dict[int, int] | None = None
+    # What handlers read once per events_process run (rules, thresholds, sequences).
+    memo: dict[str, Any] | None = None
+
+
+def batch_memo(key: str, read: Callable[[], T]) -> T:
+    """``read()`` once per events_process run (its cascade rounds share it), every time
+    outside one. For the settings handlers read for every batch: rules, sequences."""
+    memo = _batch.memo
+    if memo is None:
+        return read()
+    if key not in memo:
+        memo[key] = read()
+    return memo[key]
 
 
 _batch = _BatchPoints()

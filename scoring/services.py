@@ -19,7 +19,7 @@ from contacts import broker
 from contacts.lookups import array_param
 from contacts.machine_signals import flag_machine_signal
 from contacts.models import Contact, Event, EventRow, StageChange
-from contacts.services import PlannedMove, contact_points_add, stage_move_many
+from contacts.services import PlannedMove, batch_memo, contact_points_add, stage_move_many
 from scoring import engine, rescore
 from scoring.models import DecayRule, Rescore, ScoreEntry, ScoreRule, Threshold
 
@@ -33,11 +33,16 @@ def site_timezone() -> ZoneInfo:
 
 
 def active_rules() -> list[engine.Rule]:
-    return [rule.to_engine() for rule in ScoreRule.objects.filter(active=True)]
+    return batch_memo(
+        "scoring.rules", lambda: [r.to_engine() for r in ScoreRule.objects.filter(active=True)]
+    )
 
 
 def active_thresholds() -> list[engine.Threshold]:
-    return [threshold.to_engine() for threshold in Threshold.objects.filter(active=True)]
+    return batch_memo(
+        "scoring.thresholds",
+        lambda: [t.to_engine() for t in Threshold.objects.filter(active=True)],
+    )
 
 
 def event_fact(event: Event | EventRow) -> engine.EventFact:
