@@ -145,6 +145,7 @@ def seed(contacts: int, events: int, rep_id: int) -> None:
     rollups_rebuild()
     print(f"   rollup rebuilt: {time.monotonic() - started:.0f} s", flush=True)
     execute("VACUUM ANALYZE contacts_contact")
+    execute("VACUUM ANALYZE contact_search")  # the search reads it (autovacuum may be off)
     execute("VACUUM ANALYZE contacts_stagechange")
     execute("VACUUM ANALYZE contacts_event")
     execute("VACUUM ANALYZE contacts_eventdailycount")

@@ -28,6 +28,7 @@ def contacts(n: int, *, stage_sql: str = "'client'") -> None:
             [n],
         )
         cursor.execute("ANALYZE contacts_contact")
+        cursor.execute("ANALYZE contact_search")
 
 
 EVENT_MIX = """
