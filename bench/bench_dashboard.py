@@ -206,8 +206,9 @@ def run(scale: float) -> list[dict]:
         ]  # fmt: skip
     like = "%martin%"
     search_where = (
-        "(upper(c.email::text) LIKE upper(%s) OR upper(c.first_name::text) LIKE upper(%s) "
-        "OR upper(c.last_name::text) LIKE upper(%s) OR upper(c.company::text) LIKE upper(%s))"
+        "c.id IN (SELECT contact_id FROM contact_search WHERE upper(email::text) LIKE upper(%s) "
+        "OR upper(first_name::text) LIKE upper(%s) OR upper(last_name::text) LIKE upper(%s) "
+        "OR upper(company::text) LIKE upper(%s))"
     )
     rare = "%4242%"
     pages += [

@@ -11,10 +11,10 @@ import secrets
 import threading
 import traceback
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -22,8 +22,8 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import Exists, F, Max, OuterRef, Q, Sum, Value
-from django.db.models.functions import MD5, Concat, Lower
+from django.db.models import Case, Exists, F, Max, OuterRef, Q, Sum, Value, When
+from django.db.models.functions import MD5, Coalesce, Concat, Greatest, Lower
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
@@ -54,6 +54,7 @@ from contacts.models import (
 )
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 EventHandler = Callable[[Sequence[EventRow]], None]
 
@@ -296,10 +297,47 @@ def bulk_update_fast(objects: Sequence[Any], names: Sequence[str]) -> None:
             cursor.execute(sql, params)
 
 
+# The StageChanges of moves already applied, their stage_changed events (as
+# StageChange.event_fields has them) and the events' queue rows, in one statement.
+STAGE_CHANGES_SQL = """
+WITH changes AS (
+    INSERT INTO contacts_stagechange
+        (contact_id, from_stage, to_stage, outcome, cause, actor_id, actor_name, reason, at)
+    SELECT m.contact_id, m.from_stage, m.to_stage, '', %(cause)s, NULL, m.actor_name, m.reason,
+        %(at)s
+    FROM unnest(%(contacts)s::bigint[], %(froms)s::varchar[], %(tos)s::varchar[],
+                %(actor_names)s::varchar[], %(reasons)s::text[])
+        WITH ORDINALITY AS m(contact_id, from_stage, to_stage, actor_name, reason, position)
+    ORDER BY m.position
+    RETURNING id, contact_id, from_stage, to_stage, cause, outcome, actor_name, reason, at
+),
+events AS (
+    INSERT INTO contacts_event
+        (contact_id, type, occurred_at, received_at, properties, source, idempotency_key)
+    SELECT contact_id, %(type)s, at, %(at)s,
+        jsonb_build_object('from', from_stage, 'to', to_stage, 'cause', cause,
+                           'outcome', outcome, 'stage_change_id', id),
+        'system', 'stage_change:' || id
+    FROM changes ORDER BY id
+    RETURNING id
+),
+queued AS (
+    INSERT INTO contacts_pendingevent (event_id, received_at, attempts, last_error)
+    SELECT id, %(at)s, 0, '' FROM events
+)
+SELECT 'change', id, contact_id, from_stage, to_stage, actor_name, reason FROM changes
+UNION ALL SELECT 'event', id, NULL, NULL, NULL, NULL, NULL FROM events
+"""
+
+
 def stage_changes_record(
     *, moves: Sequence[PlannedMove], cause: str, at: datetime
 ) -> list[StageChange]:
     """The StageChange rows of moves already applied, and their ``stage_changed`` events."""
+    if not moves:
+        return []
+    if connection.vendor == "postgresql":
+        return _stage_changes_insert(moves, cause, at)
     changes = [
         StageChange(
             contact_id=move.contact_id,
@@ -318,6 +356,38 @@ def stage_changes_record(
     bulk_copy([PendingEvent(event_id=event.pk, received_at=at) for event in events])
     events_enqueue_on_commit([event.pk for event in events])
     return changes
+
+
+def _stage_changes_insert(
+    moves: Sequence[PlannedMove], cause: str, at: datetime
+) -> list[StageChange]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            STAGE_CHANGES_SQL,
+            {
+                "cause": cause,
+                "at": at,
+                "type": Event.Type.STAGE_CHANGED,
+                "contacts": array_param([move.contact_id for move in moves]),
+                "froms": [move.from_stage for move in moves],
+                "tos": [move.to for move in moves],
+                "actor_names": [str(move.actor_name) for move in moves],
+                "reasons": [str(move.reason) for move in moves],
+            },
+        )
+        rows = cursor.fetchall()
+    changes = [
+        StageChange(
+            pk=pk, contact_id=contact_id, from_stage=from_stage, to_stage=to_stage,
+            cause=cause, actor_name=actor_name, reason=reason, at=at,
+        )
+        for kind, pk, contact_id, from_stage, to_stage, actor_name, reason in rows
+        if kind == "change"
+    ]  # fmt: skip
+    for change in changes:
+        change._state.adding, change._state.db = False, connection.alias
+    events_enqueue_on_commit([pk for kind, pk, *_ in rows if kind == "event"])
+    return sorted(changes, key=lambda change: change.pk)
 
 
 @transaction.atomic
@@ -363,8 +433,9 @@ def event_record(
     return event, True
 
 
-@dataclass(frozen=True)
-class NewEvent:
+class NewEvent(NamedTuple):
+    """An event to store (a tuple: an API batch builds a thousand of them)."""
+
     contact_id: int
     type: str
     occurred_at: datetime
@@ -396,7 +467,7 @@ def events_record_many(*, events: Sequence[NewEvent]) -> list[int]:
             seen.add(key)
         properties = flag_machine_signal(event.type, event.properties)
         if key != event.idempotency_key or properties is not event.properties:
-            event = replace(event, idempotency_key=key, properties=properties)
+            event = event._replace(idempotency_key=key, properties=properties)
         fresh.append(event)
     now = timezone.now()
     if connection.vendor == "postgresql":
@@ -415,13 +486,13 @@ def events_record_many(*, events: Sequence[NewEvent]) -> list[int]:
 
 
 def _create_events(events: Sequence[NewEvent], keys: set[str], now: datetime) -> list[int]:
-    """Other databases: the ORM's bulk paths, and last activity moved forward in Python."""
+    """Other databases: the ORM's bulk paths."""
     stored = set(
         Event.objects.filter(idempotency_key__in=keys).values_list("idempotency_key", flat=True)
     )
     created = Event.objects.bulk_create(
         [
-            Event(received_at=now, **vars(event))
+            Event(received_at=now, **event._asdict())
             for event in events
             if not event.idempotency_key or event.idempotency_key not in stored
         ]
@@ -429,13 +500,12 @@ def _create_events(events: Sequence[NewEvent], keys: set[str], now: datetime) ->
     PendingEvent.objects.bulk_create(
         [PendingEvent(event_id=event.pk, received_at=now) for event in created]
     )
-    _touch_last_activity([(e.pk, e.contact_id, e.type, e.occurred_at) for e in created])
     return [event.pk for event in created]
 
 
 def _copy_events(events: Sequence[NewEvent], now: datetime) -> list[int]:
     """PostgreSQL: COPY into a scratch table, then one statement that stores the events whose
-    key is new, queues them for the handlers and moves their contacts' last activity forward."""
+    key is new and queues them for the handlers (which move the contacts' last activity)."""
     columns = ", ".join(EVENT_COLUMNS)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -456,40 +526,17 @@ def _copy_events(events: Sequence[NewEvent], now: datetime) -> list[int]:
                 INSERT INTO contacts_event ({columns})
                 SELECT {columns} FROM incoming ORDER BY position
                 ON CONFLICT (idempotency_key) DO NOTHING
-                RETURNING id, contact_id, type, occurred_at
+                RETURNING id
             ),
             queued AS (
                 INSERT INTO contacts_pendingevent (event_id, received_at, attempts, last_error)
                 SELECT id, %s, 0, '' FROM stored
-            ),
-            latest AS (
-                SELECT contact_id, max(occurred_at) AS at FROM stored
-                WHERE type <> ALL(%s) GROUP BY contact_id
-            ),
-            touched AS (
-                UPDATE contacts_contact AS c SET last_activity_at = latest.at FROM latest
-                WHERE c.id = latest.contact_id
-                AND (c.last_activity_at IS NULL OR c.last_activity_at < latest.at)
             )
             SELECT id FROM stored ORDER BY id
             """,  # noqa: S608 (column names from the model, values are parameters)
-            [now, sorted(Event.SYSTEM_TYPES)],
+            [now],
         )
         return [pk for (pk,) in cursor.fetchall()]
-
-
-def _touch_last_activity(stored: Sequence[tuple[int, int, str, datetime]]) -> None:
-    """Move each contact's last activity forward to its latest new touchpoint (SQLite; PostgreSQL
-    does it in the statement that stores the events)."""
-    latest: dict[int, datetime] = {}
-    for _pk, contact_id, kind, occurred_at in stored:
-        if kind not in Event.SYSTEM_TYPES:
-            if contact_id not in latest or latest[contact_id] < occurred_at:
-                latest[contact_id] = occurred_at
-    for contact_id, moment in latest.items():
-        Contact.objects.filter(pk=contact_id).filter(
-            Q(last_activity_at__isnull=True) | Q(last_activity_at__lt=moment)
-        ).update(last_activity_at=moment)
 
 
 def _event_insert(
@@ -566,25 +613,45 @@ def events_process(*, event_ids: Sequence[int]) -> int:
     themselves (a threshold's ``stage_changed``) are handled in the same transaction rather
     than in a task of their own. One failing event does not hold back the rest of its batch:
     the batch is retried event by event, and the failure recorded.
+
+    Each contact row is written once per batch: its last activity moves forward together with
+    the points the handlers gave (``contact_points_add``). The batch's contacts are locked
+    first, in id order, so two workers with overlapping batches wait rather than deadlock.
     """
     handlers = event_handlers()
     total = 0
     with transaction.atomic():
+        _commit_asynchronously()
         mark = _pending_mark()
         ids = list(event_ids)
-        for _ in range(CASCADE_ROUNDS):
-            events = _dequeue(ids)
-            if events:
-                done = _run_handlers(handlers, events)
-                dashboard.rollups_add(done)
-                PendingEvent.objects.filter(event_id__any={e.pk for e in done}).delete()
-                total += len(done)
-            ids = _take_pending(mark)
-            if not ids:
-                break
-        else:
-            events_enqueue_on_commit(ids)  # a long cascade: the rest goes out as a task
+        _batch.memo = {}
+        try:
+            for _ in range(CASCADE_ROUNDS):
+                events = _dequeue(ids)
+                if events:
+                    _contacts_lock({event.contact_id for event in events})
+                    done, points = _run_batch(handlers, events)
+                    _contacts_write(points=points, activity=_latest_activity(events))
+                    dashboard.rollups_add(done)
+                    PendingEvent.objects.filter(event_id__any={e.pk for e in done}).delete()
+                    total += len(done)
+                ids = _take_pending(mark)
+                if not ids:
+                    break
+            else:
+                events_enqueue_on_commit(ids)  # a long cascade: the rest goes out as a task
+        finally:
+            _batch.memo = None
     return total
+
+
+def _commit_asynchronously() -> None:
+    """Don't wait for the disk at commit. Safe here, unlike for storing events: a crash that
+    forgets the transaction forgets all of it, queue rows included, so its events are handled
+    again by the sweep; nothing is lost and nothing is scored twice."""
+    if connection.vendor == "postgresql" and connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
 
 
 # Handlers' own events (stage_changed after a threshold) are handled at once, a few levels deep.
@@ -627,13 +694,61 @@ def _take_pending(mark: tuple[list[int] | None, int]) -> list[int]:
     return taken
 
 
+class _BatchPoints(threading.local):
+    # The points handlers give while events_process runs a batch; None outside one.
+    waiting: dict[int, int] | None = None
+    # What handlers read once per events_process run (rules, thresholds, sequences).
+    memo: dict[str, Any] | None = None
+
+
+def batch_memo(key: str, read: Callable[[], T]) -> T:
+    """``read()`` once per events_process run (its cascade rounds share it), every time
+    outside one. For the settings handlers read for every batch: rules, sequences."""
+    memo = _batch.memo
+    if memo is None:
+        return read()
+    if key not in memo:
+        memo[key] = read()
+    return memo[key]
+
+
+_batch = _BatchPoints()
+
+
+def contact_points_add(points: Mapping[int, int]) -> None:
+    """Add points to contacts' scores (the ledger's new lines, summed per contact).
+
+    While events_process runs a batch, the points wait for the end of the batch and go out
+    with its last activity, so a contact row is written once, not twice.
+    """
+    if _batch.waiting is None:
+        _contacts_write(points=points, activity={})
+        return
+    for contact_id, delta in points.items():
+        _batch.waiting[contact_id] = _batch.waiting.get(contact_id, 0) + delta
+
+
+def _run_batch(
+    handlers: list[EventHandler], events: list[EventRow]
+) -> tuple[list[EventRow], dict[int, int]]:
+    _batch.waiting = {}
+    try:
+        done = _run_handlers(handlers, events)
+        return done, _batch.waiting
+    finally:
+        _batch.waiting = None
+
+
 def _run_handlers(handlers: list[EventHandler], events: list[EventRow]) -> list[EventRow]:
+    # A rolled-back attempt takes its points back with its savepoint.
+    before = dict(_batch.waiting or {})
     try:
         with transaction.atomic():
             for handler in handlers:
                 handler(events)
         return events
     except Exception:
+        _batch.waiting = before
         if len(events) == 1:
             _record_failure(events[0])
             return []
@@ -641,6 +756,73 @@ def _run_handlers(handlers: list[EventHandler], events: list[EventRow]) -> list[
     for event in events:
         done.extend(_run_handlers(handlers, [event]))
     return done
+
+
+def _contacts_lock(contact_ids: set[int]) -> None:
+    # FOR NO KEY UPDATE: the key-share locks of concurrent event inserts (their foreign key
+    # to the contact) don't conflict with it, so storing never waits on scoring.
+    if contact_ids:
+        list(
+            Contact.objects.select_for_update(no_key=True)
+            .filter(pk__any=contact_ids)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+
+
+def _latest_activity(events: Sequence[EventRow]) -> dict[int, datetime]:
+    """Each contact's latest touchpoint in these events (system events are not activity)."""
+    latest: dict[int, datetime] = {}
+    for event in events:
+        if event.type not in Event.SYSTEM_TYPES:
+            known = latest.get(event.contact_id)
+            if known is None or known < event.occurred_at:
+                latest[event.contact_id] = event.occurred_at
+    return latest
+
+
+def _contacts_write(*, points: Mapping[int, int], activity: Mapping[int, datetime]) -> None:
+    """Add points to scores and move last activity forward: one UPDATE for all the contacts
+    on PostgreSQL; rows that neither gain points nor move are not written."""
+    points = {pk: delta for pk, delta in points.items() if delta}
+    ids = sorted(points.keys() | activity.keys())
+    if not ids:
+        return
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE contacts_contact AS c SET score = c.score + v.delta, "
+                "last_activity_at = GREATEST(c.last_activity_at, v.at) "
+                "FROM unnest(%s::bigint[], %s::integer[], %s::timestamptz[]) AS v(id, delta, at) "
+                "WHERE c.id = v.id AND (v.delta <> 0 OR (v.at IS NOT NULL AND "
+                "(c.last_activity_at IS NULL OR c.last_activity_at < v.at)))",
+                [
+                    array_param(ids),
+                    array_param([points.get(pk, 0) for pk in ids]),
+                    [activity.get(pk) for pk in ids],
+                ],
+            )
+        return
+    # Elsewhere: the same in one CASE per column, a few hundred contacts per statement.
+    for start in range(0, len(ids), 300):
+        chunk = ids[start : start + 300]
+        moments = [(pk, activity[pk]) for pk in chunk if pk in activity]
+        changes: dict[str, Any] = {}
+        if any(points.get(pk) for pk in chunk):
+            changes["score"] = F("score") + Case(
+                *(When(pk=pk, then=Value(points[pk])) for pk in chunk if points.get(pk)),
+                default=Value(0),
+            )
+        if moments:
+            changes["last_activity_at"] = Case(
+                *(
+                    When(pk=pk, then=Greatest(Coalesce("last_activity_at", Value(at)), Value(at)))
+                    for pk, at in moments
+                ),
+                default=F("last_activity_at"),
+                output_field=Contact._meta.get_field("last_activity_at"),
+            )
+        Contact.objects.filter(pk__in=chunk).update(**changes)
 
 
 def _record_failure(event: EventRow) -> None:

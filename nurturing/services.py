@@ -29,6 +29,7 @@ from contacts.machine_signals import is_machine_signal
 from contacts.models import Contact, Event
 from contacts.services import (
     StageMoveError,
+    batch_memo,
     bulk_update_fast,
     contact_update,
     event_record,
@@ -844,7 +845,9 @@ def nurturing_tick() -> dict[str, int]:
 def events_apply(*, events: abc.Sequence[Any]) -> None:
     """Goals first (an enrolment that began before the event ends as a conversion), then
     triggers. A few queries per batch of events, whatever its size."""
-    sequences = list(Sequence.objects.filter(active=True))
+    sequences = batch_memo(
+        "nurturing.sequences", lambda: list(Sequence.objects.filter(active=True))
+    )
     if not sequences or not events:
         return
     _apply_goals(events, [s for s in sequences if s.goal_event_type])

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, OuterRef
+from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -19,11 +19,12 @@ from contacts import broker
 from contacts.lookups import array_param
 from contacts.machine_signals import flag_machine_signal
 from contacts.models import Contact, Event, EventRow, StageChange
-from contacts.services import PlannedMove, stage_move_many
+from contacts.services import PlannedMove, batch_memo, contact_points_add, stage_move_many
 from scoring import engine, rescore
 from scoring.models import DecayRule, Rescore, ScoreEntry, ScoreRule, Threshold
 
 BATCH_SIZE = 1000
+NOTHING_EARNED = engine.Earned()
 logger = logging.getLogger(__name__)
 
 
@@ -32,11 +33,16 @@ def site_timezone() -> ZoneInfo:
 
 
 def active_rules() -> list[engine.Rule]:
-    return [rule.to_engine() for rule in ScoreRule.objects.filter(active=True)]
+    return batch_memo(
+        "scoring.rules", lambda: [r.to_engine() for r in ScoreRule.objects.filter(active=True)]
+    )
 
 
 def active_thresholds() -> list[engine.Threshold]:
-    return [threshold.to_engine() for threshold in Threshold.objects.filter(active=True)]
+    return batch_memo(
+        "scoring.thresholds",
+        lambda: [t.to_engine() for t in Threshold.objects.filter(active=True)],
+    )
 
 
 def event_fact(event: Event | EventRow) -> engine.EventFact:
@@ -76,7 +82,7 @@ def events_score(*, events: Sequence[EventRow]) -> int:
     # Locked as plain rows: only the few contacts that change stage become model instances.
     contacts = {
         pk: _Locked(stage, score)
-        for pk, stage, score in Contact.objects.select_for_update()
+        for pk, stage, score in Contact.objects.select_for_update(no_key=True)
         .filter(pk__any=facts_by_contact.keys())
         .order_by("pk")
         .values_list("pk", "stage", "score")
@@ -91,7 +97,7 @@ def events_score(*, events: Sequence[EventRow]) -> int:
         contact_lines, _ = engine.score_events(
             by_type,
             facts,
-            earned.get(contact_id, engine.Earned()),
+            earned.get(contact_id, NOTHING_EARNED),
             tz=tz,
             count_machine_signals=settings.SCORE_MACHINE_SIGNALS,
         )
@@ -125,7 +131,7 @@ def scores_adjust(*, adjustments: Sequence[Adjustment], at: datetime | None = No
         return 0
     contacts = {
         pk: _Locked(stage, score)
-        for pk, stage, score in Contact.objects.select_for_update()
+        for pk, stage, score in Contact.objects.select_for_update(no_key=True)
         .filter(pk__in={a.contact_id for a in wanted})
         .order_by("pk")
         .values_list("pk", "stage", "score")
@@ -229,13 +235,15 @@ def _earned(
     for contact_id, rule_id, event_id in rows:
         scored[contact_id].add((rule_id, identity[event_id]))
 
+    # Only contacts with something earned: the others start from an empty Earned().
     return {
         contact_id: engine.Earned(
-            times=times[contact_id],
-            period_points=period_points[contact_id],
-            scored=frozenset(scored[contact_id]),
+            times=times.get(contact_id, {}),
+            period_points=period_points.get(contact_id, {}),
+            scored=frozenset(scored.get(contact_id, ())),
         )
         for contact_id in contact_ids
+        if contact_id in times or contact_id in period_points or contact_id in scored
     }
 
 
@@ -271,22 +279,7 @@ def _add_points(contacts: dict[int, _Locked], lines: Iterable[engine.Line]) -> N
     changed = {contact_id: delta for contact_id, delta in deltas.items() if delta}
     for contact_id, delta in changed.items():
         contacts[contact_id].score += delta
-    if not changed:
-        return
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "UPDATE contacts_contact AS c SET score = c.score + v.delta "
-                "FROM unnest(%s::bigint[], %s::integer[]) AS v(id, delta) WHERE c.id = v.id",
-                [array_param(list(changed)), array_param(list(changed.values()))],
-            )
-        return
-    # Elsewhere, one UPDATE per distinct delta (a batch has a handful), not one per contact.
-    by_delta: dict[int, list[int]] = defaultdict(list)
-    for contact_id, delta in changed.items():
-        by_delta[delta].append(contact_id)
-    for delta, ids in by_delta.items():
-        Contact.objects.filter(pk__in=ids).update(score=F("score") + delta)
+    contact_points_add(changed)
 
 
 def thresholds_apply(
@@ -347,7 +340,9 @@ def decay_apply(*, as_of: datetime | None = None) -> int:
 def _decay_batch(rule: DecayRule, contact_ids: list[int], as_of: datetime) -> int:
     decay = rule.to_engine()
     thresholds = active_thresholds()
-    contacts = Contact.objects.select_for_update().filter(pk__in=contact_ids).order_by("pk")
+    contacts = (
+        Contact.objects.select_for_update(no_key=True).filter(pk__in=contact_ids).order_by("pk")
+    )
     entries, changed = [], []
     for contact in contacts:
         points = engine.decay_points(
@@ -490,7 +485,7 @@ def stages_apply() -> int:
             # Lock, then re-read: a live event may have moved some of them meanwhile.
             current = [
                 (pk, stage, score, ())
-                for pk, stage, score in Contact.objects.select_for_update()
+                for pk, stage, score in Contact.objects.select_for_update(no_key=True)
                 .filter(pk__in=[pk for pk, *_ in chunk])
                 .order_by("pk")
                 .values_list("pk", "stage", "score")

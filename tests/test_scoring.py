@@ -207,3 +207,37 @@ def test_a_stage_change_alone_does_not_send_a_contact_back_up_the_funnel(
 
     record(contact, "page_view", capture=django_capture_on_commit_callbacks, url="/prix")
     assert contact.stage == "sql"
+
+
+def test_a_batch_writes_points_and_last_activity_and_a_failed_event_gives_none(settings):
+    """Points wait for the end of the batch and go out with its last activity; an event
+    that breaks a later handler gives no points, and the others score once."""
+    settings.LEADFUNNEL_EVENT_HANDLERS = [
+        "scoring.handlers.on_event",
+        "tests.handlers.fail_on_poison",
+    ]
+    anne = ContactFactory(stage="lead", last_activity_at=None)
+    bruno = ContactFactory(stage="lead", last_activity_at=timezone.now() - timedelta(days=3))
+    now = timezone.now()
+    good = [
+        EventFactory(pending=True, contact=anne, type="download", occurred_at=now - timedelta(hours=2)),
+        EventFactory(pending=True, contact=anne, type="newsletter_subscribe", occurred_at=now - timedelta(hours=1)),
+        EventFactory(pending=True, contact=bruno, type="download", occurred_at=now - timedelta(days=1)),
+    ]  # fmt: skip
+    poison = EventFactory(
+        pending=True,
+        contact=bruno,
+        type="demo_request",
+        occurred_at=now,
+        properties={"poison": True},
+    )
+
+    assert events_process(event_ids=[e.pk for e in [*good, poison]]) == 3
+
+    anne.refresh_from_db()
+    bruno.refresh_from_db()
+    assert (anne.score, bruno.score) == (6, 1)
+    assert anne.score == ledger_sum(anne) and bruno.score == ledger_sum(bruno)
+    assert bruno.stage == "lead"  # the demo request that would make him an SQL failed
+    assert anne.last_activity_at == good[1].occurred_at
+    assert bruno.last_activity_at == poison.occurred_at  # it happened, even if unhandled
