@@ -119,14 +119,23 @@ WHERE score <> COALESCE(
 # The ledger summed once (one pass, hashed), not once per contact: a correlated sum per contact
 # reads the ledger through its index a hundred thousand times. Only scores that change are
 # written: every write of a contact row goes through all of its indexes.
-UPDATE_SCORES_POSTGRESQL = """
+LEDGER_TOTALS = (
+    "SELECT contact_id, SUM(points) AS total FROM scoring_scoreentry GROUP BY contact_id"
+)
+# Live scoring locks its contacts in id order; an UPDATE locks them in the order its plan meets
+# them. Locking in id order first means the two wait for each other instead of deadlocking, and
+# the UPDATE that follows (a new snapshot) sums every line a live batch committed meanwhile.
+LOCK_CHANGED_POSTGRESQL = f"""
+WITH locked AS (
+    SELECT c.id FROM contacts_contact c LEFT JOIN ({LEDGER_TOTALS}) t ON t.contact_id = c.id
+    WHERE c.score <> COALESCE(t.total, 0) ORDER BY c.id FOR NO KEY UPDATE OF c
+) SELECT count(*) FROM locked
+"""
+UPDATE_SCORES_POSTGRESQL = f"""
 UPDATE contacts_contact c SET score = changed.total
 FROM (
     SELECT c.id, COALESCE(t.total, 0) AS total
-    FROM contacts_contact c
-    LEFT JOIN (
-        SELECT contact_id, SUM(points) AS total FROM scoring_scoreentry GROUP BY contact_id
-    ) t ON t.contact_id = c.id
+    FROM contacts_contact c LEFT JOIN ({LEDGER_TOTALS}) t ON t.contact_id = c.id
     WHERE c.score <> COALESCE(t.total, 0)
 ) changed
 WHERE c.id = changed.id
@@ -152,9 +161,12 @@ def tuned() -> Iterator[None]:
 
 def update_scores() -> int:
     """Set every contact's score to its ledger's sum; returns how many changed."""
-    postgresql = connection.vendor == "postgresql"
     with tuned(), connection.cursor() as cursor:
-        cursor.execute(UPDATE_SCORES_POSTGRESQL if postgresql else UPDATE_SCORES)
+        if connection.vendor != "postgresql":
+            cursor.execute(UPDATE_SCORES)
+            return max(cursor.rowcount, 0)
+        cursor.execute(LOCK_CHANGED_POSTGRESQL)
+        cursor.execute(UPDATE_SCORES_POSTGRESQL)
         return max(cursor.rowcount, 0)
 
 
