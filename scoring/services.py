@@ -477,16 +477,7 @@ def _step(run: Rescore, *fields: str) -> None:
 def stages_apply() -> int:
     """Move every marketing-stage contact whose score now crosses a threshold. Returns moves."""
     thresholds = active_thresholds()
-    rows = (
-        Contact.objects.filter(stage__in=engine.MARKETING_STAGES)
-        .order_by("pk")
-        .values_list("pk", "stage", "score")
-    )
-    due = [
-        (pk, stage, score, ())
-        for pk, stage, score in rows.iterator(chunk_size=5000)
-        if engine.stage_moves(stage, score, [], thresholds)
-    ]
+    due = rescore.stage_candidates(thresholds)
     moved = 0
     for start in range(0, len(due), BATCH_SIZE):
         chunk = due[start : start + BATCH_SIZE]

@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db.models import Sum
 
-from contacts.models import Contact, StageChange
+from contacts.models import Contact, Event, StageChange
 from contacts.services import events_process
 from scoring import services
-from scoring.models import Rescore, ScoreEntry, ScoreRule
+from scoring.models import Rescore, ScoreEntry, ScoreRule, Threshold
 from tests.factories import ContactFactory, EventFactory
 
 pytestmark = pytest.mark.django_db
@@ -94,6 +94,69 @@ def test_a_full_rescore_rebuilds_exactly_the_live_ledger():
     assert scores() == live_scores
     for contact in Contact.objects.all():
         assert contact.score == (contact.score_entries.aggregate(s=Sum("points"))["s"] or 0)
+
+
+def rescore_from_scratch() -> Rescore:
+    ScoreEntry.objects.all().delete()
+    Contact.objects.update(score=0)
+    run = services.rescore_start(reason="test")
+    services.rescore_run(rescore_id=run.pk)
+    run.refresh_from_db()
+    return run
+
+
+def test_a_full_rescore_counts_machine_signals_when_the_setting_says_so(settings):
+    settings.SCORE_MACHINE_SIGNALS = True
+    add_tricky_rules()
+    rng = random.Random(11)
+    contacts = ContactFactory.create_batch(8, stage="client")
+    events_process(event_ids=random_events(contacts, rng, 300))
+    live_ledger, live_scores = ledger(), scores()
+    assert not any(filtered for *_, filtered, _ in live_ledger)
+
+    assert rescore_from_scratch().status == "done"
+
+    assert ledger() == live_ledger
+    assert scores() == live_scores
+
+
+def test_a_rescore_writes_only_the_lines_and_scores_that_change():
+    contacts = ContactFactory.create_batch(3, stage="client")
+    for contact in contacts[:2]:
+        EventFactory(contact=contact, type="download", pending=True)
+    EventFactory(contact=contacts[2], type="demo_request", pending=True)
+    events_process(event_ids=list(Event.objects.values_list("pk", flat=True)))
+    untouched = ScoreEntry.objects.get(contact=contacts[2])
+    ScoreRule.objects.filter(name="Download").update(points=4)
+
+    run = services.rescore_start(reason="Download now 4")
+    services.rescore_run(rescore_id=run.pk)
+
+    run.refresh_from_db()
+    assert (run.lines, run.contacts_changed) == (4, 2)  # two lines out, two in
+    assert scores() == {contacts[0].pk: 4, contacts[1].pk: 4, contacts[2].pk: 20}
+    assert ScoreEntry.objects.get(contact=contacts[2]).pk == untouched.pk
+
+
+def test_a_threshold_change_moves_stages_at_the_rescore_both_ways():
+    at = {score: ContactFactory(stage="lead", score=score) for score in (5, 25, 45)}
+    at |= {-score: ContactFactory(stage="mql", score=score) for score in (5, 25, 45)}
+    for contact in Contact.objects.all():  # each score as a manual adjustment the rescore keeps
+        ScoreEntry.objects.create(contact=contact, points=contact.score, reason="manual",
+                                  at=T0)  # fmt: skip
+    Threshold.objects.filter(stage="mql").update(min_score=40, exit_below=30)
+
+    run = services.rescore_start(reason="MQL at 40")
+    services.rescore_run(rescore_id=run.pk)
+
+    run.refresh_from_db()
+    assert (run.contacts_changed, run.stage_moves) == (0, 3)
+    stages = dict(Contact.objects.values_list("pk", "stage"))
+    assert [stages[at[key].pk] for key in (5, 25, 45, -5, -25, -45)] == [
+        "lead", "lead", "mql", "lead", "lead", "mql"]  # fmt: skip
+    assert set(StageChange.objects.filter(cause="threshold").values_list(
+        "contact_id", "from_stage", "to_stage")) == {
+        (at[45].pk, "lead", "mql"), (at[-5].pk, "mql", "lead"), (at[-25].pk, "mql", "lead")}  # fmt: skip
 
 
 def test_a_rule_change_previewed_then_rescored(django_capture_on_commit_callbacks):
