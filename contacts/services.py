@@ -1406,24 +1406,57 @@ def _known_contacts(
 ) -> tuple[dict[str, KnownContact], dict[str, KnownContact]]:
     """The contacts with these (lower-cased) emails or external ids, locked in id order; one
     dict per contact, reached by either key."""
-    wanted = Q(lowered__any=emails)
-    if external_ids:
-        wanted |= Q(external_id__any=external_ids)
     by_email: dict[str, KnownContact] = {}
     by_external_id: dict[str, KnownContact] = {}
-    for contact in (
-        Contact.objects.select_for_update()
-        .annotate(lowered=Lower("email"))
-        .filter(wanted)
-        .order_by("pk")
-        .values(*KNOWN_COLUMNS, "lowered")
-    ):
+    for contact in _known_contact_rows(emails, external_ids):
         lowered = contact.pop("lowered")
         if lowered:
             by_email[lowered] = contact
         if contact["external_id"]:
             by_external_id[contact["external_id"]] = contact
     return by_email, by_external_id
+
+
+# One index probe per email, forced by the LIMIT: given the thousand emails as one array,
+# the planner expects a thousand matches and scans the whole table instead (10-50 ms a batch,
+# against 2 ms; a batch's emails are mostly new).
+KNOWN_CONTACTS_SQL = """
+SELECT {columns}, lower(email) AS lowered FROM contacts_contact
+WHERE id = ANY(ARRAY(
+    SELECT found.id FROM unnest(%s::text[]) AS wanted(email)
+    CROSS JOIN LATERAL (
+        SELECT id FROM contacts_contact WHERE lower(email) = wanted.email LIMIT 1
+    ) AS found
+    UNION ALL
+    SELECT id FROM contacts_contact WHERE external_id = ANY(%s::text[])
+))
+ORDER BY id
+FOR UPDATE
+"""
+
+
+def _known_contact_rows(emails: set[str], external_ids: set[str]) -> list[KnownContact]:
+    if connection.vendor != "postgresql":
+        wanted = Q(lowered__any=emails) | Q(external_id__any=external_ids)
+        return list(
+            Contact.objects.select_for_update()
+            .annotate(lowered=Lower("email"))
+            .filter(wanted)
+            .order_by("pk")
+            .values(*KNOWN_COLUMNS, "lowered")
+        )
+    meta = Contact._meta
+    quote = connection.ops.quote_name
+    columns = ", ".join(
+        quote(meta.get_field(name).column) if name != "pk" else quote(meta.pk.column)
+        for name in KNOWN_COLUMNS
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            KNOWN_CONTACTS_SQL.format(columns=columns), [list(emails), list(external_ids)]
+        )
+        names = [*KNOWN_COLUMNS, "lowered"]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def _suppressed(emails: set[str]) -> set[str]:
