@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 import importlib
 import json
 import logging
@@ -11,7 +12,8 @@ import secrets
 import threading
 import traceback
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -1229,6 +1231,18 @@ def _read_job_file(job: ImportJob) -> tuple[ImportGroups, list[ImportRowError]]:
     groups: ImportGroups = {}
     errors: list[ImportRowError] = []
     with_external_id: set[tuple[str, str]] = set()
+    with _cyclic_gc_paused():
+        _read_rows(job, text, groups, errors, with_external_id)
+    return _join_external_ids(job, groups, errors, with_external_id), errors
+
+
+def _read_rows(
+    job: ImportJob,
+    text: str,
+    groups: ImportGroups,
+    errors: list[ImportRowError],
+    with_external_id: set[tuple[str, str]],
+) -> None:
     try:
         for row in csv_import.read_rows(text, job.delimiter):
             try:
@@ -1250,7 +1264,19 @@ def _read_job_file(job: ImportJob) -> tuple[ImportGroups, list[ImportRowError]]:
         raise ImportFailed(
             _("The file is not a valid CSV: %(error)s") % {"error": error}
         ) from error
-    return _join_external_ids(job, groups, errors, with_external_id), errors
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a file's rows are read: they make no reference cycles,
+    but each full collection walks all of them again (about half the time spent reading)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _join_external_ids(
