@@ -1431,7 +1431,10 @@ def _known_contacts(
     emails: set[str], external_ids: set[str]
 ) -> tuple[dict[str, KnownContact], dict[str, KnownContact]]:
     """The contacts with these (lower-cased) emails or external ids, locked in id order; one
-    dict per contact, reached by either key."""
+    dict per contact, reached by either key.
+
+    Locked FOR NO KEY UPDATE, as an UPDATE locks them: other writers wait, but not the foreign
+    key checks of events and stage changes recorded meanwhile for these contacts."""
     by_email: dict[str, KnownContact] = {}
     by_external_id: dict[str, KnownContact] = {}
     for contact in _known_contact_rows(emails, external_ids):
@@ -1457,7 +1460,7 @@ WHERE id = ANY(ARRAY(
     SELECT id FROM contacts_contact WHERE external_id = ANY(%s::text[])
 ))
 ORDER BY id
-FOR UPDATE
+FOR NO KEY UPDATE
 """
 
 
@@ -1465,7 +1468,7 @@ def _known_contact_rows(emails: set[str], external_ids: set[str]) -> list[KnownC
     if connection.vendor != "postgresql":
         wanted = Q(lowered__any=emails) | Q(external_id__any=external_ids)
         return list(
-            Contact.objects.select_for_update()
+            Contact.objects.select_for_update(no_key=True)
             .annotate(lowered=Lower("email"))
             .filter(wanted)
             .order_by("pk")
@@ -1479,7 +1482,8 @@ def _known_contact_rows(emails: set[str], external_ids: set[str]) -> list[KnownC
     )
     with connection.cursor() as cursor:
         cursor.execute(
-            KNOWN_CONTACTS_SQL.format(columns=columns), [list(emails), list(external_ids)]
+            KNOWN_CONTACTS_SQL.format(columns=columns),
+            [_text_array(emails), _text_array(external_ids)],
         )
         names = [*KNOWN_COLUMNS, "lowered"]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -1491,8 +1495,22 @@ def _suppressed(emails: set[str]) -> set[str]:
     by_hash = {Suppression.hash(email): email for email in emails}
     if not by_hash:
         return set()
-    found = Suppression.objects.filter(email_hash__any=by_hash.keys())
-    return {by_hash[digest] for digest in found.values_list("email_hash", flat=True)}
+    if connection.vendor != "postgresql":
+        found = Suppression.objects.filter(email_hash__any=by_hash.keys())
+        return {by_hash[digest] for digest in found.values_list("email_hash", flat=True)}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT email_hash FROM contacts_suppression WHERE email_hash = ANY(%s::text[])",
+            [_text_array(by_hash)],
+        )
+        return {by_hash[digest] for (digest,) in cursor.fetchall()}
+
+
+def _text_array(values: Iterable[str]) -> str:
+    """A text[] parameter as one literal: psycopg adapts a list element by element, which costs
+    a batch's thousand emails a few milliseconds more."""
+    quoted = (value.replace("\\", "\\\\").replace('"', '\\"') for value in values)
+    return "{" + ",".join(f'"{value}"' for value in quoted) + "}"
 
 
 def _identity_conflict(
