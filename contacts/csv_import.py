@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
+from django.core.validators import EmailValidator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from contacts.models import Contact, normalize_email
+from contacts.models import Contact
 
 # What a column may become; "" means the column is ignored.
 IMPORT_FIELDS = (
@@ -160,7 +161,7 @@ def field_choices() -> list[tuple[str, str]]:
     ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Row:
     line_number: int  # where the record starts in the file, header included
     cells: list[str]
@@ -173,7 +174,7 @@ def read_rows(text: str, delimiter: str) -> Iterator[Row]:
     start = 1
     for cells in reader:
         line_number, start = start, reader.line_num + 1
-        if not any(cell.strip() for cell in cells):
+        if not "".join(cells).strip():  # every cell blank (one join: cheaper than a loop)
             continue
         if not seen_header:
             seen_header = True
@@ -181,7 +182,7 @@ def read_rows(text: str, delimiter: str) -> Iterator[Row]:
         yield Row(line_number=line_number, cells=cells)
 
 
-@dataclass
+@dataclass(slots=True)
 class CleanRow:
     line_number: int
     # What makes two rows the same person: ("email", lower-cased email), or for a row without
@@ -190,16 +191,34 @@ class CleanRow:
     fields: dict[str, str] = field(default_factory=dict)
 
 
+class CompiledEmailValidator(EmailValidator):
+    """Django's email validator with the same patterns compiled once: its lazily compiled ones
+    go through a proxy on every match (9 µs an email against 2 µs, most of a row's cleaning)."""
+
+    user_regex = re.compile(EmailValidator.user_regex.pattern, EmailValidator.user_regex.flags)
+    domain_regex = re.compile(
+        EmailValidator.domain_regex.pattern, EmailValidator.domain_regex.flags
+    )
+    literal_regex = re.compile(
+        EmailValidator.literal_regex.pattern, EmailValidator.literal_regex.flags
+    )
+
+
+validate_email = CompiledEmailValidator()
+MAX_LENGTHS = {name: Contact._meta.get_field(name).max_length for name in IMPORT_FIELDS}
+
+
 def clean_row(row: Row, mapping: Sequence[str]) -> CleanRow:
     """The row's non-blank values by field, validated; ``ValidationError`` says what is wrong.
 
     Extra cells beyond the mapped columns are ignored, missing ones are blank."""
     fields: dict[str, str] = {}
     for target, cell in zip(mapping, row.cells, strict=False):
-        value = cell.strip()
-        if target and value:
-            fields[target] = value
-    email = normalize_email(fields.get("email"))
+        if target:
+            value = cell.strip()
+            if value:
+                fields[target] = value
+    email = fields.get("email")  # trimmed and not blank, as normalize_email leaves it
     external_id = fields.get("external_id")
     if not email and not external_id:
         raise ValidationError(_("No email address and no external id."))
@@ -210,9 +229,8 @@ def clean_row(row: Row, mapping: Sequence[str]) -> CleanRow:
             raise ValidationError(
                 _("“%(email)s” is not a valid email address.") % {"email": email}
             ) from error
-        fields["email"] = email
     for name, value in fields.items():
-        limit = Contact._meta.get_field(name).max_length
+        limit = MAX_LENGTHS[name]
         if limit and len(value) > limit:
             raise ValidationError(
                 _("%(field)s is too long (%(length)d characters, at most %(limit)d).")

@@ -3,13 +3,23 @@ import io
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.validators import validate_email
 from django.urls import reverse
 from django.utils import timezone
 
 from contacts import broker, csv_import, services
 from contacts.import_forms import ImportMappingForm
-from contacts.models import Contact, Event, ImportJob, ImportRowError, StageChange
+from contacts.models import (
+    Contact,
+    Event,
+    ImportJob,
+    ImportRowError,
+    PendingEvent,
+    StageChange,
+    StageStay,
+)
 from tests.factories import ContactFactory, LeadSourceFactory
 
 ENGLISH = {"HTTP_ACCEPT_LANGUAGE": "en"}
@@ -450,3 +460,71 @@ def test_the_mapping_form_accepts_an_external_id_column_instead_of_an_email():
     )
     assert form.is_valid()
     assert csv_import.propose_mapping(["ID externe", "External ID"]) == ["external_id", ""]
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "helene@exemple.fr", "Hélène@exemple.fr", "zoe@société.fr", "a@xn--socit-esab.fr",
+        "x@localhost", "x@[127.0.0.1]", "x@[::1]", "x@[999.1.1.1]", '"dupont fils"@exemple.fr',
+        "a..b@exemple.fr", ".a@exemple.fr", "a b@exemple.fr", "a@@exemple.fr", "a@exemple",
+        "a@-exemple.fr", "a@exemple.f", "a@exemple.fr.", "a@" + "x" * 64 + ".fr",
+        "a" * 310 + "@exemple.fr", "o'neil+news@exemple.fr", "pas-un-email",
+    ],
+)  # fmt: skip
+def test_the_import_accepts_exactly_the_emails_django_accepts(email):
+    def accepted(validator):
+        try:
+            validator(email)
+        except ValidationError:
+            return False
+        return True
+
+    assert accepted(csv_import.validate_email) == accepted(validate_email)
+
+
+@pytest.mark.django_db
+def test_new_leads_get_the_stage_change_event_every_lead_has_and_it_is_handled(
+    marketer_client, django_capture_on_commit_callbacks
+):
+    job = run_import(marketer_client, django_capture_on_commit_callbacks, SALON)
+
+    assert counts(job) == (3, 2, 0, 2)
+    changes = StageChange.objects.order_by("pk")
+    assert len(changes) == 3
+    for change in changes:
+        event = Event.objects.get(idempotency_key=f"stage_change:{change.pk}")
+        expected = change.event_fields()
+        assert (event.contact_id, event.type, event.occurred_at, event.source) == (
+            change.contact_id, expected["type"], expected["occurred_at"], expected["source"],
+        )  # fmt: skip
+        assert event.properties == expected["properties"]
+    # Handed to the event workers after commit, as every stage change is: handled, dequeued.
+    assert not PendingEvent.objects.exists()
+    assert StageStay.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_a_contact_created_while_a_batch_was_read_is_merged_into_not_duplicated(
+    marketer_client, django_capture_on_commit_callbacks, monkeypatch
+):
+    marie = ContactFactory(email="marie@exemple.fr", first_name="Marie", company="")
+    read = services._known_contact_rows
+    reads = []
+
+    def first_read_misses_her(emails, external_ids):
+        reads.append(emails)
+        return [] if len(reads) == 1 else read(emails, external_ids)
+
+    monkeypatch.setattr(services, "_known_contact_rows", first_read_misses_her)
+    content = b"Email,Soci\xc3\xa9t\xc3\xa9\nMARIE@exemple.fr,Nouvelle SA\nnew@exemple.fr,Neuve\n"
+
+    job = run_import(marketer_client, django_capture_on_commit_callbacks, content)
+
+    # The unique email refused the batch's insert; the batch was read again and merged.
+    assert len(reads) == 2
+    assert counts(job) == (1, 1, 0, 0)
+    marie.refresh_from_db()
+    assert marie.company == "Nouvelle SA"
+    assert Contact.objects.filter(email__iexact="marie@exemple.fr").count() == 1
+    assert Contact.objects.count() == 2
