@@ -174,3 +174,18 @@ class MessageAdmin(ReadOnlyAdmin):
     search_fields = ["to", "subject", "message_id"]
     list_select_related = ["contact"]
     readonly_fields = [field.name for field in Message._meta.fields]
+    actions = ["send_again"]
+
+    @admin.action(description=_("Send again (messages in doubt or failed)"))
+    def send_again(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
+        count = services.messages_retry(messages=queryset)
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d message will be sent again.",
+                "%(count)d messages will be sent again.",
+                count,
+            )
+            % {"count": count},
+            messages.SUCCESS if count else messages.WARNING,
+        )

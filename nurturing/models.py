@@ -341,7 +341,12 @@ class MessageQuerySet(models.QuerySet["Message"]):
             contact_id__in=contact_ids,
             internal=False,
             created_at__gte=since,
-            status__in=[Message.Status.QUEUED, Message.Status.SENDING, Message.Status.SENT],
+            status__in=[
+                Message.Status.QUEUED,
+                Message.Status.SENDING,
+                Message.Status.SENT,
+                Message.Status.IN_DOUBT,
+            ],
         )
 
 
@@ -352,6 +357,9 @@ class Message(models.Model):
         QUEUED = "queued", pgettext_lazy("a message", "Queued")
         SENDING = "sending", pgettext_lazy("a message", "Sending")
         SENT = "sent", pgettext_lazy("a message", "Sent")
+        # The mail server may have accepted it, but no reply was recorded (the worker died or
+        # the connection dropped after the end of the data): never resent without a person.
+        IN_DOUBT = "in_doubt", pgettext_lazy("a message", "In doubt")
         FAILED = "failed", pgettext_lazy("a message", "Failed")
         SUPPRESSED = "suppressed", pgettext_lazy("a message", "Suppressed")
 
@@ -379,6 +387,9 @@ class Message(models.Model):
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
     next_attempt_at = models.DateTimeField(_("next attempt"), default=timezone.now)
     lease_until = models.DateTimeField(_("leased until"), null=True, blank=True)
+    # Set, and committed, just before the end of the data goes to the mail server; from then on
+    # the server may have the message, so a dead worker's lease makes it "in doubt", not queued.
+    handed_over_at = models.DateTimeField(_("handed to the mail server"), null=True, blank=True)
     error = models.TextField(_("error"), blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     sent_at = models.DateTimeField(_("sent"), null=True, blank=True)

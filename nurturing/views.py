@@ -88,6 +88,7 @@ MESSAGE_COUNTS = {
     "clicked": Count("id", filter=Q(clicked_at__isnull=False)),
     "queued": Count("id", filter=Q(status__in=[Message.Status.QUEUED, Message.Status.SENDING])),
     "failed": Count("id", filter=Q(status=Message.Status.FAILED)),
+    "in_doubt": Count("id", filter=Q(status=Message.Status.IN_DOUBT)),
     "suppressed": Count("id", filter=Q(status=Message.Status.SUPPRESSED)),
 }
 
