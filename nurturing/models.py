@@ -11,6 +11,26 @@ from django.utils.translation import pgettext_lazy
 
 from contacts.models import Contact, Event
 
+# The reasons the application stores in ``Message.error`` and ``Enrollment.end_reason`` are
+# codes (the same in every language, so a row reads the same whoever wrote it); these are their
+# labels. Anything else there (a mail server's reply) is shown as it is.
+REASONS = {
+    "no email address": _("No email address"),
+    "do not email": _("Do not email"),
+    "consent withdrawn": _("Consent withdrawn"),
+    "no consent": _("No consent"),
+    "contact deleted": _("Contact deleted"),
+    "email address changed": _("Email address changed"),
+    "unsubscribed": pgettext_lazy("a reason", "Unsubscribed"),
+    "goal event": _("Goal event"),
+    "exit step": _("Exit step"),
+}
+
+
+def reason_label(code: str) -> str:
+    label = REASONS.get(code)
+    return str(label) if label is not None else code
+
 
 class Sequence(models.Model):
     """A campaign: who enters it (trigger), what ends it as a conversion (goal), and its steps."""
@@ -98,6 +118,10 @@ class Sequence(models.Model):
 
 
 class Step(models.Model):
+    class WindowZone(models.TextChoices):
+        CONTACT = "contact", _("The contact's time zone (the site's if it has none)")
+        SITE = "site", _("The site's time zone")
+
     class Kind(models.TextChoices):
         EMAIL = "email", _("Send email")
         WAIT = "wait", _("Wait")
@@ -134,6 +158,12 @@ class Step(models.Model):
     )
     window_start_hour = models.PositiveSmallIntegerField(_("from hour"), null=True, blank=True)
     window_end_hour = models.PositiveSmallIntegerField(_("until hour"), null=True, blank=True)
+    window_time_zone = models.CharField(
+        _("window hours in"),
+        max_length=10,
+        choices=WindowZone.choices,
+        default=WindowZone.CONTACT,
+    )
     # email
     subject = models.CharField(_("subject"), max_length=300, blank=True)
     body_text = models.TextField(_("text body"), blank=True)
@@ -331,6 +361,38 @@ class Enrollment(models.Model):
     def __str__(self) -> str:
         return f"{self.sequence_id}/{self.contact_id} ({self.status})"
 
+    @property
+    def end_reason_label(self) -> str:
+        return reason_label(self.end_reason)
+
+
+class SplitBranch(models.Model):
+    """The branch an enrolment took at one split step (a sequence may have several splits; the
+    enrolment's ``branch`` only keeps the last). Written by the scheduler, read by the results."""
+
+    enrollment = models.ForeignKey(
+        Enrollment, verbose_name=_("enrolment"), on_delete=models.CASCADE,
+        related_name="split_branches",
+    )  # fmt: skip
+    step = models.ForeignKey(
+        Step, verbose_name=_("split step"), on_delete=models.CASCADE, related_name="+"
+    )
+    branch = models.CharField(_("A/B branch"), max_length=1)
+    at = models.DateTimeField(_("at"))
+
+    class Meta:
+        verbose_name = _("split branch")
+        verbose_name_plural = _("split branches")
+        constraints = [
+            # The split is deterministic per (enrolment, step): a loop through it again finds
+            # the same branch, kept once.
+            models.UniqueConstraint(fields=["enrollment", "step"], name="split_branch_once"),
+        ]
+        indexes = [models.Index(fields=["step", "branch"], name="split_branch_step")]
+
+    def __str__(self) -> str:
+        return f"{self.enrollment_id}@{self.step_id}: {self.branch}"
+
 
 class MessageQuerySet(models.QuerySet["Message"]):
     def sendable(self, as_of: datetime) -> MessageQuerySet:
@@ -419,6 +481,10 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.to}: {self.subject} ({self.status})"
+
+    @property
+    def error_label(self) -> str:
+        return reason_label(self.error)
 
     @property
     def seconds_since_sent(self) -> float | None:

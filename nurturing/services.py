@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core.mail import get_connection
@@ -39,7 +39,7 @@ from contacts.services import (
 )
 from nurturing import engine, mime, rendering
 from nurturing.mime import BuiltEmail
-from nurturing.models import Enrollment, Message, Sequence, Step
+from nurturing.models import Enrollment, Message, Sequence, SplitBranch, Step
 from scoring.services import Adjustment, scores_adjust
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,16 @@ ENDED = "ended"
 
 def site_timezone() -> ZoneInfo:
     return ZoneInfo(settings.TIME_ZONE)
+
+
+def _zone(name: str) -> ZoneInfo | None:
+    """A contact's time zone; None when it has none (or one this system's tzdata lacks)."""
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
 
 
 # --- Enrolling --------------------------------------------------------------------------------
@@ -251,11 +261,14 @@ def _advance_batch(*, as_of: datetime, batch_size: int) -> int:
             score=contact["score"],
             events=tuple(events.get(row.contact_id, ())),
             emails=tuple(emails.get(row.pk, ())),
+            time_zone=_zone(contact["time_zone"]),
         )
         _run(out, _Run(row=row, contact=contact, facts=facts), specs, recent, cap)
 
     _insert_messages(out.messages)
     _write_enrollments(rows)
+    if out.branches:
+        SplitBranch.objects.bulk_create(out.branches, ignore_conflicts=True)
     if out.adjustments:
         scores_adjust(adjustments=out.adjustments, at=as_of)
     for contact_id, step, sequence in out.moves:
@@ -348,9 +361,10 @@ class _Outbox:
     messages: list[Message] = None  # type: ignore[assignment]
     adjustments: list[Adjustment] = None  # type: ignore[assignment]
     moves: list[tuple[int, Step, Sequence]] = None  # type: ignore[assignment]
+    branches: list[SplitBranch] = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        self.messages, self.adjustments, self.moves = [], [], []
+        self.messages, self.adjustments, self.moves, self.branches = [], [], [], []
 
 
 def _specs(steps: dict[int, Step]) -> dict[int, engine.StepSpec]:
@@ -370,6 +384,7 @@ def _specs(steps: dict[int, Step]) -> dict[int, engine.StepSpec]:
                 weekdays=step.weekdays,
                 start_hour=step.window_start_hour,
                 end_hour=step.window_end_hour,
+                contact_time_zone=step.window_time_zone == Step.WindowZone.CONTACT,
                 condition=step.condition,
                 event_type=step.condition_event_type,
                 tag=step.condition_tag,
@@ -388,7 +403,7 @@ def _specs(steps: dict[int, Step]) -> dict[int, engine.StepSpec]:
 
 CONTACT_VALUES = (
     "pk", "email", "first_name", "last_name", "company", "job_title", "stage", "score",
-    "do_not_email", "consent", "owner__email", "owner__first_name",
+    "do_not_email", "consent", "owner__email", "owner__first_name", "time_zone",
 )  # fmt: skip
 
 
@@ -518,6 +533,9 @@ def _run(
                 result = "no owner"
         if decision.action == engine.GOTO and step.kind == Step.Kind.SPLIT:
             row.branch = decision.branch
+            out.branches.append(
+                SplitBranch(enrollment_id=row.pk, step_id=step.pk, branch=row.branch, at=as_of)
+            )
         _log(row, step, as_of, result)
         row.previous_step_at, row.step_entered_at = row.step_entered_at, as_of
         row.step_id = decision.next_step_id
