@@ -12,6 +12,7 @@ from __future__ import annotations
 import binascii
 import re
 import secrets
+import time
 from email.utils import formatdate
 from functools import lru_cache
 from typing import Any
@@ -61,6 +62,11 @@ def _header(value: str) -> str:
     return "\r\n ".join(words)
 
 
+@lru_cache(maxsize=2)
+def _date(second: int) -> str:
+    return formatdate(second, localtime=False, usegmt=True)
+
+
 def _qp(text: str) -> bytes:
     body = text.replace("\r\n", "\n").encode()
     encoded = binascii.b2a_qp(body, quotetabs=False, istext=True, header=False)
@@ -74,7 +80,7 @@ def build(
         f"From: {_address(from_email)}",  # the same sender for every message: encoded once
         f"To: {address(to)}",
         f"Subject: {_header(subject)}",
-        f"Date: {formatdate(localtime=False, usegmt=True)}",
+        f"Date: {_date(int(time.time()))}",
         *(f"{name}: {_header(value)}" for name, value in headers.items()),
         "MIME-Version: 1.0",
     ]

@@ -425,15 +425,19 @@ class Message(models.Model):
         FAILED = "failed", pgettext_lazy("a message", "Failed")
         SUPPRESSED = "suppressed", pgettext_lazy("a message", "Suppressed")
 
+    # No single-column indexes on enrollment and contact: message_once_per_step and
+    # message_contact_created lead with them, and every write of a message (claimed, handed
+    # over, sent) updates each index.
     enrollment = models.ForeignKey(
-        Enrollment, verbose_name=_("enrolment"), on_delete=models.CASCADE, related_name="messages"
-    )
+        Enrollment, verbose_name=_("enrolment"), on_delete=models.CASCADE,
+        related_name="messages", db_index=False,
+    )  # fmt: skip
     step = models.ForeignKey(
         Step, verbose_name=_("step"), on_delete=models.SET_NULL, null=True, related_name="messages"
     )
     contact = models.ForeignKey(
         Contact, verbose_name=_("contact"), on_delete=models.SET_NULL, null=True,
-        related_name="nurturing_messages",
+        related_name="nurturing_messages", db_index=False,
     )  # fmt: skip
     # A note to the contact's owner rather than marketing email: no tracking, no cap.
     internal = models.BooleanField(_("to the owner"), default=False)

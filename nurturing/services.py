@@ -664,7 +664,7 @@ def messages_send(*, batch_size: int = SEND_BATCH_SIZE, budget: float = TICK_BUD
                     sender.flush()
                     _release([m.pk for m in batch[index:]])
                     break
-                sender.deliver(message)
+                sender.deliver(message, following=batch[index + 1 : index + 2])
             sender.flush()
     finally:
         try:
@@ -736,11 +736,12 @@ class _Sender:
         self.accepted: tuple[int, datetime] | None = None
         self.marks = _Marks()
         self.sent = 0
+        self.prepared: dict[int, bytes] = {}
 
-    def deliver(self, message: Outgoing) -> None:
+    def deliver(self, message: Outgoing, following: list[Outgoing] | None = None) -> None:
         try:
             if self.smtp:
-                self._smtp_send(message)
+                self._smtp_send(message, following or [])
             else:
                 self._mark(handed_over=message.pk)
                 self.backend.send_messages([email_for(message)])
@@ -767,10 +768,10 @@ class _Sender:
         self.accepted = (message.pk, timezone.now())
         self.sent += 1
 
-    def _smtp_send(self, message: Outgoing) -> None:
+    def _smtp_send(self, message: Outgoing, following: list[Outgoing]) -> None:
         """What ``smtplib.SMTP.sendmail`` does, with the hand-over mark before the end of
         the data."""
-        payload = _payload(message)
+        payload = self.prepared.pop(message.pk, None) or _payload(message)
         # Opened here, not by send_messages, which would close a connection it opened itself
         # after every message (a new SMTP session each time).
         self.backend.open()
@@ -797,6 +798,9 @@ class _Sender:
         _checkpoint("handed over")
         try:
             smtp.send(payload)
+            # The next message's bytes are made while the server reads these.
+            for upcoming in following:
+                self.prepared[upcoming.pk] = _payload(upcoming)
             code, reply = smtp.getreply()
         except OSError as error:  # smtplib's errors are OSErrors too
             raise _NoReply from error
