@@ -666,6 +666,7 @@ def messages_send(*, batch_size: int = SEND_BATCH_SIZE, budget: float = TICK_BUD
                     break
                 sender.deliver(message, following=batch[index + 1 : index + 2])
             sender.flush()
+            sender.prepared.clear()
     finally:
         try:
             sender.flush()
@@ -678,8 +679,8 @@ def messages_send(*, batch_size: int = SEND_BATCH_SIZE, budget: float = TICK_BUD
 def _commit_without_flush(on: bool) -> None:
     """The hand-over and "sent" marks are one commit per message; waiting for its WAL flush
     would cost more than the SMTP exchange. A killed worker loses nothing committed this way;
-    only a crash of PostgreSQL itself could forget the last fraction of a second of marks
-    (those messages would go again, with the same Message-ID)."""
+    only a crash of PostgreSQL itself could forget the last fraction of a second of marks (a
+    message whose hand-over mark was lost would go again, with the same Message-ID)."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SET synchronous_commit TO OFF" if on else "RESET synchronous_commit")
@@ -721,8 +722,9 @@ _MARK_POSTGRESQL = b"""
 class _Sender:
     """Delivers claimed messages one at a time over one SMTP session.
 
-    Each message is committed as "handed over" just before the end of its data goes to the
-    server (after the 354), and "sent" once the server's 250 has come back. A worker that dies
+    Each message is committed as "handed over" before the end of its data goes to the server
+    (the statement leaves with DATA; its answer is awaited after the 354), and "sent" once the
+    server's 250 has come back. A worker that dies
     before the hand-over leaves a message that goes again after its lease; one that dies after
     it leaves a message "in doubt", which only a person sends again.
     """
@@ -744,6 +746,7 @@ class _Sender:
                 self._smtp_send(message, following or [])
             else:
                 self._mark(handed_over=message.pk)
+                self.marks.wait()  # committed before the message goes
                 self.backend.send_messages([email_for(message)])
         except _NoReply as error:
             self.flush()

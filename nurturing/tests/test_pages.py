@@ -208,3 +208,22 @@ def test_stored_reasons_are_shown_in_the_readers_language(marketer_client):
     Message.objects.update(error="550 5.1.1 No such user here")
     message.refresh_from_db()
     assert message.error_label == "550 5.1.1 No such user here"  # a server's reply, as it is
+
+
+def test_messages_in_doubt_are_shown_to_the_marketer_and_sent_again_by_a_person(
+    marketer_client, admin_client, split_run
+):
+    sequence, first = split_run
+    Message.objects.filter(pk=first.pk).update(status="in_doubt")
+
+    page = marketer_client.get(f"/nurturing/sequences/{sequence.pk}/")
+    assert page.context["totals"]["in_doubt"] == 1
+    assert 'data-testid="in-doubt"' in page.content.decode()
+
+    changelist = "/admin/nurturing/message/"
+    response = admin_client.post(
+        changelist, {"action": "send_again", "_selected_action": [first.pk]}, follow=True
+    )
+    assert response.status_code == 200
+    first.refresh_from_db()
+    assert (first.status, first.attempts, first.handed_over_at) == ("queued", 0, None)
