@@ -832,6 +832,7 @@ class _Marks:
     def __init__(self) -> None:
         self.pending: Any = None
         self.postgresql = connection.vendor == "postgresql"
+        self.pgconn: Any = None  # libpq's connection under Django's, for one send loop
 
     def send(self, *params: Any) -> None:
         sent, sent_at, handed_over, now = params
@@ -841,8 +842,10 @@ class _Marks:
                     _MARK, [sent, sent, sent_at, sent, sent, handed_over, now, sent, handed_over]
                 )
             return
-        connection.ensure_connection()
-        pgconn = connection.connection.pgconn
+        if self.pgconn is None:
+            connection.ensure_connection()
+            self.pgconn = connection.connection.pgconn
+        pgconn = self.pgconn
         values = [
             None if value is None else str(value).encode()
             for value in (sent, sent_at and sent_at.isoformat(), handed_over, now.isoformat())
@@ -857,6 +860,7 @@ class _Marks:
         if pgconn is None:
             return
         error = None
+        pgconn.consume_input()  # the answer has usually arrived: no need to poll first
         while True:
             while pgconn.is_busy():
                 select.select([pgconn.socket], [], [])
