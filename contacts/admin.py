@@ -90,7 +90,7 @@ class StageChangeInline(admin.TabularInline):
         return False
 
 
-PROFILE_FIELDS = ["email", "first_name", "last_name", "company", "job_title", "phone"]
+PROFILE_FIELDS = ["email", "first_name", "last_name", "company", "job_title", "phone", "time_zone"]
 
 
 @admin.register(Contact)

@@ -23,7 +23,14 @@ from ninja.security import HttpBearer
 from pydantic import AfterValidator, field_validator
 
 from contacts import ratelimit, services
-from contacts.models import ApiKey, Contact, Event, Suppression, normalize_email
+from contacts.models import (
+    ApiKey,
+    Contact,
+    Event,
+    Suppression,
+    canonical_time_zone,
+    normalize_email,
+)
 
 MAX_BATCH = 1000
 MAX_PROPERTIES_BYTES = 16_384
@@ -195,6 +202,21 @@ class ContactIn(Schema):
     referrer_email: Email | None = Field(None, description="Or the referrer's email.")
     # The contact's id in your system; unique: one that belongs to another contact is a 400.
     external_id: Text | None = None
+    time_zone: str | None = Field(
+        None,
+        description='An IANA time zone (e.g. America/Montreal) for send windows; "": the site\'s.',
+        max_length=64,
+    )
+
+    @field_validator("time_zone")
+    @classmethod
+    def known_time_zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        zone = canonical_time_zone(value)
+        if zone is None:
+            raise ValueError("Not a time zone: write it as Europe/Paris or America/Montreal.")
+        return zone
 
 
 class ContactsIn(Schema):
@@ -208,6 +230,7 @@ class ContactOut(Schema):
     last_name: str
     company: str
     external_id: str | None
+    time_zone: str
     stage: str
     score: int
     created_at: datetime

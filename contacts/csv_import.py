@@ -18,12 +18,12 @@ from django.core.validators import EmailValidator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from contacts.models import Contact
+from contacts.models import Contact, canonical_time_zone
 
 # What a column may become; "" means the column is ignored.
 IMPORT_FIELDS = (
     "email", "external_id", "first_name", "last_name", "company", "phone", "job_title",
-    "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content",
+    "time_zone", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content",
 )  # fmt: skip
 IGNORE = ""
 
@@ -43,6 +43,8 @@ HEADER_ALIASES: dict[str, str] = {
     "portable": "phone", "mobile": "phone",
     "job title": "job_title", "fonction": "job_title", "poste": "job_title",
     "titre": "job_title", "title": "job_title",
+    "time zone": "time_zone", "timezone": "time_zone", "fuseau horaire": "time_zone",
+    "fuseau": "time_zone", "tz": "time_zone",
     "utm source": "utm_source", "utm medium": "utm_medium", "utm campaign": "utm_campaign",
     "utm term": "utm_term", "utm content": "utm_content",
 }  # fmt: skip
@@ -229,6 +231,14 @@ def clean_row(row: Row, mapping: Sequence[str]) -> CleanRow:
             raise ValidationError(
                 _("“%(email)s” is not a valid email address.") % {"email": email}
             ) from error
+    if "time_zone" in fields:
+        zone = canonical_time_zone(fields["time_zone"])
+        if zone is None:
+            raise ValidationError(
+                _("“%(value)s” is not a time zone; write it as Europe/Paris or America/Montreal.")
+                % {"value": fields["time_zone"]}
+            )
+        fields["time_zone"] = zone
     for name, value in fields.items():
         limit = MAX_LENGTHS[name]
         if limit and len(value) > limit:

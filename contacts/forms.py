@@ -9,7 +9,7 @@ from django.db.models import Case, F, IntegerField, Q, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from contacts.models import Contact, LeadSource, Suppression
+from contacts.models import Contact, LeadSource, Suppression, canonical_time_zone
 from contacts.services import CONTACT_FIELDS, ContactSuppressed
 from leadfunnel.roles import SALES
 
@@ -32,6 +32,11 @@ class ContactForm(forms.ModelForm):
             if Suppression.suppressed([email]):
                 raise forms.ValidationError(str(ContactSuppressed(email)), code="suppressed")
         return email
+
+    def clean_time_zone(self) -> str:
+        # "europe/paris" means Europe/Paris; the model's validator refuses what is no zone.
+        value = self.cleaned_data.get("time_zone") or ""
+        return canonical_time_zone(value) or value
 
 
 STAGE_RANK = Case(

@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import zoneinfo
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, ClassVar
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connections, models
 from django.db.models import Count, F, Q
 from django.db.models.expressions import RawSQL
@@ -15,6 +18,28 @@ from django.db.models.functions import Lower, Trim
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
+
+
+@lru_cache(maxsize=1)
+def _time_zones() -> dict[str, str]:
+    return {name.lower(): name for name in zoneinfo.available_timezones()}
+
+
+def canonical_time_zone(value: str | None) -> str | None:
+    """The IANA name ``value`` means, whatever its case ("" for blank, None if there is none)."""
+    value = (value or "").strip()
+    if not value:
+        return ""
+    return _time_zones().get(value.lower())
+
+
+def validate_time_zone(value: str | None) -> None:
+    if value and canonical_time_zone(value) != value:
+        raise ValidationError(
+            _("“%(value)s” is not a time zone; write it as Europe/Paris or America/Montreal."),
+            code="time_zone",
+            params={"value": value},
+        )
 
 
 class LeadSource(models.Model):
@@ -196,6 +221,14 @@ class Contact(models.Model):
     # The contact's id in another system (a CRM, a shop): what imports match rows without email
     # on. Stored trimmed, case kept; unique when set.
     external_id = models.CharField(_("external id"), max_length=200, null=True, blank=True)
+    # Blank: the site's time zone. Only send windows use it ("weekdays 9–12, the contact's time").
+    time_zone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        blank=True,
+        validators=[validate_time_zone],
+        help_text=_("e.g. America/Montreal. Empty: the site's time zone."),
+    )
 
     source = models.ForeignKey(
         LeadSource,

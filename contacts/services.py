@@ -14,7 +14,7 @@ import traceback
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
@@ -52,6 +52,7 @@ from contacts.models import (
     StageChange,
     Suppression,
     Visitor,
+    canonical_time_zone,
     normalize_email,
 )
 
@@ -872,6 +873,7 @@ CONTACT_FIELDS = (
     "company",
     "phone",
     "job_title",
+    "time_zone",
     "source",
     "utm_source",
     "utm_medium",
@@ -960,6 +962,11 @@ def _clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
             raise ContactSuppressed(fields["email"])
     if "external_id" in fields:  # blank is none: the unique constraint ignores NULLs only
         fields["external_id"] = (fields["external_id"] or "").strip() or None
+    if "time_zone" in fields:
+        zone = canonical_time_zone(fields["time_zone"])
+        if zone is None:
+            raise ValueError(f"not a time zone: {fields['time_zone']!r}")
+        fields["time_zone"] = zone
     return fields
 
 
@@ -2343,7 +2350,7 @@ def contact_export_json(*, contact: Contact, actor: AbstractBaseUser | None) -> 
 
 ERASED_FIELDS = {
     "email": None, "first_name": "", "last_name": "", "company": "", "phone": "",
-    "job_title": "", "utm_term": "", "utm_content": "", "consent_method": "",
+    "job_title": "", "time_zone": "", "utm_term": "", "utm_content": "", "consent_method": "",
 }  # fmt: skip
 
 

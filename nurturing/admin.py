@@ -15,7 +15,7 @@ from django.utils.translation import ngettext
 from contacts.admin import ReadOnlyAdmin
 from contacts.models import Contact
 from nurturing import rendering, services
-from nurturing.models import Enrollment, Message, Sequence, Step
+from nurturing.models import Enrollment, Message, Sequence, SplitBranch, Step
 
 
 class StepInline(admin.StackedInline):
@@ -34,7 +34,8 @@ class StepInline(admin.StackedInline):
                                  f"{{{{ {name} }}}}" for name in rendering.VARIABLES)},
         }),
         (_("Wait"), {"classes": ["collapse"], "fields": [
-            "delay", ("window_weekdays", "window_start_hour", "window_end_hour")]}),
+            "delay", ("window_weekdays", "window_start_hour", "window_end_hour"),
+            "window_time_zone"]}),
         (_("Condition, split and targets"), {"classes": ["collapse"], "fields": [
             "condition", ("condition_event_type", "condition_tag"),
             ("condition_score", "condition_stage"), "split_percent", ("yes_step", "no_step")]}),
@@ -156,8 +157,19 @@ class PreviewForm(forms.Form):
         return self._find(self.cleaned_data["contact"])
 
 
+class SplitBranchInline(admin.TabularInline):
+    model = SplitBranch
+    fields = readonly_fields = ["step", "branch", "at"]
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Enrollment)
 class EnrollmentAdmin(ReadOnlyAdmin):
+    inlines = [SplitBranchInline]
     list_display = ["contact", "sequence", "status", "step", "next_run_at", "entered_at", "branch"]
     list_filter = ["status", "sequence"]
     search_fields = ["contact__email", "contact__last_name"]
@@ -168,9 +180,28 @@ class EnrollmentAdmin(ReadOnlyAdmin):
 
 @admin.register(Message)
 class MessageAdmin(ReadOnlyAdmin):
-    list_display = ["to", "subject", "status", "attempts", "created_at", "sent_at", "opened_at",
-                    "clicked_at"]  # fmt: skip
+    list_display = ["to", "subject", "status", "error_label", "attempts", "created_at", "sent_at",
+                    "opened_at", "clicked_at"]  # fmt: skip
     list_filter = ["status", "internal"]
     search_fields = ["to", "subject", "message_id"]
     list_select_related = ["contact"]
     readonly_fields = [field.name for field in Message._meta.fields]
+    actions = ["send_again"]
+
+    @admin.display(description=_("why"))
+    def error_label(self, message: Message) -> str:
+        return message.error_label
+
+    @admin.action(description=_("Send again (messages in doubt or failed)"))
+    def send_again(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
+        count = services.messages_retry(messages=queryset)
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d message will be sent again.",
+                "%(count)d messages will be sent again.",
+                count,
+            )
+            % {"count": count},
+            messages.SUCCESS if count else messages.WARNING,
+        )

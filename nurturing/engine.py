@@ -36,6 +36,8 @@ class StepSpec:
     weekdays: tuple[int, ...] = ()
     start_hour: int | None = None
     end_hour: int | None = None
+    # The window's hours are the contact's local time when it has a time zone (else the site's).
+    contact_time_zone: bool = False
     condition: str = ""
     event_type: str = ""
     tag: str = ""
@@ -79,6 +81,7 @@ class ContactFacts:
     score: int
     events: tuple[EventFact, ...] = ()
     emails: tuple[EmailFact, ...] = ()
+    time_zone: ZoneInfo | None = None  # None: the contact has none (the site's applies)
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ def decide(
             weekdays=step.weekdays,
             start_hour=step.start_hour,
             end_hour=step.end_hour,
-            tz=tz,
+            tz=facts.time_zone if step.contact_time_zone and facts.time_zone else tz,
         )
         if as_of < until:
             return Decision(WAIT, next_step_id=step.id, run_at=until)

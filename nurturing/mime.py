@@ -10,8 +10,9 @@ the C-speed quoted-printable encoder, and handed to Django's email backend as an
 from __future__ import annotations
 
 import binascii
+import re
 import secrets
-from email.header import Header
+import time
 from email.utils import formatdate
 from functools import lru_cache
 from typing import Any
@@ -25,10 +26,45 @@ def _address(value: str) -> str:
     return sanitize_address(value, "utf-8")
 
 
+# An address that needs no quoting or encoding (most of them): used as it is.
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
+
+
+def address(value: str) -> str:
+    """``sanitize_address`` (which parses every address with the email package, a fifth of a
+    millisecond) for the addresses that need it."""
+    if _PLAIN_ADDRESS.fullmatch(value):
+        return value
+    return sanitize_address(value, "utf-8")
+
+
+# RFC 2047 encoded words of at most 75 characters: 39 UTF-8 bytes make 52 base64 characters,
+# with "=?utf-8?b?" and "?=" 64, which leaves room for the header's name on the first line.
+_WORD_BYTES = 39
+
+
 def _header(value: str) -> str:
+    if "\n" in value or "\r" in value:
+        value = value.replace("\r", " ").replace("\n", " ")  # no header injection
     if value.isascii() and len(value) < 900:
         return value
-    return Header(value, "utf-8", maxlinelen=76).encode(linesep="\r\n")
+    # email.header.Header weighs quoted-printable against base64 character by character
+    # (half a millisecond for a subject); base64 words are as valid and cost microseconds.
+    data = value.encode()
+    words = []
+    start = 0
+    while start < len(data):
+        end = min(start + _WORD_BYTES, len(data))
+        while end < len(data) and data[end] & 0xC0 == 0x80:  # not inside a character
+            end -= 1
+        words.append(f"=?utf-8?b?{binascii.b2a_base64(data[start:end], newline=False).decode()}?=")
+        start = end
+    return "\r\n ".join(words)
+
+
+@lru_cache(maxsize=2)
+def _date(second: int) -> str:
+    return formatdate(second, localtime=False, usegmt=True)
 
 
 def _qp(text: str) -> bytes:
@@ -42,9 +78,9 @@ def build(
 ) -> bytes:
     lines = [
         f"From: {_address(from_email)}",  # the same sender for every message: encoded once
-        f"To: {sanitize_address(to, 'utf-8')}",
+        f"To: {address(to)}",
         f"Subject: {_header(subject)}",
-        f"Date: {formatdate(localtime=False, usegmt=True)}",
+        f"Date: {_date(int(time.time()))}",
         *(f"{name}: {_header(value)}" for name, value in headers.items()),
         "MIME-Version: 1.0",
     ]

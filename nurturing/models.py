@@ -11,6 +11,26 @@ from django.utils.translation import pgettext_lazy
 
 from contacts.models import Contact, Event
 
+# The reasons the application stores in ``Message.error`` and ``Enrollment.end_reason`` are
+# codes (the same in every language, so a row reads the same whoever wrote it); these are their
+# labels. Anything else there (a mail server's reply) is shown as it is.
+REASONS = {
+    "no email address": _("No email address"),
+    "do not email": _("Do not email"),
+    "consent withdrawn": _("Consent withdrawn"),
+    "no consent": _("No consent"),
+    "contact deleted": _("Contact deleted"),
+    "email address changed": _("Email address changed"),
+    "unsubscribed": pgettext_lazy("a reason", "Unsubscribed"),
+    "goal event": _("Goal event"),
+    "exit step": _("Exit step"),
+}
+
+
+def reason_label(code: str) -> str:
+    label = REASONS.get(code)
+    return str(label) if label is not None else code
+
 
 class Sequence(models.Model):
     """A campaign: who enters it (trigger), what ends it as a conversion (goal), and its steps."""
@@ -98,6 +118,10 @@ class Sequence(models.Model):
 
 
 class Step(models.Model):
+    class WindowZone(models.TextChoices):
+        CONTACT = "contact", _("The contact's time zone (the site's if it has none)")
+        SITE = "site", _("The site's time zone")
+
     class Kind(models.TextChoices):
         EMAIL = "email", _("Send email")
         WAIT = "wait", _("Wait")
@@ -134,6 +158,12 @@ class Step(models.Model):
     )
     window_start_hour = models.PositiveSmallIntegerField(_("from hour"), null=True, blank=True)
     window_end_hour = models.PositiveSmallIntegerField(_("until hour"), null=True, blank=True)
+    window_time_zone = models.CharField(
+        _("window hours in"),
+        max_length=10,
+        choices=WindowZone.choices,
+        default=WindowZone.CONTACT,
+    )
     # email
     subject = models.CharField(_("subject"), max_length=300, blank=True)
     body_text = models.TextField(_("text body"), blank=True)
@@ -331,6 +361,38 @@ class Enrollment(models.Model):
     def __str__(self) -> str:
         return f"{self.sequence_id}/{self.contact_id} ({self.status})"
 
+    @property
+    def end_reason_label(self) -> str:
+        return reason_label(self.end_reason)
+
+
+class SplitBranch(models.Model):
+    """The branch an enrolment took at one split step (a sequence may have several splits; the
+    enrolment's ``branch`` only keeps the last). Written by the scheduler, read by the results."""
+
+    enrollment = models.ForeignKey(
+        Enrollment, verbose_name=_("enrolment"), on_delete=models.CASCADE,
+        related_name="split_branches",
+    )  # fmt: skip
+    step = models.ForeignKey(
+        Step, verbose_name=_("split step"), on_delete=models.CASCADE, related_name="+"
+    )
+    branch = models.CharField(_("A/B branch"), max_length=1)
+    at = models.DateTimeField(_("at"))
+
+    class Meta:
+        verbose_name = _("split branch")
+        verbose_name_plural = _("split branches")
+        constraints = [
+            # The split is deterministic per (enrolment, step): a loop through it again finds
+            # the same branch, kept once.
+            models.UniqueConstraint(fields=["enrollment", "step"], name="split_branch_once"),
+        ]
+        indexes = [models.Index(fields=["step", "branch"], name="split_branch_step")]
+
+    def __str__(self) -> str:
+        return f"{self.enrollment_id}@{self.step_id}: {self.branch}"
+
 
 class MessageQuerySet(models.QuerySet["Message"]):
     def sendable(self, as_of: datetime) -> MessageQuerySet:
@@ -341,7 +403,12 @@ class MessageQuerySet(models.QuerySet["Message"]):
             contact_id__in=contact_ids,
             internal=False,
             created_at__gte=since,
-            status__in=[Message.Status.QUEUED, Message.Status.SENDING, Message.Status.SENT],
+            status__in=[
+                Message.Status.QUEUED,
+                Message.Status.SENDING,
+                Message.Status.SENT,
+                Message.Status.IN_DOUBT,
+            ],
         )
 
 
@@ -352,18 +419,25 @@ class Message(models.Model):
         QUEUED = "queued", pgettext_lazy("a message", "Queued")
         SENDING = "sending", pgettext_lazy("a message", "Sending")
         SENT = "sent", pgettext_lazy("a message", "Sent")
+        # The mail server may have accepted it, but no reply was recorded (the worker died or
+        # the connection dropped after the end of the data): never resent without a person.
+        IN_DOUBT = "in_doubt", pgettext_lazy("a message", "In doubt")
         FAILED = "failed", pgettext_lazy("a message", "Failed")
         SUPPRESSED = "suppressed", pgettext_lazy("a message", "Suppressed")
 
+    # No single-column indexes on enrollment and contact: message_once_per_step and
+    # message_contact_created lead with them, and every write of a message (claimed, handed
+    # over, sent) updates each index.
     enrollment = models.ForeignKey(
-        Enrollment, verbose_name=_("enrolment"), on_delete=models.CASCADE, related_name="messages"
-    )
+        Enrollment, verbose_name=_("enrolment"), on_delete=models.CASCADE,
+        related_name="messages", db_index=False,
+    )  # fmt: skip
     step = models.ForeignKey(
         Step, verbose_name=_("step"), on_delete=models.SET_NULL, null=True, related_name="messages"
     )
     contact = models.ForeignKey(
         Contact, verbose_name=_("contact"), on_delete=models.SET_NULL, null=True,
-        related_name="nurturing_messages",
+        related_name="nurturing_messages", db_index=False,
     )  # fmt: skip
     # A note to the contact's owner rather than marketing email: no tracking, no cap.
     internal = models.BooleanField(_("to the owner"), default=False)
@@ -379,6 +453,9 @@ class Message(models.Model):
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
     next_attempt_at = models.DateTimeField(_("next attempt"), default=timezone.now)
     lease_until = models.DateTimeField(_("leased until"), null=True, blank=True)
+    # Set, and committed, just before the end of the data goes to the mail server; from then on
+    # the server may have the message, so a dead worker's lease makes it "in doubt", not queued.
+    handed_over_at = models.DateTimeField(_("handed to the mail server"), null=True, blank=True)
     error = models.TextField(_("error"), blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
@@ -408,6 +485,10 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.to}: {self.subject} ({self.status})"
+
+    @property
+    def error_label(self) -> str:
+        return reason_label(self.error)
 
     @property
     def seconds_since_sent(self) -> float | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import select
 import smtplib
 import time
 from collections import abc, defaultdict
@@ -11,11 +13,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core.mail import get_connection
-from django.db import connection, transaction
+from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 from django.http import QueryDict
 from django.urls import reverse
@@ -35,9 +38,9 @@ from contacts.services import (
     event_record,
     stage_move,
 )
-from nurturing import engine, rendering
+from nurturing import engine, mime, rendering
 from nurturing.mime import BuiltEmail
-from nurturing.models import Enrollment, Message, Sequence, Step
+from nurturing.models import Enrollment, Message, Sequence, SplitBranch, Step
 from scoring.services import Adjustment, scores_adjust
 
 logger = logging.getLogger(__name__)
@@ -51,6 +54,16 @@ ENDED = "ended"
 
 def site_timezone() -> ZoneInfo:
     return ZoneInfo(settings.TIME_ZONE)
+
+
+def _zone(name: str) -> ZoneInfo | None:
+    """A contact's time zone; None when it has none (or one this system's tzdata lacks)."""
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
 
 
 # --- Enrolling --------------------------------------------------------------------------------
@@ -249,11 +262,14 @@ def _advance_batch(*, as_of: datetime, batch_size: int) -> int:
             score=contact["score"],
             events=tuple(events.get(row.contact_id, ())),
             emails=tuple(emails.get(row.pk, ())),
+            time_zone=_zone(contact["time_zone"]),
         )
         _run(out, _Run(row=row, contact=contact, facts=facts), specs, recent, cap)
 
     _insert_messages(out.messages)
     _write_enrollments(rows)
+    if out.branches:
+        SplitBranch.objects.bulk_create(out.branches, ignore_conflicts=True)
     if out.adjustments:
         scores_adjust(adjustments=out.adjustments, at=as_of)
     for contact_id, step, sequence in out.moves:
@@ -346,9 +362,10 @@ class _Outbox:
     messages: list[Message] = None  # type: ignore[assignment]
     adjustments: list[Adjustment] = None  # type: ignore[assignment]
     moves: list[tuple[int, Step, Sequence]] = None  # type: ignore[assignment]
+    branches: list[SplitBranch] = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        self.messages, self.adjustments, self.moves = [], [], []
+        self.messages, self.adjustments, self.moves, self.branches = [], [], [], []
 
 
 def _specs(steps: dict[int, Step]) -> dict[int, engine.StepSpec]:
@@ -368,6 +385,7 @@ def _specs(steps: dict[int, Step]) -> dict[int, engine.StepSpec]:
                 weekdays=step.weekdays,
                 start_hour=step.window_start_hour,
                 end_hour=step.window_end_hour,
+                contact_time_zone=step.window_time_zone == Step.WindowZone.CONTACT,
                 condition=step.condition,
                 event_type=step.condition_event_type,
                 tag=step.condition_tag,
@@ -386,7 +404,7 @@ def _specs(steps: dict[int, Step]) -> dict[int, engine.StepSpec]:
 
 CONTACT_VALUES = (
     "pk", "email", "first_name", "last_name", "company", "job_title", "stage", "score",
-    "do_not_email", "consent", "owner__email", "owner__first_name",
+    "do_not_email", "consent", "owner__email", "owner__first_name", "time_zone",
 )  # fmt: skip
 
 
@@ -516,6 +534,9 @@ def _run(
                 result = "no owner"
         if decision.action == engine.GOTO and step.kind == Step.Kind.SPLIT:
             row.branch = decision.branch
+            out.branches.append(
+                SplitBranch(enrollment_id=row.pk, step_id=step.pk, branch=row.branch, at=as_of)
+            )
         _log(row, step, as_of, result)
         row.previous_step_at, row.step_entered_at = row.step_entered_at, as_of
         row.step_id = decision.next_step_id
@@ -630,8 +651,7 @@ def messages_send(*, batch_size: int = SEND_BATCH_SIZE, budget: float = TICK_BUD
     # Never start a send that could still be running when the lease runs out (the reaper would
     # hand the message to someone else).
     margin = 2 * (settings.EMAIL_TIMEOUT or 30) + 5
-    sent = 0
-    connection = get_connection(fail_silently=False)
+    sender = _Sender(get_connection(fail_silently=False))
     _commit_without_flush(True)
     try:
         while time.monotonic() - started < budget:
@@ -639,44 +659,267 @@ def messages_send(*, batch_size: int = SEND_BATCH_SIZE, budget: float = TICK_BUD
             batch = _claim(batch_size, lease)
             if not batch:
                 break
+            _checkpoint("claimed")
             for index, message in enumerate(batch):
                 if time.monotonic() - claimed_at > lease - margin:
+                    sender.flush()
                     _release([m.pk for m in batch[index:]])
                     break
-                sent += _deliver(message, connection)
+                sender.deliver(message, following=batch[index + 1 : index + 2])
+            sender.flush()
+            sender.prepared.clear()
     finally:
-        _commit_without_flush(False)
-        connection.close()
-    return sent
+        try:
+            sender.flush()
+        finally:
+            _commit_without_flush(False)
+            sender.backend.close()
+    return sender.sent
 
 
 def _commit_without_flush(on: bool) -> None:
-    """Marking each message sent is one commit; waiting for its WAL flush would cost more than
-    the SMTP exchange. A killed worker loses nothing committed this way; only a crash of
-    PostgreSQL itself could forget the last fraction of a second of "sent" marks (those
-    messages would go again, with the same Message-ID)."""
+    """The hand-over and "sent" marks are one commit per message; waiting for its WAL flush
+    would cost more than the SMTP exchange. A killed worker loses nothing committed this way;
+    only a crash of PostgreSQL itself could forget the last fraction of a second of marks (a
+    message whose hand-over mark was lost would go again, with the same Message-ID)."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SET synchronous_commit TO OFF" if on else "RESET synchronous_commit")
 
 
-@transaction.atomic
-def _claim(batch_size: int, lease: int) -> list[Message]:
+def _checkpoint(name: str) -> None:
+    """Where the crash tests make a sending process die ("claimed": a batch is leased, nothing
+    sent; "handed over": a message is marked, the end of its data has not gone; "accepted": the
+    server said 250, no "sent" mark yet)."""
+
+
+class _NoReply(Exception):
+    """The end of the data may have reached the server, but its answer did not reach us."""
+
+
+# Marks the message accepted before (if any) sent and the next one handed over, in one
+# statement: the "sent" mark waits for the next message's hand-over (or the end of the batch),
+# which saves a round trip per message and leaves a dead worker at most two messages in doubt.
+_MARK = """
+    UPDATE nurturing_message SET
+        status = CASE WHEN id = %s THEN 'sent' ELSE status END,
+        sent_at = CASE WHEN id = %s THEN %s ELSE sent_at END,
+        lease_until = CASE WHEN id = %s THEN NULL ELSE lease_until END,
+        error = CASE WHEN id = %s THEN '' ELSE error END,
+        handed_over_at = CASE WHEN id = %s THEN %s ELSE handed_over_at END
+    WHERE id IN (%s, %s) AND status = 'sending'
+"""
+_MARK_POSTGRESQL = b"""
+    UPDATE nurturing_message SET
+        status = CASE WHEN id = $1::bigint THEN 'sent' ELSE status END,
+        sent_at = CASE WHEN id = $1::bigint THEN $2::timestamptz ELSE sent_at END,
+        lease_until = CASE WHEN id = $1::bigint THEN NULL ELSE lease_until END,
+        error = CASE WHEN id = $1::bigint THEN '' ELSE error END,
+        handed_over_at = CASE WHEN id = $3::bigint THEN $4::timestamptz ELSE handed_over_at END
+    WHERE id IN ($1::bigint, $3::bigint) AND status = 'sending'
+"""
+
+
+class _Sender:
+    """Delivers claimed messages one at a time over one SMTP session.
+
+    Each message is committed as "handed over" before the end of its data goes to the server
+    (the statement leaves with DATA; its answer is awaited after the 354), and "sent" once the
+    server's 250 has come back. A worker that dies
+    before the hand-over leaves a message that goes again after its lease; one that dies after
+    it leaves a message "in doubt", which only a person sends again.
+    """
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        # Django's SMTP backend is driven command by command (the hand-over needs the moment
+        # between DATA and the end of the data); other backends get the message whole.
+        self.smtp = isinstance(backend, SMTPBackend)
+        self.envelope_from = smtplib.quoteaddr(mime.address(settings.DEFAULT_FROM_EMAIL))
+        self.accepted: tuple[int, datetime] | None = None
+        self.marks = _Marks()
+        self.sent = 0
+        self.prepared: dict[int, bytes] = {}
+
+    def deliver(self, message: Outgoing, following: list[Outgoing] | None = None) -> None:
+        try:
+            if self.smtp:
+                self._smtp_send(message, following or [])
+            else:
+                self._mark(handed_over=message.pk)
+                self.marks.wait()  # committed before the message goes
+                self.backend.send_messages([email_for(message)])
+        except _NoReply as error:
+            self.flush()
+            _in_doubt(message, str(error.__cause__ or error))
+            _reset(self.backend)
+            return
+        except smtplib.SMTPRecipientsRefused as error:
+            self.flush()
+            code, reason = next(iter(error.recipients.values()), (550, b""))
+            _failed_or_retry(message, code, _smtp_text(code, reason), self.backend)
+            return
+        except smtplib.SMTPResponseException as error:
+            self.flush()
+            reason = _smtp_text(error.smtp_code, error.smtp_error)
+            _failed_or_retry(message, error.smtp_code, reason, self.backend)
+            return
+        except (*TRANSIENT, smtplib.SMTPException) as error:
+            self.flush()
+            _retry(message, f"{type(error).__name__}: {error}", self.backend)
+            return
+        _checkpoint("accepted")
+        self.accepted = (message.pk, timezone.now())
+        self.sent += 1
+
+    def _smtp_send(self, message: Outgoing, following: list[Outgoing]) -> None:
+        """What ``smtplib.SMTP.sendmail`` does, with the hand-over mark before the end of
+        the data."""
+        payload = self.prepared.pop(message.pk, None) or _payload(message)
+        # Opened here, not by send_messages, which would close a connection it opened itself
+        # after every message (a new SMTP session each time).
+        self.backend.open()
+        smtp = self.backend.connection
+        smtp.ehlo_or_helo_if_needed()
+        # MAIL and RCPT as smtplib.SMTP.mail and .rcpt send them, without parsing the
+        # addresses again (email.utils.parseaddr costs more than the exchange).
+        smtp.putcmd("mail", f"FROM:{self.envelope_from}")
+        code, reply = smtp.getreply()
+        if code != 250:
+            raise smtplib.SMTPSenderRefused(code, reply, self.envelope_from)
+        recipient = mime.address(message.to)
+        quoted = smtplib.quoteaddr(recipient) if "<" in recipient else f"<{recipient}>"
+        smtp.putcmd("rcpt", f"TO:{quoted}")
+        code, reply = smtp.getreply()
+        if code not in (250, 251):
+            raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
+        self._mark(handed_over=message.pk)  # its answer is read after DATA's
+        smtp.putcmd("data")
+        code, reply = smtp.getreply()
+        if code != 354:
+            raise smtplib.SMTPDataError(code, reply)
+        self.marks.wait()
+        _checkpoint("handed over")
+        try:
+            smtp.send(payload)
+            # The next message's bytes are made while the server reads these.
+            for upcoming in following:
+                self.prepared[upcoming.pk] = _payload(upcoming)
+            code, reply = smtp.getreply()
+        except OSError as error:  # smtplib's errors are OSErrors too
+            raise _NoReply from error
+        if code != 250:
+            raise smtplib.SMTPDataError(code, reply)
+
+    def _mark(self, *, handed_over: int | None) -> None:
+        self.marks.wait()
+        sent, sent_at = self.accepted or (None, None)
+        if sent is None and handed_over is None:
+            return
+        self.accepted = None
+        self.marks.send(sent, sent_at, handed_over, timezone.now())
+
+    def flush(self) -> None:
+        """Mark the message the server accepted last as sent, and wait for the marks."""
+        self._mark(handed_over=None)
+        self.marks.wait()
+
+
+class _Marks:
+    """Runs the mark statement. On PostgreSQL it is sent without waiting for its answer, which
+    is read only when the mark must have been committed (before the end of the next data, or
+    before anything else uses the connection): the database works while the SMTP server does."""
+
+    def __init__(self) -> None:
+        self.pending: Any = None
+        self.postgresql = connection.vendor == "postgresql"
+        self.pgconn: Any = None  # libpq's connection under Django's, for one send loop
+
+    def send(self, *params: Any) -> None:
+        sent, sent_at, handed_over, now = params
+        if not self.postgresql:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    _MARK, [sent, sent, sent_at, sent, sent, handed_over, now, sent, handed_over]
+                )
+            return
+        if self.pgconn is None:
+            connection.ensure_connection()
+            self.pgconn = connection.connection.pgconn
+        pgconn = self.pgconn
+        values = [
+            None if value is None else str(value).encode()
+            for value in (sent, sent_at and sent_at.isoformat(), handed_over, now.isoformat())
+        ]
+        pgconn.send_query_params(_MARK_POSTGRESQL, values)
+        while pgconn.flush():
+            select.select([], [pgconn.socket], [])
+        self.pending = pgconn
+
+    def wait(self) -> None:
+        pgconn, self.pending = self.pending, None
+        if pgconn is None:
+            return
+        error = None
+        pgconn.consume_input()  # the answer has usually arrived: no need to poll first
+        while True:
+            while pgconn.is_busy():
+                select.select([pgconn.socket], [], [])
+                pgconn.consume_input()
+            result = pgconn.get_result()
+            if result is None:
+                break
+            if result.status != 1:  # PGRES_COMMAND_OK
+                error = result.error_message.decode(errors="replace")
+        if error:
+            raise DatabaseError(error)
+
+
+def _payload(message: Message | Outgoing) -> bytes:
+    """The message's bytes as they go after DATA: dots doubled at line starts, then the final
+    dot (``smtplib.SMTP.data``)."""
+    data = mime.build(
+        from_email=settings.DEFAULT_FROM_EMAIL, to=message.to, subject=message.subject,
+        text=message.body_text, html=message.body_html, headers=_headers(message),
+    )  # fmt: skip
+    data = _LEADING_DOT.sub(b"..", data)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"
+
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """A claimed message: what sending it needs (a model instance costs more to make than
+    its delivery on a local server)."""
+
+    pk: int
+    enrollment_id: int
+    step_id: int | None
+    internal: bool
+    to: str
+    subject: str
+    body_text: str
+    body_html: str
+    message_id: str
+    attempts: int
+
+
+def _claim(batch_size: int, lease: int) -> list[Outgoing]:
     """Take due queued messages (status checked under row lock), mark them sending with a
     lease, and re-check consent and do-not-email now, at send time."""
     now = timezone.now()
-    messages = list(
-        Message.objects.sendable(now)
-        .select_for_update(skip_locked=True, of=("self",))
-        .order_by("next_attempt_at", "pk")[:batch_size]
-    )
-    if not messages:
-        return []
-    contacts = _contacts({m.contact_id for m in messages if m.contact_id})
+    lease_until = now + timedelta(seconds=lease)
+    if connection.vendor == "postgresql":
+        rows = _claim_postgresql(now, lease_until, batch_size)
+    else:
+        rows = _claim_orm(now, lease_until, batch_size)
     suppressed: dict[str, list[int]] = defaultdict(list)
     claimed = []
-    for message in messages:
-        contact = contacts.get(message.contact_id) if message.contact_id else None
+    for message, contact in rows:
         if contact is None:
             suppressed["contact deleted"].append(message.pk)
         elif not message.internal and (reason := emailable(contact)):
@@ -686,16 +929,88 @@ def _claim(batch_size: int, lease: int) -> list[Message]:
         else:
             claimed.append(message)
     for reason, ids in suppressed.items():
-        Message.objects.filter(pk__in=ids).update(status=Message.Status.SUPPRESSED, error=reason)
-    if claimed:
-        Message.objects.filter(pk__in=[m.pk for m in claimed]).update(
-            status=Message.Status.SENDING,
-            lease_until=now + timedelta(seconds=lease),
-            attempts=F("attempts") + 1,
+        Message.objects.filter(pk__in=ids, status=Message.Status.SENDING).update(
+            status=Message.Status.SUPPRESSED,
+            error=reason,
+            lease_until=None,
+            attempts=F("attempts") - 1,
         )
-        for message in claimed:
-            message.attempts += 1
     return claimed
+
+
+# One statement (so one round trip, and atomic by itself): lock due rows others have not
+# locked, lease them, and return them with what the send-time checks read from their contact.
+_CLAIM = """
+    WITH due AS (
+        SELECT id FROM nurturing_message
+        WHERE status = 'queued' AND next_attempt_at <= %s
+        ORDER BY next_attempt_at, id LIMIT %s
+        FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        UPDATE nurturing_message AS m
+        SET status = 'sending', lease_until = %s, handed_over_at = NULL,
+            attempts = m.attempts + 1
+        FROM due WHERE m.id = due.id
+        RETURNING m.id, m.enrollment_id, m.step_id, m.contact_id, m.internal, m."to",
+            m.subject, m.body_text, m.body_html, m.message_id, m.attempts, m.next_attempt_at
+    )
+    SELECT claimed.*, c.id, c.email, c.do_not_email, c.consent
+    FROM claimed LEFT JOIN contacts_contact AS c ON c.id = claimed.contact_id
+    ORDER BY claimed.next_attempt_at, claimed.id
+"""
+
+
+def _claim_postgresql(
+    now: datetime, lease_until: datetime, batch_size: int
+) -> list[tuple[Outgoing, dict[str, Any] | None]]:
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM, [now, batch_size, lease_until])
+        rows = cursor.fetchall()
+    found = []
+    for row in rows:
+        message = Outgoing(
+            pk=row[0], enrollment_id=row[1], step_id=row[2], internal=row[4], to=row[5],
+            subject=row[6], body_text=row[7], body_html=row[8], message_id=row[9],
+            attempts=row[10],
+        )  # fmt: skip
+        contact = (
+            {"email": row[13], "do_not_email": row[14], "consent": row[15]}
+            if row[12] is not None
+            else None
+        )
+        found.append((message, contact))
+    return found
+
+
+@transaction.atomic
+def _claim_orm(
+    now: datetime, lease_until: datetime, batch_size: int
+) -> list[tuple[Outgoing, dict[str, Any] | None]]:
+    messages = list(
+        Message.objects.sendable(now)
+        .select_for_update(skip_locked=True, of=("self",))
+        .order_by("next_attempt_at", "pk")[:batch_size]
+    )
+    if not messages:
+        return []
+    contacts = _contacts({m.contact_id for m in messages if m.contact_id})
+    Message.objects.filter(pk__in=[m.pk for m in messages]).update(
+        status=Message.Status.SENDING,
+        lease_until=lease_until,
+        handed_over_at=None,
+        attempts=F("attempts") + 1,
+    )
+    return [
+        (
+            Outgoing(
+                pk=m.pk, enrollment_id=m.enrollment_id, step_id=m.step_id, internal=m.internal,
+                to=m.to, subject=m.subject, body_text=m.body_text, body_html=m.body_html,
+                message_id=m.message_id, attempts=m.attempts + 1,
+            ),
+            contacts.get(m.contact_id) if m.contact_id else None,
+        )
+        for m in messages
+    ]  # fmt: skip
 
 
 def _release(ids: list[int]) -> None:
@@ -704,7 +1019,7 @@ def _release(ids: list[int]) -> None:
     )
 
 
-def email_for(message: Message) -> BuiltEmail:
+def _headers(message: Message | Outgoing) -> dict[str, str]:
     headers = {"Message-ID": message.message_id}
     if not message.internal:
         assert message.step_id is not None
@@ -712,12 +1027,16 @@ def email_for(message: Message) -> BuiltEmail:
         url = rendering.token_url("nurturing-unsubscribe", token)
         headers["List-Unsubscribe"] = f"<{url}>"
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    return headers
+
+
+def email_for(message: Message | Outgoing) -> BuiltEmail:
     email = BuiltEmail(
         subject=message.subject,
         body=message.body_text,
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[message.to],
-        headers=headers,
+        headers=_headers(message),
     )
     if message.body_html:
         email.attach_alternative(message.body_html, "text/html")
@@ -727,40 +1046,18 @@ def email_for(message: Message) -> BuiltEmail:
 TRANSIENT = (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError)
 
 
-def _deliver(message: Message, smtp: Any) -> int:
-    try:
-        # Opened here, not by send_messages, which would close a connection it opened itself
-        # after every message (a new SMTP session each time).
-        smtp.open()
-        smtp.send_messages([email_for(message)])
-    except smtplib.SMTPRecipientsRefused as error:
-        code, reason = next(iter(error.recipients.values()), (550, b""))
-        _failed_or_retry(message, code, _smtp_text(code, reason), smtp)
-        return 0
-    except smtplib.SMTPResponseException as error:
-        reason = _smtp_text(error.smtp_code, error.smtp_error)
-        _failed_or_retry(message, error.smtp_code, reason, smtp)
-        return 0
-    except (*TRANSIENT, smtplib.SMTPException) as error:
-        _retry(message, f"{type(error).__name__}: {error}", smtp)
-        return 0
-    # One plain statement per message, right after the server accepted it: the smaller this
-    # gap, the smaller the chance that a killed worker leaves a delivered message unmarked.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE nurturing_message SET status = %s, sent_at = %s, lease_until = NULL, "
-            "error = '' WHERE id = %s AND status = %s",
-            [Message.Status.SENT, timezone.now(), message.pk, Message.Status.SENDING],
-        )
-    return 1
-
-
 def _smtp_text(code: int, reason: bytes | str) -> str:
     text = reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
     return f"{code} {text}".strip()
 
 
-def _failed_or_retry(message: Message, code: int, reason: str, smtp: Any) -> None:
+def _in_doubt(message: Outgoing, reason: str) -> None:
+    Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+        status=Message.Status.IN_DOUBT, lease_until=None, error=reason[:2000]
+    )
+
+
+def _failed_or_retry(message: Outgoing, code: int, reason: str, smtp: Any) -> None:
     if 400 <= code < 500:
         _retry(message, reason, smtp)
         return
@@ -772,7 +1069,7 @@ def _failed_or_retry(message: Message, code: int, reason: str, smtp: Any) -> Non
     _reset(smtp)
 
 
-def _retry(message: Message, reason: str, smtp: Any) -> None:
+def _retry(message: Outgoing, reason: str, smtp: Any) -> None:
     _reset(smtp)
     if message.attempts >= settings.NURTURING_MAX_ATTEMPTS:
         Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
@@ -794,15 +1091,33 @@ def _reset(smtp: Any) -> None:
         pass
 
 
+@transaction.atomic
 def messages_reap(*, as_of: datetime | None = None) -> int:
-    """Messages a dead worker was sending when its lease ran out go back to the queue.
-
-    The one it was in the middle of may have reached the server already; it goes again with
-    the same Message-ID, which lets mail systems recognise the duplicate.
-    """
+    """Messages a dead worker held when its lease ran out: those it had not handed to the mail
+    server yet go back to the queue; the one it was handing over (and the one accepted just
+    before, whose "sent" mark had not been written yet) may have been delivered, so they are
+    "in doubt" and wait for a person. Returns how many went back to the queue."""
     as_of = as_of or timezone.now()
-    return Message.objects.filter(status=Message.Status.SENDING, lease_until__lt=as_of).update(
+    expired = Message.objects.filter(status=Message.Status.SENDING, lease_until__lt=as_of)
+    expired.filter(handed_over_at__isnull=False).update(
+        status=Message.Status.IN_DOUBT, lease_until=None
+    )
+    return expired.filter(handed_over_at__isnull=True).update(
         status=Message.Status.QUEUED, lease_until=None, next_attempt_at=as_of
+    )
+
+
+@transaction.atomic
+def messages_retry(*, messages: Any, as_of: datetime | None = None) -> int:
+    """A person sends in-doubt or failed messages again (consent and do-not-email are checked
+    again when they go; the Message-ID stays, so a mail system can spot a duplicate)."""
+    as_of = as_of or timezone.now()
+    return messages.filter(status__in=[Message.Status.IN_DOUBT, Message.Status.FAILED]).update(
+        status=Message.Status.QUEUED,
+        next_attempt_at=as_of,
+        handed_over_at=None,
+        lease_until=None,
+        attempts=0,
     )
 
 

@@ -16,7 +16,7 @@ from contacts.models import Contact
 from contacts.views import partial_or_page
 from leadfunnel.roles import MARKETING, SALES, role_required
 from nurturing import services
-from nurturing.models import Enrollment, Message, Sequence, Step
+from nurturing.models import Enrollment, Message, Sequence, SplitBranch, Step
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
@@ -88,6 +88,7 @@ MESSAGE_COUNTS = {
     "clicked": Count("id", filter=Q(clicked_at__isnull=False)),
     "queued": Count("id", filter=Q(status__in=[Message.Status.QUEUED, Message.Status.SENDING])),
     "failed": Count("id", filter=Q(status=Message.Status.FAILED)),
+    "in_doubt": Count("id", filter=Q(status=Message.Status.IN_DOUBT)),
     "suppressed": Count("id", filter=Q(status=Message.Status.SUPPRESSED)),
 }
 
@@ -131,6 +132,81 @@ def sequence_list(request: HttpRequest) -> HttpResponse:
     return response
 
 
+def _reachable(steps: list[Step], start: Step | None) -> set[int]:
+    """The steps an enrolment can run from ``start`` on (in order, and through branches)."""
+    following = {step.pk: after.pk for step, after in zip(steps, steps[1:], strict=False)}
+    by_id = {step.pk: step for step in steps}
+    found: set[int] = set()
+    waiting: list[int | None] = [start.pk] if start is not None else []
+    while waiting:
+        step = by_id.get(waiting.pop())
+        if step is None or step.pk in found:
+            continue
+        found.add(step.pk)
+        if step.kind in (Step.Kind.CONDITION, Step.Kind.SPLIT):
+            after = following.get(step.pk)
+            waiting += [step.yes_step_id or after, step.no_step_id or after]
+        elif step.kind != Step.Kind.EXIT and step.pk in following:
+            waiting.append(following[step.pk])
+    return found
+
+
+def _split_results(steps: list[Step]) -> list[dict[str, Any]]:
+    """Per split step, per branch: the enrolments that took it, and the mail of that branch's
+    path (the email steps reachable from the branch's target), two grouped queries whatever
+    the number of splits."""
+    split_steps = [step for step in steps if step.kind == Step.Kind.SPLIT]
+    if not split_steps:
+        return []
+    taken = SplitBranch.objects.filter(step__in=split_steps).order_by()
+    enrolments = {
+        (row["step_id"], row["branch"]): row
+        for row in taken.values("step_id", "branch").annotate(
+            enrolled=Count("id"),
+            goal_reached=Count("id", filter=Q(enrollment__status=Enrollment.Status.GOAL_REACHED)),
+        )
+    }
+    mails: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for row in (
+        Message.objects.filter(internal=False, enrollment__split_branches__step__in=split_steps)
+        .order_by()
+        .values(
+            "enrollment__split_branches__step_id", "enrollment__split_branches__branch", "step_id"
+        )
+        .annotate(**MESSAGE_COUNTS)
+    ):
+        key = (
+            row["enrollment__split_branches__step_id"],
+            row["enrollment__split_branches__branch"],
+        )
+        mails.setdefault(key, []).append(row)
+    following = {step.pk: after for step, after in zip(steps, steps[1:], strict=False)}
+    by_id = {step.pk: step for step in steps}
+    splits = []
+    for step in split_steps:
+        branches = []
+        for branch, target_id in (("A", step.yes_step_id), ("B", step.no_step_id)):
+            target = by_id.get(target_id) if target_id else following.get(step.pk)
+            path = _reachable(steps, target)
+            counts = enrolments.get((step.pk, branch), {})
+            mail = {name: 0 for name in ("sent", "opened", "clicked")}
+            for row in mails.get((step.pk, branch), []):
+                if row["step_id"] in path:
+                    for name in mail:
+                        mail[name] += row[name]
+            branches.append(
+                {
+                    "branch": branch,
+                    "enrolled": counts.get("enrolled", 0),
+                    "goal_reached": counts.get("goal_reached", 0),
+                    **mail,
+                    "conversion": _rate(counts.get("goal_reached", 0), counts.get("enrolled", 0)),
+                }
+            )
+        splits.append({"step": step, "branches": branches})
+    return splits
+
+
 @role_required(MARKETING)
 def sequence_results(request: HttpRequest, pk: int) -> HttpResponse:
     sequence = get_object_or_404(Sequence, pk=pk)
@@ -161,30 +237,13 @@ def sequence_results(request: HttpRequest, pk: int) -> HttpResponse:
                 "click_rate": _rate(mail.get("clicked", 0), mail.get("sent", 0)),
             }
         )
-    branch_mail = {
-        row["enrollment__branch"]: row
-        for row in mails.order_by().values("enrollment__branch").annotate(**MESSAGE_COUNTS)
-    }
-    branches = []
-    for row in (
-        enrolments.exclude(branch="").order_by("branch").values("branch").annotate(**STATUS_COUNTS)
-    ):
-        mail = branch_mail.get(row["branch"], {})
-        branches.append(
-            {
-                **row,
-                "sent": mail.get("sent", 0),
-                "opened": mail.get("opened", 0),
-                "clicked": mail.get("clicked", 0),
-                "conversion": _rate(row["goal_reached"], row["enrolled"]),
-            }
-        )
+    splits = _split_results([row["step"] for row in steps])
     context = {
         "sequence": sequence,
         "totals": totals,
         "conversion": _rate(totals["goal_reached"], totals["enrolled"]),
         "steps": steps,
-        "branches": branches,
+        "splits": splits,
         "Kind": Step.Kind,
     }
     response = render(

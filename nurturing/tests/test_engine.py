@@ -258,3 +258,29 @@ def test_triggers_match_the_event_type_and_its_tag(properties, tag, expected):
         engine.trigger_matches("page_view", properties, wanted_type="purchase", wanted_tag=tag)
         is False
     )
+
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+
+
+@pytest.mark.parametrize(
+    ("contact_time_zone", "contact_zone", "run_at"),
+    [
+        # Monday 10:00 in Paris is 18:00 in Tokyo: Tokyo's 9–12 window is Tuesday 09:00 there.
+        (True, TOKYO, datetime(2026, 3, 3, 9, 0, tzinfo=TOKYO)),
+        (True, None, None),  # no time zone of its own: the site's window, open now
+        (False, TOKYO, None),  # the step says the site's time zone
+    ],
+)
+def test_a_window_in_the_contacts_time_zone_uses_it_when_it_has_one(
+    contact_time_zone, contact_zone, run_at
+):
+    step = StepSpec(
+        id=1, kind="wait", next_id=2, weekdays=(0, 1, 2, 3, 4), start_hour=9, end_hour=12,
+        contact_time_zone=contact_time_zone,
+    )  # fmt: skip
+    decision = decide(step, facts=ContactFacts(stage="lead", score=0, time_zone=contact_zone))
+    if run_at is None:
+        assert decision.action == engine.GOTO
+    else:
+        assert (decision.action, decision.run_at) == (engine.WAIT, run_at)

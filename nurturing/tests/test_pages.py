@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from django.utils import translation
 
 from nurturing import services
-from nurturing.models import Enrollment, Message
+from nurturing.models import Enrollment, Message, Step
 from nurturing.tests.helpers import email_step, sequence_with
 from tests.factories import ContactFactory
 
@@ -50,12 +51,76 @@ def test_the_results_page_counts_per_step_and_per_branch(marketer_client, split_
     assert page.status_code == 200
     steps = {row["step"].position: row for row in page.context["steps"]}
     assert steps[2]["sent"] + steps[4]["sent"] == 20
-    branches = {row["branch"]: row for row in page.context["branches"]}
+    [split] = page.context["splits"]
+    branches = {row["branch"]: row for row in split["branches"]}
     assert set(branches) == {"A", "B"}
     assert branches["A"]["enrolled"] + branches["B"]["enrolled"] == 20
     winner = Enrollment.objects.get(pk=first.enrollment_id).branch
     assert branches[winner]["goal_reached"] == 1 and branches[winner]["clicked"] == 1
     assert page.context["totals"]["goal_reached"] == 1
+
+
+def test_two_splits_in_a_sequence_each_count_their_own_branches(
+    marketer_client, django_capture_on_commit_callbacks
+):
+    # Split "Objet" (subject line): A → "Objet court" then split "Offre"; B → "Objet long".
+    # Split "Offre": A → "Remise 10 %", B → "Livraison offerte".
+    sequence = sequence_with(
+        {"kind": "split", "split_percent": 50, "yes": 2, "no": 8, "name": "Objet"},
+        email_step(subject="Objet court"),
+        {"kind": "split", "split_percent": 50, "yes": 4, "no": 6, "name": "Offre"},
+        email_step(subject="Remise 10 %"),
+        {"kind": "exit"},
+        email_step(subject="Livraison offerte"),
+        {"kind": "exit"},
+        email_step(subject="Objet long"),
+    )
+    contacts = ContactFactory.create_batch(60)
+    services.enrollments_start(sequence=sequence, contact_ids=[c.pk for c in contacts])
+    with django_capture_on_commit_callbacks(execute=True):
+        services.enrollments_advance()
+    Message.objects.update(status="sent")
+    remise = Message.objects.filter(subject="Remise 10 %").first()
+    Message.objects.filter(pk=remise.pk).update(opened_at=remise.created_at)
+    Enrollment.objects.filter(pk=remise.enrollment_id).update(status="goal_reached")
+
+    page = marketer_client.get(f"/nurturing/sequences/{sequence.pk}/")
+
+    splits = {
+        split["step"].name: {row["branch"]: row for row in split["branches"]}
+        for split in page.context["splits"]
+    }
+    sent = {
+        subject: Message.objects.filter(subject=subject).count()
+        for subject in ("Objet court", "Objet long", "Remise 10 %", "Livraison offerte")
+    }
+    assert all(sent.values()), sent  # 60 contacts: every branch of both splits was taken
+    objet, offre = splits["Objet"], splits["Offre"]
+    assert objet["A"]["enrolled"] + objet["B"]["enrolled"] == 60
+    # Only the enrolments that went down "Objet" A met the second split.
+    assert offre["A"]["enrolled"] + offre["B"]["enrolled"] == objet["A"]["enrolled"]
+    assert objet["B"]["enrolled"] == sent["Objet long"]
+    # Each branch counts the mail of its own path: A of "Objet" its subject line and the
+    # offers after it; each branch of "Offre" its own offer only.
+    assert (
+        objet["A"]["sent"] == sent["Objet court"] + sent["Remise 10 %"] + sent["Livraison offerte"]
+    )
+    assert objet["B"]["sent"] == sent["Objet long"]
+    assert offre["A"]["sent"] == sent["Remise 10 %"]
+    assert offre["B"]["sent"] == sent["Livraison offerte"]
+    assert (offre["A"]["opened"], offre["A"]["goal_reached"]) == (1, 1)
+    assert (offre["B"]["opened"], offre["B"]["goal_reached"]) == (0, 0)
+    assert (objet["A"]["goal_reached"], objet["B"]["goal_reached"]) == (1, 0)
+    # An enrolment keeps the branch of each split it went through, not only the last.
+    for enrollment in Enrollment.objects.all():
+        kept = dict(enrollment.split_branches.values_list("step__name", "branch"))
+        subjects = set(enrollment.messages.values_list("subject", flat=True))
+        assert ("Objet court" in subjects) == (kept["Objet"] == "A")
+        assert ("Offre" in kept) == (kept["Objet"] == "A")
+        if "Offre" in kept:
+            assert ("Remise 10 %" in subjects) == (kept["Offre"] == "A")
+    text = page.content.decode()
+    assert text.count("data-split=") == 2 and "Objet" in text and "Offre" in text
 
 
 def test_sales_reps_cannot_see_campaign_results(sales_client, split_run):
@@ -118,3 +183,47 @@ def test_the_contact_list_leads_to_enrolling_the_contacts_it_shows(marketer_clie
     )
     assert response.status_code == 302
     assert Enrollment.objects.filter(sequence=sequence).count() == 3
+
+
+def test_stored_reasons_are_shown_in_the_readers_language(marketer_client):
+    contact = ContactFactory(do_not_email=True)
+    sequence = sequence_with(email_step(), {"kind": "exit"})
+    services.enrollments_start(sequence=sequence, contact_ids=[contact.pk])
+    services.enrollments_advance()
+    message = Message.objects.get()
+    enrollment = Enrollment.objects.get()
+    assert (message.error, enrollment.end_reason) == ("do not email", "exit step")  # codes
+
+    with translation.override("fr"):
+        assert message.error_label == "Ne pas contacter par e-mail"
+        assert enrollment.end_reason_label == "Étape « Quitter la séquence »"
+        # The exit step and the "exited" status no longer share one French word.
+        assert str(Step.Kind.EXIT.label) != str(Enrollment.Status.EXITED.label)
+    with translation.override("en"):
+        assert message.error_label == "Do not email"
+    page = marketer_client.get(
+        f"/nurturing/contacts/{contact.pk}/enrollments/", HTTP_ACCEPT_LANGUAGE="en"
+    )
+    assert page.status_code == 200
+    Message.objects.update(error="550 5.1.1 No such user here")
+    message.refresh_from_db()
+    assert message.error_label == "550 5.1.1 No such user here"  # a server's reply, as it is
+
+
+def test_messages_in_doubt_are_shown_to_the_marketer_and_sent_again_by_a_person(
+    marketer_client, admin_client, split_run
+):
+    sequence, first = split_run
+    Message.objects.filter(pk=first.pk).update(status="in_doubt")
+
+    page = marketer_client.get(f"/nurturing/sequences/{sequence.pk}/")
+    assert page.context["totals"]["in_doubt"] == 1
+    assert 'data-testid="in-doubt"' in page.content.decode()
+
+    changelist = "/admin/nurturing/message/"
+    response = admin_client.post(
+        changelist, {"action": "send_again", "_selected_action": [first.pk]}, follow=True
+    )
+    assert response.status_code == 200
+    first.refresh_from_db()
+    assert (first.status, first.attempts, first.handed_over_at) == ("queued", 0, None)

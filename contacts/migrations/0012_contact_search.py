@@ -97,7 +97,7 @@ class Migration(migrations.Migration):
     foreign keys: each contact write inserts into fewer indexes."""
 
     dependencies = [
-        ('contacts', '0010_fewer_contact_indexes'),
+        ('contacts', '0011_contact_time_zone'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
