@@ -334,13 +334,14 @@ UNION ALL SELECT 'event', id, NULL, NULL, NULL, NULL, NULL FROM events
 
 
 def stage_changes_record(
-    *, moves: Sequence[PlannedMove], cause: str, at: datetime
+    *, moves: Sequence[PlannedMove], cause: str, at: datetime, objects: bool = True
 ) -> list[StageChange]:
-    """The StageChange rows of moves already applied, and their ``stage_changed`` events."""
+    """The StageChange rows of moves already applied, and their ``stage_changed`` events.
+    Returns the StageChanges, unless ``objects`` is False (an import's thousands of leads)."""
     if not moves:
         return []
     if connection.vendor == "postgresql":
-        return _stage_changes_insert(moves, cause, at)
+        return _stage_changes_insert(moves, cause, at, objects=objects)
     changes = [
         StageChange(
             contact_id=move.contact_id,
@@ -362,7 +363,7 @@ def stage_changes_record(
 
 
 def _stage_changes_insert(
-    moves: Sequence[PlannedMove], cause: str, at: datetime
+    moves: Sequence[PlannedMove], cause: str, at: datetime, *, objects: bool
 ) -> list[StageChange]:
     with connection.cursor() as cursor:
         cursor.execute(
@@ -379,6 +380,9 @@ def _stage_changes_insert(
             },
         )
         rows = cursor.fetchall()
+    events_enqueue_on_commit([pk for kind, pk, *_ in rows if kind == "event"])
+    if not objects:
+        return []
     changes = [
         StageChange(
             pk=pk, contact_id=contact_id, from_stage=from_stage, to_stage=to_stage,
@@ -389,7 +393,6 @@ def _stage_changes_insert(
     ]  # fmt: skip
     for change in changes:
         change._state.adding, change._state.db = False, connection.alias
-    events_enqueue_on_commit([pk for kind, pk, *_ in rows if kind == "event"])
     return sorted(changes, key=lambda change: change.pk)
 
 
@@ -1786,7 +1789,7 @@ def _create_imported(job: ImportJob, people: list[dict[str, str]], now: datetime
         return
     ids = _copy_contacts(people, source_id=job.source_id, now=now)
     leads = [pk for pk, fields in zip(ids, people, strict=True) if "email" in fields]
-    _imported_leads_recorded(job, leads, at=now)
+    _imported_leads(job, leads, at=now, moved=True)
 
 
 def _copy_contacts(
@@ -1824,57 +1827,6 @@ def _copy_contacts(
     return ids
 
 
-# The StageChange, its stage_changed event (as StageChange.event_fields has it) and the
-# event's queue row, for each new lead of a batch: one statement, nothing built in Python.
-IMPORTED_LEADS_SQL = """
-WITH changes AS (
-    INSERT INTO contacts_stagechange
-        (contact_id, from_stage, to_stage, outcome, cause, actor_id, actor_name, reason, at)
-    SELECT moved.id, %(from)s, %(to)s, '', %(cause)s, NULL, %(actor_name)s, %(reason)s, %(at)s
-    FROM unnest(%(ids)s::bigint[]) WITH ORDINALITY AS moved(id, position)
-    ORDER BY moved.position
-    RETURNING id, contact_id, from_stage, to_stage, cause, outcome, at
-),
-events AS (
-    INSERT INTO contacts_event
-        (contact_id, type, occurred_at, received_at, properties, source, idempotency_key)
-    SELECT contact_id, %(type)s, at, %(at)s,
-        jsonb_build_object('from', from_stage, 'to', to_stage, 'cause', cause,
-                           'outcome', outcome, 'stage_change_id', id),
-        'system', 'stage_change:' || id
-    FROM changes ORDER BY id
-    RETURNING id
-),
-queued AS (
-    INSERT INTO contacts_pendingevent (event_id, received_at, attempts, last_error)
-    SELECT id, %(at)s, 0, '' FROM events
-)
-SELECT id FROM events ORDER BY id
-"""
-
-
-def _imported_leads_recorded(job: ImportJob, contact_ids: list[int], *, at: datetime) -> None:
-    """What ``stage_changes_record`` writes for new leads, in SQL (PostgreSQL)."""
-    if not contact_ids:
-        return
-    actor_name, reason = _import_actor(job)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            IMPORTED_LEADS_SQL,
-            {
-                "from": Contact.Stage.SUSPECT,
-                "to": Contact.Stage.LEAD,
-                "cause": StageChange.Cause.IMPORT,
-                "actor_name": actor_name,
-                "reason": reason,
-                "at": at,
-                "ids": array_param(contact_ids),
-                "type": Event.Type.STAGE_CHANGED,
-            },
-        )
-        events_enqueue_on_commit([pk for (pk,) in cursor.fetchall()])
-
-
 def _import_actor(job: ImportJob) -> tuple[str, str]:
     """(actor name, reason) of the stage changes an import makes."""
     reason = _("Imported from %(file)s") % {"file": job.filename}
@@ -1899,7 +1851,7 @@ def _imported_leads(
         for pk in contact_ids
     ]
     if moved:
-        stage_changes_record(at=at, moves=moves, cause=StageChange.Cause.IMPORT)
+        stage_changes_record(at=at, moves=moves, cause=StageChange.Cause.IMPORT, objects=False)
     else:
         stage_move_many(moves=moves, cause=StageChange.Cause.IMPORT, at=at)
 
