@@ -23,13 +23,20 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from bench import seed
-from bench.common import result
+from bench.common import (
+    cpu_seconds,
+    database_backends,
+    machine_busy_seconds,
+    process_tree,
+    result,
+)
 from contacts.models import Event
 from contacts.services import NewEvent, events_process, events_record_many
 
 NAME = "scoring"
 BATCH = 1000
 WORKER_CONCURRENCY = 2  # docker-compose.yml's worker
+CPU: dict[str, float] = {}  # CPU seconds of the worker run, by process kind
 ROOT = Path(__file__).resolve().parent.parent
 # A realistic stream: mostly page views and opens, a demo request now and then.
 KINDS = [
@@ -137,6 +144,9 @@ def through_worker(rows: list[list[Event]]) -> float:
     celery_app._pool = None
     try:
         _wait_for_worker(celery_app)
+        workers, backends = process_tree(worker.pid), database_backends()
+        before = cpu_seconds(workers | backends)
+        mine, busy = time.process_time(), machine_busy_seconds()
         started = time.perf_counter()
         for batch in rows:
             events_record_many(events=[
@@ -150,7 +160,15 @@ def through_worker(rows: list[list[Event]]) -> float:
             if worker.poll() is not None or time.perf_counter() - moved_at > 60:
                 raise RuntimeError(f"the worker stopped with {left} events not handled")
             time.sleep(0.02)
-        return time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        CPU["producer"] = time.process_time() - mine
+        CPU["whole machine"] = machine_busy_seconds() - busy
+        workers, backends = process_tree(worker.pid), database_backends()
+        after = cpu_seconds(workers | backends)
+        spent = {pid: used - before.get(pid, 0) for pid, used in after.items()}
+        CPU["worker"] = sum(spent.get(pid, 0) for pid in workers)
+        CPU["database"] = sum(spent.get(pid, 0) for pid in backends)
+        return seconds
     finally:
         worker.terminate()
         worker.wait(timeout=60)
@@ -214,6 +232,9 @@ def run(scale: float) -> list[dict]:
             raw_insert_events_per_s=round(raw_rate),
             shape=f"stored by this process, scored by a Celery worker (Redis, prefork, "
             f"concurrency {WORKER_CONCURRENCY})",
+            cpu_ms_per_batch={
+                kind: round(1000 * used / (total / BATCH), 1) for kind, used in CPU.items()
+            },  # fmt: skip
             one_process_events_per_s=round(total / serial_seconds),
             one_process_ratio=round(raw_seconds / serial_seconds, 2),
             contacts=contacts,

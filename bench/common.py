@@ -59,3 +59,49 @@ def percentile(samples: list[float], p: float) -> float:
     if len(samples) == 1:
         return samples[0]
     return statistics.quantiles(samples, n=100, method="inclusive")[int(p) - 1]
+
+
+def cpu_seconds(pids: set[int]) -> dict[int, float]:
+    """CPU time (user + system) each of these processes has used so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115
+        except OSError:
+            continue
+        used[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+def process_tree(root: int) -> set[int]:
+    """``root`` and its children (a Celery or gunicorn master and its pool)."""
+    tree = {root}
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            try:
+                fields = open(f"/proc/{stat}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115
+            except OSError:
+                continue
+            if int(fields[1]) == root:
+                tree.add(int(stat))
+    return tree
+
+
+def database_backends() -> set[int]:
+    """The server processes of every session on the current database."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND backend_type = 'client backend'"
+        )
+        return {pid for (pid,) in cursor.fetchall()}
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine has spent busy so far, all cores together (/proc/stat)."""
+    fields = [int(value) for value in open("/proc/stat").readline().split()[1:]]  # noqa: SIM115
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")

@@ -622,10 +622,13 @@ def events_process(*, event_ids: Sequence[int]) -> int:
 
     Each contact row is written once per batch: its last activity moves forward together with
     the points the handlers gave (``contact_points_add``). The batch's contacts are locked
-    first, in id order, so two workers with overlapping batches wait rather than deadlock.
+    first (``_contacts_take``); events of contacts another worker's batch holds are left in
+    the queue and sent again after commit, so overlapping batches run side by side.
     """
     handlers = event_handlers()
     total = 0
+    later: list[int] = []
+    handled: list[EventRow] = []
     with transaction.atomic():
         _commit_asynchronously()
         mark = _pending_mark()
@@ -633,21 +636,25 @@ def events_process(*, event_ids: Sequence[int]) -> int:
         _batch.memo = {}
         try:
             for _ in range(CASCADE_ROUNDS):
-                events = _dequeue(ids)
+                events, busy = _contacts_take(_dequeue(ids))
+                later += [event.pk for event in busy]
                 if events:
-                    _contacts_lock({event.contact_id for event in events})
                     done, points = _run_batch(handlers, events)
                     _contacts_write(points=points, activity=_latest_activity(events))
-                    dashboard.rollups_add(done)
                     PendingEvent.objects.filter(event_id__any={e.pk for e in done}).delete()
-                    total += len(done)
+                    handled += done
                 ids = _take_pending(mark)
                 if not ids:
                     break
             else:
-                events_enqueue_on_commit(ids)  # a long cascade: the rest goes out as a task
+                later += ids  # a long cascade: the rest goes out as a task
         finally:
             _batch.memo = None
+        # Last: two workers' summaries share rows (a day, a type), held until commit.
+        dashboard.rollups_add(handled)
+        total = len(handled)
+        if later:
+            events_enqueue_on_commit(later)
     return total
 
 
@@ -764,16 +771,26 @@ def _run_handlers(handlers: list[EventHandler], events: list[EventRow]) -> list[
     return done
 
 
-def _contacts_lock(contact_ids: set[int]) -> None:
-    # FOR NO KEY UPDATE: the key-share locks of concurrent event inserts (their foreign key
-    # to the contact) don't conflict with it, so storing never waits on scoring.
-    if contact_ids:
-        list(
-            Contact.objects.select_for_update(no_key=True)
-            .filter(pk__any=contact_ids)
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        )
+def _contacts_take(events: list[EventRow]) -> tuple[list[EventRow], list[EventRow]]:
+    """Lock the contacts of these events; returns (events to handle now, events whose contact
+    another worker's batch holds, to leave for later).
+
+    FOR NO KEY UPDATE: the key-share locks of concurrent event inserts (their foreign key to
+    the contact) don't conflict with it, so storing never waits on scoring. SKIP LOCKED: two
+    workers never wait on each other's contacts, so they never deadlock either. When every
+    contact is held elsewhere, the run waits for them (in id order) rather than give up.
+    """
+    if not events:
+        return [], []
+    query = Contact.objects.filter(pk__any={event.contact_id for event in events}).order_by("pk")
+    held = set(query.select_for_update(no_key=True, skip_locked=True).values_list("pk", flat=True))
+    if not held:
+        list(query.select_for_update(no_key=True).values_list("pk", flat=True))
+        return events, []
+    busy = [event for event in events if event.contact_id not in held]
+    if not busy:
+        return events, []
+    return [event for event in events if event.contact_id in held], busy
 
 
 def _latest_activity(events: Sequence[EventRow]) -> dict[int, datetime]:
