@@ -30,7 +30,7 @@ from bench.common import (
     process_tree,
     result,
 )
-from contacts.models import Event
+from contacts.models import Event, PendingEvent
 from contacts.services import NewEvent, events_process, events_record_many
 
 NAME = "scoring"
@@ -154,12 +154,14 @@ def through_worker(rows: list[list[Event]]) -> float:
                          e.idempotency_key) for e in batch
             ])  # fmt: skip
         waiting, moved_at = None, time.perf_counter()
-        while left := Event.objects.filter(source="bench").unprocessed().count():
+        # Polled on the narrow queue table: counting the unhandled events through the events
+        # table would cost the database more than the workers' own reads.
+        while left := PendingEvent.objects.count():
             if left != waiting:
                 waiting, moved_at = left, time.perf_counter()
             if worker.poll() is not None or time.perf_counter() - moved_at > 60:
                 raise RuntimeError(f"the worker stopped with {left} events not handled")
-            time.sleep(0.02)
+            time.sleep(0.05)
         seconds = time.perf_counter() - started
         CPU["producer"] = time.process_time() - mine
         CPU["whole machine"] = machine_busy_seconds() - busy
