@@ -146,6 +146,14 @@ def run(scale: float) -> list[dict]:
             for to, payload in payloads:
                 smtp.sendmail(sender, [to], payload)
         raw_seconds = time.perf_counter() - started
+        # The sink's acceptance rate with two bare connections at once, the fair baseline for
+        # two send workers (a sink may take more from two clients than from one).
+        global _BARE
+        _BARE = (port, sender, payloads)
+        started = time.perf_counter()
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            assert sum(pool.map(_bare_send, [0, 1])) == count
+        raw_two_seconds = time.perf_counter() - started
 
         get_connection().close()
         started = time.perf_counter()
@@ -170,6 +178,7 @@ def run(scale: float) -> list[dict]:
     steps_per_s = advanced / advance_seconds
     sent_per_s = sent / send_seconds
     raw_per_s = count / raw_seconds
+    raw_two_per_s = max(raw_per_s, count / raw_two_seconds)
     common = {"scale": scale, "enrolments": count, "database": _database()}
     return [
         result(
@@ -196,12 +205,16 @@ def run(scale: float) -> list[dict]:
         ),
         result(
             name="scheduler",
-            metric="messages delivered/s by two send workers at once (same messages, same sink)",
+            metric="messages delivered/s by two send workers at once, as the compose file's "
+            "worker (concurrency 2) sends (same messages, same sink)",
             value=count / two_seconds,
             unit="messages/s",
-            baseline=raw_per_s,
+            baseline=raw_two_per_s,
             target="within 2x of the sink's raw rate (ratio >= 0.5)",
-            passed=count / two_seconds >= raw_per_s / 2,
+            passed=count / two_seconds >= raw_two_per_s / 2,
+            baseline_is="bare smtplib, same messages pre-serialised, two connections at once",
+            one_connection_raw_per_s=round(raw_per_s),
+            ratio_to_one_connection=round(count / two_seconds / raw_per_s, 2),
             **common,
         ),
     ]
@@ -216,6 +229,18 @@ def _send_all(_worker: int) -> int:
         return services.messages_send(budget=3600)
     finally:
         connection.close()
+
+
+_BARE: tuple[int, str, list[tuple[str, bytes]]] = (0, "", [])
+
+
+def _bare_send(half: int) -> int:
+    port, sender, payloads = _BARE
+    mine = payloads[half::2]
+    with smtplib.SMTP("127.0.0.1", port) as smtp:
+        for to, payload in mine:
+            smtp.sendmail(sender, [to], payload)
+    return len(mine)
 
 
 def _database() -> str:
