@@ -116,3 +116,54 @@ def test_workers_scoring_overlapping_batches_while_events_arrive(monkeypatch, se
         == Contact.objects.filter(stage="sql").count()
         > 0
     )
+
+
+def test_events_of_a_contact_another_batch_holds_are_left_for_later(monkeypatch):
+    """A worker skips the contacts another worker's open batch holds: their events stay in
+    the queue and go out again after commit, and the rest of its batch is handled at once."""
+    importlib.import_module("scoring.migrations.0002_default_rules").create_defaults(apps, None)
+    held, free = Contact.objects.bulk_create(
+        [
+            Contact(email="tenue@exemple.fr", stage="lead"),
+            Contact(email="libre@exemple.fr", stage="lead"),
+        ]
+    )
+    sent: list[list[int]] = []
+    monkeypatch.setattr(services, "_enqueue", sent.append)
+    now = timezone.now()
+    ids = events_record_many(events=[
+        NewEvent(held.pk, "download", now, {}, "api", "held-1"),
+        NewEvent(free.pk, "download", now, {}, "api", "free-1"),
+    ])  # fmt: skip
+    sent.clear()
+    locked, release = threading.Event(), threading.Event()
+
+    def other_worker() -> None:  # an open batch holding one contact
+        from django.db import transaction
+
+        try:
+            with transaction.atomic():
+                Contact.objects.select_for_update(no_key=True).filter(pk=held.pk).exists()
+                locked.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=other_worker)
+    thread.start()
+    locked.wait(30)
+    try:
+        assert events_process(event_ids=ids) == 1
+        assert sent == [[ids[0]]]  # the held contact's event, sent again after commit
+        held_event, free_event = Event.objects.filter(pk__in=ids).order_by("pk")
+        assert Event.objects.unprocessed().filter(pk=held_event.pk).exists()
+        assert not Event.objects.unprocessed().filter(pk=free_event.pk).exists()
+    finally:
+        release.set()
+        thread.join(30)
+
+    assert events_process(event_ids=sent[0]) == 1
+    held.refresh_from_db()
+    free.refresh_from_db()
+    assert (held.score, free.score) == (1, 1)
+    assert not Event.objects.unprocessed().exists()
