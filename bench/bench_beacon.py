@@ -31,7 +31,7 @@ from pathlib import Path
 from django.conf import settings
 
 from bench import seed
-from bench.common import result
+from bench.common import cpu_seconds, process_tree, result
 
 NAME = "beacon"
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,17 +87,9 @@ def wait_up(url: str) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def cpu_seconds(master: int) -> float:
+def workers_cpu_seconds(master: int) -> float:
     """CPU time (user + system) used so far by gunicorn's workers (children of ``master``)."""
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == master:  # ppid
-            total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
-    return total / os.sysconf("SC_CLK_TCK")
+    return sum(cpu_seconds(process_tree(master) - {master}).values())
 
 
 def wrk(url: str, *, seconds: int, beacon: bool, paced: bool) -> dict[str, float]:
@@ -168,10 +160,10 @@ def run(scale: float) -> list[dict]:
             ("healthz", "/healthz", False), ("beacon", "/t/", False),
             ("healthz paced", "/healthz", True), ("beacon paced", "/t/", True),
         ]:  # fmt: skip
-            before = cpu_seconds(server.pid)
+            before = workers_cpu_seconds(server.pid)
             runs[label] = wrk(f"{base}{path}", seconds=seconds, beacon=path == "/t/", paced=paced)
             # Independent of how busy the machine is: what one request costs the web server.
-            spent = cpu_seconds(server.pid) - before
+            spent = workers_cpu_seconds(server.pid) - before
             runs[label]["server_cpu_ms_per_request"] = round(
                 1000 * spent / runs[label]["requests"], 3
             )

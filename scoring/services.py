@@ -79,14 +79,7 @@ def events_score(*, events: Sequence[EventRow]) -> int:
             facts_by_contact[event.contact_id].append(event_fact(event))
     if not facts_by_contact:
         return 0
-    # Locked as plain rows: only the few contacts that change stage become model instances.
-    contacts = {
-        pk: _Locked(stage, score)
-        for pk, stage, score in Contact.objects.select_for_update(no_key=True)
-        .filter(pk__any=facts_by_contact.keys())
-        .order_by("pk")
-        .values_list("pk", "stage", "score")
-    }
+    contacts = _lock(facts_by_contact.keys())
     by_type = engine.rules_by_type(rules)
     earned = _earned(contacts.keys(), by_type, [f for fs in facts_by_contact.values() for f in fs])
     tz = site_timezone()
@@ -129,13 +122,7 @@ def scores_adjust(*, adjustments: Sequence[Adjustment], at: datetime | None = No
     wanted = [a for a in adjustments if a.points]
     if not wanted:
         return 0
-    contacts = {
-        pk: _Locked(stage, score)
-        for pk, stage, score in Contact.objects.select_for_update(no_key=True)
-        .filter(pk__in={a.contact_id for a in wanted})
-        .order_by("pk")
-        .values_list("pk", "stage", "score")
-    }
+    contacts = _lock({a.contact_id for a in wanted})
     lines = [
         engine.Line(contact_id=a.contact_id, points=a.points, rule_id=None, event_id=None,
                     reason=a.reason[:300], at=at)
@@ -152,6 +139,19 @@ def scores_adjust(*, adjustments: Sequence[Adjustment], at: datetime | None = No
 class _Locked:
     stage: str
     score: int
+
+
+def _lock(contact_ids: Iterable[int]) -> dict[int, _Locked]:
+    """Lock these contacts in id order (FOR NO KEY UPDATE: event inserts for them don't wait)
+    and read their stage and score, as plain rows: only the few contacts that change stage
+    become model instances."""
+    return {
+        pk: _Locked(stage, score)
+        for pk, stage, score in Contact.objects.select_for_update(no_key=True)
+        .filter(pk__any=set(contact_ids))
+        .order_by("pk")
+        .values_list("pk", "stage", "score")
+    }
 
 
 def _flag_machine_signals(events: Sequence[EventRow]) -> None:
@@ -484,11 +484,7 @@ def stages_apply() -> int:
         with transaction.atomic():
             # Lock, then re-read: a live event may have moved some of them meanwhile.
             current = [
-                (pk, stage, score, ())
-                for pk, stage, score in Contact.objects.select_for_update(no_key=True)
-                .filter(pk__in=[pk for pk, *_ in chunk])
-                .order_by("pk")
-                .values_list("pk", "stage", "score")
+                (pk, row.stage, row.score, ()) for pk, row in _lock(pk for pk, *_ in chunk).items()
             ]
             moved += len(thresholds_apply(candidates=current, thresholds=thresholds))
     return moved
