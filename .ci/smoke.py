@@ -47,19 +47,32 @@ def main() -> int:
     try:
         wait_until_up(f"{base}/healthz")
         check_pages(base)
+        children = subprocess.run(
+            ["ps", "--ppid", str(server.pid), "-o", "args="], capture_output=True, text=True
+        ).stdout
     finally:
         server.send_signal(signal.SIGINT)
         output, _ = server.communicate(timeout=60)
     print(output[-3000:])
-    for needed in ("celery@", "beat: Starting", "Stopped web, worker and beat."):
+    for needed in ("runserver", " worker ", " beat "):
+        if needed not in children:
+            print(f"smoke: FAILED, no {needed.strip()} process: {children}", file=sys.stderr)
+            return 1
+    for needed in (f"LeadFunnel is running at {base}/", "Stopped web, worker and beat."):
         if needed not in output:
             print(f"smoke: FAILED, missing {needed!r} in the output", file=sys.stderr)
             return 1
+    if len(output.splitlines()) > 60:
+        print("smoke: FAILED, the console is flooded (over 60 lines)", file=sys.stderr)
+        return 1
     leftovers = subprocess.run(["pgrep", "-f", str(var)], capture_output=True, text=True).stdout
     if leftovers.strip():
         print(f"smoke: FAILED, processes left running: {leftovers}", file=sys.stderr)
         return 1
-    print("smoke: OK (login page and logged-in pages answered 200, everything stopped)")
+    print(
+        "smoke: OK (web, worker and beat ran; logged-in pages answered 200; the console "
+        f"stayed at {len(output.splitlines())} lines; everything stopped)"
+    )
     return 0
 
 

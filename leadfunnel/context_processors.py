@@ -1,5 +1,6 @@
 from django.http import HttpRequest
 
+from leadfunnel import mailbox
 from leadfunnel.roles import user_roles
 
 
@@ -9,4 +10,6 @@ def roles(request: HttpRequest) -> dict[str, object]:
     return {
         "is_marketer": "marketing" in names,
         "is_sales": "sales" in names,
+        # The "Sent emails" link, when emails go to the local mail folder (`make run`).
+        "mail_folder": "marketing" in names and mailbox.in_use(),
     }

@@ -147,13 +147,19 @@ MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 MEDIA_URL = "media/"
 
 # --- Email ------------------------------------------------------------------------------------
-EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
-vars().update(EMAIL_CONFIG)
+# Without EMAIL_URL (as in `make run`), each email is written to var/mail/ as an .eml file, which
+# marketers read on the "Sent emails" page (/mail/).
+if env.str("EMAIL_URL", default=""):
+    vars().update(env.email_url("EMAIL_URL"))
+else:
+    EMAIL_BACKEND = "leadfunnel.mailbox.FolderBackend"
+    EMAIL_FILE_PATH = str(VAR_DIR / "mail")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="LeadFunnel <no-reply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Seconds before an SMTP connection attempt or command gives up (a stuck server is a retry).
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
-# Where links in emails (tracking, unsubscribe) point: this site's public address.
+# Where links in emails (tracking, unsubscribe) point: this site's public address. `make run`
+# (manage.py serve) sets it to the address it serves on when it is not set.
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
 
 # --- Security (production values when DEBUG is off) -------------------------------------------
@@ -282,10 +288,25 @@ NURTURING_SEND_LEASE_SECONDS = env.int("NURTURING_SEND_LEASE_SECONDS", default=3
 NURTURING_MAX_ATTEMPTS = env.int("NURTURING_MAX_ATTEMPTS", default=8)
 CONTACTS_PER_PAGE = env.int("CONTACTS_PER_PAGE", default=50)
 
+# LOG_LEVEL applies to runserver's request lines too (`make run` sets WARNING: errors only).
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "formatters": {
+        "server": {
+            "()": "django.utils.log.ServerFormatter",
+            "format": "[{server_time}] {message}",
+            "style": "{",
+        }
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler"},
+        "server": {"class": "logging.StreamHandler", "formatter": "server"},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "django.server": {"handlers": ["server"], "level": LOG_LEVEL, "propagate": False},
+    },
 }

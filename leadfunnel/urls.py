@@ -11,6 +11,8 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("language/", views.language_set, name="language-set"),
     path("healthz", views.healthz, name="healthz"),
+    path("mail/", views.mail_list, name="mail-list"),
+    path("mail/<str:name>/", views.mail_email, name="mail-email"),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
     path("", include("contacts.urls")),

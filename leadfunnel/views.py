@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -12,9 +12,10 @@ from django.views.decorators.http import require_POST
 
 from contacts import dashboard
 from contacts.models import Contact
+from leadfunnel import mailbox
 from leadfunnel.middleware import SESSION_LANGUAGE_KEY
 from leadfunnel.models import Profile
-from leadfunnel.roles import is_marketer, is_sales
+from leadfunnel.roles import MARKETING, is_marketer, is_sales, role_required
 
 
 @login_required
@@ -91,3 +92,21 @@ def language_set(request: HttpRequest) -> HttpResponse:
 def healthz(request: HttpRequest) -> HttpResponse:
     Contact.objects.exists()
     return HttpResponse("ok", content_type="text/plain")
+
+
+@role_required(MARKETING)
+def mail_list(request: HttpRequest) -> HttpResponse:
+    """The emails written to the local mail folder (no EMAIL_URL, as in `make run`)."""
+    if not mailbox.in_use():
+        raise Http404
+    emails, total = mailbox.latest()
+    context = {"emails": emails, "total": total, "folder": mailbox.folder()}
+    return render(request, "mail_list.html", context)
+
+
+@role_required(MARKETING)
+def mail_email(request: HttpRequest, name: str) -> HttpResponse:
+    found = mailbox.read(name) if mailbox.in_use() else None
+    if found is None:
+        raise Http404
+    return render(request, "mail_email.html", {"email": found, "folder": mailbox.folder()})
