@@ -200,7 +200,9 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 def check_healthz(base: str) -> None:
     with urllib.request.urlopen(f"{base}/healthz", timeout=10) as response:
         assert (response.status, response.read()) == (200, b"ok"), response.status
-    print("production: /healthz answered 200")
+    with urllib.request.urlopen(f"{base}/favicon.ico", timeout=10) as response:
+        assert response.status == 200 and response.read(4) == b"\x00\x00\x01\x00"
+    print("production: /healthz and /favicon.ico answered 200")
 
 
 def check_logged_in_page_and_static(base: str, static_root: Path) -> None:

@@ -1,5 +1,4 @@
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from contacts.api import api
@@ -8,7 +7,8 @@ from leadfunnel import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("login/", views.LoginView.as_view(), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("language/", views.language_set, name="language-set"),
     path("healthz", views.healthz, name="healthz"),
     path("mail/", views.mail_list, name="mail-list"),

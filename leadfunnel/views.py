@@ -1,13 +1,15 @@
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import redirect, render
+from django.contrib.staticfiles import finders
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render, resolve_url
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
+from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_POST
 
 from contacts import dashboard
@@ -64,6 +66,27 @@ class LoginView(auth_views.LoginView):
         if language.first():
             self.request.session[SESSION_LANGUAGE_KEY] = language.first()
         return response
+
+
+class LogoutView(auth_views.LogoutView):
+    """POST logs out (Django's view). GET, e.g. /logout/ typed in the address bar, shows a
+    button that posts: a link or an image on another site cannot log anyone out."""
+
+    http_method_names = ["get", "post", "options"]
+
+    def get(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect(resolve_url(settings.LOGIN_URL))
+        return render(request, "registration/logout_confirm.html")
+
+
+@cache_control(max_age=86400, public=True)
+def favicon(request: HttpRequest) -> HttpResponse:
+    """/favicon.ico, which browsers ask for on their own (pages link static/favicon.svg)."""
+    path = finders.find("favicon.ico")
+    if not path:
+        raise Http404
+    return FileResponse(open(path, "rb"), content_type="image/x-icon")
 
 
 @require_POST

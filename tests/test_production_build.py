@@ -38,5 +38,6 @@ def test_collectstatic_with_the_manifest_storage_succeeds(tmp_path):
     assert (tmp_path / "staticfiles" / chart).is_file()
     # The bundle's source map comment points at the map's hashed name, which exists too.
     hashed_map = manifest["vendor/chartjs/chart.umd.min.js.map"]
+    assert "favicon.ico" in manifest and "favicon.svg" in manifest
     assert hashed_map.rsplit("/", 1)[-1] in (tmp_path / "staticfiles" / chart).read_text()[-200:]
     assert (tmp_path / "staticfiles" / hashed_map).is_file()
