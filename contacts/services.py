@@ -1141,12 +1141,12 @@ def page_view_capture(
 ) -> None:
     """A page view from the snippet: queued when Redis is there (the drain stores it within
     seconds), else stored at once. A Redis that fails is not a lost view: it is stored now."""
-    if tracking.enabled():
+    if tracking.enabled() and not tracking.outage.ongoing():
         try:
             tracking.push(visitor_id=visitor_id, url=url, title=title, referrer=referrer, utm=utm)
             return
         except RedisError:
-            logger.warning("Page view queue unavailable; storing the view directly.")
+            tracking.outage.begin("page views are stored directly in the database meanwhile")
     page_view_record(visitor_id=visitor_id, url=url, title=title, referrer=referrer, utm=utm)
 
 

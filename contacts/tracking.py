@@ -24,6 +24,8 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from contacts.outage import Outage
+
 logger = logging.getLogger(__name__)
 
 QUEUE = "leadfunnel:page_views"
@@ -65,6 +67,10 @@ return 0
 """
 
 
+# After a failure, beacons store their views directly for this long before trying Redis again.
+outage = Outage("Page view queue", retry_after=10.0, logger=logger)
+
+
 def enabled() -> bool:
     return bool(settings.PAGE_VIEW_QUEUE_URL)
 
@@ -73,7 +79,8 @@ def enabled() -> bool:
 def _client(url: str) -> Any:
     import redis
 
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+    # Short: a beacon waits for this, then stores its view directly (services.page_view_capture).
+    return redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
 
 
 def client() -> Any:

@@ -178,7 +178,12 @@ X_FRAME_OPTIONS = "DENY"
 # Redis when there is one (shared by every web process), else this process's memory.
 CACHE_URL = env.str("CACHE_URL", default=env.str("REDIS_URL", default="")) or "locmem://"
 CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": CACHE_URL,
+        # A cache that hangs must not hold a request: rate limits count per process meanwhile.
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }
     if CACHE_URL.startswith(("redis://", "rediss://"))
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 }
@@ -188,7 +193,13 @@ REDIS_URL = env.str("REDIS_URL", default="")
 BROKER_DIR = VAR_DIR / "broker"
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": 3600,
+        # A Redis that hangs must not hold a web request: a send gives up after this and the
+        # task is left to its sweep (contacts.broker). The worker reconnects on its own.
+        "socket_connect_timeout": 2,
+        "socket_timeout": 2,
+    }
 else:
     # kombu's file-system transport works across processes when "in" and "out" are the same
     # absolute folder. Nothing depends on it keeping a message: unprocessed events are swept.
