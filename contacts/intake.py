@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
@@ -136,7 +137,8 @@ def _answer(
 
 
 def embed_snippet(form: Form, base_url: str) -> str:
-    """The HTML a marketer pastes into a page: a plain form (works without JavaScript)."""
+    """The HTML a marketer pastes into a page: a plain form (works without JavaScript). The
+    consent wording and labels are text, escaped like everything else put into it."""
     fields = []
     if form.ask_name:
         fields += [("first_name", _("First name")), ("last_name", _("Last name"))]
@@ -144,19 +146,23 @@ def embed_snippet(form: Form, base_url: str) -> str:
         fields.append(("company", _("Company")))
     if form.ask_phone:
         fields.append(("phone", _("Phone")))
-    send = _("Send")
+    action = f"{base_url}/f/{form.key}/"
     lines = [
-        f'<form method="post" action="{base_url}/f/{form.key}/" class="leadfunnel-form">',
-        f'  <label>{_("Email")} <input type="email" name="email" required></label>',
-        *(f'  <label>{label} <input name="{name}"></label>' for name, label in fields),
-        f'  <label><input type="checkbox" name="consent" value="on"> {form.consent_text}</label>',
+        format_html('<form method="post" action="{}" class="leadfunnel-form">', action),
+        format_html('  <label>{} <input type="email" name="email" required></label>', _("Email")),
+        *(format_html('  <label>{} <input name="{}"></label>', label, name)
+          for name, label in fields),
+        format_html(
+            '  <label><input type="checkbox" name="consent" value="on"> {}</label>',
+            form.consent_text,
+        ),
         '  <input type="hidden" name="visitor_id" value="">',
         '  <div style="position:absolute;left:-5000px" aria-hidden="true">'
         '<input name="website" tabindex="-1" autocomplete="off"></div>',
-        f'  <button type="submit">{send}</button>',
+        format_html('  <button type="submit">{}</button>', _("Send")),
         "</form>",
-        f'<script src="{base_url}/t.js" async></script>',
-    ]
+        format_html('<script src="{}/t.js" async></script>', base_url),
+    ]  # fmt: skip
     return "\n".join(str(line) for line in lines)
 
 

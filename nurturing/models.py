@@ -275,7 +275,7 @@ class Step(models.Model):
 
             for name in ("subject", "body_text", "body_html"):
                 try:
-                    check_template(getattr(self, name))
+                    check_template(getattr(self, name), html=name == "body_html")
                 except TemplateProblem as problem:
                     errors[name] = str(problem)
         if errors:

@@ -35,6 +35,8 @@ from django.utils.html import escape, linebreaks
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from nurturing import safe_html
+
 VARIABLES: dict[str, Any] = {
     "first_name": gettext_lazy("first name"),
     "last_name": gettext_lazy("last name"),
@@ -50,7 +52,9 @@ VARIABLES: dict[str, Any] = {
     "offer_expires_at": gettext_lazy("when the offer ends (date and time)"),
     "unsubscribe_url": gettext_lazy("the unsubscribe page"),
 }
-BANNED_TAGS = {"load", "debug", "url", "csrf_token"}
+BANNED_TAGS = {"load", "debug", "url", "csrf_token", "autoescape"}
+# A contact's values are escaped in the HTML part: nothing may mark them safe.
+BANNED_FILTERS = {"safe", "safeseq"}
 
 
 class TemplateProblem(ValueError):
@@ -60,7 +64,9 @@ class TemplateProblem(ValueError):
 def _library() -> Library:
     library = Library()
     library.tags = {k: v for k, v in defaulttags.register.tags.items() if k not in BANNED_TAGS}
-    library.filters = dict(defaultfilters.register.filters)
+    library.filters = {
+        k: v for k, v in defaultfilters.register.filters.items() if k not in BANNED_FILTERS
+    }
     return library
 
 
@@ -79,8 +85,10 @@ def compiled(source: str, *, html: bool) -> Template:
     return (HTML_ENGINE if html else TEXT_ENGINE).from_string(source)
 
 
-def check_template(source: str) -> None:
-    """Refuse a template that does not compile or names a variable it will not have."""
+def check_template(source: str, *, html: bool = False) -> None:
+    """Refuse a template that does not compile or names a variable it will not have; in an
+    HTML part, one with a script, an event handler or a link that is not http(s), mailto or
+    tel (``javascript:``, ``data:``…)."""
     try:
         template = compiled(source, html=False)
     except TemplateSyntaxError as error:
@@ -90,6 +98,15 @@ def check_template(source: str) -> None:
         raise TemplateProblem(
             _("Unknown variable(s): %(names)s. Available: %(available)s.")
             % {"names": ", ".join(unknown), "available": ", ".join(VARIABLES)}
+        )
+    unsafe = safe_html.unsafe_parts(source) if html else []
+    if unsafe:
+        raise TemplateProblem(
+            _(
+                "Emails may not hold scripts, event handlers or links other than http, https, "
+                "mailto and tel: %(parts)s."
+            )
+            % {"parts": ", ".join(f"“{part}”" for part in unsafe)}
         )
 
 
@@ -219,6 +236,11 @@ def text_to_html(text: str) -> str:
     return linebreaks(linked, autoescape=False)
 
 
+def _plain(text: str) -> str:
+    """``text`` as a plain ``str`` (not a SafeString, which templates would not escape)."""
+    return str.__str__(text)
+
+
 def contact_context(
     *,
     first_name: str,
@@ -270,13 +292,21 @@ def render_email(
     )
     values = {**context, "unsubscribe_url": unsubscribe}
     with translation.override(settings.LANGUAGE_CODE):
-        # Context, not the engine, decides escaping at render time.
-        subject = compiled(templates.subject, html=False).render(Context(values, autoescape=False))
-        text = compiled(templates.body_text, html=False).render(Context(values, autoescape=False))
+        # Context, not the engine, decides escaping at render time. Template.render() marks
+        # its output safe: the parts become plain strings, so a page showing the unescaped text
+        # part (the admin's preview) escapes it.
+        subject = _plain(
+            compiled(templates.subject, html=False).render(Context(values, autoescape=False))
+        )
+        text = _plain(
+            compiled(templates.body_text, html=False).render(Context(values, autoescape=False))
+        )
         if templates.body_html.strip():
-            html = compiled(templates.body_html, html=True).render(Context(values))
+            html = _plain(compiled(templates.body_html, html=True).render(Context(values)))
+            # A contact's value can make a link (href="{{ company }}"): never a javascript: one.
+            html = safe_html.without_unsafe_parts(html)
         else:
-            html = text_to_html(text)
+            html = _plain(text_to_html(text))
     subject = " ".join(subject.split())  # a header holds one line
     links: list[str] = []
     if tracking:

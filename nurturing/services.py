@@ -38,7 +38,7 @@ from contacts.services import (
     event_record,
     stage_move,
 )
-from nurturing import engine, mime, rendering
+from nurturing import engine, mime, rendering, safe_html
 from nurturing.mime import BuiltEmail
 from nurturing.models import Enrollment, Message, Sequence, SplitBranch, Step
 from scoring.services import Adjustment, scores_adjust
@@ -1302,6 +1302,8 @@ def message_click(*, message: Message, link: int, user_agent: str = "") -> str |
     if not 0 <= link < len(message.links):
         return None
     url = message.links[link]
+    if safe_html.unsafe_address(url):  # stored before links were checked: never followed
+        return None
     now = timezone.now()
     properties = {**_signal_properties(message, user_agent, now), "url": url, "link": link}
     properties["machine"] = is_machine_signal(properties)
