@@ -1,6 +1,9 @@
+from typing import Any
+
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -91,3 +94,20 @@ def language_set(request: HttpRequest) -> HttpResponse:
 def healthz(request: HttpRequest) -> HttpResponse:
     Contact.objects.exists()
     return HttpResponse("ok", content_type="text/plain")
+
+
+def login_locked_out(
+    request: HttpRequest, original_response: HttpResponse | None = None, credentials: Any = None
+) -> HttpResponse:
+    """What django-axes answers a locked-out login (ours or the admin's): the login page with
+    the reason and how long to wait, as a 429."""
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    message = ngettext(
+        "Too many failed logins for this account or from your address. Try again in "
+        "%(minutes)s minute, or ask an administrator to unlock it.",
+        "Too many failed logins for this account or from your address. Try again in "
+        "%(minutes)s minutes, or ask an administrator to unlock it.",
+        minutes,
+    ) % {"minutes": minutes}
+    context = {"form": AuthenticationForm(request), "locked_out": message, "next": ""}
+    return render(request, "registration/login.html", context, status=429)
