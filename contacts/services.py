@@ -78,6 +78,15 @@ class DuplicateContact(Exception):
     pass
 
 
+class ContactErased(Exception):
+    """Personal data offered for a contact whose personal data was erased."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            _("This contact’s personal data was erased: it cannot be edited or typed back in.")
+        )
+
+
 @transaction.atomic
 def stage_move(
     *,
@@ -920,7 +929,10 @@ def contact_create(
 def contact_update(
     *, contact: Contact, actor: AbstractBaseUser | None = None, **fields: Any
 ) -> Contact:
-    """Change profile fields. An anonymous suspect who gains an email becomes a lead."""
+    """Change profile fields. An anonymous suspect who gains an email becomes a lead. An
+    erased contact takes no personal data back (``ContactErased``)."""
+    if contact.erased_at and any(fields.get(name) for name in ERASED_FIELDS):
+        raise ContactErased
     was_anonymous = contact.is_anonymous
     for name, value in _clean_fields(fields).items():
         setattr(contact, name, value)

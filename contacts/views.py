@@ -149,7 +149,7 @@ def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(MARKETING)
 def contact_create(request: HttpRequest) -> HttpResponse:
-    form = ContactForm(request.POST or None)
+    form = ContactForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             contact = services.contact_create(actor=request.user, **form.cleaned_data)
@@ -164,8 +164,13 @@ def contact_create(request: HttpRequest) -> HttpResponse:
 @role_required(MARKETING)
 def contact_edit(request: HttpRequest, pk: int) -> HttpResponse:
     contact = visible_contact_or_404(request, pk)
+    if contact.erased_at:
+        messages.error(request, str(services.ContactErased()))
+        return redirect("contact-detail", pk=contact.pk)
     # The form validates a copy, so a refused edit leaves the contact as it was.
-    form = ContactForm(request.POST or None, instance=Contact.objects.get(pk=pk))
+    form = ContactForm(
+        request.POST if request.method == "POST" else None, instance=Contact.objects.get(pk=pk)
+    )
     if request.method == "POST" and form.is_valid():
         try:
             services.contact_update(contact=contact, actor=request.user, **form.cleaned_data)
