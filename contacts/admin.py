@@ -143,6 +143,11 @@ class ContactAdmin(admin.ModelAdmin):
     action_form = StageActionForm
     actions = ["move_stage", "reassign", "release"]
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Contact | None = None) -> list[str]:
+        # An erased person's data must not be typed back in (contact_update refuses it too).
+        erased = [name for name in services.ERASED_FIELDS if obj is not None and obj.erased_at]
+        return [*self.readonly_fields, *erased]
+
     def save_model(
         self, request: HttpRequest, obj: Contact, form: forms.ModelForm, change: bool
     ) -> None:

@@ -13,6 +13,8 @@ from contacts.models import Contact, LeadSource, Suppression, canonical_time_zon
 from contacts.services import CONTACT_FIELDS, ContactSuppressed
 from leadfunnel.roles import SALES
 
+IDENTIFYING_FIELDS = ("email", "first_name", "last_name", "company", "phone")
+
 
 class ContactForm(forms.ModelForm):
     class Meta:
@@ -37,6 +39,24 @@ class ContactForm(forms.ModelForm):
         # "europe/paris" means Europe/Paris; the model's validator refuses what is no zone.
         value = self.cleaned_data.get("time_zone") or ""
         return canonical_time_zone(value) or value
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        # A contact with nothing to know them by is no use to anyone. Anonymous visitors come
+        # from tracking, not from this form; editing one without adding anything is allowed.
+        known_before = self.instance.pk is None or any(
+            getattr(self.instance, name) for name in IDENTIFYING_FIELDS
+        )
+        invalid = set(IDENTIFYING_FIELDS) & set(self.errors)
+        if (
+            known_before
+            and not invalid
+            and not any(str(data.get(name) or "").strip() for name in IDENTIFYING_FIELDS)
+        ):
+            raise forms.ValidationError(
+                _("Give at least an email, a name, a company or a phone number."), code="empty"
+            )
+        return data
 
 
 STAGE_RANK = Case(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+from urllib.parse import urlsplit
 
 from django import forms
 from django.conf import settings
@@ -29,21 +30,24 @@ VISITOR_ID = r"^[A-Za-z0-9_-]{8,64}$"
 
 
 class Submission(forms.Form):
+    # Labels name the fields on the error page a visitor may see.
     email = forms.EmailField(label=_("Email"), max_length=254)
-    first_name = forms.CharField(required=False, max_length=100)
-    last_name = forms.CharField(required=False, max_length=100)
-    company = forms.CharField(required=False, max_length=200)
-    phone = forms.CharField(required=False, max_length=40)
-    consent = forms.BooleanField(required=False)
-    visitor_id = forms.RegexField(regex=VISITOR_ID, required=False)
-    page = forms.URLField(required=False, max_length=1000, assume_scheme="https")
-    utm_source = forms.CharField(required=False, max_length=200)
-    utm_medium = forms.CharField(required=False, max_length=200)
-    utm_campaign = forms.CharField(required=False, max_length=200)
-    utm_term = forms.CharField(required=False, max_length=200)
-    utm_content = forms.CharField(required=False, max_length=200)
+    first_name = forms.CharField(label=_("First name"), required=False, max_length=100)
+    last_name = forms.CharField(label=_("Last name"), required=False, max_length=100)
+    company = forms.CharField(label=_("Company"), required=False, max_length=200)
+    phone = forms.CharField(label=_("Phone"), required=False, max_length=40)
+    consent = forms.BooleanField(label=_("Consent"), required=False)
+    visitor_id = forms.RegexField(label=_("Visitor id"), regex=VISITOR_ID, required=False)
+    page = forms.URLField(
+        label=_("Page address"), required=False, max_length=1000, assume_scheme="https"
+    )
+    utm_source = forms.CharField(label=_("UTM source"), required=False, max_length=200)
+    utm_medium = forms.CharField(label=_("UTM medium"), required=False, max_length=200)
+    utm_campaign = forms.CharField(label=_("UTM campaign"), required=False, max_length=200)
+    utm_term = forms.CharField(label=_("UTM term"), required=False, max_length=200)
+    utm_content = forms.CharField(label=_("UTM content"), required=False, max_length=200)
     # Invisible to people (see the embed snippet); bots fill every field they find.
-    website = forms.CharField(required=False)
+    website = forms.CharField(label=_("Website"), required=False)
 
 
 def _cors(response: HttpResponse, origin: str | None) -> HttpResponse:
@@ -132,8 +136,35 @@ def _answer(
     if status == 200 and form.thank_you_url:
         return redirect(form.thank_you_url, permanent=False)
     template = "contacts/form_thanks.html" if status == 200 else "contacts/form_errors.html"
-    context = {"form": form, "errors": errors, "back": request.headers.get("Referer", "")}
+    fields = Submission.base_fields
+    context = {
+        "form": form,
+        # (label, messages); "" for errors about the whole submission.
+        "errors": [
+            (fields[name].label if name in fields else "", messages)
+            for name, messages in (errors or {}).items()
+        ],
+        "back": back_url(form, request.headers.get("Referer", ""), request.POST.get("page", "")),
+    }
     return _cors(render(request, template, context, status=status), origin)
+
+
+def back_url(form: Form, *candidates: str) -> str:
+    """The first address that may be a "Back" link: an http(s) URL on one of the form's
+    allowed origins (any site when it has none). The Referer header and the posted "page" are
+    the sender's words, so a ``javascript:`` URL or another site is never linked."""
+    allowed = {origin.lower() for origin in form.origins()}
+    for url in candidates:
+        try:
+            parts = urlsplit(url.strip())
+        except ValueError:
+            continue
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            continue
+        if allowed and f"{parts.scheme}://{parts.netloc}".lower() not in allowed:
+            continue
+        return parts.geturl()
+    return ""
 
 
 def embed_snippet(form: Form, base_url: str) -> str:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from contacts import services
-from contacts.models import Contact
+from contacts.views import visible_contact_or_404
 from leadfunnel.roles import MARKETING, role_required
 
 
@@ -17,7 +17,7 @@ from leadfunnel.roles import MARKETING, role_required
 @role_required(MARKETING)
 def contact_export(request: HttpRequest, pk: int) -> HttpResponse:
     """A POST, because each export is recorded: a link prefetched by a browser would log one."""
-    contact = get_object_or_404(Contact, pk=pk)
+    contact = visible_contact_or_404(request, pk)
     body = services.contact_export_json(contact=contact, actor=request.user)
     response = HttpResponse(body, content_type="application/json; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="contact-{contact.pk}.json"'
@@ -27,7 +27,7 @@ def contact_export(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(MARKETING)
 def contact_erase(request: HttpRequest, pk: int) -> HttpResponse:
     """GET asks for confirmation, POST erases."""
-    contact = get_object_or_404(Contact, pk=pk)
+    contact = visible_contact_or_404(request, pk)
     if request.method == "POST":
         if services.contact_erase(contact=contact, actor=request.user):
             messages.success(request, _("The person's data was erased."))

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext as _
@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 
 from contacts import services
 from contacts.models import Contact, StageChange
-from contacts.views import partial_or_page
+from contacts.views import partial_or_page, visible_contact_or_404
 from leadfunnel.roles import SALES, role_required
 
 QUEUE_PAGE_SIZE = 50
@@ -118,7 +118,7 @@ class OutcomeForm(forms.Form):
 def queue_lead(request: HttpRequest, pk: int) -> HttpResponse:
     """One claimed lead with what a rep needs at hand (score explanation, recent timeline),
     and the outcome form."""
-    contact = get_object_or_404(Contact.objects.select_related("source", "owner"), pk=pk)
+    contact = visible_contact_or_404(request, pk, Contact.objects.select_related("source", "owner"))
     form = OutcomeForm(request.POST if request.method == "POST" else None)
     status = 200
     if request.method == "POST":

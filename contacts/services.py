@@ -78,6 +78,15 @@ class DuplicateContact(Exception):
     pass
 
 
+class ContactErased(Exception):
+    """Personal data offered for a contact whose personal data was erased."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            _("This contact’s personal data was erased: it cannot be edited or typed back in.")
+        )
+
+
 @transaction.atomic
 def stage_move(
     *,
@@ -920,7 +929,10 @@ def contact_create(
 def contact_update(
     *, contact: Contact, actor: AbstractBaseUser | None = None, **fields: Any
 ) -> Contact:
-    """Change profile fields. An anonymous suspect who gains an email becomes a lead."""
+    """Change profile fields. An anonymous suspect who gains an email becomes a lead. An
+    erased contact takes no personal data back (``ContactErased``)."""
+    if contact.erased_at and any(fields.get(name) for name in ERASED_FIELDS):
+        raise ContactErased
     was_anonymous = contact.is_anonymous
     for name, value in _clean_fields(fields).items():
         setattr(contact, name, value)
@@ -1919,15 +1931,19 @@ def _user_name(user: Any) -> str:
 
 def _claim_refusal(contact_id: int, user: AbstractBaseUser) -> str:
     contact = Contact.objects.select_related("owner").filter(pk=contact_id).first()
-    if contact is None:
-        return _("This lead no longer exists.")
+    if (
+        contact is not None
+        and contact.owner_id not in (None, user.pk)
+        and (contact.stage == Contact.Stage.SQL)
+    ):
+        # The race the queue is about: say who was faster, but not whom the lead is about
+        # (another rep's lead is not the loser's to see).
+        return _("%(owner)s claimed this lead first.") % {"owner": _user_name(contact.owner)}
+    if contact is None or not Contact.objects.visible_to(user).filter(pk=contact_id).exists():
+        # Whether it was deleted or is a contact this user may not open: the same words.
+        return _("This lead is no longer in the queue.")
     if contact.owner_id == user.pk:
         return _("%(contact)s is already yours.") % {"contact": contact.display_name}
-    if contact.owner_id is not None:
-        return _("%(owner)s claimed %(contact)s first.") % {
-            "owner": _user_name(contact.owner),
-            "contact": contact.display_name,
-        }
     return _("%(contact)s is no longer an SQL waiting for a rep (now: %(stage)s).") % {
         "contact": contact.display_name,
         "stage": contact.get_stage_display(),

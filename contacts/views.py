@@ -5,6 +5,7 @@ from datetime import datetime
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import patch_vary_headers
@@ -42,6 +43,15 @@ def partial_or_page(request: HttpRequest, template: str, partial: str) -> str:
     if htmx and not htmx.history_restore_request:
         return f"{template}#{partial}"
     return template
+
+
+def visible_contact_or_404(
+    request: HttpRequest, pk: int, contacts: QuerySet[Contact] | None = None
+) -> Contact:
+    """The contact ``pk`` if the user may open it (``Contact.objects.visible_to``), else 404:
+    the same answer as for an id that does not exist."""
+    contacts = Contact.objects.all() if contacts is None else contacts
+    return get_object_or_404(contacts.visible_to(request.user), pk=pk)
 
 
 @role_required(MARKETING)
@@ -116,15 +126,19 @@ def spreadsheet_safe(value: object) -> object:
 
 @role_required(MARKETING, SALES)
 def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    contact = get_object_or_404(
-        Contact.objects.select_related("source", "owner", "referred_by"), pk=pk
+    contact = visible_contact_or_404(
+        request, pk, Contact.objects.select_related("source", "owner", "referred_by")
     )
+    visible = Contact.objects.visible_to(request.user)
     events = Paginator(contact.events.all(), TIMELINE_PER_PAGE).get_page(request.GET.get("events"))
     context = {
         "contact": contact,
         "events": events,
         "stage_changes": contact.stage_changes.select_related("actor"),
-        "referrals": contact.referrals.order_by("pk")[:50],
+        "referrals": visible.filter(referred_by=contact).order_by("pk")[:50],
+        "referred_by_visible": bool(
+            contact.referred_by_id and visible.filter(pk=contact.referred_by_id).exists()
+        ),
     }
     response = render(
         request, partial_or_page(request, "contacts/contact_detail.html", "timeline"), context
@@ -135,7 +149,7 @@ def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(MARKETING)
 def contact_create(request: HttpRequest) -> HttpResponse:
-    form = ContactForm(request.POST or None)
+    form = ContactForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             contact = services.contact_create(actor=request.user, **form.cleaned_data)
@@ -149,9 +163,14 @@ def contact_create(request: HttpRequest) -> HttpResponse:
 
 @role_required(MARKETING)
 def contact_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    contact = get_object_or_404(Contact, pk=pk)
+    contact = visible_contact_or_404(request, pk)
+    if contact.erased_at:
+        messages.error(request, str(services.ContactErased()))
+        return redirect("contact-detail", pk=contact.pk)
     # The form validates a copy, so a refused edit leaves the contact as it was.
-    form = ContactForm(request.POST or None, instance=Contact.objects.get(pk=pk))
+    form = ContactForm(
+        request.POST if request.method == "POST" else None, instance=Contact.objects.get(pk=pk)
+    )
     if request.method == "POST" and form.is_valid():
         try:
             services.contact_update(contact=contact, actor=request.user, **form.cleaned_data)

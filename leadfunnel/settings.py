@@ -4,6 +4,7 @@ Development and production differ only by variables. With no variables at all th
 embedded default: a SQLite file and a file-system Celery broker under ``var/``.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -120,6 +121,24 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# Login throttling (django-axes, attempts kept in the database): after AXES_FAILURE_LIMIT
+# failures a username is locked out from that address, and an address that failed that often
+# (whatever the usernames) is locked out, for LOGIN_LOCKOUT_MINUTES after the last failure.
+# A success resets the count. Unlock: admin "Access attempts", or `manage.py axes_reset`.
+INSTALLED_APPS.append("axes")
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")  # turns a lockout into the 429 page
+AUTHENTICATION_BACKENDS = [
+    "leadfunnel.auth.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=8)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "contacts.intake.client_ip"  # the forms' reading of TRUSTED_PROXY_COUNT
+AXES_LOCKOUT_CALLABLE = "leadfunnel.views.login_locked_out"
+AXES_VERBOSE = False
 
 # --- Language and time ------------------------------------------------------------------------
 LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="fr")
@@ -318,6 +337,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},
         "django.server": {"handlers": ["server"], "level": LOG_LEVEL, "propagate": False},
     },
 }

@@ -1,6 +1,9 @@
+from typing import Any
+
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.staticfiles import finders
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render, resolve_url
@@ -133,3 +136,20 @@ def mail_email(request: HttpRequest, name: str) -> HttpResponse:
     if found is None:
         raise Http404
     return render(request, "mail_email.html", {"email": found, "folder": mailbox.folder()})
+
+
+def login_locked_out(
+    request: HttpRequest, original_response: HttpResponse | None = None, credentials: Any = None
+) -> HttpResponse:
+    """What django-axes answers a locked-out login (ours or the admin's): the login page with
+    the reason and how long to wait, as a 429."""
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    message = ngettext(
+        "Too many failed logins for this account or from your address. Try again in "
+        "%(minutes)s minute, or ask an administrator to unlock it.",
+        "Too many failed logins for this account or from your address. Try again in "
+        "%(minutes)s minutes, or ask an administrator to unlock it.",
+        minutes,
+    ) % {"minutes": minutes}
+    context = {"form": AuthenticationForm(request), "locked_out": message, "next": ""}
+    return render(request, "registration/login.html", context, status=429)

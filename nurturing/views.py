@@ -12,8 +12,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from contacts.models import Contact
-from contacts.views import partial_or_page
+from contacts.views import partial_or_page, visible_contact_or_404
 from leadfunnel.roles import MARKETING, SALES, role_required
 from nurturing import services
 from nurturing.models import Enrollment, Message, Sequence, SplitBranch, Step
@@ -285,7 +284,7 @@ def sequence_enroll_list(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(MARKETING, SALES)
 def contact_enrollments(request: HttpRequest, pk: int) -> HttpResponse:
-    contact = get_object_or_404(Contact, pk=pk)
+    contact = visible_contact_or_404(request, pk)
     enrollments = list(
         Enrollment.objects.filter(contact=contact)
         .select_related("sequence", "step")
@@ -318,7 +317,7 @@ def contact_enrollments(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(MARKETING)
 @require_POST
 def contact_enroll(request: HttpRequest, pk: int) -> HttpResponse:
-    contact = get_object_or_404(Contact, pk=pk)
+    contact = visible_contact_or_404(request, pk)
     sequence = get_object_or_404(Sequence, pk=request.POST.get("sequence") or 0, active=True)
     enrollment = services.enrollment_start(
         sequence=sequence, contact=contact, source=f"user:{request.user.pk}"

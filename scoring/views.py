@@ -6,12 +6,12 @@ from django.contrib.humanize.templatetags.humanize import intcomma
 from django.db.models import Case, CharField, Count, F, Max, Q, Sum, Value, When, Window
 from django.db.models.functions import RowNumber
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext as _
 
 from contacts.models import Contact, Event
-from contacts.views import partial_or_page
+from contacts.views import partial_or_page, visible_contact_or_404
 from leadfunnel.roles import MARKETING, SALES, role_required
 from scoring import engine
 from scoring.models import ScoreEntry, Threshold
@@ -69,7 +69,7 @@ def signed(points: int) -> str:
 def score_explanation(request: HttpRequest, pk: int) -> HttpResponse:
     """Why a contact has its score (the ledger by cause) and its stage (the move that put it
     there, and what the next stage asks for)."""
-    contact = get_object_or_404(Contact, pk=pk)
+    contact = visible_contact_or_404(request, pk)
     groups = ledger_groups(contact)
     scored = [group for group in groups if group.kind != "machine"]
     machine = next((group for group in groups if group.kind == "machine"), None)

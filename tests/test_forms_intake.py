@@ -65,7 +65,7 @@ def test_a_script_gets_json_and_cors_for_an_allowed_origin_only(client, form):
 
 def test_bad_input_is_explained_and_stores_nothing(client, form):
     page = submit(client, form, email="pas-un-email")
-    assert page.status_code == 400 and "email" in page.content.decode()
+    assert page.status_code == 400 and "E-mail" in page.content.decode()  # its label
     script = submit(client, form, email="", headers={"Accept": "application/json"})
     assert script.status_code == 400 and "email" in script.json()["errors"]
     assert not Contact.objects.exists()
