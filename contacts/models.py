@@ -553,6 +553,21 @@ class Event(models.Model):
     # Recorded by the system about a contact, not done by the contact: not "activity".
     SYSTEM_TYPES = frozenset({Type.STAGE_CHANGED})
 
+    # The channels events come in through (``source``), for people to read. An integration may
+    # name its own channel: that name is shown as it is.
+    SOURCE_LABELS = {
+        "beacon": _("Website (tracking)"),
+        "form": _("Web form"),
+        "api": _("API"),
+        "email": _("Email"),
+        "sales": _("Sales team"),
+        "system": pgettext_lazy("who moved a contact", "System"),
+        "billing": _("Billing"),
+        "app": _("Product app"),
+        "webhook": _("Webhook"),
+        "import": _("Import"),
+    }
+
     # Indexed by event_contact_occurred (contact first): a second index would only slow writes.
     contact = models.ForeignKey(
         Contact,
