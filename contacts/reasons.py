@@ -150,6 +150,10 @@ REASONS: dict[str, Label] = {
         else _outcome(params.get("outcome"))
     ),
     "system": pgettext_lazy("who moved a contact", "System"),
+    # Why everyone was rescored (scoring's Rescore.reason).
+    "rescore_saved": _("Saved: %(what)s"),
+    "rescore_deleted": _("Deleted: %(what)s"),
+    "rescore_requested": _("Requested in admin"),
 }
 
 

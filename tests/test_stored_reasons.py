@@ -96,3 +96,32 @@ def test_audit_notes_read_in_the_admins_language(admin_client, sales_rep):
     assert "Retiré à Hugo Bernard" in french
     assert "Released from Hugo Bernard" in english
     assert "released_from" not in french and "released_from" not in english
+
+
+def test_stage_changes_written_before_codes_read_in_each_language(marketer_client):
+    from importlib import import_module
+
+    from django.apps import apps
+
+    migration = import_module("contacts.migrations.0014_i18n_stage_change_reason_codes")
+    contact = Contact.objects.create(email="lea@exemple.fr", stage="sql")
+    old = [
+        ("suspect", "lead", "import", "", "Importé depuis salon.csv"),
+        ("lead", "mql", "threshold", "Seuil MQL: score ≥ 20", "score 25 ≥ 20"),
+        ("mql", "sql", "threshold", "Threshold SQL: score ≥ 60 or demo_request", "demo_request"),
+        ("sql", "lead", "user", "", "Trop cher pour eux"),  # a person's words
+    ]
+    for from_stage, to_stage, cause, actor_name, reason in old:
+        StageChange.objects.create(
+            contact=contact, from_stage=from_stage, to_stage=to_stage, cause=cause,
+            actor_name=actor_name, reason=reason,
+        )  # fmt: skip
+
+    migration.to_codes(apps, None)
+
+    english = in_language(marketer_client, "en", reverse("contact-detail", args=[contact.pk]))
+    assert "Imported from salon.csv" in english
+    assert "Threshold: MQL at 20 points" in english and "Score 25 ≥ 20" in english
+    assert "Threshold: SQL at 60 points or Demo requested" in english
+    assert "Trop cher pour eux" in english
+    assert StageChange.objects.get(reason="Trop cher pour eux")  # left as typed
