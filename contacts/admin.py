@@ -27,6 +27,7 @@ from contacts.models import (
     Suppression,
     Visitor,
 )
+from contacts.reasons import coded
 from leadfunnel.roles import SALES
 
 
@@ -80,7 +81,7 @@ class ContactAdminForm(ContactForm):
 
 class StageChangeInline(admin.TabularInline):
     model = StageChange
-    fields = ["at", "from_stage", "to_stage", "outcome", "cause", "actor", "actor_name", "reason"]
+    fields = ["at", "from_stage", "to_stage", "outcome", "moved_by", "reason_text"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -88,6 +89,14 @@ class StageChangeInline(admin.TabularInline):
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+    @admin.display(description=_("by"))
+    def moved_by(self, change: StageChange) -> str:
+        return change.moved_by
+
+    @admin.display(description=_("reason"))
+    def reason_text(self, change: StageChange) -> str:
+        return change.reason_text
 
 
 PROFILE_FIELDS = ["email", "first_name", "last_name", "company", "job_title", "phone", "time_zone"]
@@ -198,7 +207,7 @@ class ContactAdmin(admin.ModelAdmin):
     @admin.action(description=_("Move to the chosen stage (records who and why)"))
     def move_stage(self, request: HttpRequest, queryset: QuerySet[Contact]) -> None:
         stage = request.POST.get("stage", "")
-        reason = request.POST.get("reason", "").strip() or str(_("Moved in admin"))
+        reason = request.POST.get("reason", "").strip() or coded("moved_in_admin")
         if stage not in Contact.Stage.values:
             self.message_user(request, _("Choose the stage to move to."), messages.ERROR)
             return
@@ -264,11 +273,21 @@ class PendingEventAdmin(ReadOnlyAdmin):
 class StageChangeAdmin(AuditAdmin):
     """The audit trail: read-only. Stages move through the contact admin's action."""
 
-    list_display = ["at", "contact", "from_stage", "to_stage", "outcome", "cause", "by", "reason"]
+    list_display = [
+        "at", "contact", "from_stage", "to_stage", "outcome", "cause", "moved_by", "reason_text",
+    ]  # fmt: skip
     list_filter = ["to_stage", "from_stage", "cause", "outcome"]
     search_fields = ["contact__email", "reason", "actor_name"]
     list_select_related = ["contact", "actor"]
     date_hierarchy = "at"
+
+    @admin.display(description=_("by"))
+    def moved_by(self, change: StageChange) -> str:
+        return change.moved_by
+
+    @admin.display(description=_("reason"))
+    def reason_text(self, change: StageChange) -> str:
+        return change.reason_text
 
 
 @admin.register(ApiKey)
@@ -353,12 +372,16 @@ class ContactMergeAdmin(ReadOnlyAdmin):
 class ContactAuditAdmin(AuditAdmin):
     """Who claimed, released, reassigned, exported or erased what: read-only."""
 
-    list_display = ["at", "contact", "action", "actor", "owner", "note"]
+    list_display = ["at", "contact", "action", "actor", "owner", "note_text"]
     list_filter = ["action"]
     search_fields = ["note", "actor__username"]
     list_select_related = ["contact", "actor", "owner"]
     raw_id_fields = ["contact"]
     date_hierarchy = "at"
+
+    @admin.display(description=_("note"))
+    def note_text(self, audit: ContactAudit) -> str:
+        return audit.note_text
 
 
 @admin.register(Suppression)

@@ -18,7 +18,9 @@ from django.core.validators import EmailValidator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from contacts import reasons
 from contacts.models import Contact, canonical_time_zone
+from contacts.reasons import coded
 
 # What a column may become; "" means the column is ignored.
 IMPORT_FIELDS = (
@@ -57,10 +59,23 @@ BINARY_SIGNATURES = (
 )  # fmt: skip
 # Control characters never found in a text export (tab, CR and LF are allowed).
 CONTROL_CHARACTERS = frozenset(chr(code) for code in range(32)) - {"\t", "\r", "\n"}
+CONTROL_PATTERN = re.compile("[" + re.escape("".join(sorted(CONTROL_CHARACTERS))) + "]")
+# More control characters than this (or one per thousand characters) in the first 32 KB: the
+# file is binary, not a text export with a damaged row or two.
+MAX_STRAY_CONTROL_CHARACTERS = 8
 
 
 class NotACsv(ValueError):
     """The upload cannot be read as a CSV file; the message says why, for the marketer."""
+
+
+class RowRefused(ValueError):
+    """A row the import cannot take; ``reason`` is a code of ``contacts.reasons``, translated
+    when the marketer reads the report."""
+
+    def __init__(self, code: str, **params: object) -> None:
+        self.reason = coded(code, **params)
+        super().__init__(reasons.text(self.reason))
 
 
 @dataclass(frozen=True)
@@ -95,16 +110,26 @@ def decode(raw: bytes) -> tuple[str, str]:
         )  # fmt: skip
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         text, encoding = _decode_as(raw, "utf-16"), "utf-16"
-    elif b"\x00" in raw:
-        raise NotACsv(_("The file contains binary data: it is not a CSV file."))
     else:
         try:
             text, encoding = raw.decode("utf-8-sig"), "utf-8-sig"
         except UnicodeDecodeError:
             text, encoding = _decode_as(raw, "cp1252"), "cp1252"
-    if any(char in CONTROL_CHARACTERS for char in text[: SAMPLE_BYTES * 4]):
+    if _looks_binary(text):
         raise NotACsv(_("The file contains binary data: it is not a CSV file."))
     return text, encoding
+
+
+def _looks_binary(text: str) -> bool:
+    """Control characters in the header line, or in more than a few places of the sample:
+    binary data (or UTF-16 without its BOM). One stray NUL in a row is that row's problem
+    (``clean_row`` refuses it), not a reason to refuse the file."""
+    sample = text[: SAMPLE_BYTES * 4]
+    header = next((line for line in sample.splitlines() if line.strip()), "")
+    if any(char in CONTROL_CHARACTERS for char in header):
+        return True
+    found = sum(1 for char in sample if char in CONTROL_CHARACTERS)
+    return found > max(MAX_STRAY_CONTROL_CHARACTERS, len(sample) // 1000)
 
 
 def _decode_as(raw: bytes, encoding: str) -> str:
@@ -167,6 +192,7 @@ def field_choices() -> list[tuple[str, str]]:
 class Row:
     line_number: int  # where the record starts in the file, header included
     cells: list[str]
+    last_line: int = 0  # where it ends (a quoted newline makes a record of several lines)
 
 
 def read_rows(text: str, delimiter: str) -> Iterator[Row]:
@@ -181,7 +207,28 @@ def read_rows(text: str, delimiter: str) -> Iterator[Row]:
         if not seen_header:
             seen_header = True
             continue
-        yield Row(line_number=line_number, cells=cells)
+        yield Row(line_number=line_number, cells=cells, last_line=reader.line_num)
+
+
+def check_shape(row: Row, columns: int, delimiter: str) -> None:
+    """Refuse a row the parser may have misread: ``RowRefused`` says how.
+
+    An unclosed quote makes the parser read the following lines into one value, until some
+    later quote closes it: such a value holds a line break and about a record's worth of
+    delimiters. More non-blank cells than the header has means a stray delimiter or quote
+    shifted the values. A short row is kept (missing cells are blank): Excel drops empty
+    cells at the end of rows."""
+    if CONTROL_PATTERN.search("".join(row.cells)):
+        raise RowRefused("import_control_characters", line=row.line_number)
+    if columns > 1:
+        for cell in row.cells:
+            if "\n" in cell and cell.count(delimiter) >= columns - 1:
+                last = max(row.last_line, row.line_number + cell.count("\n"))
+                raise RowRefused("import_unclosed_quote", line=row.line_number, last=last)
+    if len(row.cells) > columns and any(cell.strip() for cell in row.cells[columns:]):
+        raise RowRefused(
+            "import_extra_cells", line=row.line_number, count=len(row.cells), expected=columns
+        )
 
 
 @dataclass(slots=True)
@@ -210,10 +257,11 @@ validate_email = CompiledEmailValidator()
 MAX_LENGTHS = {name: Contact._meta.get_field(name).max_length for name in IMPORT_FIELDS}
 
 
-def clean_row(row: Row, mapping: Sequence[str]) -> CleanRow:
-    """The row's non-blank values by field, validated; ``ValidationError`` says what is wrong.
+def clean_row(row: Row, mapping: Sequence[str], delimiter: str) -> CleanRow:
+    """The row's non-blank values by field, validated; ``RowRefused`` says what is wrong.
 
-    Extra cells beyond the mapped columns are ignored, missing ones are blank."""
+    ``mapping`` has one entry per column of the header (``check_shape``)."""
+    check_shape(row, len(mapping), delimiter)
     fields: dict[str, str] = {}
     for target, cell in zip(mapping, row.cells, strict=False):
         if target:
@@ -223,29 +271,21 @@ def clean_row(row: Row, mapping: Sequence[str]) -> CleanRow:
     email = fields.get("email")  # trimmed and not blank, as normalize_email leaves it
     external_id = fields.get("external_id")
     if not email and not external_id:
-        raise ValidationError(_("No email address and no external id."))
+        raise RowRefused("import_no_identity")
     if email:
         try:
             validate_email(email)
         except ValidationError as error:
-            raise ValidationError(
-                _("“%(email)s” is not a valid email address.") % {"email": email}
-            ) from error
+            raise RowRefused("import_invalid_email", email=email) from error
     if "time_zone" in fields:
         zone = canonical_time_zone(fields["time_zone"])
         if zone is None:
-            raise ValidationError(
-                _("“%(value)s” is not a time zone; write it as Europe/Paris or America/Montreal.")
-                % {"value": fields["time_zone"]}
-            )
+            raise RowRefused("import_bad_time_zone", value=fields["time_zone"])
         fields["time_zone"] = zone
     for name, value in fields.items():
         limit = MAX_LENGTHS[name]
         if limit and len(value) > limit:
-            raise ValidationError(
-                _("%(field)s is too long (%(length)d characters, at most %(limit)d).")
-                % {"field": field_label(name), "length": len(value), "limit": limit}
-            )
+            raise RowRefused("import_too_long", field=name, length=len(value), limit=limit)
     key = ("email", email.lower()) if email else ("external_id", str(external_id))
     return CleanRow(line_number=row.line_number, key=key, fields=fields)
 

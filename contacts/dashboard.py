@@ -422,10 +422,17 @@ def touchpoints(period: Period) -> dict[str, Any]:
             for kind, count in per_type.most_common()
         ],
         "sources": [
-            {"source": source or "—", "count": count} for source, count in per_source.most_common()
+            {"source": source, "label": source_label(source), "count": count}
+            for source, count in per_source.most_common()
         ],
         "total": sum(per_type.values()),
     }
+
+
+def source_label(source: str) -> str:
+    """A channel's label in the reader's language; a name an integration chose, as it is."""
+    label = Event.SOURCE_LABELS.get(source)
+    return str(label) if label is not None else (source or "—")
 
 
 def _local_day(moment: datetime) -> date:

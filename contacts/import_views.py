@@ -7,11 +7,12 @@ from collections.abc import Iterator
 
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import translation
 from django.utils.cache import patch_vary_headers
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
-from contacts import csv_import, services
+from contacts import csv_import, reasons, services
 from contacts.import_forms import ImportMappingForm, ImportUploadForm
 from contacts.models import ImportJob
 from contacts.views import Echo, partial_or_page, spreadsheet_safe
@@ -84,10 +85,15 @@ def import_errors_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     errors = job.row_errors.values_list("line_number", "message", "raw")
     writer = csv.writer(Echo(), delimiter=";" if get_language() == "fr" else ",")
 
+    language = get_language()
+
     def rows() -> Iterator[str]:
-        yield "\ufeff" + writer.writerow([_("Line"), _("Reason"), _("Row")])
-        for row in errors.iterator(chunk_size=2000):
-            yield writer.writerow([spreadsheet_safe(value) for value in row])
+        # Read after the view has returned: the reader's language is set again for the reasons.
+        with translation.override(language):
+            yield "\ufeff" + writer.writerow([_("Line"), _("Reason"), _("Row")])
+            for line_number, message, raw in errors.iterator(chunk_size=2000):
+                row = [line_number, reasons.text(message), raw]
+                yield writer.writerow([spreadsheet_safe(value) for value in row])
 
     response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="import-{job.pk}-errors.csv"'

@@ -19,6 +19,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
+from contacts import reasons
+
 
 @lru_cache(maxsize=1)
 def _time_zones() -> dict[str, str]:
@@ -492,6 +494,26 @@ class StageChange(models.Model):
             return self.actor.get_full_name() or self.actor.get_username()
         return self.actor_name or self.get_cause_display()
 
+    @property
+    def moved_by(self) -> str:
+        """Who or what moved the contact, said once and in the reader's language: "Claire
+        Martin", "Threshold: SQL at 60 points or Demo requested", "Sequence “Welcome”",
+        "Import by Claire Martin", "System"."""
+        if self.actor_id:
+            name = self.actor.get_full_name() or self.actor.get_username()
+        else:
+            name = reasons.text(self.actor_name)
+        if self.cause == self.Cause.IMPORT and name:
+            return _("Import by %(name)s") % {"name": name}
+        if not name and self.cause == self.Cause.SYSTEM:
+            return reasons.text("system")
+        return name or str(self.get_cause_display())
+
+    @property
+    def reason_text(self) -> str:
+        """Why, in the reader's language; a person's words as they typed them."""
+        return reasons.text(self.reason)
+
 
 @dataclass(slots=True)
 class EventRow:
@@ -545,6 +567,21 @@ class Event(models.Model):
 
     # Recorded by the system about a contact, not done by the contact: not "activity".
     SYSTEM_TYPES = frozenset({Type.STAGE_CHANGED})
+
+    # The channels events come in through (``source``), for people to read. An integration may
+    # name its own channel: that name is shown as it is.
+    SOURCE_LABELS = {
+        "beacon": _("Website (tracking)"),
+        "form": _("Web form"),
+        "api": _("API"),
+        "email": _("Email"),
+        "sales": _("Sales team"),
+        "system": pgettext_lazy("who moved a contact", "System"),
+        "billing": _("Billing"),
+        "app": _("Product app"),
+        "webhook": _("Webhook"),
+        "import": _("Import"),
+    }
 
     # Indexed by event_contact_occurred (contact first): a second index would only slow writes.
     contact = models.ForeignKey(
@@ -820,6 +857,10 @@ class ImportJob(models.Model):
         return f"{self.filename} ({self.get_status_display()})"
 
     @property
+    def error_text(self) -> str:
+        return reasons.text(self.error)
+
+    @property
     def in_progress(self) -> bool:
         return self.status in (self.Status.QUEUED, self.Status.RUNNING)
 
@@ -847,6 +888,11 @@ class ImportRowError(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id} line {self.line_number}: {self.message}"
+
+    @property
+    def reason(self) -> str:
+        """The refusal in the reader's language."""
+        return reasons.text(self.message)
 
 
 class EventDailyCount(models.Model):
@@ -920,6 +966,11 @@ class ContactAudit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.contact_id}: {self.action}"
+
+    @property
+    def note_text(self) -> str:
+        """The note in the reader's language; a person's words as they typed them."""
+        return reasons.text(self.note)
 
 
 class Suppression(models.Model):

@@ -20,7 +20,6 @@ from typing import Any, NamedTuple, TypeVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, IntegrityError, connection, transaction
@@ -55,6 +54,7 @@ from contacts.models import (
     canonical_time_zone,
     normalize_email,
 )
+from contacts.reasons import coded
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -921,7 +921,7 @@ def contact_create(
     contact = Contact(**_clean_fields(fields))
     _save(contact)
     if contact.email:
-        _become_lead(contact, cause=cause, actor=actor, reason=_("Created with an email address"))
+        _become_lead(contact, cause=cause, actor=actor, reason=coded("created_with_email"))
     return contact
 
 
@@ -939,7 +939,7 @@ def contact_update(
     _save(contact, update_fields=[*fields, "updated_at"])
     if was_anonymous and contact.email and contact.stage == Contact.Stage.SUSPECT:
         _become_lead(
-            contact, cause=StageChange.Cause.USER, actor=actor, reason=_("Email address added")
+            contact, cause=StageChange.Cause.USER, actor=actor, reason=coded("email_added")
         )
     return contact
 
@@ -1414,7 +1414,7 @@ def contacts_import(*, job: ImportJob) -> bool:
     except Exception:
         logger.exception("Import %s failed", job.pk)
         status = ImportJob.Status.FAILED
-        error = _("The import stopped on an unexpected error; the rows counted were imported.")
+        error = coded("import_unexpected")
     ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.RUNNING).update(
         status=status, error=error, finished_at=timezone.now()
     )
@@ -1448,7 +1448,7 @@ def _read_job_file(job: ImportJob) -> tuple[ImportGroups, list[ImportRowError]]:
     try:
         text = raw.decode(job.encoding)
     except (UnicodeDecodeError, LookupError) as error:
-        raise ImportFailed(_("The file's characters cannot be read.")) from error
+        raise ImportFailed(coded("import_unreadable")) from error
     groups: ImportGroups = {}
     errors: list[ImportRowError] = []
     with_external_id: set[tuple[str, str]] = set()
@@ -1467,14 +1467,14 @@ def _read_rows(
     try:
         for row in csv_import.read_rows(text, job.delimiter):
             try:
-                clean = csv_import.clean_row(row, job.mapping)
-            except ValidationError as refusal:
+                clean = csv_import.clean_row(row, job.mapping, job.delimiter)
+            except csv_import.RowRefused as refusal:
                 errors.append(
                     ImportRowError(
                         job=job,
                         line_number=row.line_number,
                         raw=csv_import.raw_text(row.cells, job.delimiter)[:10_000],
-                        message=refusal.messages[0][:500],
+                        message=refusal.reason[:500],
                     )
                 )
                 continue
@@ -1482,9 +1482,7 @@ def _read_rows(
             if "external_id" in clean.fields:
                 with_external_id.add(clean.key)
     except csv.Error as error:
-        raise ImportFailed(
-            _("The file is not a valid CSV: %(error)s") % {"error": error}
-        ) from error
+        raise ImportFailed(coded("import_not_csv", error=str(error))) from error
 
 
 @contextmanager
@@ -1520,9 +1518,9 @@ def _join_external_ids(
         for row in rows:
             external_id = row.fields.get("external_id")
             if external_id and owner.setdefault(external_id, key) != key:
-                message = _(
-                    "The external id “%(id)s” is given with another email on line %(line)d."
-                ) % {"id": external_id, "line": given_on[external_id]}
+                message = coded(
+                    "import_external_id_taken", id=external_id, line=given_on[external_id]
+                )
                 errors.append(_row_error(job, row, message))
                 continue
             if external_id:
@@ -1609,7 +1607,9 @@ def _apply_batch(job: ImportJob, batch: ImportGroups) -> tuple[Counter[str], lis
     suppressed = _suppressed(emails.difference(by_email))
     for (kind, value), rows in batch.items():
         if kind == "email" and value in suppressed:  # an erased person stays erased
-            refused.extend(_row_error(job, row, str(ContactSuppressed(value))) for row in rows)
+            refused.extend(
+                _row_error(job, row, coded("import_erased", email=value)) for row in rows
+            )
             counts["rejected"] += len(rows)
             continue
         if len(rows) == 1:
@@ -1741,16 +1741,11 @@ def _identity_conflict(
     contacts, or its external id belongs to a contact with another email."""
     email, external_id = incoming.get("email"), incoming.get("external_id")
     if by_email and by_id and by_email["pk"] != by_id["pk"]:
-        return _(
-            "“%(email)s” and the external id “%(id)s” belong to two different contacts; "
-            "nothing was merged."
-        ) % {"email": email, "id": external_id}
+        return coded("import_two_contacts", email=email, id=external_id)
     if email and by_id and not by_email and by_id["email"]:
-        return _("The external id “%(id)s” belongs to %(other)s, not to %(email)s.") % {
-            "id": external_id,
-            "other": by_id["email"],
-            "email": email,
-        }
+        return coded(
+            "import_external_id_elsewhere", id=external_id, other=by_id["email"], email=email
+        )
     return ""
 
 
@@ -1858,7 +1853,7 @@ def _copy_contacts(
 
 def _import_actor(job: ImportJob) -> tuple[str, str]:
     """(actor name, reason) of the stage changes an import makes."""
-    reason = _("Imported from %(file)s") % {"file": job.filename}
+    reason = coded("imported_from", file=job.filename)
     actor_name = ""
     if job.created_by is not None:
         actor_name = job.created_by.get_full_name() or job.created_by.get_username()
@@ -1904,10 +1899,7 @@ def imports_sweep() -> tuple[int, int]:
     ).update(
         status=ImportJob.Status.FAILED,
         finished_at=now,
-        error=_(
-            "The import was interrupted. The rows counted were imported: upload the file again "
-            "to import the rest (rows already imported will count as unchanged)."
-        ),
+        error=coded("import_interrupted"),
     )
     return len(waiting), failed
 
@@ -2057,7 +2049,7 @@ def contact_release(*, contact: Contact, actor: AbstractBaseUser | None, note: s
         contact=contact,
         action=ContactAudit.Action.RELEASED,
         actor=actor,
-        note=note or _("Released from %(owner)s") % {"owner": _user_name(previous.owner)},
+        note=note or coded("released_from", owner=_user_name(previous.owner)),
     )
     contact.owner, contact.claimed_at = None, None
     return True
@@ -2074,9 +2066,9 @@ def contact_reassign(
     now = timezone.now()
     Contact.objects.filter(pk=contact.pk).update(owner=to, claimed_at=now, updated_at=now)
     note = (
-        _("From %(owner)s") % {"owner": _user_name(previous.owner)}
+        coded("reassigned_from", owner=_user_name(previous.owner))
         if previous.owner_id
-        else _("From the queue")
+        else coded("reassigned_from_queue")
     )
     ContactAudit.objects.create(
         contact=contact, action=ContactAudit.Action.REASSIGNED, actor=actor, owner=to, note=note,
@@ -2111,12 +2103,12 @@ def claims_release_stale(*, now: datetime | None = None) -> int:
             contact_id=pk,
             action=ContactAudit.Action.EXPIRED,
             at=now,
-            note=_("Claimed by %(owner)s on %(claimed)s, no outcome after %(hours)s hours")
-            % {
-                "owner": names.get(owner, "?"),
-                "claimed": timezone.localtime(claimed).strftime("%Y-%m-%d %H:%M"),
-                "hours": settings.CLAIM_RELEASE_HOURS,
-            },
+            note=coded(
+                "claim_expired",
+                owner=names.get(owner, "?"),
+                claimed=claimed.isoformat(),
+                hours=settings.CLAIM_RELEASE_HOURS,
+            ),
         )
         for pk, owner, claimed in stale
     )
@@ -2179,7 +2171,7 @@ def contact_outcome_record(
         if lost_reason == "other" and not reason:
             raise OutcomeRefused(_("Describe the reason when you choose “Other”."))
         to = Contact.Stage.LEAD
-        text = str(labels[lost_reason]) + (f": {reason}" if reason else "")
+        text = coded("lost", reason=lost_reason, words=reason)
     elif outcome == Outcome.RECYCLED:
         if not reason:
             raise OutcomeRefused(_("Say why the lead goes back to marketing."))
@@ -2204,8 +2196,7 @@ def contact_outcome_record(
     ContactAudit.objects.create(
         contact=current, action=ContactAudit.Action.OUTCOME, actor=user,
         owner=user if outcome == Outcome.WON else None,
-        note=f"{StageChange.Outcome(outcome).label}: {text}" if text
-        else str(StageChange.Outcome(outcome).label),
+        note=coded("outcome", outcome=outcome, why=text),
     )  # fmt: skip
     contact.refresh_from_db()
     return change
@@ -2256,7 +2247,7 @@ def contact_referral_link(
     contact.referred_by = referrer
     ContactAudit.objects.create(
         contact=contact, action=ContactAudit.Action.REFERRAL, actor=actor,
-        note=_("Referred by %(referrer)s") % {"referrer": referrer.display_name},
+        note=coded("referred_by", referrer=referrer.display_name),
     )  # fmt: skip
     event_record(
         contact=referrer, type=Event.Type.REFERRAL, source="system",
@@ -2384,7 +2375,7 @@ def contacts_purge_inactive(*, now: datetime | None = None, limit: int = 1000) -
         return 0
     now = now or timezone.now()
     before = now - timedelta(days=round(365.25 * years))
-    note = _("No activity for %(years)s years") % {"years": years}
+    note = coded("inactive_years", years=years)
     erased = 0
     for contact in Contact.objects.inactive_prospects(before).order_by("pk")[:limit]:
         erased += contact_erase(

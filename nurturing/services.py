@@ -30,6 +30,7 @@ from contacts import broker
 from contacts.forms import ContactFilterForm
 from contacts.machine_signals import is_machine_signal
 from contacts.models import Contact, Event
+from contacts.reasons import coded
 from contacts.services import (
     StageMoveError,
     batch_memo,
@@ -520,8 +521,11 @@ def _run(
                 Adjustment(
                     contact_id=row.contact_id,
                     points=step.points or 0,
-                    reason=_("Sequence “%(sequence)s”: %(step)s")
-                    % {"sequence": out.sequences[row.sequence_id].name, "step": step},
+                    reason=coded(
+                        "sequence_points",
+                        sequence=out.sequences[row.sequence_id].name,
+                        step=_step_name(step),
+                    ),
                 )
             )
         elif decision.action == engine.STAGE:
@@ -622,6 +626,11 @@ def _owner_message(
     )  # fmt: skip
 
 
+def _step_name(step: Step) -> str:
+    # An unnamed step is known by its position: "Step 3", in the reader's language.
+    return step.name or coded("sequence_step", position=step.position)
+
+
 def _move_stage(contact_id: int, step: Step, sequence: Sequence, as_of: datetime) -> None:
     contact = Contact.objects.filter(pk=contact_id).first()
     if contact is None or contact.stage == step.stage:
@@ -631,8 +640,8 @@ def _move_stage(contact_id: int, step: Step, sequence: Sequence, as_of: datetime
             contact=contact,
             to=step.stage,
             cause="system",
-            actor_name=_("Sequence “%(sequence)s”") % {"sequence": sequence.name},
-            reason=str(step),
+            actor_name=coded("sequence", sequence=sequence.name),
+            reason=_step_name(step),
             at=as_of,
         )
     except StageMoveError as error:

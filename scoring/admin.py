@@ -8,7 +8,9 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
+from contacts import reasons
 from contacts.admin import ReadOnlyAdmin
+from contacts.reasons import coded
 from scoring import services
 from scoring.models import DecayRule, Rescore, ScoreEntry, ScoreRule, Threshold
 
@@ -31,11 +33,11 @@ class RescoreOnSaveMixin:
 
     def save_model(self, request: HttpRequest, obj: models.Model, form, change: bool) -> None:  # type: ignore[no-untyped-def]
         super().save_model(request, obj, form, change)  # type: ignore[misc]
-        self._rescore(request, gettext("Saved: %(what)s") % {"what": obj})
+        self._rescore(request, coded("rescore_saved", what=str(obj)))
 
     def delete_model(self, request: HttpRequest, obj: models.Model) -> None:
         super().delete_model(request, obj)  # type: ignore[misc]
-        self._rescore(request, gettext("Deleted: %(what)s") % {"what": obj})
+        self._rescore(request, coded("rescore_deleted", what=str(obj)))
 
 
 @admin.register(ScoreRule)
@@ -114,17 +116,21 @@ class ThresholdAdmin(RescoreOnSaveMixin, admin.ModelAdmin):
 class ScoreEntryAdmin(ReadOnlyAdmin):
     """The ledger: written by scoring only, read here."""
 
-    list_display = ["at", "contact", "points", "reason", "filtered", "rule", "decay_rule"]
+    list_display = ["at", "contact", "points", "reason_text", "filtered", "rule", "decay_rule"]
     list_filter = ["filtered", "rule", "decay_rule"]
     search_fields = ["contact__email", "reason"]
     list_select_related = ["contact", "rule", "decay_rule"]
     raw_id_fields = ["contact", "event"]
     date_hierarchy = "at"
 
+    @admin.display(description=_("reason"))
+    def reason_text(self, entry: ScoreEntry) -> str:
+        return reasons.text(entry.reason)
+
 
 @admin.register(Rescore)
 class RescoreAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "status", "reason", "requested_by", "percent_done",
+    list_display = ["created_at", "status", "reason_text", "requested_by", "percent_done",
                     "contacts_changed", "stage_moves", "seconds"]  # fmt: skip
     list_filter = ["status"]
     actions = ["rescore_now"]
@@ -145,10 +151,14 @@ class RescoreAdmin(ReadOnlyAdmin):
                    "title": gettext("Rescore")}  # fmt: skip
         return render(request, template, context)
 
+    @admin.display(description=_("why"))
+    def reason_text(self, run: Rescore) -> str:
+        return reasons.text(run.reason)
+
     @admin.display(description=_("progress"))
     def percent_done(self, run: Rescore) -> str:
         return f"{run.percent} %"
 
     @admin.action(description=_("Rescore everyone now"))
     def rescore_now(self, request: HttpRequest, queryset: object) -> None:
-        RescoreOnSaveMixin._rescore(self, request, gettext("Requested in admin"))  # type: ignore[arg-type]
+        RescoreOnSaveMixin._rescore(self, request, coded("rescore_requested"))  # type: ignore[arg-type]

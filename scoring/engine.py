@@ -13,6 +13,8 @@ from datetime import date, datetime, timedelta, tzinfo
 from functools import cache
 from typing import Any
 
+from contacts.reasons import coded
+
 STAGES = ("suspect", "lead", "mql", "hmql", "sql", "client", "ambassador")
 MARKETING_STAGES = ("lead", "mql", "hmql")  # scoring may move these up, and MQL/HMQL down
 PERIODS = ("day", "week", "month")
@@ -232,6 +234,17 @@ class Threshold:
     active: bool = True
 
     @property
+    def actor_name(self) -> str:
+        """Who moved a contact, as a reason code: "Threshold: SQL at 60 points or …"."""
+        return coded(
+            "threshold",
+            stage=self.stage,
+            score=self.min_score,
+            events=list(self.event_types),
+            tag=self.content_tag,
+        )
+
+    @property
     def label(self) -> str:
         parts = []
         if self.min_score is not None:
@@ -291,17 +304,19 @@ def stage_moves(
         return [Move(STAGES[i], final, why) for i in range(here + 1, goal + 1)]
     current = by_stage.get(stage)
     if current and current.demote and current.exit_below is not None and score < current.exit_below:
-        return [Move("lead", current, f"score {score} < {current.exit_below}")]
+        why = coded("score_below", score=score, exit=current.exit_below)
+        return [Move("lead", current, why)]
     return []
 
 
 def _why(threshold: Threshold, score: int, events: Iterable[EventFact]) -> str:
+    """Why the threshold is reached, as a reason code (``contacts.reasons``)."""
     for event in events:
         if threshold.qualifies(event):
             if event.type in threshold.event_types:
-                return event.type
-            return f"“{threshold.content_tag}” content"
-    return f"score {score} ≥ {threshold.min_score}"
+                return coded("qualifying_event", type=event.type)
+            return coded("qualifying_content", tag=threshold.content_tag)
+    return coded("score_reached", score=score, min=threshold.min_score)
 
 
 # --- Helpers --------------------------------------------------------------------------------

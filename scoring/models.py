@@ -9,6 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from contacts import reasons
 from contacts.models import Contact, Event
 from scoring import engine
 
@@ -280,6 +281,10 @@ class Rescore(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_status_display()} {self.created_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def reason_text(self) -> str:
+        return reasons.text(self.reason)
 
     @property
     def percent(self) -> int:

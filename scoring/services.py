@@ -13,7 +13,6 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
-from django.utils.translation import gettext as _
 
 from contacts import broker
 from contacts.lookups import array_param
@@ -301,7 +300,7 @@ def thresholds_apply(
                     from_stage=here,
                     to=move.to,
                     reason=move.reason,
-                    actor_name=_("Threshold %(label)s") % {"label": move.threshold.label},
+                    actor_name=move.threshold.actor_name,
                 )
             )
             here = move.to

@@ -10,6 +10,7 @@ from django.shortcuts import render
 from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext as _
 
+from contacts import reasons
 from contacts.models import Contact, Event
 from contacts.views import partial_or_page, visible_contact_or_404
 from leadfunnel.roles import MARKETING, SALES, role_required
@@ -126,7 +127,7 @@ def ledger_groups(contact: Contact) -> list[Group]:
         elif row["group_decay"] is not None:
             kind, name = "decay", row["decay_name"]
         else:
-            kind, name = "deleted", row["group_reason"]
+            kind, name = "deleted", reasons.text(row["group_reason"])
         groups[key] = Group(kind=kind, name=name, total=row["total"], times=row["times"])
 
     if groups:
@@ -170,8 +171,9 @@ def _conditions(threshold: Threshold) -> str:
     if threshold.min_score is not None:
         parts.append(_("score ≥ %(score)s") % {"score": intcomma(threshold.min_score)})
     for event_type in threshold.event_type_list():
-        label = Event.Type(event_type).label if event_type in Event.Type.values else event_type
-        parts.append(_("%(event)s (%(type)s)") % {"event": label, "type": event_type})
+        parts.append(
+            str(Event.Type(event_type).label) if event_type in Event.Type.values else event_type
+        )
     if threshold.content_tag:
         parts.append(_("“%(tag)s” content") % {"tag": threshold.content_tag})
     # Translators: joins the conditions of a threshold, e.g. "score ≥ 60 or Demo requested".

@@ -24,14 +24,14 @@ from tests.factories import ContactFactory, LeadSourceFactory
 
 ENGLISH = {"HTTP_ACCEPT_LANGUAGE": "en"}
 
-# UTF-8 with a BOM, semicolons, accents, a blank line, a quoted newline, extra and missing
+# UTF-8 with a BOM, semicolons, accents, a blank line, a quoted newline, blank extra and missing
 # cells, duplicates differing in case and spaces, an invalid email, a row without email.
 SALON = (
     "Prénom;Nom;Courriel;Société;Source\r\n"
     "Hélène;Dupré;helene@exemple.fr;Café Crème;salon\r\n"  # line 2: created
     "François;Lefèvre; FRANCOIS@exemple.fr ;Société Générale\r\n"  # 3: created, no Source cell
     "\r\n"  # 4: blank
-    'Zoé;Noël;zoe@exemple.fr;"Les Ateliers\r\nRéunis";salon;extra;cells\r\n'  # 5-6: created
+    'Zoé;Noël;zoe@exemple.fr;"Les Ateliers\r\nRéunis";salon;;\r\n'  # 5-6: created
     "Élodie;Bérard;pas-un-email;ACME;salon\r\n"  # 7: rejected
     ";Sans;;Personne;salon\r\n"  # 8: rejected, no email
     "Francis;;francois@EXEMPLE.fr  ;Autre société;salon\r\n"  # 9: merged into line 3
@@ -207,7 +207,7 @@ def test_a_windows_excel_file_keeps_its_accents_and_rejects_too_long_values(
     assert Contact.objects.get(email="agnes@exemple.fr").last_name == "Ñúñez"
     error = ImportRowError.objects.get()
     assert error.line_number == 3
-    assert "151" in error.message and "150" in error.message  # the worker's language
+    assert "151" in error.reason and "150" in error.reason
 
 
 @pytest.mark.django_db
@@ -302,7 +302,7 @@ def test_the_sweep_sends_lost_jobs_again_and_fails_dead_ones(
     dead.refresh_from_db()
     assert (lost.status, lost.created_count) == (ImportJob.Status.DONE, 1)
     assert dead.status == ImportJob.Status.FAILED
-    assert dead.error  # the marketer is told why (in the site's language) and what to do
+    assert dead.error_text  # the marketer is told why and what to do
 
 
 # --- Pages -------------------------------------------------------------------------------------
@@ -426,8 +426,8 @@ def test_rows_without_email_are_matched_on_their_external_id_and_conflicts_are_r
 
     assert counts(job) == (2, 4, 0, 4)
     assert sorted(job.row_errors.values_list("line_number", flat=True)) == [7, 8, 10, 11]
-    refused = dict(job.row_errors.values_list("line_number", "message"))
-    # Stored in the site's language (French), as the other import messages.
+    refused = {error.line_number: error.reason for error in job.row_errors.all()}
+    # Stored as codes, read in the reader's language (French here).
     assert "deux contacts différents" in refused[7] and "gina@exemple.fr" in refused[8]
     assert "ligne 4" in refused[10]
     anne.refresh_from_db()

@@ -242,7 +242,7 @@ def test_touchpoints_come_from_the_daily_rollup_in_local_days(funnel, marketer_c
     assert len(figures["days"]) == 28
     html = panel(marketer_client, "dashboard-touchpoints")
     assert 'data-figure="total">5<' in html
-    assert '<tr data-day="2026-02-04"><th scope="row">04/02/2026</th><td class="num">1<' in html
+    assert '<tr data-day="2026-02-04"><th scope="row">4 février 2026</th><td class="num">1<' in html
 
 
 def test_score_distribution_counts_contacts_per_band(funnel, marketer_client):

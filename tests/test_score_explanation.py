@@ -61,8 +61,8 @@ def test_a_marketer_reads_why_a_lead_became_an_sql(
     assert body.index("Pricing page") < body.index("Demo request")  # largest first
     assert "https://ex.fr/pricing?plan=pro" in body and "Tarifs" in body
     assert section(body, "score") == "50"
-    assert "SQL: score ≥ 60 or demo_request" in section(body, "moved-by")
-    assert section(body, "move-reason") == "demo_request"
+    assert section(body, "moved-by") == "Seuil\xa0: SQL à 60\xa0points ou Démo demandée"
+    assert section(body, "move-reason") == "Démo demandée"  # the event type's label
     assert 'data-testid="next-stage"' not in body  # SQL onwards is the sales team's work
 
 
@@ -123,8 +123,9 @@ def test_the_next_stage_hint_shows_the_current_thresholds(
 
     hints = re.findall(r'data-testid="next-stage">(.*?)</li>', lead_body, re.DOTALL)
     assert [("MQL" in h, "20" in h) for h in hints][0] == (True, True)
-    assert "SQL" in hints[-1] and "60" in hints[-1] and "demo_request" in hints[-1]
-    assert "referral" in section(client_body, "next-stage")
+    assert "SQL" in hints[-1] and "60" in hints[-1] and "Démo demandée" in hints[-1]
+    assert "demo_request" not in lead_body
+    assert "Recommandation" in section(client_body, "next-stage")
 
 
 def test_the_contact_page_loads_the_explanation_with_a_plain_link_as_fallback(marketer_client):

@@ -70,7 +70,9 @@ def test_a_demo_request_walks_a_lead_up_to_sql_one_recorded_stage_at_a_time(
         ("hmql", "sql"),
     ]
     assert all(
-        c.cause == "threshold" and "SQL" in c.actor_name and c.reason == "demo_request"
+        c.cause == "threshold"
+        and c.moved_by == "Seuil\xa0: SQL à 60\xa0points ou Démo demandée"
+        and c.reason_text == "Démo demandée"
         for c in changes
     )
 

@@ -171,9 +171,10 @@ def test_thresholds_move_one_stage_at_a_time_with_hysteresis(
 
 def test_a_threshold_explains_itself():
     [move] = engine.stage_moves("client", 0, [EventFact(1, 7, "review", T0)], THRESHOLDS)
-    assert move.reason == "review"
+    assert move.reason == 'qualifying_event{"type":"review"}'  # a code, translated when shown
     moves = engine.stage_moves("lead", 61, [], THRESHOLDS)
-    assert moves[-1].reason == "score 61 ≥ 60" and moves[-1].threshold.stage == "sql"
+    assert moves[-1].reason == 'score_reached{"score":61,"min":60}'
+    assert moves[-1].threshold.stage == "sql"
 
 
 @pytest.mark.parametrize(

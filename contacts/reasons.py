@@ -1,0 +1,214 @@
+"""Texts the application writes for people to read later, stored as codes.
+
+Why an import refused a row, why a contact moved, who moved it: a worker writes these in the
+server's language, and people read them in theirs. So the application stores a code and its
+parameters (``imported_from{"file":"leads.csv"}``) and translates when the text is shown
+(``text``). What is not a known code (a rep's words, an admin's reason, a row written before
+codes) is shown as it is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
+
+Label = Promise | Callable[[dict[str, Any]], str]
+
+# A parameter value is cut to this length: a cell of 10,000 characters is not worth keeping
+# whole in a reason, and three of them still fit ImportRowError.message.
+PARAM_MAX_LENGTH = 120
+
+
+def _stage(code: object) -> str:
+    from contacts.models import Contact
+
+    return str(Contact.Stage(code).label) if code in Contact.Stage.values else str(code)
+
+
+def _event_type(code: object) -> str:
+    from contacts.models import Event
+
+    return str(Event.Type(code).label) if code in Event.Type.values else str(code)
+
+
+def _field(name: object) -> str:
+    from contacts.models import Contact
+
+    try:
+        return str(Contact._meta.get_field(str(name)).verbose_name).capitalize()
+    except Exception:  # noqa: BLE001 (a field renamed since: its name is all there is)
+        return str(name)
+
+
+def _threshold(params: dict[str, Any]) -> str:
+    """ "Threshold: SQL at 60 points or Demo requested"."""
+    parts = []
+    if params.get("score") is not None:
+        parts.append(_("%(points)s points") % {"points": params["score"]})
+    parts.extend(_event_type(event_type) for event_type in params.get("events") or ())
+    if params.get("tag"):
+        parts.append(_("“%(tag)s” content") % {"tag": params["tag"]})
+    # Translators: joins the conditions of a threshold, e.g. "score ≥ 60 or Demo requested".
+    conditions = f" {_('or')} ".join(str(part) for part in parts)
+    return _("Threshold: %(stage)s at %(conditions)s") % {
+        "stage": _stage(params.get("stage")),
+        "conditions": conditions,
+    }
+
+
+def _lost(params: dict[str, Any]) -> str:
+    from contacts.services import LOST_REASONS
+
+    label = str(dict(LOST_REASONS).get(params.get("reason", ""), params.get("reason", "")))
+    words = params.get("words")
+    return f"{label}: {words}" if words else label
+
+
+def _too_long(params: dict[str, Any]) -> str:
+    return _("%(field)s is too long (%(length)d characters, at most %(limit)d).") % {
+        **params,
+        "field": _field(params.get("field")),
+    }
+
+
+REASONS: dict[str, Label] = {
+    # Why a contact moved (StageChange.reason) and who moved it (StageChange.actor_name).
+    "created_with_email": _("Created with an email address"),
+    "email_added": _("Email address added"),
+    "imported_from": _("Imported from %(file)s"),
+    "moved_in_admin": _("Moved in admin"),
+    "lost": _lost,
+    "score_reached": _("Score %(score)s ≥ %(min)s"),
+    "score_below": _("Score %(score)s below %(exit)s"),
+    "qualifying_event": lambda params: _event_type(params.get("type")),
+    "qualifying_content": _("“%(tag)s” content"),
+    "threshold": _threshold,
+    "sequence": _("Sequence “%(sequence)s”"),
+    "sequence_step": _("Step %(position)s"),
+    "sequence_points": lambda params: (
+        _("Sequence “%(sequence)s”: %(step)s")
+        % {"sequence": params.get("sequence", ""), "step": text(str(params.get("step", "")))}
+    ),
+    # Why an import refused a row (ImportRowError.message) or failed (ImportJob.error).
+    "import_no_identity": _("No email address and no external id."),
+    "import_invalid_email": _("“%(email)s” is not a valid email address."),
+    "import_bad_time_zone": _(
+        "“%(value)s” is not a time zone; write it as Europe/Paris or America/Montreal."
+    ),
+    "import_too_long": _too_long,
+    "import_external_id_taken": _(
+        "The external id “%(id)s” is given with another email on line %(line)d."
+    ),
+    "import_two_contacts": _(
+        "“%(email)s” and the external id “%(id)s” belong to two different contacts; "
+        "nothing was merged."
+    ),
+    "import_external_id_elsewhere": _(
+        "The external id “%(id)s” belongs to %(other)s, not to %(email)s."
+    ),
+    "import_erased": _(
+        "%(email)s belongs to a person whose data was erased at their request; "
+        "they cannot be added again without their new consent."
+    ),
+    "import_control_characters": _(
+        "Line %(line)s contains a control character (such as a NUL byte) that a text file "
+        "cannot hold; fix or delete it in the file."
+    ),
+    "import_extra_cells": _(
+        "Line %(line)s has %(count)s cells where the header has %(expected)s: a delimiter or "
+        "a quote is probably misplaced, so its values would land in the wrong columns."
+    ),
+    "import_unclosed_quote": _(
+        "Line %(line)s opens a quote that is not closed where it should be: lines %(line)s "
+        "to %(last)s were read as one row and none of them was imported. Close the quote "
+        "and import these lines again."
+    ),
+    "import_unreadable": _("The file's characters cannot be read."),
+    "import_not_csv": _("The file is not a valid CSV: %(error)s"),
+    "import_unexpected": _(
+        "The import stopped on an unexpected error; the rows counted were imported."
+    ),
+    "import_interrupted": _(
+        "The import was interrupted. The rows counted were imported: upload the file again "
+        "to import the rest (rows already imported will count as unchanged)."
+    ),
+    # Contact audits (ContactAudit.note).
+    "released_from": _("Released from %(owner)s"),
+    "reassigned_from": _("From %(owner)s"),
+    "reassigned_from_queue": _("From the queue"),
+    "claim_expired": _("Claimed by %(owner)s on %(claimed)s, no outcome after %(hours)s hours"),
+    "referred_by": _("Referred by %(referrer)s"),
+    "inactive_years": _("No activity for %(years)s years"),
+    "outcome": lambda params: (
+        f"{_outcome(params.get('outcome'))}: {text(params['why'])}"
+        if params.get("why")
+        else _outcome(params.get("outcome"))
+    ),
+    "system": pgettext_lazy("who moved a contact", "System"),
+    # Why everyone was rescored (scoring's Rescore.reason).
+    "rescore_saved": _("Saved: %(what)s"),
+    "rescore_deleted": _("Deleted: %(what)s"),
+    "rescore_requested": _("Requested in admin"),
+}
+
+
+def _outcome(code: object) -> str:
+    from contacts.models import StageChange
+
+    values = StageChange.Outcome.values
+    return str(StageChange.Outcome(code).label) if code in values else str(code)
+
+
+def coded(code: str, **params: Any) -> str:
+    """The stored form of a reason: its code, then its parameters as JSON."""
+    if code not in REASONS:
+        raise ValueError(f"unknown reason code {code!r}")
+    if not params:
+        return code
+    kept = {
+        name: value[:PARAM_MAX_LENGTH] if isinstance(value, str) else value
+        for name, value in params.items()
+    }
+    return code + json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
+
+
+def decode(stored: str) -> tuple[str, dict[str, Any]] | None:
+    """(code, parameters) of a stored reason, or None for a text that is no code."""
+    code, brace, rest = stored.partition("{")
+    if code not in REASONS:
+        return None
+    if not brace:
+        return code, {}
+    try:
+        params = json.loads(brace + rest)
+    except ValueError:
+        return None
+    return (code, params) if isinstance(params, dict) else None
+
+
+def text(stored: str, registry: Mapping[str, Label] | None = None) -> str:
+    """What a stored reason says in the active language; any other text as it is."""
+    registry = REASONS if registry is None else registry
+    code, brace, rest = stored.partition("{")
+    label = registry.get(code)
+    if label is None:
+        return stored
+    params: Any = {}
+    if brace:
+        try:
+            params = json.loads(brace + rest)
+        except ValueError:
+            return stored
+        if not isinstance(params, dict):
+            return stored
+    if callable(label):
+        return label(params)
+    try:
+        return str(label) % params if params else str(label)
+    except (KeyError, TypeError, ValueError):
+        return stored
