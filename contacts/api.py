@@ -70,7 +70,9 @@ api = NinjaAPI(
     version="1",
     description="Send events and contacts from your site or tools. Authenticate with "
     "`Authorization: Bearer <key>` (keys are made in admin or with "
-    "`python manage.py create_api_key NAME`). Batches hold up to 1,000 items.",
+    "`python manage.py create_api_key NAME`). Batches hold up to 1,000 items. A request body "
+    f"is read up to {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE): "
+    'a larger one is answered 413 `{"detail": ..., "max_bytes": ...}`.',
     urls_namespace="api-v1",
     auth=ApiKeyAuth(),
 )
