@@ -940,12 +940,20 @@ def _claim(batch_size: int, lease: int) -> list[Outgoing]:
 
 # One statement (so one round trip, and atomic by itself): lock due rows others have not
 # locked, lease them, and return them with what the send-time checks read from their contact.
+# A message waits while an earlier one of its enrolment is unfinished (Message.UNFINISHED,
+# as MessageQuerySet.sendable): one contact's emails of a sequence go in order.
 _CLAIM = """
     WITH due AS (
-        SELECT id FROM nurturing_message
+        SELECT id FROM nurturing_message AS m
         WHERE status = 'queued' AND next_attempt_at <= %s
+            AND (internal OR NOT EXISTS (
+                SELECT 1 FROM nurturing_message AS earlier
+                WHERE earlier.enrollment_id = m.enrollment_id AND earlier.id < m.id
+                    AND NOT earlier.internal
+                    AND earlier.status = ANY(%s)
+            ))
         ORDER BY next_attempt_at, id LIMIT %s
-        FOR UPDATE SKIP LOCKED
+        FOR UPDATE OF m SKIP LOCKED
     ), claimed AS (
         UPDATE nurturing_message AS m
         SET status = 'sending', lease_until = %s, handed_over_at = NULL,
@@ -964,7 +972,7 @@ def _claim_postgresql(
     now: datetime, lease_until: datetime, batch_size: int
 ) -> list[tuple[Outgoing, dict[str, Any] | None]]:
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM, [now, batch_size, lease_until])
+        cursor.execute(_CLAIM, [now, list(Message.UNFINISHED), batch_size, lease_until])
         rows = cursor.fetchall()
     found = []
     for row in rows:
