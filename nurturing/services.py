@@ -648,9 +648,7 @@ def messages_send(*, batch_size: int = SEND_BATCH_SIZE, budget: float = TICK_BUD
     many were sent. Several can run at once: each claims its own batch."""
     started = time.monotonic()
     lease = settings.NURTURING_SEND_LEASE_SECONDS
-    # Never start a send that could still be running when the lease runs out (the reaper would
-    # hand the message to someone else).
-    margin = 2 * (settings.EMAIL_TIMEOUT or 30) + 5
+    margin = send_margin_seconds()
     sender = _Sender(get_connection(fail_silently=False))
     _commit_without_flush(True)
     try:
@@ -675,6 +673,13 @@ def messages_send(*, batch_size: int = SEND_BATCH_SIZE, budget: float = TICK_BUD
             _commit_without_flush(False)
             sender.backend.close()
     return sender.sent
+
+
+def send_margin_seconds() -> int:
+    """How long before its lease runs out a send stops taking messages: it never starts one that
+    could still be going when the reaper hands it to someone else (the longest SMTP exchange:
+    the data, then the answer, each up to EMAIL_TIMEOUT). A lease must be longer (checks.py)."""
+    return 2 * (settings.EMAIL_TIMEOUT or 30) + 5
 
 
 def _commit_without_flush(on: bool) -> None:
