@@ -161,7 +161,19 @@ Text = text(200)
 EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
 
 
+def known_by(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema of an item known by its email or, without one, by another field."""
+    return {
+        "anyOf": [
+            {"required": ["email"], "properties": {"email": {"type": "string", "minLength": 1}}},
+            {"required": [name], "properties": {name: schema}},
+        ]
+    }
+
+
 class EventIn(Schema):
+    model_config = {"json_schema_extra": known_by("contact_id", {"type": "integer"})}
+
     email: Email = None
     contact_id: int | None = Field(None, gt=0, lt=2**63)
     type: Literal[EVENT_TYPES]  # type: ignore[valid-type]
@@ -206,20 +218,10 @@ class EventsOut(Schema):
     event_ids: list[int]
 
 
-# A contact is known by its email or, without one, by its external id.
-KNOWN_BY = {
-    "anyOf": [
-        {"required": ["email"], "properties": {"email": {"type": "string", "minLength": 1}}},
-        {
-            "required": ["external_id"],
-            "properties": {"external_id": {"type": "string", "pattern": "\\S"}},
-        },
-    ]
-}
-
-
 class ContactIn(Schema):
-    model_config = {"json_schema_extra": KNOWN_BY}
+    model_config = {
+        "json_schema_extra": known_by("external_id", {"type": "string", "pattern": r"\S"})
+    }
 
     email: Email = Field(
         None, description='"" or null: no email; the contact is then known by its external_id.'

@@ -205,11 +205,10 @@ CONTACT_ITEMS = [
 ]
 
 
-def contact_item_validator():
+def item_validator(component: str):  # type: ignore[no-untyped-def]
     import jsonschema_rs
 
-    raw = served.raw_schema
-    document = {**raw, "$ref": "#/components/schemas/ContactIn"}
+    document = {**served.raw_schema, "$ref": f"#/components/schemas/{component}"}
     return jsonschema_rs.validator_for(document, validate_formats=True)
 
 
@@ -217,7 +216,7 @@ def contact_item_validator():
 def test_the_schema_declares_valid_exactly_the_contacts_the_server_accepts(
     client, auth, _case, item, valid
 ):
-    declared = contact_item_validator().is_valid(item)
+    declared = item_validator("ContactIn").is_valid(item)
 
     response = client.post(
         "/api/v1/contacts",
@@ -230,3 +229,31 @@ def test_the_schema_declares_valid_exactly_the_contacts_the_server_accepts(
     assert response.status_code == (200 if valid else 400), response.content
     if not valid:
         assert response.json()["detail"][0]["loc"][:4] == ["body", "payload", "contacts", 0]
+
+
+EVENT_ITEMS = [
+    ("_email", {"email": "zoe@exemple.fr"}, True),
+    ("_contact_id", {"contact_id": KNOWN_ID}, True),
+    ("_blank_email_and_contact_id", {"email": "", "contact_id": KNOWN_ID}, True),
+    ("_blank_email_alone", {"email": ""}, False),
+    ("_null_email_alone", {"email": None}, False),
+    ("_nobody", {}, False),
+]
+
+
+@pytest.mark.parametrize(("_case", "who", "valid"), EVENT_ITEMS)
+def test_the_schema_declares_valid_exactly_the_events_the_server_accepts(
+    client, auth, known_contact, _case, who, valid
+):
+    item = {**who, "type": "page_view"}
+    declared = item_validator("EventIn").is_valid(item)
+
+    response = client.post(
+        "/api/v1/events",
+        data=json.dumps({"events": [item]}),
+        content_type="application/json",
+        headers=auth,
+    )
+
+    assert declared == valid
+    assert response.status_code == (200 if valid else 400), response.content
