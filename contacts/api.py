@@ -20,7 +20,7 @@ from ninja import Field, NinjaAPI, Schema
 from ninja.errors import HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer
-from pydantic import AfterValidator, field_validator
+from pydantic import AfterValidator, BeforeValidator, WithJsonSchema, field_validator
 
 from contacts import ratelimit, services
 from contacts.models import (
@@ -70,7 +70,9 @@ api = NinjaAPI(
     version="1",
     description="Send events and contacts from your site or tools. Authenticate with "
     "`Authorization: Bearer <key>` (keys are made in admin or with "
-    "`python manage.py create_api_key NAME`). Batches hold up to 1,000 items.",
+    "`python manage.py create_api_key NAME`). Batches hold up to 1,000 items. A request body "
+    f"is read up to {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE): "
+    'a larger one is answered 413 `{"detail": ..., "max_bytes": ...}`.',
     urls_namespace="api-v1",
     auth=ApiKeyAuth(),
 )
@@ -129,7 +131,25 @@ def _email(value: str) -> str:
     return value
 
 
-Email = Annotated[str, Field(max_length=254), AfterValidator(_email)]
+def _blank_is_none(value: Any) -> Any:
+    """An email "" (a CRM export's empty cell) is no email."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+# Declared as the server reads it: an address, or "" or null for none.
+Email = Annotated[
+    Annotated[str, Field(max_length=254), AfterValidator(_email)] | None,
+    BeforeValidator(_blank_is_none),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "email", "maxLength": 254},
+                {"type": "string", "maxLength": 0},
+                {"type": "null"},
+            ]
+        }
+    ),
+]
 
 
 def text(max_length: int) -> Any:
@@ -141,8 +161,20 @@ Text = text(200)
 EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
 
 
+def known_by(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema of an item known by its email or, without one, by another field."""
+    return {
+        "anyOf": [
+            {"required": ["email"], "properties": {"email": {"type": "string", "minLength": 1}}},
+            {"required": [name], "properties": {name: schema}},
+        ]
+    }
+
+
 class EventIn(Schema):
-    email: Email | None = None
+    model_config = {"json_schema_extra": known_by("contact_id", {"type": "integer"})}
+
+    email: Email = None
     contact_id: int | None = Field(None, gt=0, lt=2**63)
     type: Literal[EVENT_TYPES]  # type: ignore[valid-type]
     occurred_at: datetime | None = None
@@ -187,7 +219,13 @@ class EventsOut(Schema):
 
 
 class ContactIn(Schema):
-    email: Email
+    model_config = {
+        "json_schema_extra": known_by("external_id", {"type": "string", "pattern": r"\S"})
+    }
+
+    email: Email = Field(
+        None, description='"" or null: no email; the contact is then known by its external_id.'
+    )
     first_name: text(100) = ""  # type: ignore[valid-type]
     last_name: text(100) = ""  # type: ignore[valid-type]
     company: Text = ""
@@ -199,7 +237,7 @@ class ContactIn(Schema):
     referrer_id: Annotated[int, Field(ge=1, le=2**63 - 1)] | None = Field(
         None, description="The contact who referred this one (kept if one is already set)."
     )
-    referrer_email: Email | None = Field(None, description="Or the referrer's email.")
+    referrer_email: Email = Field(None, description="Or the referrer's email.")
     # The contact's id in your system; unique: one that belongs to another contact is a 400.
     external_id: Text | None = None
     time_zone: str | None = Field(
@@ -318,26 +356,33 @@ def _error(index: int, field: str, message: str, items: str = "events") -> dict[
 
 @api.post("/contacts", response={200: ContactsOut, **ERRORS}, summary="Create or update contacts")
 def upsert_contacts(request: HttpRequest, payload: ContactsIn) -> ContactsOut:
-    """Match on the email, whatever its case; fields sent overwrite, fields left out stay."""
+    """Match on the email, whatever its case, else on the external_id (a contact without an
+    email is known by it); fields sent overwrite, fields left out stay."""
     with transaction.atomic():
         return _upsert_contacts(payload)
 
 
 def _upsert_contacts(payload: ContactsIn) -> ContactsOut:
-    suppressed = Suppression.suppressed([item.email for item in payload.contacts])
+    suppressed = Suppression.suppressed([item.email for item in payload.contacts if item.email])
     errors = [
         _error(i, "email", str(services.ContactSuppressed(item.email)), "contacts")
         for i, item in enumerate(payload.contacts)
         if item.email in suppressed
+    ]
+    errors += [
+        _error(i, "email", "Give the contact's email or external_id.", "contacts")
+        for i, item in enumerate(payload.contacts)
+        if not item.email and not (item.external_id or "").strip()
     ]
     referrers = [_referrer(i, item, errors) for i, item in enumerate(payload.contacts)]
     if errors:
         raise NinjaValidationError(errors)
     results = []
     for i, item in enumerate(payload.contacts):
-        fields = item.dict(exclude_unset=True, exclude={"referrer_id", "referrer_email"})
+        # No email (none sent, "" or null) leaves the contact's email as it is.
+        fields = item.dict(exclude_unset=True, exclude={"email", "referrer_id", "referrer_email"})
         try:
-            results.append(services.contact_upsert(**fields))
+            results.append(services.contact_upsert(email=item.email, **fields))
         except services.DuplicateContact as error:  # an external id another contact has
             loc = ["body", "payload", "contacts", i, "external_id"]
             message = "Another contact has this external id."

@@ -947,27 +947,41 @@ def contact_update(
 @transaction.atomic
 def contact_upsert(
     *,
-    email: str,
+    email: str | None,
     cause: str = StageChange.Cause.SYSTEM,
     actor: AbstractBaseUser | None = None,
     **fields: Any,
 ) -> tuple[Contact, bool]:
-    """The contact with this email (whatever its case) gets the fields given; an unknown email
-    becomes a new lead. Returns (contact, created)."""
-    if not normalize_email(email):
-        raise ValueError("an upsert needs an email")
-    existing = Contact.objects.filter(email__iexact=normalize_email(email)).first()
+    """The contact with this email (whatever its case), else the one with this external id,
+    gets the fields given; an unknown email becomes a new lead, an unknown external id without
+    an email a new suspect. Returns (contact, created)."""
+    email = normalize_email(email)
+    external_id = (fields.get("external_id") or "").strip() or None
+    if not email and not external_id:
+        raise ValueError("an upsert needs an email or an external id")
+    existing = _upsert_match(email, external_id)
     if existing is None:
         try:
             with transaction.atomic():
                 return contact_create(email=email, cause=cause, actor=actor, **fields), True
         except DuplicateContact:  # created by a concurrent request between our read and write
-            existing = Contact.objects.filter(email__iexact=normalize_email(email)).first()
+            existing = _upsert_match(email, external_id)
             if existing is None:  # not the email: the external id is another contact's
                 raise
+    if email and not existing.email:  # known by its external id until now
+        fields["email"] = email
     if fields:
         contact_update(contact=existing, actor=actor, **fields)
     return existing, False
+
+
+def _upsert_match(email: str | None, external_id: str | None) -> Contact | None:
+    if email:
+        found = Contact.objects.filter(email__iexact=email).first()
+        if found is not None or external_id is None:
+            return found
+        return Contact.objects.filter(external_id=external_id, email__isnull=True).first()
+    return Contact.objects.filter(external_id=external_id).first()
 
 
 def contact_ids_by_email(emails: Iterable[str], *, create_missing: bool) -> dict[str, int]:

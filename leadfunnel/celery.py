@@ -2,7 +2,7 @@ import os
 from pathlib import Path
 
 from celery import Celery, Task
-from celery.signals import task_postrun, task_prerun
+from celery.signals import beat_init, task_postrun, task_prerun, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "leadfunnel.settings")
 
@@ -21,6 +21,27 @@ def _create_filesystem_broker_folders(sender: Celery, **kwargs: object) -> None:
     for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
         if options.get(key):
             Path(options[key]).mkdir(parents=True, exist_ok=True)
+
+
+@worker_init.connect
+@beat_init.connect
+def _refuse_invalid_settings(sender: object, **kwargs: object) -> None:
+    """Django runs no system checks in the worker or beat (Celery's fix-up runs them and
+    ignores the result): invalid settings stop them here, with the checks' messages.
+    (SystemExit: Celery logs and ignores any other exception a signal handler raises.)"""
+    import sys
+
+    import django
+    from django.core.exceptions import ImproperlyConfigured
+
+    django.setup()
+    from leadfunnel.checks import refuse_to_start_on_errors
+
+    try:
+        refuse_to_start_on_errors("beat" if "beat" in type(sender).__module__ else "worker")
+    except ImproperlyConfigured as error:
+        print(error, file=sys.__stderr__, flush=True)  # Celery may have redirected sys.stderr
+        raise SystemExit(1) from error
 
 
 # Celery's Django fix-up closes the database connection before and after every task, so each

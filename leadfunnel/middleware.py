@@ -1,8 +1,12 @@
+import time
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
-from django.utils import translation
+from django.utils import formats, translation
+from django.utils.translation import gettext
 
 from contacts import intake
 
@@ -44,3 +48,63 @@ class BeaconShortcutMiddleware:
             request.get_host()
             return intake.beacon(request)
         return self.get_response(request)
+
+
+class BodyTooLargeMiddleware:
+    """A body larger than Django reads (DATA_UPLOAD_MAX_MEMORY_SIZE; files in a multipart body do
+    not count) is answered 413 with the limit: JSON for the API, the beacon and scripts, a line
+    of text for a plain form. Django itself would answer its HTML 400 page.
+
+    The body is read and dropped first (up to DRAIN_BYTES, for DRAIN_SECONDS): a server that
+    answers while the client is still sending, then closes, makes the client's send fail with a
+    broken pipe before it can read the answer. Goes first in MIDDLEWARE.
+    """
+
+    DRAIN_BYTES = 64 * 1024 * 1024
+    DRAIN_SECONDS = 10.0
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.json_paths = ("/api/", reverse("beacon"))
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if limit is not None and request.content_type != "multipart/form-data":
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            if length > limit:
+                self._drain(request, length)
+                return self.too_large(request, limit)
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if isinstance(exception, RequestDataTooBig) and limit is not None:
+            return self.too_large(request, limit)
+        return None
+
+    def _drain(self, request: HttpRequest, length: int) -> None:
+        if length > self.DRAIN_BYTES:
+            return
+        deadline = time.monotonic() + self.DRAIN_SECONDS
+        try:
+            while request.read(65536) and time.monotonic() < deadline:
+                pass
+        except OSError:  # the client went away
+            pass
+
+    def too_large(self, request: HttpRequest, limit: int) -> HttpResponse:
+        wants_json = request.path_info.startswith(self.json_paths) or (
+            "application/json" in request.headers.get("Accept", "")
+        )
+        if wants_json:
+            detail = f"The request body is larger than the {limit:,} bytes this server reads."
+            return JsonResponse({"detail": detail, "max_bytes": limit}, status=413)
+        language = translation.get_language_from_request(request)
+        with translation.override(language):
+            text = gettext(
+                "This form sent more data than the server accepts (%(limit)s bytes at most)."
+            ) % {"limit": formats.number_format(limit, force_grouping=True)}
+        return HttpResponse(text, status=413, content_type="text/plain; charset=utf-8")

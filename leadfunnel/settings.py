@@ -55,6 +55,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "leadfunnel.middleware.BodyTooLargeMiddleware",
     "leadfunnel.middleware.BeaconShortcutMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -299,6 +300,8 @@ RETENTION_YEARS = env.int("RETENTION_YEARS", default=0)
 # about a contact beyond its own rows (contacts cannot import them).
 LEADFUNNEL_PERSONAL_DATA: list[str] = ["nurturing.personal_data"]
 API_RATE_PER_MINUTE = env.int("API_RATE_PER_MINUTE", default=600)
+# A request body larger than this many bytes (files in an upload aside) is answered 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
 FORM_RATE_PER_MINUTE = env.int("FORM_RATE_PER_MINUTE", default=10)
 # Proxies in front of the app that append to X-Forwarded-For (a TLS proxy, a load balancer):
 # forms read the sender's address there (rate limit, consent proof). 0: REMOTE_ADDR.

@@ -396,7 +396,22 @@ class SplitBranch(models.Model):
 
 class MessageQuerySet(models.QuerySet["Message"]):
     def sendable(self, as_of: datetime) -> MessageQuerySet:
-        return self.filter(status=Message.Status.QUEUED, next_attempt_at__lte=as_of)
+        """Due queued messages that no earlier message of their enrolment holds back: one
+        contact's emails of a sequence go in order, even while a dead worker's lease holds the
+        first or a person has to decide about it (in doubt). Notes to the owner are not held."""
+        return self.filter(status=Message.Status.QUEUED, next_attempt_at__lte=as_of).filter(
+            Q(internal=True) | ~models.Exists(self.holding_back())
+        )
+
+    def holding_back(self) -> MessageQuerySet:
+        """For a subquery: the earlier unfinished marketing messages of the outer one's
+        enrolment (services._CLAIM says the same in SQL)."""
+        return Message.objects.filter(
+            enrollment=models.OuterRef("enrollment"),
+            pk__lt=models.OuterRef("pk"),
+            internal=False,
+            status__in=Message.UNFINISHED,
+        )
 
     def counting_for_cap(self, contact_ids: object, since: datetime) -> MessageQuerySet:
         return self.filter(
@@ -424,6 +439,9 @@ class Message(models.Model):
         IN_DOUBT = "in_doubt", pgettext_lazy("a message", "In doubt")
         FAILED = "failed", pgettext_lazy("a message", "Failed")
         SUPPRESSED = "suppressed", pgettext_lazy("a message", "Suppressed")
+
+    # May still go, or may have gone unrecorded: a later message of the enrolment waits.
+    UNFINISHED = (Status.QUEUED, Status.SENDING, Status.IN_DOUBT)
 
     # No single-column indexes on enrollment and contact: message_once_per_step and
     # message_contact_created lead with them, and every write of a message (claimed, handed

@@ -657,9 +657,7 @@ def messages_send(*, batch_size: int = SEND_BATCH_SIZE, budget: float = TICK_BUD
     many were sent. Several can run at once: each claims its own batch."""
     started = time.monotonic()
     lease = settings.NURTURING_SEND_LEASE_SECONDS
-    # Never start a send that could still be running when the lease runs out (the reaper would
-    # hand the message to someone else).
-    margin = 2 * (settings.EMAIL_TIMEOUT or 30) + 5
+    margin = send_margin_seconds()
     sender = _Sender(get_connection(fail_silently=False))
     _commit_without_flush(True)
     try:
@@ -684,6 +682,13 @@ def messages_send(*, batch_size: int = SEND_BATCH_SIZE, budget: float = TICK_BUD
             _commit_without_flush(False)
             sender.backend.close()
     return sender.sent
+
+
+def send_margin_seconds() -> int:
+    """How long before its lease runs out a send stops taking messages: it never starts one that
+    could still be going when the reaper hands it to someone else (the longest SMTP exchange:
+    the data, then the answer, each up to EMAIL_TIMEOUT). A lease must be longer (checks.py)."""
+    return 2 * (settings.EMAIL_TIMEOUT or 30) + 5
 
 
 def _commit_without_flush(on: bool) -> None:
@@ -949,12 +954,20 @@ def _claim(batch_size: int, lease: int) -> list[Outgoing]:
 
 # One statement (so one round trip, and atomic by itself): lock due rows others have not
 # locked, lease them, and return them with what the send-time checks read from their contact.
+# A message waits while an earlier one of its enrolment is unfinished (Message.UNFINISHED,
+# as MessageQuerySet.sendable): one contact's emails of a sequence go in order.
 _CLAIM = """
     WITH due AS (
-        SELECT id FROM nurturing_message
+        SELECT id FROM nurturing_message AS m
         WHERE status = 'queued' AND next_attempt_at <= %s
+            AND (internal OR NOT EXISTS (
+                SELECT 1 FROM nurturing_message AS earlier
+                WHERE earlier.enrollment_id = m.enrollment_id AND earlier.id < m.id
+                    AND NOT earlier.internal
+                    AND earlier.status = ANY(%s)
+            ))
         ORDER BY next_attempt_at, id LIMIT %s
-        FOR UPDATE SKIP LOCKED
+        FOR UPDATE OF m SKIP LOCKED
     ), claimed AS (
         UPDATE nurturing_message AS m
         SET status = 'sending', lease_until = %s, handed_over_at = NULL,
@@ -973,7 +986,7 @@ def _claim_postgresql(
     now: datetime, lease_until: datetime, batch_size: int
 ) -> list[tuple[Outgoing, dict[str, Any] | None]]:
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM, [now, batch_size, lease_until])
+        cursor.execute(_CLAIM, [now, list(Message.UNFINISHED), batch_size, lease_until])
         rows = cursor.fetchall()
     found = []
     for row in rows:

@@ -158,6 +158,47 @@ def test_a_contact_upsert_sets_its_external_id_and_refuses_one_another_contact_h
     assert not Contact.objects.filter(email="carl@exemple.fr").exists()  # refused whole
 
 
+def test_an_empty_email_from_a_crm_export_is_no_email_and_the_external_id_finds_the_contact(
+    client, key
+):
+    ContactFactory(email="ana@exemple.fr", external_id="CRM-1", company="")
+    body = {"contacts": [
+        {"email": "", "external_id": "CRM-1", "company": "Boulangerie Ç"},  # Ana, email kept
+        {"email": "", "external_id": "CRM-2", "first_name": "Bruno"},  # no email yet
+    ]}  # fmt: skip
+
+    response = post(client, "contacts", body, key)
+
+    assert response.status_code == 200, response.content
+    assert (response.json()["created"], response.json()["updated"]) == (1, 1)
+    ana = Contact.objects.get(external_id="CRM-1")
+    assert (ana.email, ana.company) == ("ana@exemple.fr", "Boulangerie Ç")
+    bruno = Contact.objects.get(external_id="CRM-2")
+    assert (bruno.email, bruno.first_name, bruno.stage) == (None, "Bruno", "suspect")
+
+    # Later the CRM has Bruno's email: the same contact gets it and becomes a lead.
+    later = {"contacts": [{"email": "bruno@exemple.fr", "external_id": "CRM-2"}]}
+    assert post(client, "contacts", later, key).json()["updated"] == 1
+    bruno.refresh_from_db()
+    assert (bruno.email, bruno.stage) == ("bruno@exemple.fr", "lead")
+
+
+def test_an_empty_email_without_an_external_id_is_a_field_error(client, key):
+    body = {"contacts": [{"email": "zoe@exemple.fr"}, {"email": "", "first_name": "Zoé"}]}
+
+    response = post(client, "contacts", body, key)
+
+    assert response.status_code == 400
+    assert response.json()["detail"] == [
+        {
+            "loc": ["body", "payload", "contacts", 1, "email"],
+            "msg": "Give the contact's email or external_id.",
+            "type": "value_error",
+        }
+    ]
+    assert not Contact.objects.exists()
+
+
 def test_reading_a_contact_gives_its_stage_and_score(client, key):
     contact = ContactFactory(stage="mql", score=42, first_name="Élodie")
     response = client.get(
