@@ -973,6 +973,37 @@ class ContactAudit(models.Model):
         return reasons.text(self.note)
 
 
+class Notification(models.Model):
+    """Something a user is told once, on their next visit: for now, a lead taken from a sales
+    rep (returned to the queue by beat or an admin, or given to another rep). The audit row
+    says what happened; this one says who must hear of it and whether they have."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        on_delete=models.CASCADE,
+        related_name="notifications",
+    )
+    audit = models.ForeignKey(
+        ContactAudit, verbose_name=_("what happened"), on_delete=models.CASCADE, related_name="+"
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    read_at = models.DateTimeField(_("read"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name = _("notification")
+        verbose_name_plural = _("notifications")
+        indexes = [
+            models.Index(
+                fields=["user"], condition=Q(read_at__isnull=True), name="notification_unread"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.audit_id}"
+
+
 class Suppression(models.Model):
     """An erased person's email, hashed: imports, forms and the API refuse to bring them back."""
 

@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from contacts import services
-from contacts.models import Contact, StageChange
+from contacts.models import Contact, ContactAudit, StageChange
 from contacts.views import partial_or_page, visible_contact_or_404
 from leadfunnel.roles import SALES, role_required
 
@@ -36,14 +36,17 @@ def queue(request: HttpRequest) -> HttpResponse:
         {"contact": contact, "overdue": contact.stage_entered_at < overdue_before}
         for contact in page
     ]
+    template = partial_or_page(request, "contacts/queue.html", "queue-list")
     response = render(
         request,
-        partial_or_page(request, "contacts/queue.html", "queue-list"),
+        template,
         {
             "page": page,
             "rows": rows,
             "sla_hours": settings.SLA_HOURS,
             "mine": Contact.objects.for_owner(request.user).count(),
+            # Only the whole page tells (the list's polling renders the list alone).
+            "taken": taken_leads(request) if "#" not in template else [],
         },
     )
     patch_vary_headers(response, ["HX-Request"])
@@ -76,7 +79,39 @@ def queue_claim_next(request: HttpRequest) -> HttpResponse:
 @role_required(SALES)
 def my_leads(request: HttpRequest) -> HttpResponse:
     leads = Contact.objects.for_owner(request.user).select_related("source")
-    return render(request, "contacts/queue_mine.html", {"leads": leads})
+    context = {"leads": leads, "taken": taken_leads(request)}
+    return render(request, "contacts/queue_mine.html", context)
+
+
+def taken_leads(request: HttpRequest) -> list[dict]:
+    """The leads taken from this rep since they last saw the sales pages, told once."""
+    return [
+        {"text": _taken_text(note.audit), "at": note.audit.at}
+        for note in services.notifications_take(user=request.user)
+    ]
+
+
+def _taken_text(audit: ContactAudit) -> str:
+    values = {
+        "contact": audit.contact.display_name,
+        "actor": _name(audit.actor) or _("an administrator"),
+        "owner": _name(audit.owner),
+        "hours": settings.CLAIM_RELEASE_HOURS,
+    }
+    if audit.action == ContactAudit.Action.EXPIRED:
+        return (
+            _("%(contact)s went back to the queue: no outcome within %(hours)s hours of the claim.")
+            % values
+        )
+    if audit.action == ContactAudit.Action.REASSIGNED:
+        return _("%(contact)s was given to %(owner)s by %(actor)s.") % values
+    return _("%(contact)s was released to the queue by %(actor)s.") % values
+
+
+def _name(user: object) -> str:
+    if user is None:
+        return ""
+    return user.get_full_name() or user.get_username()  # type: ignore[attr-defined]
 
 
 class OutcomeForm(forms.Form):

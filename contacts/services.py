@@ -47,6 +47,7 @@ from contacts.models import (
     ImportJob,
     ImportRowError,
     LeadSource,
+    Notification,
     PendingEvent,
     StageChange,
     Suppression,
@@ -2059,12 +2060,13 @@ def contact_release(*, contact: Contact, actor: AbstractBaseUser | None, note: s
     Contact.objects.filter(pk=contact.pk).update(
         owner=None, claimed_at=None, updated_at=timezone.now()
     )
-    ContactAudit.objects.create(
+    audit = ContactAudit.objects.create(
         contact=contact,
         action=ContactAudit.Action.RELEASED,
         actor=actor,
         note=note or coded("released_from", owner=_user_name(previous.owner)),
     )
+    _tell_previous_owners([(audit, previous.owner_id)], actor=actor)
     contact.owner, contact.claimed_at = None, None
     return True
 
@@ -2084,10 +2086,11 @@ def contact_reassign(
         if previous.owner_id
         else coded("reassigned_from_queue")
     )
-    ContactAudit.objects.create(
+    audit = ContactAudit.objects.create(
         contact=contact, action=ContactAudit.Action.REASSIGNED, actor=actor, owner=to, note=note,
         at=now,
     )  # fmt: skip
+    _tell_previous_owners([(audit, previous.owner_id)], actor=actor)
     contact.owner, contact.claimed_at = to, now
     return True
 
@@ -2112,7 +2115,7 @@ def claims_release_stale(*, now: datetime | None = None) -> int:
         user.pk: _user_name(user)
         for user in _user_model().objects.filter(pk__in={owner for _, owner, _ in stale})
     }
-    ContactAudit.objects.bulk_create(
+    audits = ContactAudit.objects.bulk_create(
         ContactAudit(
             contact_id=pk,
             action=ContactAudit.Action.EXPIRED,
@@ -2126,7 +2129,36 @@ def claims_release_stale(*, now: datetime | None = None) -> int:
         )
         for pk, owner, claimed in stale
     )
+    _tell_previous_owners(
+        [(audit, owner) for audit, (_pk, owner, _claimed) in zip(audits, stale, strict=True)]
+    )
     return len(stale)
+
+
+def _tell_previous_owners(
+    taken: list[tuple[ContactAudit, int | None]], *, actor: AbstractBaseUser | None = None
+) -> None:
+    """The rep a lead was taken from hears of it on their next visit (unless they did it)."""
+    Notification.objects.bulk_create(
+        Notification(user_id=owner, audit=audit, created_at=audit.at)
+        for audit, owner in taken
+        if owner is not None and owner != getattr(actor, "pk", None)
+    )
+
+
+@transaction.atomic
+def notifications_take(*, user: AbstractBaseUser, limit: int = 50) -> list[Notification]:
+    """The user's notifications not shown yet, oldest first, marked read: each is shown once."""
+    unread = list(
+        Notification.objects.filter(user=user, read_at=None)
+        .select_related("audit__contact", "audit__actor", "audit__owner")
+        .order_by("created_at", "id")[:limit]
+    )
+    if unread:
+        Notification.objects.filter(pk__in=[n.pk for n in unread], read_at=None).update(
+            read_at=timezone.now()
+        )
+    return unread
 
 
 def _user_model() -> Any:

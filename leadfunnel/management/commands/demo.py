@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser, Group
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -474,9 +475,13 @@ def plan_contact(
     rep = rng.choice(reps)
     claimed = final == Stage.SQL and rng.random() < 0.45
     # Unclaimed SQLs arrived recently: the queue shows some within the SLA and some overdue.
+    # Claimed ones too, and were claimed soon after: a claim older than CLAIM_RELEASE_HOURS
+    # would go back to the queue at beat's first sweep, fifteen minutes after `make run`.
     waiting_since = None
     if final == Stage.SQL and not claimed:
         waiting_since = now - timedelta(hours=rng.uniform(0.5, 120))
+    elif final == Stage.SQL:
+        waiting_since = now - timedelta(hours=rng.uniform(0.5, fresh_claim_hours()))
     times = move_times(
         rng,
         created,
@@ -496,6 +501,11 @@ def plan_contact(
     timeline.ambassador_at = timeline.reached(Stage.AMBASSADOR)
     assign_owner(rng, timeline, rep, claimed=claimed, now=now)
     return timeline
+
+
+def fresh_claim_hours() -> float:
+    """How long ago a demo SQL still claimed reached SQL: well inside CLAIM_RELEASE_HOURS."""
+    return max(1.0, settings.CLAIM_RELEASE_HOURS / 2)
 
 
 def assign_owner(
