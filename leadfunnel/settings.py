@@ -10,6 +10,7 @@ import environ
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("LEADFUNNEL_VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
@@ -205,6 +206,17 @@ else:
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
+# Two queues: "intake" (the page-view drain, event processing) has a worker of its own in
+# docker-compose so it never waits behind long send tasks; "celery" takes the rest. A worker
+# started without -Q (make run, the benchmarks) consumes both.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = tuple(
+    Queue(name, Exchange(name), routing_key=name) for name in ("celery", "intake")
+)
+CELERY_TASK_ROUTES = {
+    f"contacts.tasks.{name}": {"queue": "intake"}
+    for name in ("drain_page_views_task", "process_events_task", "sweep_unprocessed_events_task")
+}
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
