@@ -33,7 +33,7 @@ def _forget_outages():
     from contacts import ratelimit, tracking
 
     yield
-    ratelimit.outage.reset()
+    ratelimit.reset()
     tracking.outage.reset()
 
 
