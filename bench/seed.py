@@ -9,7 +9,7 @@ def reset() -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE scoring_scoreentry, scoring_rescore, contacts_pendingevent, contacts_event, "
-            "contacts_stagechange, contacts_contact CASCADE"
+            "contacts_stagechange, contacts_anonymousview, contacts_contact CASCADE"
         )
 
 

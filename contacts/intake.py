@@ -210,13 +210,22 @@ MAX_BEACON_BYTES = 8192
 @csrf_exempt  # posted by the snippet from the company's site
 @require_http_methods(["POST", "OPTIONS"])
 def beacon(request: HttpRequest) -> HttpResponse:
-    """A page view from the tracking snippet. Answers 204, or 400/403/413 with a reason."""
+    """A page view from the tracking snippet. Answers 204, or 400/403/413/429 with a reason."""
     origin = request.headers.get("Origin")
     allowed = {o.rstrip("/") for o in settings.TRACKING_ORIGINS}
     if origin and allowed and origin.rstrip("/") not in allowed:
         return JsonResponse({"detail": "This site may not send page views here."}, status=403)
     if request.method == "OPTIONS":
         return _cors(HttpResponse(status=204), origin)
+    # Per address, before any work: a script inventing visitor ids is cut off here. Nobody
+    # sees a beacon's answer; the snippet ignores it.
+    wait = ratelimit.seconds_to_wait(
+        f"beacon:{client_ip(request)}", settings.BEACON_RATE_PER_MINUTE
+    )
+    if wait:
+        response = _cors(JsonResponse({"detail": "Too many page views."}, status=429), origin)
+        response["Retry-After"] = str(wait)
+        return response
     if len(request.body) > MAX_BEACON_BYTES:
         return _cors(JsonResponse({"detail": "Too large."}, status=413), origin)
     try:

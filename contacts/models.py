@@ -769,6 +769,28 @@ class Visitor(models.Model):
         return self.visitor_id
 
 
+class AnonymousView(models.Model):
+    """A page view of a visitor who is no contact yet (one page seen, no form sent): kept
+    without a contact, and moved onto one, as an event, once the visitor does something worth
+    keeping (VISITOR_CONTACT_AFTER_VIEWS pages, a form). Visitors who never do are purged."""
+
+    visitor_id = models.CharField(_("visitor id"), max_length=64, db_index=True)
+    occurred_at = models.DateTimeField(_("occurred at"), db_index=True)
+    url = models.CharField(_("URL"), max_length=1000)
+    title = models.CharField(_("title"), max_length=300, blank=True)
+    referrer = models.CharField(_("referrer"), max_length=1000, blank=True)
+    utm = models.JSONField(_("UTM"), default=dict, blank=True)
+    # The event's idempotency key to be: a view queued twice is kept once.
+    key = models.CharField(_("key"), max_length=64, unique=True)
+
+    class Meta:
+        verbose_name = _("anonymous page view")
+        verbose_name_plural = _("anonymous page views")
+
+    def __str__(self) -> str:
+        return f"{self.visitor_id} {self.url}"
+
+
 class ContactMerge(models.Model):
     """An anonymous visitor's history moved onto the contact it turned out to be."""
 

@@ -36,6 +36,7 @@ from contacts.lookups import array_param
 from contacts.machine_signals import flag_machine_signal
 from contacts.models import (
     ALLOWED_TRANSITIONS,
+    AnonymousView,
     ApiKey,
     Consent,
     Contact,
@@ -1074,9 +1075,18 @@ def visitor_stitch(*, visitor_id: str, contact: Contact) -> ContactMerge | None:
         try:
             with transaction.atomic():
                 Visitor.objects.create(visitor_id=visitor_id, contact=contact)
-            return None
         except IntegrityError:  # the drain made it an anonymous suspect meanwhile: merge that
             visitor = Visitor.objects.select_for_update().get(visitor_id=visitor_id)
+        else:
+            adopted = _anonymous_views_adopt({visitor_id: contact.pk})
+            if adopted:
+                first_utm = next((e.properties["utm"] for e in adopted if e.properties["utm"]), {})
+                if first_utm and not (contact.utm_source or contact.utm_campaign):
+                    Contact.objects.filter(pk=contact.pk).update(**first_utm)
+                    for name, value in first_utm.items():
+                        setattr(contact, name, value)
+                events_record_many(events=[_without_utm_key(e) for e in adopted])
+            return None
     if visitor.contact_id == contact.pk:
         return None
     previous = Contact.objects.select_for_update().get(pk=visitor.contact_id)
@@ -1177,25 +1187,16 @@ def page_view_capture(
     page_view_record(visitor_id=visitor_id, url=url, title=title, referrer=referrer, utm=utm)
 
 
-@transaction.atomic
 def page_view_record(
     *, visitor_id: str, url: str, title: str = "", referrer: str = "", utm: dict[str, str]
-) -> Event:
-    """A page view from the snippet, on the visitor's contact (anonymous or known). UTM values
-    are kept on the contact at its first touch only."""
-    if connection.vendor == "postgresql":
-        # The busiest write there is: not waiting for the disk flush doubles its rate. A crash
-        # can lose the last fraction of a second of page views, never a form or a purchase.
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
-    contact = visitor_contact(visitor_id=visitor_id)
-    if utm and not (contact.utm_source or contact.utm_medium or contact.utm_campaign):
-        Contact.objects.filter(pk=contact.pk).update(**utm)
-    properties = {"url": url, "title": title, "referrer": referrer, **utm}
-    event, _ = event_record(
-        contact=contact, type=Event.Type.PAGE_VIEW, properties=properties, source="beacon"
-    )
-    return event
+) -> None:
+    """A page view stored at once (no queue, or the queue unavailable), as the drain stores
+    one: on the visitor's contact, or kept anonymous if the visitor is not worth one yet."""
+    view = tracking.QueuedView(
+        id=secrets.token_hex(12), visitor_id=visitor_id, url=url, title=title,
+        referrer=referrer, utm=utm, at=timezone.now(),
+    )  # fmt: skip
+    page_views_record_many(views=[view])
 
 
 PAGE_VIEW_BATCH_SIZE = 1000
@@ -1265,9 +1266,19 @@ def page_views_record_many(*, views: Sequence[tracking.QueuedView]) -> list[int]
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
             cursor.execute("SET LOCAL lock_timeout TO '2s'")
     contact_ids = _visitor_contacts(views)
-    _first_touch_utm(views, contact_ids)
+    waiting = [view for view in views if view.visitor_id not in contact_ids]
+    if waiting:
+        _anonymous_views_keep(waiting)
+        views = [view for view in views if view.visitor_id in contact_ids]
+    # Views kept while these visitors were anonymous come first: the first touch is theirs.
+    adopted = _anonymous_views_adopt(contact_ids) if contact_ids else []
+    _first_touch_utm(
+        [(e.contact_id, e.properties["utm"]) for e in adopted]
+        + [(contact_ids[view.visitor_id], view.utm) for view in views]
+    )
     return events_record_many(
-        events=[
+        events=[_without_utm_key(e) for e in adopted]
+        + [
             NewEvent(
                 contact_id=contact_ids[view.visitor_id],
                 type=Event.Type.PAGE_VIEW,
@@ -1284,6 +1295,66 @@ def page_views_record_many(*, views: Sequence[tracking.QueuedView]) -> list[int]
             for view in views
         ]
     )
+
+
+def _anonymous_views_keep(views: Sequence[tracking.QueuedView]) -> None:
+    AnonymousView.objects.bulk_create(
+        [
+            AnonymousView(
+                visitor_id=view.visitor_id,
+                occurred_at=view.at,
+                url=view.url,
+                title=view.title,
+                referrer=view.referrer,
+                utm=view.utm,
+                key=view.idempotency_key,
+            )  # fmt: skip
+            for view in views
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def _anonymous_views_adopt(contact_ids: Mapping[str, int]) -> list[NewEvent]:
+    """The views kept for these visitors while they were anonymous, taken off that table, as
+    page-view events of their contacts (oldest first; ``utm`` set apart for the first touch)."""
+    kept = list(
+        AnonymousView.objects.select_for_update()
+        .filter(visitor_id__in=list(contact_ids))
+        .order_by("occurred_at", "pk")
+    )
+    if not kept:
+        return []
+    AnonymousView.objects.filter(pk__in=[view.pk for view in kept]).delete()
+    return [
+        NewEvent(
+            contact_id=contact_ids[view.visitor_id],
+            type=Event.Type.PAGE_VIEW,
+            occurred_at=view.occurred_at,
+            properties={
+                "url": view.url,
+                "title": view.title,
+                "referrer": view.referrer,
+                "utm": view.utm,
+            },  # fmt: skip
+            source="beacon",
+            idempotency_key=view.key,
+        )
+        for view in kept
+    ]
+
+
+def _without_utm_key(event: NewEvent) -> NewEvent:
+    """An adopted view's properties as a page view's: its UTM values spread among the rest."""
+    properties = dict(event.properties)
+    return event._replace(properties={**properties, **properties.pop("utm")})
+
+
+def anonymous_views_purge() -> int:
+    """Forget the views of visitors who stayed anonymous for VISITOR_ANONYMOUS_DAYS."""
+    cutoff = timezone.now() - timedelta(days=settings.VISITOR_ANONYMOUS_DAYS)
+    deleted, _ = AnonymousView.objects.filter(occurred_at__lt=cutoff).delete()
+    return deleted
 
 
 def _visitor_contacts(views: Sequence[tracking.QueuedView]) -> dict[str, int]:
@@ -1307,10 +1378,10 @@ def _visitor_contacts(views: Sequence[tracking.QueuedView]) -> dict[str, int]:
     missing = [vid for vid in wanted if vid not in found]
     if not missing:
         return found
-    first_utm: dict[str, dict[str, str]] = {}
-    for view in views:
-        if view.visitor_id in missing and view.utm:
-            first_utm.setdefault(view.visitor_id, view.utm)
+    first_utm = _worth_a_contact(missing, views)
+    if not first_utm:
+        return found
+    missing = list(first_utm)
     now = timezone.now()
     contacts = [
         Contact(created_at=now, stage_entered_at=now, updated_at=now, **first_utm.get(vid, {}))
@@ -1335,13 +1406,42 @@ def _visitor_contacts(views: Sequence[tracking.QueuedView]) -> dict[str, int]:
     return found
 
 
-def _first_touch_utm(views: Sequence[tracking.QueuedView], contact_ids: dict[str, int]) -> None:
-    """UTM values go to a contact that has none yet, from its first view that carries some
-    (as ``page_view_record`` does one view at a time)."""
+def _worth_a_contact(
+    visitor_ids: list[str], views: Sequence[tracking.QueuedView]
+) -> dict[str, dict[str, str]]:
+    """The unknown visitors that become contacts now: those that have seen
+    VISITOR_CONTACT_AFTER_VIEWS pages, counting the views kept while they were anonymous, each
+    with the UTM values of its first view that carries some. The others (most often one page
+    and gone, or a script inventing ids) stay without a contact."""
+    wanted = set(visitor_ids)
+    kept = (
+        AnonymousView.objects.filter(visitor_id__in=visitor_ids)
+        .order_by("occurred_at", "pk")
+        .values_list("visitor_id", "utm")
+    )
+    seen: Counter[str] = Counter()
+    first_utm: dict[str, dict[str, str]] = {}
+    for visitor_id, utm in [
+        *kept,
+        *((v.visitor_id, v.utm) for v in views if v.visitor_id in wanted),
+    ]:
+        seen[visitor_id] += 1
+        if utm:
+            first_utm.setdefault(visitor_id, utm)
+    return {
+        vid: first_utm.get(vid, {})
+        for vid in visitor_ids
+        if seen[vid] >= settings.VISITOR_CONTACT_AFTER_VIEWS
+    }
+
+
+def _first_touch_utm(views: Sequence[tuple[int, dict[str, str]]]) -> None:
+    """UTM values go to a contact that has none yet, from its first view that carries some;
+    ``views`` are (contact id, UTM values) in the order they were seen."""
     first: dict[int, dict[str, str]] = {}
-    for view in views:
-        if view.utm:
-            first.setdefault(contact_ids[view.visitor_id], view.utm)
+    for contact_id, utm in views:
+        if utm:
+            first.setdefault(contact_id, utm)
     if not first:
         return
     updated = []

@@ -39,3 +39,8 @@ def release_stale_claims_task() -> int:
 @shared_task
 def purge_inactive_contacts_task() -> int:
     return services.contacts_purge_inactive()
+
+
+@shared_task
+def purge_anonymous_views_task() -> int:
+    return services.anonymous_views_purge()

@@ -11,6 +11,7 @@ import environ
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("LEADFUNNEL_VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
@@ -231,6 +232,17 @@ else:
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
+# Two queues: "intake" (the page-view drain, event processing) has a worker of its own in
+# docker-compose so it never waits behind long send tasks; "celery" takes the rest. A worker
+# started without -Q (make run, the benchmarks) consumes both.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = tuple(
+    Queue(name, Exchange(name), routing_key=name) for name in ("celery", "intake")
+)
+CELERY_TASK_ROUTES = {
+    f"contacts.tasks.{name}": {"queue": "intake"}
+    for name in ("drain_page_views_task", "process_events_task", "sweep_unprocessed_events_task")
+}
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -268,6 +280,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "contacts.tasks.purge_inactive_contacts_task",
         "schedule": crontab(hour=4, minute=30),
     },
+    "purge-anonymous-views": {
+        "task": "contacts.tasks.purge_anonymous_views_task",
+        "schedule": crontab(hour=4, minute=45),
+    },
     "nurturing-tick": {
         "task": "nurturing.tasks.nurturing_tick_task",
         "schedule": env.float("NURTURING_TICK_SECONDS", default=5.0),
@@ -299,10 +315,16 @@ RETENTION_YEARS = env.int("RETENTION_YEARS", default=0)
 # Modules with export(contact) -> dict and erase(contact) for the personal data other apps keep
 # about a contact beyond its own rows (contacts cannot import them).
 LEADFUNNEL_PERSONAL_DATA: list[str] = ["nurturing.personal_data"]
+# Rate limits count in Redis when the cache is Redis (shared by every web process), else in each
+# process's memory; and in memory too while Redis is unavailable (contacts.ratelimit).
+RATE_LIMIT_URL = CACHE_URL if CACHE_URL.startswith(("redis://", "rediss://")) else ""
 API_RATE_PER_MINUTE = env.int("API_RATE_PER_MINUTE", default=600)
 # A request body larger than this many bytes (files in an upload aside) is answered 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
 FORM_RATE_PER_MINUTE = env.int("FORM_RATE_PER_MINUTE", default=10)
+# Page views per minute from one address (an office behind one NAT address counts once);
+# beyond, the beacon answers 429 and the view is not kept.
+BEACON_RATE_PER_MINUTE = env.int("BEACON_RATE_PER_MINUTE", default=120)
 # Proxies in front of the app that append to X-Forwarded-For (a TLS proxy, a load balancer):
 # forms read the sender's address there (rate limit, consent proof). 0: REMOTE_ADDR.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
@@ -311,6 +333,10 @@ TRACKING_ORIGINS = env.list("TRACKING_ORIGINS", default=[])
 # With Redis, page views wait in a Redis list and are stored in batches by the drain (beat
 # every PAGE_VIEW_DRAIN_SECONDS, and kicked by the beacons); without, each is stored at once.
 PAGE_VIEW_QUEUE_URL = REDIS_URL if env.bool("PAGE_VIEW_QUEUE", default=True) else ""
+# An unknown visitor becomes an (anonymous) contact at this many page views, or when it sends
+# a form; before, its views are kept without a contact, and forgotten after this many days.
+VISITOR_CONTACT_AFTER_VIEWS = env.int("VISITOR_CONTACT_AFTER_VIEWS", default=2)
+VISITOR_ANONYMOUS_DAYS = env.int("VISITOR_ANONYMOUS_DAYS", default=30)
 # Nurturing: at most this many marketing emails per contact per 24 hours (0: no cap); an email
 # over the cap waits, it is not dropped.
 NURTURING_DAILY_EMAIL_CAP = env.int("NURTURING_DAILY_EMAIL_CAP", default=3)
