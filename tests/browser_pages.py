@@ -67,7 +67,10 @@ class Visitor:
     dialogs: list[str] = field(default_factory=list)
 
     def open(self, path: str) -> Page:
-        response = self.page.goto(self.base_url + path)
+        return self.open_url(self.base_url + path)
+
+    def open_url(self, path: str) -> Page:
+        response = self.page.goto(path)
         assert response is not None and response.status < 400, (path, response and response.status)
         self.settle()
         assert not self.dialogs, f"{path}: a dialog opened: {self.dialogs}"
