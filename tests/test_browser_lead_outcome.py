@@ -22,7 +22,7 @@ def test_outcome_labels_pick_their_radio_and_why_lost_shows_only_for_lost(live_s
     contact_claim(contact_id=lead.pk, user=hugo)
     url = reverse("queue-lead", args=[lead.pk])
 
-    for viewport, javascript in ((DESKTOP, True), (PHONE, True), (PHONE, False)):
+    for viewport, javascript in ((DESKTOP, True), (PHONE, False)):
         with visitor(chromium, live_server.url, "hugo", viewport=viewport) as rep:
             if not javascript:
                 rep.page.context.route("**/*.js", lambda route: route.abort())

@@ -7,18 +7,29 @@ CSV import, then opens every page that shows them with a dialog trap that fails 
 
 from __future__ import annotations
 
+import csv
+import io
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import translation
+from playwright.sync_api import expect
 
+from contacts import broker, services
 from contacts.intake import embed_snippet
-from contacts.models import Form
+from contacts.models import Contact, Event, Form, ImportJob, LeadSource, StageChange
+from contacts.services import contact_claim, stage_move
 from nurturing import rendering
 from nurturing.models import Enrollment, Message, Step
 from nurturing.services import message_click
 from nurturing.tests.helpers import email_step, sequence_with
-from tests.factories import ContactFactory
+from tests.browser_pages import visitor
+from tests.factories import ContactFactory, UserFactory
+from tests.utils import wait_for
 
 SCRIPT = "<script>alert(1)</script>"
 IMAGE = '"><img src=x onerror=alert(1)>'
@@ -93,7 +104,10 @@ def test_a_javascript_address_made_from_a_contact_value_is_never_sent_nor_tracke
     ["{{ first_name|safe }}", "{% autoescape off %}{{ first_name }}{% endautoescape %}"],
 )
 def test_a_template_cannot_mark_contact_values_safe(source):
-    with pytest.raises(rendering.TemplateProblem, match="Template error"):
+    with (
+        translation.override("en"),
+        pytest.raises(rendering.TemplateProblem, match="Template error"),
+    ):
         rendering.check_template(source, html=True)
 
 
@@ -187,3 +201,164 @@ def test_the_embed_snippet_holds_the_consent_wording_as_text():
     assert SCRIPT not in snippet and "<img src=x" not in snippet
     assert "J&#x27;accepte &lt;script&gt;alert(1)&lt;/script&gt; &quot;&gt;&lt;img" in snippet
     assert f'action="https://crm.exemple.fr/f/{form.key}/"' in snippet
+
+
+# --- In a real browser: entered through the form, the API and an import, shown everywhere ------
+
+
+@pytest.fixture
+def site(tmp_path):
+    """The company's own website, on another origin, where the embed snippet is pasted."""
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=tmp_path)
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def shows(page, *texts: str) -> None:
+    """Each text is on the page as text (escaped, not markup), and no payload made an element."""
+    body = page.locator("body").inner_text()
+    for text in texts:
+        assert text in body, f"{page.url}: {text!r} is not shown as text"
+    assert page.locator("img[src=x], script:text('alert(1)')").count() == 0
+
+
+def to_sql(contact: Contact) -> None:
+    for stage in ["mql", "hmql", "sql"]:
+        contact.refresh_from_db()
+        stage_move(contact=contact, to=stage, cause=StageChange.Cause.USER)
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_payloads_from_the_form_the_api_and_an_import_never_run_on_any_page(
+    live_server, chromium, site, settings, tmp_path
+):
+    settings.LEADFUNNEL_EVENT_HANDLERS = []
+    settings.MEDIA_ROOT = tmp_path / "media"
+    broker.reset()
+    root, origin = site
+    UserFactory(username="claire", roles=["marketing"])
+    hugo = UserFactory(username="hugo", roles=["sales"])
+    UserFactory(username="admin", is_staff=True, is_superuser=True)
+    source = LeadSource.objects.create(name=f"Salon {IMAGE}", slug="salon")
+    form = Form.objects.create(
+        name=f"Démo {SCRIPT}", source=source, consent_text=f"J'accepte {SCRIPT} {IMAGE}"
+    )
+    sequence = sequence_with(
+        email_step(
+            subject="Bonjour {{ first_name }}",
+            body="Bonjour {{ first_name }} {{ last_name }} de {{ company }}",
+            body_html='<p>Bonjour {{ first_name }} {{ last_name }}</p><a href="{{ company }}">site</a>',
+        ),
+        name=f"Relance {SCRIPT}",
+    )
+    step = sequence.steps.get()
+    (root / "demo.html").write_text(
+        f'<!DOCTYPE html><html lang="fr"><head><meta charset="utf-8"><title>Démo</title></head>'
+        f"<body>{embed_snippet(form, live_server.url)}</body></html>",
+        encoding="utf-8",
+    )
+
+    # A visitor fills the embedded form.
+    with visitor(chromium, live_server.url, "") as stranger:
+        page = stranger.open_url(f"{origin}/demo.html")
+        shows(page, f"J'accepte {SCRIPT} {IMAGE}")
+        page.fill("input[name=email]", "xss-form@exemple.fr")
+        page.fill("input[name=first_name]", SCRIPT)
+        page.fill("input[name=last_name]", IMAGE)
+        page.fill("input[name=company]", JAVASCRIPT)
+        page.check("input[name=consent]")
+        page.click("button[type=submit]")
+        stranger.settle()
+    by_form = Contact.objects.get(email="xss-form@exemple.fr")
+    assert (by_form.first_name, by_form.last_name, by_form.company) == (SCRIPT, IMAGE, JAVASCRIPT)
+
+    # An integration sends a contact and an event.
+    _key, plain = services.api_key_create(name="site")
+    with visitor(chromium, live_server.url, "") as integration:
+        api = integration.page.request
+        headers = {"Authorization": f"Bearer {plain}"}
+        person = {"email": "xss-api@exemple.fr", "first_name": SCRIPT, "last_name": IMAGE,
+                  "company": JAVASCRIPT, "job_title": SCRIPT}  # fmt: skip
+        answer = api.post(f"{live_server.url}/api/v1/contacts", headers=headers,
+                          data={"contacts": [person]})  # fmt: skip
+        assert answer.status == 200, answer.text()
+        event = {"email": "xss-api@exemple.fr", "type": "page_view",
+                 "properties": {"url": "https://ex.fr/", "title": IMAGE}}  # fmt: skip
+        answer = api.post(f"{live_server.url}/api/v1/events", headers=headers,
+                          data={"events": [event]})  # fmt: skip
+        assert answer.status == 200, answer.text()
+    by_api = Contact.objects.get(email="xss-api@exemple.fr")
+    assert Event.objects.filter(contact=by_api, properties__title=IMAGE).exists()
+
+    # A marketer imports a file whose header, values and name carry the payloads.
+    rows = [["Email", "Prénom", "Nom", "Société", IMAGE],
+            ["xss-import@exemple.fr", SCRIPT, IMAGE, JAVASCRIPT, SCRIPT]]  # fmt: skip
+    buffer = io.StringIO()
+    csv.writer(buffer, delimiter=";").writerows(rows)
+    filename = "<img src=x onerror=alert(1)>.csv"  # a browser sends " as %22, and / cuts a name
+    with visitor(chromium, live_server.url, "claire") as claire:
+        page = claire.open(reverse("contact-import"))
+        page.set_input_files(
+            "input[type=file]",
+            files=[
+                {"name": filename, "mimeType": "text/csv", "buffer": buffer.getvalue().encode()}
+            ],
+        )
+        page.click("main form button[type=submit]")
+        claire.settle()
+        shows(page, filename, IMAGE, SCRIPT)  # the file's name, a column and its first values
+        page.click("main form button[type=submit]")
+        claire.settle()
+        wait_for(lambda: ImportJob.objects.get().status == ImportJob.Status.DONE)
+    by_import = Contact.objects.get(email="xss-import@exemple.fr")
+    assert (by_import.first_name, by_import.company) == (SCRIPT, JAVASCRIPT)
+
+    # The form's lead waits in the queue; the imported one is Hugo's; the API's is enrolled.
+    to_sql(by_form)
+    to_sql(by_import)
+    contact_claim(contact_id=by_import.pk, user=hugo)
+    Enrollment.objects.create(contact=by_api, sequence=sequence, step=step)
+    people = [by_form, by_api, by_import]
+
+    with visitor(chromium, live_server.url, "claire") as claire:
+        shows(claire.open(reverse("home")), IMAGE, SCRIPT)  # sources panel, campaign panel
+        shows(claire.open(reverse("contact-list")), SCRIPT, IMAGE)
+        shows(claire.open(reverse("contact-list") + "?q=xss"), SCRIPT, IMAGE)
+        for contact in people:
+            shows(
+                claire.open(reverse("contact-detail", args=[contact.pk])), SCRIPT, IMAGE, JAVASCRIPT
+            )
+            claire.open(reverse("contact-edit", args=[contact.pk]))
+        shows(claire.open(reverse("contact-detail", args=[by_api.pk])), f"Relance {SCRIPT}")
+        shows(claire.open(reverse("dashboard-sources")), IMAGE)
+        shows(claire.open(reverse("nurturing-sequences")), SCRIPT)
+        shows(claire.open(reverse("nurturing-sequence", args=[sequence.pk])), SCRIPT)
+        shows(claire.open(reverse("contact-import")), filename)
+        job = ImportJob.objects.get()
+        shows(claire.open(reverse("contact-import-job", args=[job.pk])), filename)
+
+    with visitor(chromium, live_server.url, "hugo") as rep:
+        shows(rep.open(reverse("queue")), SCRIPT, IMAGE)
+        shows(rep.open(reverse("queue-mine")), SCRIPT, IMAGE)
+        shows(rep.open(reverse("queue-lead", args=[by_import.pk])), SCRIPT, IMAGE, JAVASCRIPT)
+
+    with visitor(chromium, live_server.url, "admin") as admin_person:
+        shows(admin_person.open(reverse("admin:contacts_contact_changelist")), SCRIPT)
+        shows(admin_person.open(reverse("admin:contacts_form_changelist")), SCRIPT)
+        shows(admin_person.open(reverse("admin:nurturing_sequence_changelist")), SCRIPT)
+        shows(admin_person.open(reverse("admin:nurturing_sequence_change", args=[sequence.pk])))
+        page = admin_person.open(reverse("admin:contacts_form_change", args=[form.pk]))
+        snippet = page.locator("textarea[readonly]").input_value()
+        assert "J&#x27;accepte &lt;script&gt;alert(1)&lt;/script&gt; &quot;&gt;&lt;img" in snippet
+        for contact in people:
+            admin_person.open(reverse("admin:contacts_contact_change", args=[contact.pk]))
+            preview = reverse("admin:nurturing_step_preview", args=[sequence.pk, step.pk])
+            page = admin_person.open(f"{preview}?contact={contact.pk}")
+            shows(page, f"Bonjour {SCRIPT}", f"Bonjour {SCRIPT} {IMAGE} de {JAVASCRIPT}")
+            email = page.frame_locator("iframe")
+            expect(email.locator("p")).to_have_text(f"Bonjour {SCRIPT} {IMAGE}")
+            expect(email.locator("a")).to_have_attribute("href", "#")
