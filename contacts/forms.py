@@ -139,6 +139,14 @@ class ContactFilterForm(forms.Form):
             for name, errors in self.errors.items()
         ]
 
+    FILTERS = ("q", "stage", "owner", "source", "score_min", "score_max", "activity")
+
+    def selects_everyone(self) -> bool:
+        """No filter takes effect (none given, or only ones ignored as nonsense): the list is
+        every contact. Enrolling "everyone" needs an explicit choice, not an empty query."""
+        self.is_valid()
+        return all(self.cleaned_data.get(name) in (None, "") for name in self.FILTERS)
+
     def filter(self, contacts: Any) -> Any:
         self.is_valid()  # fills cleaned_data with the fields that are valid
         data = self.cleaned_data
