@@ -131,13 +131,40 @@ class ContactFilterForm(forms.Form):
             *((str(user.pk), user.get_full_name() or user.get_username()) for user in reps),
         ]
 
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        low, high = data.get("score_min"), data.get("score_max")
+        if low is not None and high is not None and low > high:
+            # As the dashboard does with dates: what was meant is plain, say what was done.
+            data["score_min"], data["score_max"] = high, low
+            self.swapped = True
+        return data
+
+    swapped = False
+
     def notices(self) -> list[str]:
         """One line per ignored filter, for the person who typed the URL."""
-        return [
+        notices = [
             _("The filter “%(field)s” was ignored: %(error)s")
             % {"field": self.fields[name].label or name, "error": " ".join(errors)}
             for name, errors in self.errors.items()
         ]
+        if self.swapped:
+            notices.append(_("The score range was reversed: the two bounds were swapped."))
+        return notices
+
+    def shown(self, name: str) -> Any:
+        """What a filter box shows: the value used (swapped bounds included), else as typed."""
+        value = self.cleaned_data.get(name) if hasattr(self, "cleaned_data") else None
+        return value if value is not None else self.data.get(name, "")
+
+    FILTERS = ("q", "stage", "owner", "source", "score_min", "score_max", "activity")
+
+    def selects_everyone(self) -> bool:
+        """No filter takes effect (none given, or only ones ignored as nonsense): the list is
+        every contact. Enrolling "everyone" needs an explicit choice, not an empty query."""
+        self.is_valid()
+        return all(self.cleaned_data.get(name) in (None, "") for name in self.FILTERS)
 
     def filter(self, contacts: Any) -> Any:
         self.is_valid()  # fills cleaned_data with the fields that are valid

@@ -8,6 +8,7 @@ from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.utils.functional import cached_property
 from django.utils.timezone import localtime
@@ -66,6 +67,8 @@ def contact_list(request: HttpRequest) -> HttpResponse:
             "form": form,
             "page": page,
             "notices": form.notices(),
+            "score_min": form.shown("score_min"),
+            "score_max": form.shown("score_max"),
             "sort": form.current_sort(),
             "stages": Contact.Stage,
         },
@@ -96,10 +99,17 @@ class Echo:
 
 
 @role_required(MARKETING)
-def contact_export(request: HttpRequest) -> StreamingHttpResponse:
+def contact_export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     """The filtered list as CSV, streamed (UTF-8 with BOM, so spreadsheets read the accents)."""
     form = ContactFilterForm(request.GET)
-    contacts = form.filter(Contact.objects.all()).values_list(*(f for _, f in EXPORT_COLUMNS))
+    selected = form.filter(Contact.objects.all())
+    if not selected.exists():
+        messages.warning(
+            request, _("No contact matches these filters: there is nothing to export.")
+        )
+        query = request.GET.urlencode()
+        return redirect(reverse("contact-list") + (f"?{query}" if query else ""))
+    contacts = selected.values_list(*(f for _, f in EXPORT_COLUMNS))
     french = get_language() == "fr"
     writer = csv.writer(Echo(), delimiter=";" if french else ",")
 

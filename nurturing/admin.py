@@ -77,7 +77,7 @@ class SequenceAdmin(admin.ModelAdmin):
     @admin.action(description=_("Enrol each selected sequence's segment now"))
     def enroll_segment(self, request: HttpRequest, queryset: QuerySet[Sequence]) -> None:
         for sequence in queryset:
-            if not sequence.segment_query:
+            if services.segment_selects_everyone(sequence.segment_query):
                 self.message_user(
                     request, _("“%(name)s” has no segment.") % {"name": sequence}, messages.WARNING
                 )

@@ -104,13 +104,22 @@ class Sequence(models.Model):
         return self.name
 
     def clean(self) -> None:
+        from django.http import QueryDict
+
+        from contacts.forms import ContactFilterForm  # forms load after the models
+
         errors = {}
         if self.trigger == self.Trigger.STAGE_ENTERED and not self.trigger_stage:
             errors["trigger_stage"] = _("Choose the stage that starts this sequence.")
         if self.trigger == self.Trigger.EVENT and not self.trigger_event_type:
             errors["trigger_event_type"] = _("Choose the event type that starts this sequence.")
-        if self.trigger == self.Trigger.SEGMENT and not self.segment_query.strip():
-            errors["segment_query"] = _("Give the segment's filters.")
+        if self.trigger == self.Trigger.SEGMENT and (
+            ContactFilterForm(QueryDict(self.segment_query)).selects_everyone()
+        ):
+            errors["segment_query"] = _(
+                "Give the segment's filters (a stage, a score range…): without one it would "
+                "be every contact."
+            )
         if self.goal_tag and not self.goal_event_type:
             errors["goal_event_type"] = _("A goal tag needs a goal event type.")
         if errors:

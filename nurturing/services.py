@@ -147,12 +147,21 @@ def segment_contacts(query: str) -> Any:
     return form.filter(Contact.objects.filter(email__isnull=False))
 
 
-def segment_enroll(*, sequence: Sequence, query: str | None = None, source: str = "") -> int:
-    contact_ids = list(
-        segment_contacts(query if query is not None else sequence.segment_query)
-        .order_by()
-        .values_list("pk", flat=True)
-    )
+def segment_selects_everyone(query: str) -> bool:
+    """True when the query sets no filter that takes effect (empty, only a sort, or values
+    the contact list ignores): as a segment it would mean every contact."""
+    return ContactFilterForm(QueryDict(query)).selects_everyone()
+
+
+def segment_enroll(
+    *, sequence: Sequence, query: str | None = None, source: str = "", everyone: bool = False
+) -> int:
+    """Enrol the contacts the query (else the sequence's segment) selects. A query without a
+    filter enrols nobody unless ``everyone`` says that every contact is meant."""
+    query = query if query is not None else sequence.segment_query
+    if not everyone and segment_selects_everyone(query):
+        return 0
+    contact_ids = list(segment_contacts(query).order_by().values_list("pk", flat=True))
     total = 0
     for start in range(0, len(contact_ids), 5000):
         total += len(

@@ -252,26 +252,45 @@ def sequence_results(request: HttpRequest, pk: int) -> HttpResponse:
     return response
 
 
+def _enroll_context(query: str) -> dict[str, Any]:
+    return {
+        "query": query,
+        "count": services.segment_contacts(query).count(),
+        "everyone": services.segment_selects_everyone(query),
+        "sequences": Sequence.objects.filter(active=True).order_by("name"),
+    }
+
+
 @role_required(MARKETING)
 def enroll_list(request: HttpRequest) -> HttpResponse:
     """From the contact list: the contacts its filters select, and the sequence to enrol them
-    in (the form posts to ``sequence_enroll_list`` with the same filters)."""
-    query = request.GET.urlencode()
-    context = {
-        "query": query,
-        "count": services.segment_contacts(query).count(),
-        "sequences": Sequence.objects.filter(active=True).order_by("name"),
-    }
-    return render(request, "nurturing/enroll_list.html", context)
+    in (the form posts to ``sequence_enroll_list`` with the same filters). Without a filter
+    the form asks to confirm that every contact is meant."""
+    return render(request, "nurturing/enroll_list.html", _enroll_context(request.GET.urlencode()))
 
 
 @role_required(MARKETING)
 @require_POST
 def sequence_enroll_list(request: HttpRequest, pk: int) -> HttpResponse:
-    """Enrol every contact a contact-list filter selects (the list's query string)."""
+    """Enrol every contact a contact-list filter selects (the list's query string). No filter
+    means nobody unless "all contacts" was ticked; an empty selection is refused."""
     sequence = get_object_or_404(Sequence, pk=pk or request.POST.get("sequence") or 0)
     query = request.POST.get("query", "").lstrip("?")
-    count = services.segment_enroll(sequence=sequence, query=query, source="list")
+    everyone = request.POST.get("all_contacts") == "on"
+    error = ""
+    if services.segment_selects_everyone(query) and not everyone:
+        error = _(
+            "No filter is set, so this would enrol every contact with an email address: "
+            "tick the box to confirm that you mean them all."
+        )
+    elif not services.segment_contacts(query).exists():
+        error = _("No contact matches these filters: nobody was enrolled.")
+    if error:
+        context = {**_enroll_context(query), "error": error}
+        return render(request, "nurturing/enroll_list.html", context, status=400)
+    count = services.segment_enroll(
+        sequence=sequence, query=query, source="list", everyone=everyone
+    )
     messages.success(
         request, _("%(count)s contact(s) enrolled in “%(sequence)s”.")
         % {"count": count, "sequence": sequence.name},
