@@ -74,7 +74,7 @@ class RowRefused(ValueError):
     when the marketer reads the report."""
 
     def __init__(self, code: str, **params: object) -> None:
-        self.reason = coded(code, **params)
+        self.reason = coded(code, cut=True, **params)
         super().__init__(reasons.text(self.reason))
 
 
