@@ -74,7 +74,7 @@ class RowRefused(ValueError):
     when the marketer reads the report."""
 
     def __init__(self, code: str, **params: object) -> None:
-        self.reason = coded(code, **params)
+        self.reason = coded(code, cut=True, **params)
         super().__init__(reasons.text(self.reason))
 
 
@@ -304,7 +304,8 @@ def merge_fields(current: dict[str, str], incoming: dict[str, str], *, overwrite
 
 
 def raw_text(cells: Sequence[str], delimiter: str) -> str:
-    """The row as it was written, for the error report."""
+    """The row as it was written, for the error report; control characters (which PostgreSQL
+    text cannot hold: a NUL) become "\ufffd"."""
     buffer = io.StringIO()
     csv.writer(buffer, delimiter=delimiter, lineterminator="").writerow(cells)
-    return buffer.getvalue()
+    return CONTROL_PATTERN.sub("\ufffd", buffer.getvalue())

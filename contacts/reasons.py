@@ -164,31 +164,19 @@ def _outcome(code: object) -> str:
     return str(StageChange.Outcome(code).label) if code in values else str(code)
 
 
-def coded(code: str, **params: Any) -> str:
-    """The stored form of a reason: its code, then its parameters as JSON."""
+def coded(code: str, *, cut: bool = False, **params: Any) -> str:
+    """The stored form of a reason: its code, then its parameters as JSON; with ``cut``, text
+    parameters are cut to PARAM_MAX_LENGTH (an import's cells, not a person's words)."""
     if code not in REASONS:
         raise ValueError(f"unknown reason code {code!r}")
     if not params:
         return code
-    kept = {
-        name: value[:PARAM_MAX_LENGTH] if isinstance(value, str) else value
-        for name, value in params.items()
-    }
-    return code + json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
-
-
-def decode(stored: str) -> tuple[str, dict[str, Any]] | None:
-    """(code, parameters) of a stored reason, or None for a text that is no code."""
-    code, brace, rest = stored.partition("{")
-    if code not in REASONS:
-        return None
-    if not brace:
-        return code, {}
-    try:
-        params = json.loads(brace + rest)
-    except ValueError:
-        return None
-    return (code, params) if isinstance(params, dict) else None
+    if cut:
+        params = {
+            name: value[:PARAM_MAX_LENGTH] if isinstance(value, str) else value
+            for name, value in params.items()
+        }
+    return code + json.dumps(params, ensure_ascii=False, separators=(",", ":"))
 
 
 def text(stored: str, registry: Mapping[str, Label] | None = None) -> str:
@@ -206,9 +194,9 @@ def text(stored: str, registry: Mapping[str, Label] | None = None) -> str:
             return stored
         if not isinstance(params, dict):
             return stored
-    if callable(label):
-        return label(params)
     try:
+        if callable(label):
+            return label(params)
         return str(label) % params if params else str(label)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError):  # parameters that no longer fit the text
         return stored

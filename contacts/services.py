@@ -1597,7 +1597,7 @@ def _read_rows(
             if "external_id" in clean.fields:
                 with_external_id.add(clean.key)
     except csv.Error as error:
-        raise ImportFailed(coded("import_not_csv", error=str(error))) from error
+        raise ImportFailed(coded("import_not_csv", cut=True, error=str(error))) from error
 
 
 @contextmanager
@@ -1634,8 +1634,9 @@ def _join_external_ids(
             external_id = row.fields.get("external_id")
             if external_id and owner.setdefault(external_id, key) != key:
                 message = coded(
-                    "import_external_id_taken", id=external_id, line=given_on[external_id]
-                )
+                    "import_external_id_taken", cut=True, id=external_id,
+                    line=given_on[external_id],
+                )  # fmt: skip
                 errors.append(_row_error(job, row, message))
                 continue
             if external_id:
@@ -1723,7 +1724,7 @@ def _apply_batch(job: ImportJob, batch: ImportGroups) -> tuple[Counter[str], lis
     for (kind, value), rows in batch.items():
         if kind == "email" and value in suppressed:  # an erased person stays erased
             refused.extend(
-                _row_error(job, row, coded("import_erased", email=value)) for row in rows
+                _row_error(job, row, coded("import_erased", cut=True, email=value)) for row in rows
             )
             counts["rejected"] += len(rows)
             continue
@@ -1856,11 +1857,12 @@ def _identity_conflict(
     contacts, or its external id belongs to a contact with another email."""
     email, external_id = incoming.get("email"), incoming.get("external_id")
     if by_email and by_id and by_email["pk"] != by_id["pk"]:
-        return coded("import_two_contacts", email=email, id=external_id)
+        return coded("import_two_contacts", cut=True, email=email, id=external_id)
     if email and by_id and not by_email and by_id["email"]:
         return coded(
-            "import_external_id_elsewhere", id=external_id, other=by_id["email"], email=email
-        )
+            "import_external_id_elsewhere", cut=True, id=external_id, other=by_id["email"],
+            email=email,
+        )  # fmt: skip
     return ""
 
 

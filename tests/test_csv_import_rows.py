@@ -54,6 +54,7 @@ def test_a_nul_byte_refuses_its_row_and_the_rest_of_the_file_is_imported(
     page, rows = report(marketer_client, job, **ENGLISH)
     assert "Line 3 contains a control character (such as a NUL byte)" in page
     assert rows[1][0] == "3" and "NUL" in rows[1][1]
+    assert rows[1][2] == "bob@exemple.fr,B\ufffdb,Beta"  # shown where it was
 
 
 @pytest.mark.django_db
