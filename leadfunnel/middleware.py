@@ -75,6 +75,7 @@ class BodyTooLargeMiddleware:
             except ValueError:
                 length = 0
             if length > limit:
+                request.get_host()  # a host not in ALLOWED_HOSTS is still a 400
                 self._drain(request, length)
                 return self.too_large(request, limit)
         return self.get_response(request)
