@@ -202,7 +202,7 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": CACHE_URL,
-        # A cache that hangs must not hold a request: rate limits count per process meanwhile.
+        # A cache that hangs must not hold a request for long. (Rate limits use RATE_LIMIT_URL.)
         "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     }
     if CACHE_URL.startswith(("redis://", "rediss://"))

@@ -10,9 +10,10 @@ import pytest
 import time_machine
 from django.urls import reverse
 
+from contacts import ratelimit, services
 from contacts.models import AnonymousView, Contact, Event, Form, Visitor
 from scoring.models import ScoreEntry
-from tests.utils import free_port
+from tests.utils import free_port, redis_test_url
 
 pytestmark = pytest.mark.django_db
 
@@ -86,3 +87,29 @@ def test_a_form_joins_the_single_page_view_its_visitor_made_before(client):
     )  # fmt: skip
     assert Visitor.objects.get(visitor_id="form-visitor-0001").contact == lead
     assert not AnonymousView.objects.exists()
+
+
+@pytest.mark.redis
+def test_the_beacon_limit_is_counted_in_redis_for_every_web_process(client, settings):
+    import redis
+
+    settings.RATE_LIMIT_URL = redis_test_url()
+    redis.Redis.from_url(settings.RATE_LIMIT_URL).flushdb()
+    settings.BEACON_RATE_PER_MINUTE = 3
+    with time_machine.travel(datetime(2026, 3, 2, 10, 0, 5, tzinfo=UTC), tick=False):
+        first = [beacon(client, f"fresh-visitor-{n:06d}").status_code for n in range(2)]
+        ratelimit.reset()  # another web process: its own memory, the same Redis
+        later = [beacon(client, f"fresh-visitor-{n:06d}").status_code for n in range(2, 4)]
+    redis.Redis.from_url(settings.RATE_LIMIT_URL).flushdb()
+    assert first + later == [204, 204, 204, 429]
+
+
+def test_views_of_visitors_who_stayed_anonymous_are_forgotten_after_a_while(client, settings):
+    settings.VISITOR_ANONYMOUS_DAYS = 30
+    with time_machine.travel(datetime(2026, 3, 2, 10, 0, tzinfo=UTC)):
+        beacon(client, "gone-visitor-0001")
+    with time_machine.travel(datetime(2026, 3, 30, 10, 0, tzinfo=UTC)):
+        beacon(client, "recent-visitor-01")
+    with time_machine.travel(datetime(2026, 4, 2, 10, 0, tzinfo=UTC)):
+        assert services.anonymous_views_purge() == 1
+    assert AnonymousView.objects.get().visitor_id == "recent-visitor-01"
