@@ -101,7 +101,7 @@ def test_a_rep_gets_the_same_answer_as_for_a_missing_contact(
 
     if (name, whose) == ("queue-claim", "other reps lead") and method == "post":
         # Losing the race to a colleague: told who was faster, not whom the lead is about.
-        assert seen[:2] == nothing[:2] and seen[2] == ["Léa Dubois claimed this lead first."]
+        assert seen[:2] == nothing[:2] and len(seen[2]) == 1 and "Léa Dubois" in seen[2][0]
     else:
         assert seen == nothing
     assert response.status_code in (302, 403, 404, 405)
