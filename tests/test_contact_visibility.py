@@ -151,3 +151,13 @@ def test_a_rep_no_longer_opens_a_lead_they_recorded_as_lost(sales_client, world)
     )
     assert Client().get(reverse("contact-detail", args=[lead.pk])).status_code == 302
     assert sales_client.get(reverse("contact-detail", args=[lead.pk])).status_code == 404
+
+
+def test_a_reps_contact_page_names_no_contact_the_rep_may_not_open(sales_client, world):
+    client_of_mine = world["own client"]
+    Contact.objects.filter(pk=client_of_mine.pk).update(referred_by=world["suspect"])
+    Contact.objects.filter(pk=world["prospect"].pk).update(referred_by=client_of_mine)
+
+    page = sales_client.get(reverse("contact-detail", args=[client_of_mine.pk])).content.decode()
+
+    assert "Suspecte" not in page and "Prospect" not in page
