@@ -2040,11 +2040,8 @@ def _user_name(user: Any) -> str:
 
 def _claim_refusal(contact_id: int, user: AbstractBaseUser) -> str:
     contact = Contact.objects.select_related("owner").filter(pk=contact_id).first()
-    if (
-        contact is not None
-        and contact.owner_id not in (None, user.pk)
-        and (contact.stage == Contact.Stage.SQL)
-    ):
+    claimed_by_another = contact is not None and contact.owner_id not in (None, user.pk)
+    if claimed_by_another and contact.stage == Contact.Stage.SQL:
         # The race the queue is about: say who was faster, but not whom the lead is about
         # (another rep's lead is not the loser's to see).
         return _("%(owner)s claimed this lead first.") % {"owner": _user_name(contact.owner)}
