@@ -187,6 +187,12 @@ def _json_value(value: object) -> object:
     return str(value)
 
 
+def code(stored: str) -> str:
+    """The code of a stored reason, or "" for a text that is no code."""
+    found = stored.partition("{")[0]
+    return found if found in REASONS else ""
+
+
 def text(stored: str, registry: Mapping[str, Label] | None = None) -> str:
     """What a stored reason says in the active language; any other text as it is."""
     registry = REASONS if registry is None else registry
