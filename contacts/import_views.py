@@ -74,7 +74,7 @@ def _samples(job: ImportJob) -> list[list[str]]:
         if count == PREVIEW_ROWS:
             break
         for values, cell in zip(samples, row.cells, strict=False):
-            values.append(cell.strip())
+            values.append(csv_import.CONTROL_PATTERN.sub("\ufffd", cell.strip()))
     return samples
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from django.utils.functional import Promise
@@ -176,7 +177,20 @@ def coded(code: str, *, cut: bool = False, **params: Any) -> str:
             name: value[:PARAM_MAX_LENGTH] if isinstance(value, str) else value
             for name, value in params.items()
         }
-    return code + json.dumps(params, ensure_ascii=False, separators=(",", ":"))
+    return code + json.dumps(params, ensure_ascii=False, separators=(",", ":"), default=_json_value)
+
+
+def _json_value(value: object) -> object:
+    # A score summed by PostgreSQL comes as a Decimal.
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return str(value)
+
+
+def code(stored: str) -> str:
+    """The code of a stored reason, or "" for a text that is no code."""
+    found = stored.partition("{")[0]
+    return found if found in REASONS else ""
 
 
 def text(stored: str, registry: Mapping[str, Label] | None = None) -> str:

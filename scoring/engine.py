@@ -244,16 +244,6 @@ class Threshold:
             tag=self.content_tag,
         )
 
-    @property
-    def label(self) -> str:
-        parts = []
-        if self.min_score is not None:
-            parts.append(f"score ≥ {self.min_score}")
-        parts.extend(self.event_types)
-        if self.content_tag:
-            parts.append(f"“{self.content_tag}” content")
-        return f"{self.stage.upper()}: " + " or ".join(parts)
-
     def reached_by(self, score: int, events: Iterable[EventFact]) -> bool:
         if not self.active:
             return False

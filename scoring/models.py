@@ -181,7 +181,8 @@ class Threshold(models.Model):
         verbose_name_plural = _("thresholds")
 
     def __str__(self) -> str:
-        return self.to_engine().label
+        # "Threshold: SQL at 60 points or Demo requested", in the reader's language.
+        return reasons.text(self.to_engine().actor_name)
 
     def event_type_list(self) -> tuple[str, ...]:
         return tuple(t.strip() for t in self.event_types.split(",") if t.strip())

@@ -45,7 +45,7 @@ GROUP_KEY = tuple(GROUP_FIELDS)
 
 @dataclass
 class Group:
-    kind: str  # rule, decay, deleted or machine
+    kind: str  # rule, decay, adjustment, deleted or machine
     name: str
     total: int
     times: int
@@ -127,7 +127,10 @@ def ledger_groups(contact: Contact) -> list[Group]:
         elif row["group_decay"] is not None:
             kind, name = "decay", row["decay_name"]
         else:
-            kind, name = "deleted", reasons.text(row["group_reason"])
+            # Points without a rule: a sequence's "adjust score" step, or a deleted rule's.
+            reason = row["group_reason"]
+            kind = "adjustment" if reasons.code(reason) == "sequence_points" else "deleted"
+            name = reasons.text(reason)
         groups[key] = Group(kind=kind, name=name, total=row["total"], times=row["times"])
 
     if groups:

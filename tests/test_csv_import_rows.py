@@ -5,6 +5,7 @@ import csv
 import io
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from contacts.models import Contact, ImportJob
@@ -98,3 +99,14 @@ def test_refusals_are_shown_in_the_language_of_whoever_reads_them(
     assert "is not a valid email address" in english_rows[-1][1]
     assert "La ligne 7 a 4 cellules" in french_rows[2][1]
     assert "Line 7 has 4 cells" in english_rows[2][1]
+
+
+@pytest.mark.django_db
+def test_the_mapping_page_shows_a_nul_byte_as_a_replacement_character(marketer_client):
+    response = marketer_client.post(
+        reverse("contact-import"),
+        {"file": SimpleUploadedFile("nul.csv", WITH_NUL, content_type="text/csv")},
+    )
+    assert response.status_code == 302  # the file is taken; its bad row is refused later
+    page = marketer_client.get(response.url).content.decode()
+    assert "B\ufffdb" in page and "\x00" not in page

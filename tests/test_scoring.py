@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.db.models import Sum
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from contacts.models import Contact, Event, StageChange
 from contacts.services import events_process, stage_move
@@ -28,10 +28,11 @@ def test_the_classic_defaults_are_shipped():
         "Download": 1, "Newsletter signup": 5, "Email opened": 2, "Email clicked": 10,
         "Pricing page": 15, "Demo request": 20, "Careers page": -5, "Newsletter unsubscribe": -5,
     }  # fmt: skip
-    thresholds = {t.stage: str(t) for t in Threshold.objects.all()}
-    assert thresholds["mql"] == "MQL: score ≥ 20"
-    assert thresholds["sql"] == "SQL: score ≥ 60 or demo_request"
-    assert thresholds["ambassador"] == "AMBASSADOR: referral or review"
+    with translation.override("en"):
+        thresholds = {t.stage: str(t) for t in Threshold.objects.all()}
+    assert thresholds["mql"] == "Threshold: MQL at 20 points"
+    assert thresholds["sql"] == "Threshold: SQL at 60 points or Demo requested"
+    assert thresholds["ambassador"] == "Threshold: Ambassador at Referral or Review"
 
 
 def test_a_pricing_page_view_scores_and_is_explained_in_the_ledger(

@@ -125,3 +125,25 @@ def test_stage_changes_written_before_codes_read_in_each_language(marketer_clien
     assert "Threshold: SQL at 60 points or Demo requested" in english
     assert "Trop cher pour eux" in english
     assert StageChange.objects.get(reason="Trop cher pour eux")  # left as typed
+
+
+def test_a_sequences_points_and_move_read_in_each_readers_language(
+    marketer_client, django_capture_on_commit_callbacks
+):
+    sequence = sequence_with({"kind": "score", "points": 5}, {"kind": "stage", "stage": "mql"})
+    sequence.name = "Relance"
+    sequence.save()
+    contact = Contact.objects.create(email="max@exemple.fr", stage="lead")
+    nurturing.enrollments_start(sequence=sequence, contact_ids=[contact.pk])
+    with django_capture_on_commit_callbacks(execute=True):
+        nurturing.enrollments_advance()  # unnamed steps: known by their position
+    explanation = reverse("score-explanation", args=[contact.pk])
+
+    french = in_language(marketer_client, "fr", explanation)
+    english = in_language(marketer_client, "en", explanation)
+
+    assert "Séquence « Relance » : Étape 1" in french.replace("\xa0", " ")
+    assert "Sequence “Relance”: Step 1" in english
+    assert "rule deleted since" not in english  # points from a step, not from a lost rule
+    history = in_language(marketer_client, "en", reverse("contact-detail", args=[contact.pk]))
+    assert "Sequence “Relance”" in moved_by(history)
