@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('contacts', '0013_fewer_stagechange_indexes'),
+        ('contacts', '0015_i18n_stage_change_reason_codes'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -89,7 +89,7 @@ def to_codes(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("contacts", "0013_fewer_stagechange_indexes"),
+        ("contacts", "0014_redis_anonymous_views"),
     ]
 
     operations = [
