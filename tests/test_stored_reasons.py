@@ -103,7 +103,7 @@ def test_stage_changes_written_before_codes_read_in_each_language(marketer_clien
 
     from django.apps import apps
 
-    migration = import_module("contacts.migrations.0014_i18n_stage_change_reason_codes")
+    migration = import_module("contacts.migrations.0015_i18n_stage_change_reason_codes")
     contact = Contact.objects.create(email="lea@exemple.fr", stage="sql")
     old = [
         ("suspect", "lead", "import", "", "Importé depuis salon.csv"),
