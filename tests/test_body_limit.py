@@ -50,10 +50,12 @@ def gunicorn(tmp_path_factory):
          f"127.0.0.1:{port}", "leadfunnel.wsgi:application"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    wait_for(lambda: _answers(port), timeout=60)
-    yield port
-    process.terminate()
-    output, _ = process.communicate(timeout=30)
+    try:
+        wait_for(lambda: _answers(port), timeout=60)
+        yield port
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
     assert "Traceback" not in output, output
 
 
