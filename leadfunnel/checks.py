@@ -43,7 +43,7 @@ AT_LEAST_ZERO = (
 
 
 def _error(number: int, message: str, hint: str) -> Error:
-    return Error(message, hint=hint, id=f"leadfunnel.E{number:03d}")
+    return Error(message, hint=hint, obj="settings", id=f"leadfunnel.E{number:03d}")
 
 
 @register(TAG)

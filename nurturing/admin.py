@@ -186,7 +186,7 @@ class MessageAdmin(ReadOnlyAdmin):
     search_fields = ["to", "subject", "message_id"]
     list_select_related = ["contact"]
     readonly_fields = [field.name for field in Message._meta.fields]
-    actions = ["send_again"]
+    actions = ["send_again", "mark_delivered"]
 
     @admin.display(description=_("why"))
     def error_label(self, message: Message) -> str:
@@ -200,6 +200,20 @@ class MessageAdmin(ReadOnlyAdmin):
             ngettext(
                 "%(count)d message will be sent again.",
                 "%(count)d messages will be sent again.",
+                count,
+            )
+            % {"count": count},
+            messages.SUCCESS if count else messages.WARNING,
+        )
+
+    @admin.action(description=_("Mark as delivered (messages in doubt)"))
+    def mark_delivered(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
+        count = services.messages_mark_delivered(messages=queryset)
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d message marked as delivered.",
+                "%(count)d messages marked as delivered.",
                 count,
             )
             % {"count": count},

@@ -19,7 +19,8 @@ from django.conf import settings
 from django.core.mail import get_connection
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.http import QueryDict
 from django.urls import reverse
 from django.utils import timezone
@@ -1149,6 +1150,19 @@ def messages_retry(*, messages: Any, as_of: datetime | None = None) -> int:
         handed_over_at=None,
         lease_until=None,
         attempts=0,
+    )
+
+
+@transaction.atomic
+def messages_mark_delivered(*, messages: Any, as_of: datetime | None = None) -> int:
+    """A person confirms that in-doubt messages did arrive (the mail server's log, the
+    recipient): they count as sent, and their enrolments' later emails, which waited for
+    them, may go."""
+    as_of = as_of or timezone.now()
+    return messages.filter(status=Message.Status.IN_DOUBT).update(
+        status=Message.Status.SENT,
+        sent_at=Coalesce("handed_over_at", Value(as_of)),
+        lease_until=None,
     )
 
 

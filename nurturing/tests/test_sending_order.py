@@ -88,3 +88,32 @@ def test_a_later_email_waits_while_an_earlier_one_is_in_doubt_or_retrying(smtp):
             "contact_id", flat=True
         )
     ) == {in_doubt.pk, retrying.pk}
+
+
+def test_a_person_marks_an_in_doubt_email_delivered_and_the_next_one_goes(smtp, admin_client):
+    sequence = sequence_with(
+        email_step(subject="Premier"), wait_step(minutes=1), email_step(subject="Second")
+    )
+    contact = ContactFactory()
+    services.enrollments_start(sequence=sequence, contact_ids=[contact.pk])
+    services.enrollments_advance()
+    first = Message.objects.get()
+    handed_over = timezone.now()
+    Message.objects.filter(pk=first.pk).update(status="in_doubt", handed_over_at=handed_over)
+    with later(minutes=2):
+        services.enrollments_advance()
+        assert services.messages_send() == 0  # held behind the one in doubt
+
+    # The mail server's log shows it arrived: the admin says so.
+    response = admin_client.post(
+        "/admin/nurturing/message/",
+        {"action": "mark_delivered", "_selected_action": [first.pk]},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    first.refresh_from_db()
+    assert (first.status, first.sent_at) == ("sent", handed_over)
+    with later(minutes=3):
+        assert services.messages_send() == 1
+    assert subjects_by_recipient(smtp) == {contact.email: ["Second"]}
