@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.cookiejar
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -69,6 +70,7 @@ def main() -> int:
     if leftovers.strip():
         print(f"smoke: FAILED, processes left running: {leftovers}", file=sys.stderr)
         return 1
+    shutil.rmtree(var, ignore_errors=True)
     print(
         "smoke: OK (web, worker and beat ran; logged-in pages answered 200; the console "
         f"stayed at {len(output.splitlines())} lines; everything stopped)"

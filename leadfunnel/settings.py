@@ -4,6 +4,7 @@ Development and production differ only by variables. With no variables at all th
 embedded default: a SQLite file and a file-system Celery broker under ``var/``.
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -108,6 +109,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "timeout": 20,
         }
     )
+    # Tests get a file of their own (this process's), not Django's in-memory database shared
+    # between threads: its table locks fail a live server's write at once, without waiting,
+    # while a test reads ("database table is locked"). WAL lets them overlap.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
