@@ -288,7 +288,7 @@ def test_payloads_from_the_form_the_api_and_an_import_never_run_on_any_page(
                           data={"contacts": [person]})  # fmt: skip
         assert answer.status == 200, answer.text()
         event = {"email": "xss-api@exemple.fr", "type": "page_view",
-                 "properties": {"url": "https://ex.fr/", "title": IMAGE}}  # fmt: skip
+                 "properties": {"url": "https://ex.fr/", "title": IMAGE}, "source": IMAGE}  # fmt: skip
         answer = api.post(f"{live_server.url}/api/v1/events", headers=headers,
                           data={"events": [event]})  # fmt: skip
         assert answer.status == 200, answer.text()
