@@ -37,6 +37,16 @@ def _forget_outages():
     tracking.outage.reset()
 
 
+@pytest.fixture(autouse=True)
+def _default_language():
+    """A request in another language leaves it active in this thread: the next test would
+    read English where it expects the default."""
+    from django.utils import translation
+
+    yield
+    translation.activate(settings.LANGUAGE_CODE)
+
+
 @pytest.fixture
 def marketer(db):
     return UserFactory(
