@@ -3,11 +3,11 @@
 Mirrors the Dockerfile and docker-compose.yml without Docker: the source tree is copied as
 `COPY . .` copies it (.dockerignore's exclusions), `collectstatic` and `compilemessages` run as
 the image build runs them (DEBUG off, manifest storage on, a throwaway key), `migrate` runs on a
-fresh PostgreSQL database, and gunicorn (with gunicorn.conf.py) and a Celery worker run against
-PostgreSQL + Redis. Without TLS in front, the secure-cookie and SSL-redirect settings are off, as
-the compose file's comment says. Then: a logged-in HTML page, a static file under its hashed
-name, /healthz and a public form post must answer correctly, and the post must be stored and
-handled by the worker.
+fresh PostgreSQL database, and the compose file's web (gunicorn, reading gunicorn.conf.py),
+worker and worker-intake commands run against PostgreSQL + Redis. Without TLS in front, the
+secure-cookie and SSL-redirect settings are off, as the compose file's comment says. Then: a
+logged-in HTML page, a static file under its hashed name, /healthz and a public form post must
+answer correctly, and the post must be stored and handled by the workers.
 
 Variables: CI_PRODUCTION_DATABASE_URL (a database this script drops and recreates, default
 postgres://postgres@127.0.0.1:5432/leadfunnel_production_ci) and CI_REDIS_URL.
@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,8 @@ import urllib.request
 from pathlib import Path
 
 import psycopg
+import yaml
+from serving import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE_URL = os.environ.get(
@@ -44,6 +45,10 @@ USERNAME, PASSWORD = "ci-admin", "production-check-password-1234"
 FORM_EMAIL = "production.check@example.com"
 # Off here because nothing terminates TLS in front of gunicorn (docker-compose.yml's comment).
 TLS_OFF = ("SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE")
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+# The compose services that serve: gunicorn (reading gunicorn.conf.py from its folder, as in the
+# image) and the two workers with their queues.
+SERVING = ("web", "worker", "worker-intake")
 
 
 def main() -> int:
@@ -77,31 +82,32 @@ def main() -> int:
     ).strip()  # fmt: skip
     print(f"production: built and migrated in {time.monotonic() - started:.1f} s")
 
-    log = work / "gunicorn.log"
-    with log.open("w") as web_log, (work / "worker.log").open("w") as worker_log:
-        web = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "leadfunnel.wsgi", "-c", "gunicorn.conf.py",
-             "--bind", f"127.0.0.1:{port}", "--access-logfile", "-"],
-            env=env, cwd=app, stdout=web_log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "leadfunnel", "worker", "-l", "INFO",
-             "--concurrency", "1"],
-            env=env, cwd=app, stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        try:
-            wait_until_up(f"{base}/healthz")
-            check_healthz(base)
-            check_logged_in_page_and_static(base, work / "staticfiles")
-            check_form_post(base, form_key)
-            check_form_stored(manage, env, app)
-        except BaseException:
-            for name in ("gunicorn.log", "worker.log"):
-                print(f"--- {name} (end) ---\n{(work / name).read_text()[-4000:]}", file=sys.stderr)
-            raise
-        finally:
-            stop(web)
-            stop(worker)
+    processes = {
+        service: subprocess.Popen(
+            compose_command(service, port),
+            env=env,
+            cwd=app,
+            start_new_session=True,
+            stdout=(work / f"{service}.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        for service in SERVING
+    }
+    try:
+        wait_until_up(f"{base}/healthz", label="production")
+        check_gunicorn_settings(work / "web.log")
+        check_healthz(base)
+        check_logged_in_page_and_static(base, work / "staticfiles")
+        check_form_post(base, form_key)
+        check_form_stored(manage, env, app)
+    except BaseException:
+        for service in SERVING:
+            log = (work / f"{service}.log").read_text()[-4000:]
+            print(f"--- {service} (end) ---\n{log}", file=sys.stderr)
+        raise
+    finally:
+        for process in processes.values():
+            stop(process)
     print(f"production: OK in {time.monotonic() - started:.1f} s")
     shutil.rmtree(work, ignore_errors=True)
     return 0
@@ -152,6 +158,14 @@ def production_env(work: Path, base: str) -> dict[str, str]:
     return env
 
 
+def compose_command(service: str, port: int) -> list[str]:
+    """The compose service's command as this machine runs it: its program by this Python
+    (`gunicorn` → `python -m gunicorn`), the web port a free one."""
+    program, *arguments = COMPOSE["services"][service]["command"]
+    arguments = [arg.replace("0.0.0.0:8000", f"127.0.0.1:{port}") for arg in arguments]
+    return [sys.executable, "-m", program, *arguments]
+
+
 def run(command: list[str], env: dict[str, str], cwd: Path) -> str:
     result = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True)
     if result.returncode != 0:
@@ -174,27 +188,16 @@ def fresh_database(url: str) -> None:
         connection.execute(f'CREATE DATABASE "{name}"')
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_up(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit(f"production: {url} did not answer within {timeout} s")
-
-
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: object, **kwargs: object) -> None:
         return None
+
+
+def check_gunicorn_settings(log: Path) -> None:
+    """gunicorn found gunicorn.conf.py in its folder, as in the image (threads, 2 processes)."""
+    text = log.read_text()
+    assert "Using worker: gthread" in text, text[-2000:]
+    print("production: gunicorn runs with gunicorn.conf.py (gthread workers)")
 
 
 def check_healthz(base: str) -> None:

@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,13 +19,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from serving import free_port, wait_until_up
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main() -> int:
@@ -46,7 +41,7 @@ def main() -> int:
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until_up(f"{base}/healthz")
+        wait_until_up(f"{base}/healthz", label="smoke")
         check_pages(base)
         children = subprocess.run(
             ["ps", "--ppid", str(server.pid), "-o", "args="], capture_output=True, text=True
@@ -76,18 +71,6 @@ def main() -> int:
         f"stayed at {len(output.splitlines())} lines; everything stopped)"
     )
     return 0
-
-
-def wait_until_up(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit(f"smoke: {url} did not answer within {timeout} s")
 
 
 def check_pages(base: str) -> None:

@@ -2,23 +2,14 @@
 a contact with nothing to know them by."""
 
 import pytest
-from django.conf import settings
 from django.contrib.messages import get_messages
 from django.urls import reverse
-from django.utils import translation
 
 from contacts import services
 from contacts.models import Contact
 from tests.factories import ContactFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def server_language_after():
-    """Requests in another language leave it active in this thread: put the default back."""
-    yield
-    translation.activate(settings.LANGUAGE_CODE)
 
 
 ERASED = "personal data was erased"

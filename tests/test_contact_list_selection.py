@@ -2,20 +2,12 @@
 dashboard's dates are), and nothing offers to export or enrol an empty list."""
 
 import pytest
-from django.conf import settings
 from django.contrib.messages import get_messages
 from django.urls import reverse
-from django.utils import translation
 
 from tests.factories import ContactFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def server_language_after():
-    yield
-    translation.activate(settings.LANGUAGE_CODE)
 
 
 @pytest.fixture

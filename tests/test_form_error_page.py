@@ -3,20 +3,11 @@ in the visitor's language, fields named as people name them, and a "Back" link o
 site the form belongs to."""
 
 import pytest
-from django.conf import settings
 from django.urls import reverse
-from django.utils import translation
 
 from contacts.models import Form
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def server_language_after():
-    """Requests in another language leave it active in this thread: put the default back."""
-    yield
-    translation.activate(settings.LANGUAGE_CODE)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from django.conf import settings
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
-from django.utils import translation
 
 from tests.factories import UserFactory
 
@@ -14,13 +13,6 @@ PASSWORD = "secret-pass-123"
 LOCKED = "Too many failed logins"
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def server_language_after():
-    """Requests in another language leave it active in this thread: put the default back."""
-    yield
-    translation.activate(settings.LANGUAGE_CODE)
 
 
 def log_in(client, username, password, address="203.0.113.5", url=None, **headers):

@@ -15,7 +15,7 @@ from django.urls import reverse
 from contacts import services, tracking
 from contacts.models import Event
 from leadfunnel.celery import app as celery_app
-from tests.utils import free_port, wait_for
+from tests.utils import free_port, redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -25,21 +25,7 @@ def compose_redis(port: int, folder: Path) -> subprocess.Popen[bytes]:
     """redis-server with the compose service's arguments, its data folder in ``folder``."""
     command = COMPOSE["services"]["redis"]["command"]
     assert command[0] == "redis-server"
-    server = subprocess.Popen(
-        [*command, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)],
-        stdout=subprocess.DEVNULL,
-    )
-    wait_for(lambda: _pings(f"redis://127.0.0.1:{port}/0"), timeout=20)
-    return server
-
-
-def _pings(url: str) -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
-    except redis.exceptions.ConnectionError:
-        return False
+    return redis_server(port, *command[1:], "--dir", str(folder))
 
 
 @pytest.mark.django_db

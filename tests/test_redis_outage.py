@@ -20,7 +20,7 @@ from django.db import connection
 
 from contacts import services
 from contacts.models import Contact, Event, Form
-from tests.utils import free_port, wait_for
+from tests.utils import free_port, redis_server, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [
@@ -31,21 +31,8 @@ pytestmark = [
 ]
 
 
-def redis_server(port: int, *extra: str) -> subprocess.Popen[bytes]:
-    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", *extra]  # fmt: skip
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    wait_for(lambda: _pings(f"redis://127.0.0.1:{port}/0"), timeout=20)
-    return server
-
-
-def _pings(url: str) -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
-    except redis.exceptions.ConnectionError:
-        return False
+def throwaway_redis(port: int) -> subprocess.Popen[bytes]:
+    return redis_server(port, "--save", "", "--appendonly", "no")
 
 
 def gunicorn(redis_url: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -98,7 +85,7 @@ def test_forms_api_batches_and_beacons_are_stored_while_redis_is_down(_case, sto
     form = Form.objects.create(name="Livre blanc")
     _, key = services.api_key_create(name="site")
     port = free_port()
-    redis = redis_server(port)
+    redis = throwaway_redis(port)
     server, base = gunicorn(f"redis://127.0.0.1:{port}/0")
 
     def send_form(n: int) -> tuple[int, float]:

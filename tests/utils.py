@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -53,3 +54,21 @@ def redis_test_url() -> str:
     """The developer's REDIS_URL with a database number of the tests' own (TEST_REDIS_DB)."""
     parts = urlsplit(os.environ["REDIS_URL"])
     return urlunsplit(parts._replace(path=f"/{os.environ.get('TEST_REDIS_DB', '13')}"))
+
+
+def redis_server(port: int, *arguments: str) -> subprocess.Popen[bytes]:
+    """A throwaway redis-server on ``port`` (tests stop, kill and restart it), with ``arguments``
+    (persistence, data folder); answers PING before this returns."""
+    command = ["redis-server", *arguments, "--port", str(port), "--bind", "127.0.0.1"]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    wait_for(lambda: _redis_answers(f"redis://127.0.0.1:{port}/0"), timeout=20)
+    return server
+
+
+def _redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+    except redis.exceptions.ConnectionError:
+        return False

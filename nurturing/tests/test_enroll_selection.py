@@ -2,11 +2,9 @@
 "everyone" (an explicit choice is needed), and an empty selection enrols nobody, with a reason."""
 
 import pytest
-from django.conf import settings
 from django.contrib.messages import get_messages
 from django.core.exceptions import ValidationError
 from django.urls import reverse
-from django.utils import translation
 
 from nurturing import services
 from nurturing.models import Enrollment
@@ -14,12 +12,6 @@ from nurturing.tests.helpers import email_step, sequence_with
 from tests.factories import ContactFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def server_language_after():
-    yield
-    translation.activate(settings.LANGUAGE_CODE)
 
 
 @pytest.fixture
