@@ -9,6 +9,10 @@ from django.conf import settings
 
 from tests.factories import UserFactory
 
+# The tests' users need a password, not the production hasher's deliberate slowness (about
+# 0.2 s a hash here, paid by every user a fixture makes). Django's testing docs suggest this.
+settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
 
 def uses_postgres() -> bool:
     return settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
