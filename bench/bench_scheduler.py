@@ -106,7 +106,7 @@ def run(scale: float) -> list[dict]:
 
     from django.conf import settings
     from django.core.mail import get_connection
-    from django.db import connections
+    from django.db import connection, connections
 
     from nurturing import services
     from nurturing.models import Enrollment, Message
@@ -162,6 +162,10 @@ def run(scale: float) -> list[dict]:
 
         # The same delivery shared by two send workers (what two Celery worker processes do).
         Message.objects.update(status="queued", sent_at=None, attempts=0)
+        # Autovacuum is off on these machines: without this, the claim's index scans wade
+        # through the first run's dead row versions, which production's autovacuum removes.
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE nurturing_message")
         connections.close_all()
         started = time.perf_counter()
         with multiprocessing.get_context("fork").Pool(2) as pool:

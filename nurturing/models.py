@@ -499,8 +499,12 @@ class Message(models.Model):
             models.UniqueConstraint(fields=["enrollment", "step"], name="message_once_per_step"),
         ]
         indexes = [
+            # In the send claim's order (next attempt, then id), so that the claim reads the
+            # first due rows from the index and checks only those for an earlier unfinished
+            # message of their enrolment: 0.4 ms a claim of 100 with 10,000 queued, where a
+            # sort of every due row first took 24 ms (EXPLAIN ANALYZE, bench database).
             models.Index(
-                fields=["next_attempt_at"],
+                fields=["next_attempt_at", "id"],
                 name="message_sendable",
                 condition=Q(status="queued"),
             ),
