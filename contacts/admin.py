@@ -79,7 +79,19 @@ class ContactAdminForm(ContactForm):
         fields = [*ContactForm.Meta.fields, "referred_by"]
 
 
-class StageChangeInline(admin.TabularInline):
+class StageChangeColumns:
+    """Who moved the contact and why, in the reader's language (stored as codes)."""
+
+    @admin.display(description=_("by"))
+    def moved_by(self, change: StageChange) -> str:
+        return change.moved_by
+
+    @admin.display(description=_("reason"))
+    def reason_text(self, change: StageChange) -> str:
+        return change.reason_text
+
+
+class StageChangeInline(StageChangeColumns, admin.TabularInline):
     model = StageChange
     fields = ["at", "from_stage", "to_stage", "outcome", "moved_by", "reason_text"]
     readonly_fields = fields
@@ -89,14 +101,6 @@ class StageChangeInline(admin.TabularInline):
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
-
-    @admin.display(description=_("by"))
-    def moved_by(self, change: StageChange) -> str:
-        return change.moved_by
-
-    @admin.display(description=_("reason"))
-    def reason_text(self, change: StageChange) -> str:
-        return change.reason_text
 
 
 PROFILE_FIELDS = ["email", "first_name", "last_name", "company", "job_title", "phone", "time_zone"]
@@ -270,7 +274,7 @@ class PendingEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(StageChange)
-class StageChangeAdmin(AuditAdmin):
+class StageChangeAdmin(StageChangeColumns, AuditAdmin):
     """The audit trail: read-only. Stages move through the contact admin's action."""
 
     list_display = [
@@ -280,14 +284,6 @@ class StageChangeAdmin(AuditAdmin):
     search_fields = ["contact__email", "reason", "actor_name"]
     list_select_related = ["contact", "actor"]
     date_hierarchy = "at"
-
-    @admin.display(description=_("by"))
-    def moved_by(self, change: StageChange) -> str:
-        return change.moved_by
-
-    @admin.display(description=_("reason"))
-    def reason_text(self, change: StageChange) -> str:
-        return change.reason_text
 
 
 @admin.register(ApiKey)
