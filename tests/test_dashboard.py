@@ -327,7 +327,7 @@ def test_no_dates_means_the_last_30_days():
 def test_reversed_dates_are_swapped_with_a_notice():
     period, notices = period_from({"from": "2026-02-28", "to": "2026-02-01"}, TODAY)
     assert period == FEBRUARY
-    assert notices == ["La date de fin précédait la date de début : les deux ont été inversées."]
+    assert notices == ["La date de fin précédait la date de début\xa0: les deux ont été inversées."]
 
 
 @pytest.mark.parametrize("value", ["2026-02-30", "hier", "2026-2-1", "0001-01-01", "9999-12-31"])
