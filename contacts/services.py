@@ -1078,14 +1078,14 @@ def visitor_stitch(*, visitor_id: str, contact: Contact) -> ContactMerge | None:
         except IntegrityError:  # the drain made it an anonymous suspect meanwhile: merge that
             visitor = Visitor.objects.select_for_update().get(visitor_id=visitor_id)
         else:
-            adopted = _anonymous_views_adopt({visitor_id: contact.pk})
-            if adopted:
-                first_utm = next((e.properties["utm"] for e in adopted if e.properties["utm"]), {})
+            kept = _anonymous_views_take([visitor_id])
+            if kept:
+                first_utm = next((view.utm for view in kept if view.utm), {})
                 if first_utm and not (contact.utm_source or contact.utm_campaign):
                     Contact.objects.filter(pk=contact.pk).update(**first_utm)
                     for name, value in first_utm.items():
                         setattr(contact, name, value)
-                events_record_many(events=[_without_utm_key(e) for e in adopted])
+                events_record_many(events=[_kept_view_event(view, contact.pk) for view in kept])
             return None
     if visitor.contact_id == contact.pk:
         return None
@@ -1271,30 +1271,45 @@ def page_views_record_many(*, views: Sequence[tracking.QueuedView]) -> list[int]
         _anonymous_views_keep(waiting)
         views = [view for view in views if view.visitor_id in contact_ids]
     # Views kept while these visitors were anonymous come first: the first touch is theirs.
-    adopted = _anonymous_views_adopt(contact_ids) if contact_ids else []
-    _first_touch_utm(
-        [(e.contact_id, e.properties["utm"]) for e in adopted]
-        + [(contact_ids[view.visitor_id], view.utm) for view in views]
-    )
+    kept = _anonymous_views_take(list(contact_ids)) if contact_ids else []
+    _first_touch_utm([(contact_ids[view.visitor_id], view.utm) for view in [*kept, *views]])
     return events_record_many(
-        events=[_without_utm_key(e) for e in adopted]
+        events=[_kept_view_event(view, contact_ids[view.visitor_id]) for view in kept]
         + [
-            NewEvent(
-                contact_id=contact_ids[view.visitor_id],
-                type=Event.Type.PAGE_VIEW,
-                occurred_at=view.at,
-                properties={
-                    "url": view.url,
-                    "title": view.title,
-                    "referrer": view.referrer,
-                    **view.utm,
-                },
-                source="beacon",
-                idempotency_key=view.idempotency_key,
+            _page_view_event(
+                contact_ids[view.visitor_id],
+                at=view.at,
+                url=view.url,
+                title=view.title,
+                referrer=view.referrer,
+                utm=view.utm,
+                key=view.idempotency_key,
             )
             for view in views
         ]
     )
+
+
+def _page_view_event(
+    contact_id: int, *, at: datetime, url: str, title: str, referrer: str,
+    utm: Mapping[str, str], key: str,
+) -> NewEvent:  # fmt: skip
+    """A beacon's page view as an event: its UTM values among its properties."""
+    return NewEvent(
+        contact_id=contact_id,
+        type=Event.Type.PAGE_VIEW,
+        occurred_at=at,
+        properties={"url": url, "title": title, "referrer": referrer, **utm},
+        source="beacon",
+        idempotency_key=key,
+    )
+
+
+def _kept_view_event(view: AnonymousView, contact_id: int) -> NewEvent:
+    return _page_view_event(
+        contact_id, at=view.occurred_at, url=view.url, title=view.title,
+        referrer=view.referrer, utm=view.utm, key=view.key,
+    )  # fmt: skip
 
 
 def _anonymous_views_keep(views: Sequence[tracking.QueuedView]) -> None:
@@ -1315,39 +1330,17 @@ def _anonymous_views_keep(views: Sequence[tracking.QueuedView]) -> None:
     )
 
 
-def _anonymous_views_adopt(contact_ids: Mapping[str, int]) -> list[NewEvent]:
-    """The views kept for these visitors while they were anonymous, taken off that table, as
-    page-view events of their contacts (oldest first; ``utm`` set apart for the first touch)."""
+def _anonymous_views_take(visitor_ids: Sequence[str]) -> list[AnonymousView]:
+    """The views kept for these visitors while they were anonymous, taken off that table
+    (oldest first), to become page-view events of their contacts."""
     kept = list(
         AnonymousView.objects.select_for_update()
-        .filter(visitor_id__in=list(contact_ids))
+        .filter(visitor_id__in=visitor_ids)
         .order_by("occurred_at", "pk")
     )
-    if not kept:
-        return []
-    AnonymousView.objects.filter(pk__in=[view.pk for view in kept]).delete()
-    return [
-        NewEvent(
-            contact_id=contact_ids[view.visitor_id],
-            type=Event.Type.PAGE_VIEW,
-            occurred_at=view.occurred_at,
-            properties={
-                "url": view.url,
-                "title": view.title,
-                "referrer": view.referrer,
-                "utm": view.utm,
-            },  # fmt: skip
-            source="beacon",
-            idempotency_key=view.key,
-        )
-        for view in kept
-    ]
-
-
-def _without_utm_key(event: NewEvent) -> NewEvent:
-    """An adopted view's properties as a page view's: its UTM values spread among the rest."""
-    properties = dict(event.properties)
-    return event._replace(properties={**properties, **properties.pop("utm")})
+    if kept:
+        AnonymousView.objects.filter(pk__in=[view.pk for view in kept]).delete()
+    return kept
 
 
 def anonymous_views_purge() -> int:
