@@ -34,7 +34,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def _forget_outages():
     """A Redis one test made unreachable is not taken for down in the next."""
-    from contacts import ratelimit, tracking
+    from contacts import ratelimit
+    from contacts.intake import tracking
 
     yield
     ratelimit.reset()

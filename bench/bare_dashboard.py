@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from django.db import connection, transaction
 from django.utils import timezone
 
-from contacts.dashboard import (
+from contacts.reports.dashboard import (
     SLA_SQL,
     SLA_SUMMARY_SQL_POSTGRES,
     STAGES,

@@ -123,7 +123,7 @@ def run(scale: float) -> list[dict]:
         raise SystemExit("The beacon benchmark needs wrk (apt-get install wrk; make bench does).")
     import redis
 
-    from contacts import tracking
+    from contacts.intake import tracking
     from contacts.models import AnonymousView, Event
     from contacts.tasks import drain_page_views_task
     from leadfunnel.celery import app as celery_app

@@ -39,8 +39,9 @@ from django.utils import timezone
 from bench import seed
 from bench.bench_ingest import processing_deferred
 from bench.common import result
-from contacts import csv_import, services
-from contacts.import_forms import IMPORT_MAX_BYTES
+from contacts.imports import parsing
+from contacts.imports.forms import IMPORT_MAX_BYTES
+from contacts.imports.jobs import contacts_import, import_job_create, import_job_start
 from contacts.models import Contact, ImportJob
 
 NAME = "import"
@@ -278,16 +279,16 @@ def raw_copy_seconds(rows: int) -> float:
 
 def import_file(raw: bytes) -> ImportJob:
     """What the upload view, the mapping view and the Celery task do, in turn."""
-    detected = csv_import.detect(raw)
+    detected = parsing.detect(raw)
     assert detected.delimiter == ";" and detected.encoding == "utf-8-sig", detected
     upload = SimpleUploadedFile("salon-2024.csv", raw, content_type="text/csv")
-    job = services.import_job_create(
+    job = import_job_create(
         upload=upload, detected=detected, source=None, overwrite=False, actor=None
     )
     assert job.mapping == ["first_name", "last_name", "email", "company", "phone"], job.mapping
-    assert services.import_job_start(job=job, mapping=job.mapping)
+    assert import_job_start(job=job, mapping=job.mapping)
     job = ImportJob.objects.get(pk=job.pk)  # the task loads it by id
-    assert services.contacts_import(job=job)
+    assert contacts_import(job=job)
     job.refresh_from_db()
     return job
 

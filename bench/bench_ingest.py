@@ -23,8 +23,8 @@ from bench import seed
 from bench.bench_scoring import make_events, raw_insert
 from bench.common import percentile, result, timings_ms
 from contacts import broker
+from contacts.intake.capture import api_key_create
 from contacts.models import Event
-from contacts.services import api_key_create
 
 NAME = "ingest"
 BATCH = 1000

@@ -17,6 +17,7 @@ from django.db import connection, connections
 from django.test import Client
 
 from bench.common import percentile, result, timings_ms
+from contacts.sales.claims import ClaimRefused, contact_claim, contact_claim_next
 
 NAME = "queue"
 CLAIMERS = 20
@@ -71,7 +72,6 @@ RETURNING id
 
 def claimer(kind: str, user_id: int, claims: int, start: Any, out: Any) -> None:
     """One rep in its own process: ``claims`` claims, each timed from call to commit."""
-    from contacts import services
     from contacts.models import Contact
 
     user = User.objects.get(pk=user_id)
@@ -89,12 +89,12 @@ def claimer(kind: str, user_id: int, claims: int, start: Any, out: Any) -> None:
             )
         began = time.perf_counter()
         if kind == "next":
-            got = services.contact_claim_next(user=user)
+            got = contact_claim_next(user=user)
         elif kind == "row":
             try:
-                services.contact_claim(contact_id=choice, user=user)
+                contact_claim(contact_id=choice, user=user)
                 got = choice
-            except services.ClaimRefused:
+            except ClaimRefused:
                 refused += 1
                 got = None
         else:

@@ -48,8 +48,8 @@ def _setup(count: int):  # type: ignore[no-untyped-def]
     from django.db import connection
     from django.utils import timezone
 
+    from contacts.bulk import bulk_copy
     from contacts.models import Contact
-    from contacts.services import bulk_copy
     from nurturing.models import Enrollment, Sequence, Step
 
     with connection.cursor() as cursor:

@@ -30,8 +30,9 @@ from bench.common import (
     process_tree,
     result,
 )
+from contacts.events import NewEvent, events_record_many
 from contacts.models import Event, PendingEvent
-from contacts.services import NewEvent, events_process, events_record_many
+from contacts.pipeline import events_process
 
 NAME = "scoring"
 BATCH = 1000

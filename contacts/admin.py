@@ -9,9 +9,9 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from contacts import services
 from contacts.forms import ContactForm
-from contacts.intake import embed_snippet
+from contacts.intake.capture import api_key_create, api_key_revoke
+from contacts.intake.views import embed_snippet
 from contacts.models import (
     ApiKey,
     Consent,
@@ -27,8 +27,13 @@ from contacts.models import (
     Suppression,
     Visitor,
 )
+from contacts.privacy import ERASED_FIELDS
 from contacts.reasons import coded
-from leadfunnel.roles import SALES
+from contacts.referrals import contact_referral_link
+from contacts.roles import SALES
+from contacts.sales.claims import contact_reassign, contact_release
+from contacts.services import CONTACT_FIELDS, UTM_FIELDS, contact_create, contact_update
+from contacts.stages import StageMoveError, stage_move
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -143,7 +148,7 @@ class ContactAdmin(admin.ModelAdmin):
         (None, {"fields": [*PROFILE_FIELDS, "external_id"]}),
         (
             _("Source"),
-            {"fields": ["source", *services.UTM_FIELDS, "referred_by"]},
+            {"fields": ["source", *UTM_FIELDS, "referred_by"]},
         ),
         (
             _("Funnel"),
@@ -158,27 +163,23 @@ class ContactAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Contact | None = None) -> list[str]:
         # An erased person's data must not be typed back in (contact_update refuses it too).
-        erased = [name for name in services.ERASED_FIELDS if obj is not None and obj.erased_at]
+        erased = [name for name in ERASED_FIELDS if obj is not None and obj.erased_at]
         return [*self.readonly_fields, *erased]
 
     def save_model(
         self, request: HttpRequest, obj: Contact, form: forms.ModelForm, change: bool
     ) -> None:
         fields = {
-            name: form.cleaned_data[name]
-            for name in services.CONTACT_FIELDS
-            if name in form.cleaned_data
+            name: form.cleaned_data[name] for name in CONTACT_FIELDS if name in form.cleaned_data
         }
         referrer = form.cleaned_data.get("referred_by")
         if change:
-            services.contact_update(contact=obj, actor=request.user, **fields)
+            contact_update(contact=obj, actor=request.user, **fields)
         else:
-            created = services.contact_create(actor=request.user, **fields)
+            created = contact_create(actor=request.user, **fields)
             obj.__dict__.update(created.__dict__)
         if referrer is not None and "referred_by" in form.changed_data:
-            services.contact_referral_link(
-                contact=obj, referrer=referrer, actor=request.user, replace=True
-            )
+            contact_referral_link(contact=obj, referrer=referrer, actor=request.user, replace=True)
 
     @admin.action(description=_("Reassign to the chosen sales rep (SQLs only)"))
     def reassign(self, request: HttpRequest, queryset: QuerySet[Contact]) -> None:
@@ -188,8 +189,7 @@ class ContactAdmin(admin.ModelAdmin):
             self.message_user(request, _("Choose the sales rep."), messages.ERROR)
             return
         done = sum(
-            services.contact_reassign(contact=contact, to=rep, actor=request.user)
-            for contact in queryset
+            contact_reassign(contact=contact, to=rep, actor=request.user) for contact in queryset
         )
         self.message_user(
             request,
@@ -199,9 +199,7 @@ class ContactAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Release to the sales queue"))
     def release(self, request: HttpRequest, queryset: QuerySet[Contact]) -> None:
-        done = sum(
-            services.contact_release(contact=contact, actor=request.user) for contact in queryset
-        )
+        done = sum(contact_release(contact=contact, actor=request.user) for contact in queryset)
         self.message_user(
             request,
             ngettext("%(n)d lead released.", "%(n)d leads released.", done) % {"n": done},
@@ -218,7 +216,7 @@ class ContactAdmin(admin.ModelAdmin):
         moved, refused = 0, []
         for contact in queryset:
             try:
-                services.stage_move(
+                stage_move(
                     contact=contact,
                     to=stage,
                     cause=StageChange.Cause.USER,
@@ -226,7 +224,7 @@ class ContactAdmin(admin.ModelAdmin):
                     reason=reason,
                 )
                 moved += 1
-            except services.StageMoveError as error:
+            except StageMoveError as error:
                 refused.append(f"{contact}: {error}")
         if moved:
             self.message_user(
@@ -303,7 +301,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        key, plain = services.api_key_create(name=obj.name)
+        key, plain = api_key_create(name=obj.name)
         if obj.rate_per_minute:
             ApiKey.objects.filter(pk=key.pk).update(rate_per_minute=obj.rate_per_minute)
         obj.__dict__.update(ApiKey.objects.get(pk=key.pk).__dict__)
@@ -316,7 +314,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description=_("Revoke the selected keys"))
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for key in queryset:
-            services.api_key_revoke(key=key)
+            api_key_revoke(key=key)
         self.message_user(request, _("Revoked."), messages.SUCCESS)
 
 

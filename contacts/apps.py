@@ -7,4 +7,4 @@ class ContactsConfig(AppConfig):
     verbose_name = _("Contacts")
 
     def ready(self) -> None:
-        from contacts import lookups  # noqa: F401  (registers ``__any``)
+        pass

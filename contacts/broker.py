@@ -12,6 +12,8 @@ import logging
 import time
 from typing import Any
 
+from django.utils.module_loading import import_string
+
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 30.0
@@ -19,8 +21,14 @@ _down_until = 0.0
 
 
 def send(task: Any, *args: Any) -> bool:
-    """Queue ``task(*args)``; False when the broker is (or was just found) unavailable."""
+    """Queue ``task(*args)``; False when the broker is (or was just found) unavailable.
+
+    ``task`` is the task or its dotted name ("contacts.tasks.process_events_task"): services send
+    by name, so that they never import the tasks modules that import them.
+    """
     global _down_until
+    if isinstance(task, str):
+        task = import_string(task)
     if time.monotonic() < _down_until:
         logger.info("Broker marked down; %s%s is left to the sweep.", task.name, args)
         return False

@@ -10,8 +10,9 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from contacts.models import Contact, LeadSource, Suppression, canonical_time_zone
-from contacts.services import CONTACT_FIELDS, ContactSuppressed
-from leadfunnel.roles import SALES
+from contacts.privacy import ContactSuppressed
+from contacts.roles import SALES
+from contacts.services import CONTACT_FIELDS
 
 IDENTIFYING_FIELDS = ("email", "first_name", "last_name", "company", "phone")
 

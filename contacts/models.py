@@ -184,7 +184,7 @@ class ContactQuerySet(models.QuerySet["Contact"]):
         leads, the ones given to them, their clients); not other reps' contacts, not the
         prospects marketing works on. Every view that takes a contact id reads through this,
         and answers 404 for the rest, as for an id that does not exist."""
-        from leadfunnel.roles import MARKETING, SALES, user_roles
+        from contacts.roles import MARKETING, SALES, user_roles
 
         roles = user_roles(user)
         if MARKETING in roles:

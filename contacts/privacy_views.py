@@ -8,9 +8,9 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from contacts import services
+from contacts import privacy
+from contacts.roles import MARKETING, role_required
 from contacts.views import visible_contact_or_404
-from leadfunnel.roles import MARKETING, role_required
 
 
 @require_POST
@@ -18,7 +18,7 @@ from leadfunnel.roles import MARKETING, role_required
 def contact_export(request: HttpRequest, pk: int) -> HttpResponse:
     """A POST, because each export is recorded: a link prefetched by a browser would log one."""
     contact = visible_contact_or_404(request, pk)
-    body = services.contact_export_json(contact=contact, actor=request.user)
+    body = privacy.contact_export_json(contact=contact, actor=request.user)
     response = HttpResponse(body, content_type="application/json; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="contact-{contact.pk}.json"'
     return response
@@ -29,7 +29,7 @@ def contact_erase(request: HttpRequest, pk: int) -> HttpResponse:
     """GET asks for confirmation, POST erases."""
     contact = visible_contact_or_404(request, pk)
     if request.method == "POST":
-        if services.contact_erase(contact=contact, actor=request.user):
+        if privacy.contact_erase(contact=contact, actor=request.user):
             messages.success(request, _("The person's data was erased."))
         else:
             messages.info(request, _("This contact was already erased."))

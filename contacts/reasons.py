@@ -63,7 +63,7 @@ def _threshold(params: dict[str, Any]) -> str:
 
 
 def _lost(params: dict[str, Any]) -> str:
-    from contacts.services import LOST_REASONS
+    from contacts.sales.outcomes import LOST_REASONS
 
     label = str(dict(LOST_REASONS).get(params.get("reason", ""), params.get("reason", "")))
     words = params.get("words")

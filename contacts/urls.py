@@ -1,6 +1,10 @@
 from django.urls import path
 
-from contacts import dashboard_views, import_views, intake, privacy_views, queue_views, views
+from contacts import privacy_views, views
+from contacts.imports import views as import_views
+from contacts.intake import views as intake
+from contacts.reports import views as dashboard_views
+from contacts.sales import views as queue_views
 
 urlpatterns = [
     path("dashboard/conversion/", dashboard_views.conversion_panel, name="dashboard-conversion"),

@@ -18,7 +18,7 @@ from django.utils.translation import gettext as _
 from contacts import services
 from contacts.forms import ContactFilterForm, ContactForm
 from contacts.models import Contact
-from leadfunnel.roles import MARKETING, SALES, role_required
+from contacts.roles import MARKETING, SALES, role_required
 
 TIMELINE_PER_PAGE = 50
 

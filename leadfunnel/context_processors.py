@@ -1,7 +1,7 @@
 from django.http import HttpRequest
 
+from contacts.roles import user_roles
 from leadfunnel import mailbox
-from leadfunnel.roles import user_roles
 
 
 def roles(request: HttpRequest) -> dict[str, object]:

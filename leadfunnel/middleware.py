@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import formats, translation
 from django.utils.translation import gettext
 
-from contacts import intake
+from contacts.intake import views as intake
 
 SESSION_LANGUAGE_KEY = "language"
 

@@ -143,7 +143,8 @@ AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=8)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "contacts.intake.client_ip"  # the forms' reading of TRUSTED_PROXY_COUNT
+# The forms' reading of TRUSTED_PROXY_COUNT.
+AXES_CLIENT_IP_CALLABLE = "contacts.intake.views.client_ip"
 AXES_LOCKOUT_CALLABLE = "leadfunnel.views.login_locked_out"
 AXES_VERBOSE = False
 
@@ -305,7 +306,11 @@ CELERY_BEAT_SCHEDULE = {
 # Ordered like MIDDLEWARE: each handler receives a list of freshly stored events, after commit.
 LEADFUNNEL_EVENT_HANDLERS: list[str] = env.list(
     "LEADFUNNEL_EVENT_HANDLERS",
-    default=["scoring.handlers.on_event", "nurturing.handlers.on_event"],
+    default=[
+        "contacts.referrals.on_event",
+        "scoring.handlers.on_event",
+        "nurturing.handlers.on_event",
+    ],
 )
 # Email opens and clicks flagged as made by mail scanners are recorded but score nothing.
 SCORE_MACHINE_SIGNALS = env.bool("SCORE_MACHINE_SIGNALS", default=False)

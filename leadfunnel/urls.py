@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from contacts.api import api
+from contacts.intake.api import api
 from leadfunnel import views
 
 urlpatterns = [

@@ -15,12 +15,12 @@ from django.utils.translation import ngettext
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_POST
 
-from contacts import dashboard
 from contacts.models import Contact
+from contacts.reports import dashboard
+from contacts.roles import MARKETING, is_marketer, is_sales, role_required
 from leadfunnel import mailbox
 from leadfunnel.middleware import SESSION_LANGUAGE_KEY
 from leadfunnel.models import Profile
-from leadfunnel.roles import MARKETING, is_marketer, is_sales, role_required
 
 
 @login_required

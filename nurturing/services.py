@@ -28,18 +28,15 @@ from django.utils.translation import gettext as _
 from django.utils.translation import override
 
 from contacts import broker
+from contacts.bulk import bulk_update_fast
+from contacts.events import event_record
 from contacts.forms import ContactFilterForm
 from contacts.machine_signals import is_machine_signal
 from contacts.models import Contact, Event
+from contacts.pipeline import batch_memo
 from contacts.reasons import coded
-from contacts.services import (
-    StageMoveError,
-    batch_memo,
-    bulk_update_fast,
-    contact_update,
-    event_record,
-    stage_move,
-)
+from contacts.services import contact_update
+from contacts.stages import StageMoveError, stage_move
 from nurturing import engine, mime, rendering, safe_html
 from nurturing.mime import BuiltEmail
 from nurturing.models import Enrollment, Message, Sequence, SplitBranch, Step

@@ -12,8 +12,8 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from contacts.roles import MARKETING, SALES, role_required
 from contacts.views import partial_or_page, visible_contact_or_404
-from leadfunnel.roles import MARKETING, SALES, role_required
 from nurturing import services
 from nurturing.models import Enrollment, Message, Sequence, SplitBranch, Step
 

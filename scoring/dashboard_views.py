@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext as _
 
-from contacts.dashboard_views import chart, period_of, render_panel
-from leadfunnel.roles import MARKETING, role_required
+from contacts.reports.views import chart, period_of, render_panel
+from contacts.roles import MARKETING, role_required
 from scoring.dashboard import score_distribution
 
 

@@ -18,7 +18,8 @@ from contacts import broker
 from contacts.lookups import array_param
 from contacts.machine_signals import flag_machine_signal
 from contacts.models import Contact, Event, EventRow, StageChange
-from contacts.services import PlannedMove, batch_memo, contact_points_add, stage_move_many
+from contacts.pipeline import batch_memo, contact_points_add
+from contacts.stages import PlannedMove, stage_move_many
 from scoring import engine, rescore
 from scoring.models import DecayRule, Rescore, ScoreEntry, ScoreRule, Threshold
 

@@ -12,8 +12,8 @@ from django.utils.translation import gettext as _
 
 from contacts import reasons
 from contacts.models import Contact, Event
+from contacts.roles import MARKETING, SALES, role_required
 from contacts.views import partial_or_page, visible_contact_or_404
-from leadfunnel.roles import MARKETING, SALES, role_required
 from scoring import engine
 from scoring.models import ScoreEntry, Threshold
 

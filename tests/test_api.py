@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from contacts.intake.capture import api_key_create, api_key_revoke
 from contacts.models import Contact, Event
-from contacts.services import api_key_create, api_key_revoke
 from tests.factories import ContactFactory
 
 pytestmark = pytest.mark.django_db

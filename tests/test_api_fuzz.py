@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
-from contacts.api import EVENT_TYPES
-from contacts.services import api_key_create
+from contacts.intake.api import EVENT_TYPES
+from contacts.intake.capture import api_key_create
 from leadfunnel.wsgi import application
 from tests.factories import ContactFactory
 

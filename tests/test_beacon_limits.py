@@ -10,7 +10,8 @@ import pytest
 import time_machine
 from django.urls import reverse
 
-from contacts import ratelimit, services
+from contacts import ratelimit
+from contacts.intake.page_views import anonymous_views_purge
 from contacts.models import AnonymousView, Contact, Event, Form, Visitor
 from scoring.models import ScoreEntry
 from tests.utils import free_port, redis_test_url
@@ -111,5 +112,5 @@ def test_views_of_visitors_who_stayed_anonymous_are_forgotten_after_a_while(clie
     with time_machine.travel(datetime(2026, 3, 30, 10, 0, tzinfo=UTC)):
         beacon(client, "recent-visitor-01")
     with time_machine.travel(datetime(2026, 4, 2, 10, 0, tzinfo=UTC)):
-        assert services.anonymous_views_purge() == 1
+        assert anonymous_views_purge() == 1
     assert AnonymousView.objects.get().visitor_id == "recent-visitor-01"

@@ -8,7 +8,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from playwright.sync_api import expect
 
-from contacts.intake import embed_snippet
+from contacts.intake.views import embed_snippet
 from contacts.models import AnonymousView, Contact, ContactMerge, Event, Form
 from tests.utils import wait_for
 

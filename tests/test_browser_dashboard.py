@@ -8,7 +8,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from contacts.models import StageChange
-from contacts.services import stage_move
+from contacts.stages import stage_move
 from tests.factories import ContactFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -9,7 +9,7 @@ from django.urls import reverse
 from playwright.sync_api import expect
 
 from contacts.models import Contact, StageChange
-from contacts.services import contact_claim
+from contacts.sales.claims import contact_claim
 from tests.browser_pages import DESKTOP, PHONE, visitor
 from tests.factories import ContactFactory, UserFactory
 

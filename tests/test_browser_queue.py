@@ -58,7 +58,7 @@ def test_a_lead_claimed_elsewhere_vanishes_from_an_open_queue_by_itself(live_ser
     try:
         expect(lea.locator(f"#lead-{lead.pk}")).to_have_count(1)
 
-        from contacts.services import contact_claim
+        from contacts.sales.claims import contact_claim
 
         contact_claim(contact_id=lead.pk, user=hugo)
 

@@ -17,7 +17,8 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from contacts.models import Form, ImportJob, LeadSourceCost, StageChange
-from contacts.services import contact_claim, stage_move
+from contacts.sales.claims import contact_claim
+from contacts.stages import stage_move
 from nurturing.models import Enrollment, Message
 from nurturing.tests.helpers import email_step, sequence_with
 from tests.browser_pages import DESKTOP, PHONE, visitor

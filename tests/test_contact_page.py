@@ -2,7 +2,7 @@ import pytest
 from django.urls import reverse
 from django.utils import translation
 
-from contacts.services import stage_move
+from contacts.stages import stage_move
 from tests.factories import ContactFactory, EventFactory
 
 

@@ -11,8 +11,8 @@ import pytest
 import time_machine
 from django.urls import reverse
 
+from contacts.intake.capture import api_key_create
 from contacts.models import Contact, ImportJob
-from contacts.services import api_key_create
 from nurturing import services as nurturing
 from nurturing.models import Enrollment, Step
 from nurturing.tests.helpers import email_step, sequence_with

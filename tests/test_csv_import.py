@@ -9,8 +9,11 @@ from django.core.validators import validate_email
 from django.urls import reverse
 from django.utils import timezone
 
-from contacts import broker, csv_import, services
-from contacts.import_forms import ImportMappingForm
+from contacts import broker
+from contacts.imports import parsing
+from contacts.imports.forms import ImportMappingForm
+from contacts.imports.jobs import contacts_import, imports_sweep
+from contacts.imports.writes import _known_contact_rows
 from contacts.models import (
     Contact,
     Event,
@@ -96,7 +99,7 @@ def counts(job: ImportJob) -> tuple[int, int, int, int]:
     ],
 )
 def test_encoding_delimiter_and_header_are_detected(content, encoding, delimiter, columns):
-    detected = csv_import.detect(content)
+    detected = parsing.detect(content)
     assert (detected.encoding, detected.delimiter, detected.columns) == (
         encoding,
         delimiter,
@@ -116,8 +119,8 @@ def test_encoding_delimiter_and_header_are_detected(content, encoding, delimiter
     ],
 )
 def test_what_is_not_a_csv_is_refused(content):
-    with pytest.raises(csv_import.NotACsv):
-        csv_import.detect(content)
+    with pytest.raises(parsing.NotACsv):
+        parsing.detect(content)
 
 
 @pytest.mark.parametrize(
@@ -135,11 +138,11 @@ def test_what_is_not_a_csv_is_refused(content):
     ],
 )  # fmt: skip
 def test_common_english_and_french_headers_are_proposed(header, field):
-    assert csv_import.propose_mapping([header]) == [field]
+    assert parsing.propose_mapping([header]) == [field]
 
 
 def test_a_field_is_proposed_for_its_first_column_only():
-    assert csv_import.propose_mapping(["Email", "Mail", "Nom"]) == ["email", "", "last_name"]
+    assert parsing.propose_mapping(["Email", "Mail", "Nom"]) == ["email", "", "last_name"]
 
 
 def test_the_mapping_form_needs_one_email_column_and_no_field_twice():
@@ -275,7 +278,7 @@ def test_a_job_runs_once_even_if_its_task_is_delivered_twice(
 ):
     job = run_import(marketer_client, django_capture_on_commit_callbacks, TABS)
 
-    assert services.contacts_import(job=job) is False
+    assert contacts_import(job=job) is False
     job.refresh_from_db()
     assert counts(job) == (1, 0, 0, 0)
 
@@ -296,7 +299,7 @@ def test_the_sweep_sends_lost_jobs_again_and_fails_dead_ones(
     )  # fmt: skip
     monkeypatch.undo()
 
-    assert services.imports_sweep() == (1, 1)
+    assert imports_sweep() == (1, 1)
 
     lost.refresh_from_db()
     dead.refresh_from_db()
@@ -459,7 +462,7 @@ def test_the_mapping_form_accepts_an_external_id_column_instead_of_an_email():
         {"column_0": "external_id", "column_1": "first_name"}, columns=["A", "B"], mapping=[]
     )
     assert form.is_valid()
-    assert csv_import.propose_mapping(["ID externe", "External ID"]) == ["external_id", ""]
+    assert parsing.propose_mapping(["ID externe", "External ID"]) == ["external_id", ""]
 
 
 @pytest.mark.parametrize(
@@ -480,7 +483,7 @@ def test_the_import_accepts_exactly_the_emails_django_accepts(email):
             return False
         return True
 
-    assert accepted(csv_import.validate_email) == accepted(validate_email)
+    assert accepted(parsing.validate_email) == accepted(validate_email)
 
 
 @pytest.mark.django_db
@@ -509,14 +512,14 @@ def test_a_contact_created_while_a_batch_was_read_is_merged_into_not_duplicated(
     marketer_client, django_capture_on_commit_callbacks, monkeypatch
 ):
     marie = ContactFactory(email="marie@exemple.fr", first_name="Marie", company="")
-    read = services._known_contact_rows
+    read = _known_contact_rows
     reads = []
 
     def first_read_misses_her(emails, external_ids):
         reads.append(emails)
         return [] if len(reads) == 1 else read(emails, external_ids)
 
-    monkeypatch.setattr(services, "_known_contact_rows", first_read_misses_her)
+    monkeypatch.setattr("contacts.imports.writes._known_contact_rows", first_read_misses_her)
     content = b"Email,Soci\xc3\xa9t\xc3\xa9\nMARIE@exemple.fr,Nouvelle SA\nnew@exemple.fr,Neuve\n"
 
     job = run_import(marketer_client, django_capture_on_commit_callbacks, content)

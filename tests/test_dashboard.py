@@ -13,10 +13,12 @@ import time_machine
 from django.urls import reverse
 
 from conftest import uses_postgres
-from contacts import dashboard
-from contacts.dashboard import Period, percentile_cont, period_from
+from contacts.events import event_record
 from contacts.models import Contact, Event, LeadSourceCost, StageChange
-from contacts.services import event_record, events_process, stage_move
+from contacts.pipeline import events_process
+from contacts.reports import dashboard
+from contacts.reports.dashboard import Period, percentile_cont, period_from
+from contacts.stages import stage_move
 from scoring.dashboard import score_distribution
 from tests.factories import ContactFactory, LeadSourceFactory, UserFactory
 
@@ -382,7 +384,7 @@ def test_percentile_cont_interpolates_like_postgresql(values, fraction, expected
 
 
 def test_rebuilt_summaries_give_the_same_figures(funnel):
-    from contacts.dashboard import rollups_rebuild
+    from contacts.reports.dashboard import rollups_rebuild
 
     before = [dashboard.conversion(FEBRUARY), dashboard.velocity(FEBRUARY),
               dashboard.sources(FEBRUARY), dashboard.touchpoints(FEBRUARY)]  # fmt: skip

@@ -11,15 +11,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.core.management import call_command
 
-from contacts.dashboard import rollups_rebuild
+from contacts.events import NewEvent, event_record, events_record_many
 from contacts.models import Contact, Event, EventDailyCount, StageChange, StageStay
-from contacts.services import (
-    NewEvent,
-    event_record,
-    events_process,
-    events_record_many,
-    stage_move,
-)
+from contacts.pipeline import events_process
+from contacts.reports.dashboard import rollups_rebuild
+from contacts.stages import stage_move
 from tests.factories import ContactFactory
 
 pytestmark = pytest.mark.django_db

@@ -8,8 +8,8 @@ from django.core.management import CommandError, call_command
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from contacts import services
 from contacts.models import ALLOWED_TRANSITIONS, Contact, Event, LeadSource, StageChange
+from contacts.sales.claims import claims_release_stale
 from leadfunnel.management.commands import demo as demo_command
 
 pytestmark = pytest.mark.django_db
@@ -199,7 +199,7 @@ def test_the_demo_reps_claims_are_fresh_and_outlive_beats_release_sweeps(setting
     assert not claimed.filter(claimed_at__lt=now - timedelta(hours=24)).exists()
     # beat sweeps every 15 minutes from `make run`'s start; a day later nothing has expired yet
     for later in (timedelta(minutes=15), timedelta(hours=20)):
-        assert services.claims_release_stale(now=now + later) == 0
+        assert claims_release_stale(now=now + later) == 0
 
 
 def test_running_it_again_adds_nothing():

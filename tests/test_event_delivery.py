@@ -11,7 +11,8 @@ import pytest
 from django.db import connection
 
 from contacts import broker
-from contacts.services import event_record, events_sweep
+from contacts.events import event_record
+from contacts.pipeline import events_sweep
 from leadfunnel.celery import app as celery_app
 from tests.factories import ContactFactory
 from tests.utils import free_port, is_pending, redis_test_url, wait_for

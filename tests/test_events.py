@@ -2,8 +2,9 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
+from contacts.events import event_record
 from contacts.models import Contact, Event, PendingEvent
-from contacts.services import event_record, events_process, events_sweep
+from contacts.pipeline import events_process, events_sweep
 from tests import handlers
 from tests.factories import ContactFactory, EventFactory
 from tests.utils import is_pending
@@ -140,10 +141,9 @@ def test_an_unknown_event_type_is_refused():
 
 @pytest.mark.django_db(transaction=True)
 def test_events_of_one_transaction_go_out_as_one_task_even_after_a_rollback(seen, monkeypatch):
-    from contacts import services
 
     sent: list[list[int]] = []
-    monkeypatch.setattr(services, "_enqueue", sent.append)
+    monkeypatch.setattr("contacts.events._enqueue", sent.append)
     contact = ContactFactory()
 
     with pytest.raises(RuntimeError), transaction.atomic():
@@ -160,7 +160,7 @@ def test_events_of_one_transaction_go_out_as_one_task_even_after_a_rollback(seen
 def test_a_batch_is_stored_once_per_key_and_handed_on_in_one_task(
     seen, django_capture_on_commit_callbacks
 ):
-    from contacts.services import NewEvent, events_record_many
+    from contacts.events import NewEvent, events_record_many
 
     ana, bob = ContactFactory(last_activity_at=None), ContactFactory(last_activity_at=None)
     EventFactory(contact=ana, idempotency_key="already-here")
@@ -204,10 +204,9 @@ def test_a_handled_event_leaves_the_queue_and_the_event_row_is_never_rewritten(s
 def test_events_the_handlers_record_are_handled_in_the_same_run_not_a_task_of_their_own(
     settings, monkeypatch
 ):
-    from contacts import services
 
     sent: list[list[int]] = []
-    monkeypatch.setattr(services, "_enqueue", sent.append)
+    monkeypatch.setattr("contacts.events._enqueue", sent.append)
     handlers.SEEN = []
     settings.LEADFUNNEL_EVENT_HANDLERS = ["scoring.handlers.on_event", "tests.handlers.remember"]
     lead = ContactFactory(stage="lead")
@@ -250,7 +249,7 @@ def test_the_sweep_drops_queue_rows_whose_event_was_deleted_and_moves_on(seen, s
     ],
 )
 def test_an_email_open_is_flagged_as_machine_or_person_when_it_is_stored(properties, machine):
-    from contacts.services import NewEvent, events_record_many
+    from contacts.events import NewEvent, events_record_many
 
     contact = ContactFactory()
     single, _ = event_record(contact=contact, type="email_open", properties=properties)

@@ -3,8 +3,9 @@
 import pytest
 from django.urls import reverse
 
+from contacts.events import event_record
+from contacts.intake.capture import visitor_contact
 from contacts.models import Consent, Contact, ContactMerge, Event, Form, Visitor
-from contacts.services import event_record, visitor_contact
 from tests.factories import ContactFactory, LeadSourceFactory
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,8 @@ import pytest
 from django.urls import reverse
 
 from contacts.models import EventDailyCount
-from contacts.services import events_process, stage_move
+from contacts.pipeline import events_process
+from contacts.stages import stage_move
 from scoring.models import ScoreRule
 from tests.factories import ContactFactory, EventFactory
 

@@ -12,7 +12,8 @@ import pytest
 import yaml
 from django.urls import reverse
 
-from contacts import services, tracking
+from contacts.intake import tracking
+from contacts.intake.page_views import page_views_drain
 from contacts.models import Event
 from leadfunnel.celery import app as celery_app
 from tests.utils import free_port, redis_server
@@ -50,7 +51,7 @@ def test_queued_page_views_survive_a_redis_restart_with_the_compose_settings(
         server.wait(timeout=20)
         server = compose_redis(port, tmp_path)
 
-        assert services.page_views_drain() == 50
+        assert page_views_drain() == 50
     finally:
         server.kill()
         server.wait(timeout=20)

@@ -9,7 +9,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from contacts import services, tracking
+from contacts.intake import tracking
+from contacts.intake.page_views import page_views_drain, page_views_record_many
 from contacts.models import AnonymousView, Contact, ContactMerge, Event, Form, Visitor
 from tests.utils import free_port, redis_test_url
 
@@ -63,8 +64,8 @@ def test_queued_page_views_are_stored_once_by_the_drain(
 
     # The views' processing (after commit) moves the visitors' last activity.
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.page_views_drain() == 3
-    assert services.page_views_drain() == 0
+        assert page_views_drain() == 3
+    assert page_views_drain() == 0
     anne = Visitor.objects.get(visitor_id=ANNE).contact
     assert page_views(anne) == ["https://www.exemple.fr/blog", "https://www.exemple.fr/tarifs"]
     assert (anne.stage, anne.email, anne.utm_source) == ("suspect", None, "newsletter")
@@ -80,7 +81,7 @@ def test_a_drainer_killed_midway_loses_nothing_and_stores_nothing_twice(client, 
         beacon(client, ANNE, f"https://www.exemple.fr/{n}")
     # A first drainer stores a batch of two and dies before forgetting it…
     tracking.lock()
-    services.page_views_record_many(views=[tracking.parse(raw) for raw in tracking.take(2)])
+    page_views_record_many(views=[tracking.parse(raw) for raw in tracking.take(2)])
     queue.delete(tracking.LOCK)  # …its lock expires.
     # A second takes the batch left on the processing list, and dies before storing it.
     tracking.lock()
@@ -88,7 +89,7 @@ def test_a_drainer_killed_midway_loses_nothing_and_stores_nothing_twice(client, 
     queue.delete(tracking.LOCK)
     assert page_views() == ["https://www.exemple.fr/0", "https://www.exemple.fr/1"]
 
-    assert services.page_views_drain(batch_size=2) == 5  # the dead one's batch, then the rest
+    assert page_views_drain(batch_size=2) == 5  # the dead one's batch, then the rest
 
     assert page_views() == [f"https://www.exemple.fr/{n}" for n in range(5)]
     assert tracking.waiting() == 0
@@ -112,10 +113,10 @@ def test_one_drain_at_a_time(client, queue):
     beacon(client, ANNE, "https://www.exemple.fr/")
     token = tracking.lock()
 
-    assert services.page_views_drain() == 0 and page_views() == []
+    assert page_views_drain() == 0 and page_views() == []
 
     tracking.release(token)
-    assert services.page_views_drain() == 1
+    assert page_views_drain() == 1
 
 
 @pytest.mark.redis
@@ -144,7 +145,7 @@ def test_a_form_sent_before_the_drain_still_gets_the_visitors_page_views(client,
     beacon(client, ANNE, "https://www.exemple.fr/demo")
 
     submit(client, form, ANNE)
-    services.page_views_drain()
+    page_views_drain()
 
     lead = Contact.objects.get()
     assert lead.email == "anne@exemple.fr" and lead.stage == "lead"
@@ -157,12 +158,12 @@ def test_a_form_sent_before_the_drain_still_gets_the_visitors_page_views(client,
 def test_views_drained_before_and_after_the_form_all_join_the_lead(client, queue, form):
     beacon(client, ANNE, "https://www.exemple.fr/tarifs")
     beacon(client, ANNE, "https://www.exemple.fr/blog")
-    services.page_views_drain()
+    page_views_drain()
     anonymous = Visitor.objects.get(visitor_id=ANNE).contact
     beacon(client, ANNE, "https://www.exemple.fr/demo")  # still queued when the form is sent
 
     submit(client, form, ANNE)
-    services.page_views_drain()
+    page_views_drain()
 
     lead = Contact.objects.get()
     assert page_views(lead) == [
@@ -179,7 +180,7 @@ def test_without_redis_a_page_view_is_stored_at_once(client, settings):
     assert page_views(Visitor.objects.get(visitor_id=ANNE).contact) == [
         "https://www.exemple.fr/blog", "https://www.exemple.fr/tarifs"
     ]  # fmt: skip
-    assert services.page_views_drain() == 0
+    assert page_views_drain() == 0
 
 
 def test_a_page_view_is_stored_at_once_when_the_queue_is_unreachable(client, settings, caplog):
@@ -194,7 +195,7 @@ def test_a_page_view_is_stored_at_once_when_the_queue_is_unreachable(client, set
 def test_a_view_that_cannot_be_stored_is_set_aside_and_does_not_stall_the_queue(
     client, queue, monkeypatch
 ):
-    monkeypatch.setattr(services, "PAGE_VIEW_MAX_ATTEMPTS", 2)
+    monkeypatch.setattr("contacts.intake.page_views.PAGE_VIEW_MAX_ATTEMPTS", 2)
     beacon(client, ANNE, "https://www.exemple.fr/1")
     # The beacon refuses NUL characters; a view queued by some older or buggy version may not.
     poison = tracking.QueuedView(
@@ -204,9 +205,9 @@ def test_a_view_that_cannot_be_stored_is_set_aside_and_does_not_stall_the_queue(
     queue.rpush(tracking.QUEUE, poison.dump())
     beacon(client, ANNE, "https://www.exemple.fr/2")
 
-    assert services.page_views_drain() == 0  # PostgreSQL refuses the batch…
+    assert page_views_drain() == 0  # PostgreSQL refuses the batch…
     assert page_views() == [] and tracking.waiting() == 3
-    assert services.page_views_drain() == 3  # …again: then it is stored view by view
+    assert page_views_drain() == 3  # …again: then it is stored view by view
 
     assert page_views() == ["https://www.exemple.fr/1", "https://www.exemple.fr/2"]
     assert tracking.waiting() == 0

@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from contacts import services
+from contacts.intake.capture import api_key_create
 from contacts.models import (
     Consent,
     Contact,
@@ -19,6 +19,13 @@ from contacts.models import (
     Suppression,
     Visitor,
 )
+from contacts.privacy import (
+    ContactSuppressed,
+    contact_erase,
+    contact_export,
+    contacts_purge_inactive,
+)
+from contacts.services import contact_ids_by_email, contact_upsert
 from scoring.models import ScoreEntry
 from tests.factories import ContactFactory, EventFactory, StageChangeFactory
 from tests.test_api import post as api_post
@@ -115,7 +122,7 @@ def test_erasing_anonymises_the_person_and_keeps_the_counts(marketer_client, mar
     assert audit.actor == marketer
 
     # Nothing that names her is left in what we keep about her.
-    kept = json.dumps(services.contact_export(contact=person, actor=marketer), default=str)
+    kept = json.dumps(contact_export(contact=person, actor=marketer), default=str)
     for trace in ("Hélène", "Dupré", "helene", "Café Crème", "203.0.113.9", "v-123", "12 34"):
         assert trace.lower() not in kept.lower(), trace
     page = marketer_client.get(reverse("contact-detail", args=[person.pk])).content.decode()
@@ -124,13 +131,13 @@ def test_erasing_anonymises_the_person_and_keeps_the_counts(marketer_client, mar
 
 
 def test_erasing_twice_is_harmless(marketer, person):
-    assert services.contact_erase(contact=person, actor=marketer)
-    assert not services.contact_erase(contact=person, actor=marketer)
+    assert contact_erase(contact=person, actor=marketer)
+    assert not contact_erase(contact=person, actor=marketer)
     assert ContactAudit.objects.filter(action=ContactAudit.Action.ERASED).count() == 1
 
 
 def test_a_marketer_cannot_create_an_erased_person_again(marketer_client, marketer, person):
-    services.contact_erase(contact=person, actor=marketer)
+    contact_erase(contact=person, actor=marketer)
 
     response = marketer_client.post(reverse("contact-create"), {"email": "HELENE.DUPRE@exemple.fr"})
 
@@ -139,16 +146,16 @@ def test_a_marketer_cannot_create_an_erased_person_again(marketer_client, market
 
 
 def test_the_upsert_service_refuses_an_erased_email_whatever_its_case(marketer, person):
-    services.contact_erase(contact=person, actor=marketer)
-    with pytest.raises(services.ContactSuppressed):
-        services.contact_upsert(email="  helene.dupre@EXEMPLE.FR ")
-    with pytest.raises(services.ContactSuppressed):
-        services.contact_ids_by_email([EMAIL], create_missing=True)
+    contact_erase(contact=person, actor=marketer)
+    with pytest.raises(ContactSuppressed):
+        contact_upsert(email="  helene.dupre@EXEMPLE.FR ")
+    with pytest.raises(ContactSuppressed):
+        contact_ids_by_email([EMAIL], create_missing=True)
 
 
 def test_a_form_cannot_bring_an_erased_person_back(client, marketer, person):
     form = Form.objects.create(name="Livre blanc")
-    services.contact_erase(contact=person, actor=marketer)
+    contact_erase(contact=person, actor=marketer)
 
     response = client.post(
         reverse("form-post", args=[form.key]),
@@ -161,8 +168,8 @@ def test_a_form_cannot_bring_an_erased_person_back(client, marketer, person):
 
 
 def test_the_api_cannot_bring_an_erased_person_back(client, marketer, person):
-    key = services.api_key_create(name="CRM")[1]
-    services.contact_erase(contact=person, actor=marketer)
+    key = api_key_create(name="CRM")[1]
+    contact_erase(contact=person, actor=marketer)
 
     contacts = api_post(client, "contacts", {"contacts": [{"email": EMAIL}]}, key)
     events = api_post(
@@ -180,7 +187,7 @@ def test_a_csv_import_reports_an_erased_person_as_a_refused_row(
     marketer_client, marketer, person, django_capture_on_commit_callbacks, settings, tmp_path
 ):
     settings.MEDIA_ROOT = tmp_path
-    services.contact_erase(contact=person, actor=marketer)
+    contact_erase(contact=person, actor=marketer)
     content = b"email,first_name\nhelene.dupre@exemple.fr,H\nnew@exemple.fr,N\n"
 
     job = run_import(marketer_client, django_capture_on_commit_callbacks, content, "x.csv")
@@ -213,7 +220,7 @@ def old_contacts():
 
 def test_the_purge_is_off_by_default(settings, old_contacts):
     assert settings.RETENTION_YEARS == 0
-    assert services.contacts_purge_inactive() == 0
+    assert contacts_purge_inactive() == 0
     assert not Contact.objects.filter(erased_at__isnull=False).exists()
 
 
@@ -228,4 +235,4 @@ def test_the_purge_erases_prospects_inactive_for_the_set_years_only(settings, ol
     assert erased == {"quiet lead", "never active"}
     assert ContactAudit.objects.filter(action=ContactAudit.Action.PURGED).count() == 2
     assert Suppression.objects.count() == 2
-    assert services.contacts_purge_inactive() == 0
+    assert contacts_purge_inactive() == 0

@@ -9,8 +9,15 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 from django.utils import timezone
 
-from contacts import services
 from contacts.models import Contact, ContactAudit, Event, StageChange
+from contacts.sales.claims import (
+    claims_release_stale,
+    contact_claim,
+    contact_claim_next,
+    contact_reassign,
+    contact_release,
+)
+from contacts.sales.outcomes import OutcomeRefused, contact_outcome_record
 from tests.factories import ContactFactory
 
 pytestmark = pytest.mark.django_db
@@ -103,7 +110,7 @@ def test_claiming_makes_the_rep_the_owner_and_is_audited(sales_client, sales_rep
 
 def test_claim_refuses_a_lead_someone_else_claimed(client, sales_rep, other_rep):
     lead = sql(first_name="Élodie", last_name="Fournier")
-    services.contact_claim(contact_id=lead.pk, user=other_rep)
+    contact_claim(contact_id=lead.pk, user=other_rep)
     client.force_login(sales_rep)
 
     response = client.post(reverse("queue-claim", args=[lead.pk]))
@@ -150,8 +157,8 @@ def test_claim_next_takes_the_head_of_the_queue_and_then_the_next(client, sales_
     response = client.post(reverse("queue-claim-next"))
 
     assert response["Location"] == reverse("queue-lead", args=[first.pk])
-    assert services.contact_claim_next(user=other_rep) == second.pk
-    assert services.contact_claim_next(user=other_rep) is None
+    assert contact_claim_next(user=other_rep) == second.pk
+    assert contact_claim_next(user=other_rep) is None
     assert {c.owner_id for c in Contact.objects.filter(pk__in=[first.pk, second.pk])} == {
         sales_rep.pk,
         other_rep.pk,
@@ -181,14 +188,14 @@ def test_a_claim_left_without_outcome_past_the_limit_returns_to_the_queue(
     start = timezone.now()
     with time_machine.travel(start, tick=False):
         old = sql()
-        services.contact_claim(contact_id=old.pk, user=sales_rep)
+        contact_claim(contact_id=old.pk, user=sales_rep)
     with time_machine.travel(start + timedelta(hours=40), tick=False):
         recent = sql()
-        services.contact_claim(contact_id=recent.pk, user=other_rep)
+        contact_claim(contact_id=recent.pk, user=other_rep)
 
     with time_machine.travel(start + timedelta(hours=49), tick=False):
-        assert services.claims_release_stale() == 1
-        assert services.claims_release_stale() == 0
+        assert claims_release_stale() == 1
+        assert claims_release_stale() == 0
 
     old.refresh_from_db()
     recent.refresh_from_db()
@@ -216,7 +223,7 @@ def test_the_beat_task_releases_stale_claims(settings, sales_rep):
 @pytest.fixture
 def my_lead(sales_rep):
     lead = sql(first_name="Chloé", last_name="Garnier", score=75)
-    services.contact_claim(contact_id=lead.pk, user=sales_rep)
+    contact_claim(contact_id=lead.pk, user=sales_rep)
     lead.refresh_from_db()
     return lead
 
@@ -302,10 +309,10 @@ def test_an_outcome_without_its_reason_is_refused_with_a_clear_error(
 
 
 def test_the_service_refuses_a_missing_reason_too(sales_rep, my_lead):
-    with pytest.raises(services.OutcomeRefused):
-        services.contact_outcome_record(contact=my_lead, user=sales_rep, outcome="lost")
-    with pytest.raises(services.OutcomeRefused):
-        services.contact_outcome_record(contact=my_lead, user=sales_rep, outcome="recycled")
+    with pytest.raises(OutcomeRefused):
+        contact_outcome_record(contact=my_lead, user=sales_rep, outcome="lost")
+    with pytest.raises(OutcomeRefused):
+        contact_outcome_record(contact=my_lead, user=sales_rep, outcome="recycled")
     my_lead.refresh_from_db()
     assert my_lead.stage == Contact.Stage.SQL
 
@@ -357,6 +364,6 @@ def test_admin_releases_and_reassigns_leads_with_audit_rows(
 
 def test_reassigning_a_contact_that_is_not_an_sql_changes_nothing(admin_user, sales_rep):
     client_contact = ContactFactory(stage=Contact.Stage.CLIENT)
-    assert not services.contact_reassign(contact=client_contact, to=sales_rep, actor=admin_user)
-    assert not services.contact_release(contact=client_contact, actor=admin_user)
+    assert not contact_reassign(contact=client_contact, to=sales_rep, actor=admin_user)
+    assert not contact_release(contact=client_contact, actor=admin_user)
     assert not audits(client_contact)

@@ -12,8 +12,8 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.utils import timezone
 
-from contacts import services
 from contacts.models import Contact, ContactAudit
+from contacts.sales.claims import ClaimRefused, contact_claim, contact_claim_next
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -94,7 +94,7 @@ def assert_each_claimed_once(claims: list[tuple[int, int]], lead_ids: list[int])
 def claim_next(rep: User, pause: Pause) -> object:
     if pause:
         pause()
-    return services.contact_claim_next(user=rep)
+    return contact_claim_next(user=rep)
 
 
 def pick(pause: Pause) -> int | None:
@@ -113,8 +113,8 @@ def claim_a_row(rep: User, pause: Pause) -> object:
     if pause:
         pause()
     try:
-        services.contact_claim(contact_id=choice, user=rep)
-    except services.ClaimRefused:
+        contact_claim(contact_id=choice, user=rep)
+    except ClaimRefused:
         return REFUSED
     return choice
 

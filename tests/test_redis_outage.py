@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from contacts import services
+from contacts.intake.capture import api_key_create
 from contacts.models import Contact, Event, Form
 from tests.utils import free_port, redis_server, wait_for
 
@@ -83,7 +83,7 @@ def post(url: str, body: bytes, content_type: str, **headers: str) -> tuple[int,
 @pytest.mark.parametrize("_case, stop", [("killed", signal.SIGKILL), ("hung", signal.SIGSTOP)])
 def test_forms_api_batches_and_beacons_are_stored_while_redis_is_down(_case, stop):
     form = Form.objects.create(name="Livre blanc")
-    _, key = services.api_key_create(name="site")
+    _, key = api_key_create(name="site")
     port = free_port()
     redis = throwaway_redis(port)
     server, base = gunicorn(f"redis://127.0.0.1:{port}/0")

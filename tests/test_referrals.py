@@ -4,8 +4,10 @@ ambassador (scoring's threshold on referral events). Shown on both contact pages
 import pytest
 from django.urls import reverse
 
-from contacts import services
+from contacts.events import event_record
+from contacts.intake.capture import api_key_create
 from contacts.models import Contact, ContactAudit, Event
+from contacts.referrals import contact_referral_link
 from tests.factories import ContactFactory
 from tests.test_api import post as api_post
 from tests.utils import record
@@ -40,9 +42,9 @@ def test_the_first_referrer_stays_and_a_replay_adds_nothing(referrer):
     other = ContactFactory(stage=Contact.Stage.CLIENT)
     lead = ContactFactory()
 
-    services.event_record(contact=lead, type="custom", properties={"referrer_id": referrer.pk})
-    services.event_record(contact=lead, type="custom", properties={"referrer_id": referrer.pk})
-    services.event_record(contact=lead, type="custom", properties={"referrer_id": other.pk})
+    event_record(contact=lead, type="custom", properties={"referrer_id": referrer.pk})
+    event_record(contact=lead, type="custom", properties={"referrer_id": referrer.pk})
+    event_record(contact=lead, type="custom", properties={"referrer_id": other.pk})
 
     lead.refresh_from_db()
     assert lead.referred_by == referrer
@@ -53,20 +55,20 @@ def test_the_first_referrer_stays_and_a_replay_adds_nothing(referrer):
                                         {"referrer_email": "nobody@nowhere.fr"}])  # fmt: skip
 def test_an_unknown_referrer_is_ignored(properties):
     lead = ContactFactory()
-    services.event_record(contact=lead, type="custom", properties=properties)
+    event_record(contact=lead, type="custom", properties=properties)
     lead.refresh_from_db()
     assert lead.referred_by is None
 
 
 def test_a_contact_cannot_refer_itself(referrer):
-    services.event_record(contact=referrer, type="custom", properties={"referrer_id": referrer.pk})
+    event_record(contact=referrer, type="custom", properties={"referrer_id": referrer.pk})
     referrer.refresh_from_db()
     assert referrer.referred_by is None
 
 
 def test_both_contact_pages_show_the_referral(marketer_client, referrer):
     lead = ContactFactory(first_name="Nina", last_name="Nouvelle")
-    services.contact_referral_link(contact=lead, referrer=referrer)
+    contact_referral_link(contact=lead, referrer=referrer)
 
     lead_page = marketer_client.get(reverse("contact-detail", args=[lead.pk])).content.decode()
     client_page = marketer_client.get(reverse("contact-detail", args=[referrer.pk]))
@@ -76,7 +78,7 @@ def test_both_contact_pages_show_the_referral(marketer_client, referrer):
 
 
 def test_the_api_links_a_contact_to_its_referrer(client, referrer):
-    key = services.api_key_create(name="CRM")[1]
+    key = api_key_create(name="CRM")[1]
 
     response = api_post(
         client, "contacts",
@@ -95,7 +97,7 @@ def test_the_api_links_a_contact_to_its_referrer(client, referrer):
 
 
 def test_the_api_events_link_a_referrer_too(client, referrer):
-    key = services.api_key_create(name="CRM")[1]
+    key = api_key_create(name="CRM")[1]
     body = {"events": [{"email": "zoe@exemple.fr", "type": "form_submit",
                         "properties": {"referrer_id": referrer.pk}}]}  # fmt: skip
 
@@ -125,12 +127,10 @@ def test_an_admin_sets_the_referrer_and_it_is_audited(client, admin_user, referr
 def test_a_person_can_correct_the_referrer_events_cannot(admin_user, referrer):
     right = ContactFactory(stage=Contact.Stage.CLIENT)
     lead = ContactFactory()
-    services.contact_referral_link(contact=lead, referrer=referrer)
+    contact_referral_link(contact=lead, referrer=referrer)
 
-    assert not services.contact_referral_link(contact=lead, referrer=right)
-    assert services.contact_referral_link(
-        contact=lead, referrer=right, actor=admin_user, replace=True
-    )
+    assert not contact_referral_link(contact=lead, referrer=right)
+    assert contact_referral_link(contact=lead, referrer=right, actor=admin_user, replace=True)
 
     lead.refresh_from_db()
     assert lead.referred_by == right

@@ -7,7 +7,7 @@ import pytest
 from django.db.models import Sum
 
 from contacts.models import Contact, Event, StageChange
-from contacts.services import events_process
+from contacts.pipeline import events_process
 from scoring import services
 from scoring.models import Rescore, ScoreEntry, ScoreRule, Threshold
 from tests.factories import ContactFactory, EventFactory

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from contacts.services import event_record
+from contacts.events import event_record
 from scoring.models import ScoreRule
 from scoring.services import decay_apply
 from tests.factories import ContactFactory

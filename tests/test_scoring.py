@@ -9,7 +9,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone, translation
 
 from contacts.models import Contact, Event, StageChange
-from contacts.services import events_process, stage_move
+from contacts.pipeline import events_process
+from contacts.stages import stage_move
 from scoring.models import ScoreEntry, ScoreRule, Threshold
 from scoring.services import decay_apply
 from tests.factories import ContactFactory, EventFactory

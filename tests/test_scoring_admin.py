@@ -85,7 +85,7 @@ def test_bad_thresholds_are_refused(admin_client, data, field):
 
 
 def test_the_preview_shows_the_effect_of_an_unsaved_change(admin_client):
-    from contacts.services import events_process
+    from contacts.pipeline import events_process
     from tests.factories import ContactFactory, EventFactory
 
     lead = ContactFactory(stage="lead", first_name="Océane", last_name="Petit")
@@ -117,7 +117,7 @@ def test_a_bad_change_gets_no_preview_but_its_errors(admin_client):
 def test_saving_a_rule_rescores_everyone_and_shows_progress(
     admin_client, django_capture_on_commit_callbacks
 ):
-    from contacts.services import events_process
+    from contacts.pipeline import events_process
     from scoring.models import Rescore
     from tests.factories import ContactFactory, EventFactory
 

@@ -5,7 +5,7 @@ from django.db import connection
 from django.utils import translation
 
 from contacts.models import ALLOWED_TRANSITIONS, Contact, Event, StageChange
-from contacts.services import StageConflict, TransitionNotAllowed, stage_move
+from contacts.stages import StageConflict, TransitionNotAllowed, stage_move
 from tests.factories import ContactFactory
 
 STAGES = Contact.Stage.values
@@ -151,7 +151,7 @@ def test_two_concurrent_moves_of_one_contact_cannot_both_apply():
 
 @pytest.mark.django_db
 def test_many_moves_at_once_record_each_step_and_skip_contacts_moved_meanwhile():
-    from contacts.services import PlannedMove, stage_move_many
+    from contacts.stages import PlannedMove, stage_move_many
 
     climber = ContactFactory(stage="lead")
     stale = ContactFactory(stage="mql")  # planned as a lead, but someone moved it already
@@ -182,7 +182,7 @@ def test_many_moves_at_once_record_each_step_and_skip_contacts_moved_meanwhile()
 
 @pytest.mark.django_db
 def test_many_moves_refuse_a_transition_the_funnel_does_not_allow():
-    from contacts.services import PlannedMove, stage_move_many
+    from contacts.stages import PlannedMove, stage_move_many
 
     client = ContactFactory(stage="client")
     with pytest.raises(TransitionNotAllowed):

@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from contacts.models import Contact, StageChange
-from contacts.services import contact_release
+from contacts.sales.claims import contact_release
 from nurturing import services as nurturing
 from nurturing.tests.helpers import email_step, sequence_with
 from tests.utils import record

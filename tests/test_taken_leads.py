@@ -8,8 +8,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from contacts import services
 from contacts.models import Contact
+from contacts.sales.claims import contact_reassign
 from contacts.tasks import release_stale_claims_task
 from tests.factories import ContactFactory
 
@@ -62,7 +62,7 @@ def test_a_rep_is_told_on_the_queue_when_an_admin_released_their_lead(
 
 def test_a_rep_is_told_who_was_given_their_lead(sales_client, sales_rep, admin_user, other_rep):
     lead = claimed(sales_rep, first_name="Anaïs", last_name="Roux")
-    services.contact_reassign(contact=lead, to=other_rep, actor=admin_user)
+    contact_reassign(contact=lead, to=other_rep, actor=admin_user)
 
     told = notice(sales_client.get(reverse("queue-mine")))
     assert "Anaïs Roux" in told and "Léa Dubois" in told

@@ -19,10 +19,12 @@ from django.urls import reverse
 from django.utils import translation
 from playwright.sync_api import expect
 
-from contacts import broker, services
-from contacts.intake import embed_snippet
+from contacts import broker
+from contacts.intake.capture import api_key_create
+from contacts.intake.views import embed_snippet
 from contacts.models import Contact, Event, Form, ImportJob, LeadSource, StageChange
-from contacts.services import contact_claim, stage_move
+from contacts.sales.claims import contact_claim
+from contacts.stages import stage_move
 from nurturing import rendering
 from nurturing.models import Enrollment, Message, Step
 from nurturing.services import message_click
@@ -278,7 +280,7 @@ def test_payloads_from_the_form_the_api_and_an_import_never_run_on_any_page(
     assert (by_form.first_name, by_form.last_name, by_form.company) == (SCRIPT, IMAGE, JAVASCRIPT)
 
     # An integration sends a contact and an event.
-    _key, plain = services.api_key_create(name="site")
+    _key, plain = api_key_create(name="site")
     with visitor(chromium, live_server.url, "") as integration:
         api = integration.page.request
         headers = {"Authorization": f"Bearer {plain}"}

@@ -39,7 +39,7 @@ def is_pending(event) -> bool:
 
 def record(contact, type, *, capture, key=None, occurred_at=None, **properties):  # noqa: A002
     """Record an event as the app does and run its after-commit work (scoring) right away."""
-    from contacts.services import event_record
+    from contacts.events import event_record
 
     with capture(execute=True):
         event, _ = event_record(

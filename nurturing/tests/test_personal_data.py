@@ -1,6 +1,6 @@
 import pytest
 
-from contacts import services as contact_services
+from contacts.privacy import contact_erase, contact_export
 from nurturing import services
 from nurturing.models import Message
 from nurturing.tests.helpers import email_step, sequence_with
@@ -15,12 +15,12 @@ def test_a_contacts_messages_are_in_its_export_and_gone_from_its_erasure(admin_u
     services.enrollments_start(sequence=sequence, contact_ids=[contact.pk])
     services.enrollments_advance()
 
-    exported = contact_services.contact_export(contact=contact, actor=admin_user)
+    exported = contact_export(contact=contact, actor=admin_user)
     [row] = [r for rows in exported.values() if isinstance(rows, list) for r in rows
              if isinstance(r, dict) and r.get("subject") == "Poêles pour Hélène"]  # fmt: skip
     assert row["to"] == "helene@example.fr"
 
-    contact_services.contact_erase(contact=contact, actor=admin_user)
+    contact_erase(contact=contact, actor=admin_user)
 
     [message] = Message.objects.filter(contact=contact)
     assert (message.to, message.subject, message.body_text) == ("", "", "")

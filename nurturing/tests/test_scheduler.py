@@ -11,7 +11,7 @@ from django.db import connection
 from django.utils import timezone
 
 from contacts.models import Contact, Event, StageChange
-from contacts.services import stage_move
+from contacts.stages import stage_move
 from nurturing import services
 from nurturing.models import Enrollment, Message, Sequence
 from nurturing.tests.helpers import email_step, sequence_with, wait_step

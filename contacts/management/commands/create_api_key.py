@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from contacts import services
+from contacts.intake.capture import api_key_create
 
 
 class Command(BaseCommand):
@@ -12,6 +12,6 @@ class Command(BaseCommand):
         parser.add_argument("name", help="Who uses the key, e.g. 'Site web' or 'CRM sync'.")
 
     def handle(self, *args: Any, name: str, **options: Any) -> None:
-        key, plain = services.api_key_create(name=name)
+        key, plain = api_key_create(name=name)
         self.stdout.write(self.style.SUCCESS(f"API key for {key.name}: {plain}"))
         self.stdout.write("Send it as 'Authorization: Bearer <key>'. It will not be shown again.")

@@ -21,9 +21,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
-from contacts.dashboard import rollups_rebuild
 from contacts.models import Contact, Event, LeadSource, StageChange
-from leadfunnel.roles import MARKETING, SALES
+from contacts.reports.dashboard import rollups_rebuild
+from contacts.roles import MARKETING, SALES
 from nurturing.demo import campaigns_install
 from scoring import services as scoring_services
 from scoring.models import Rescore

@@ -22,7 +22,8 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer
 from pydantic import AfterValidator, BeforeValidator, WithJsonSchema, field_validator
 
-from contacts import ratelimit, services
+from contacts import ratelimit
+from contacts.events import NewEvent, events_record_many
 from contacts.models import (
     ApiKey,
     Contact,
@@ -31,6 +32,9 @@ from contacts.models import (
     canonical_time_zone,
     normalize_email,
 )
+from contacts.privacy import ContactSuppressed
+from contacts.referrals import contact_referral_link, referrer_find
+from contacts.services import DuplicateContact, contact_ids_by_email, contact_upsert
 
 MAX_BATCH = 1000
 MAX_PROPERTIES_BYTES = 16_384
@@ -301,7 +305,7 @@ def send_events(request: HttpRequest, payload: EventsIn) -> EventsOut:
 def _send_events(payload: EventsIn) -> EventsOut:
     contact_ids = _resolve_contacts(payload.events)
     new = [
-        services.NewEvent(
+        NewEvent(
             contact_id=contact_ids[i],
             type=event.type,
             occurred_at=event.occurred_at or timezone.now(),
@@ -311,7 +315,7 @@ def _send_events(payload: EventsIn) -> EventsOut:
         )
         for i, event in enumerate(payload.events)
     ]
-    ids = services.events_record_many(events=new)
+    ids = events_record_many(events=new)
     return EventsOut(stored=len(ids), duplicates=len(new) - len(ids), event_ids=ids)
 
 
@@ -324,12 +328,12 @@ def _resolve_contacts(events: list[EventIn]) -> list[int]:
     if suppressed:
         raise NinjaValidationError(
             [
-                _error(i, "email", str(services.ContactSuppressed(e.email)))
+                _error(i, "email", str(ContactSuppressed(e.email)))
                 for i, e in enumerate(events)
                 if e.email in suppressed and not e.contact_id
             ]
         )
-    by_email = services.contact_ids_by_email(emails, create_missing=True)
+    by_email = contact_ids_by_email(emails, create_missing=True)
     resolved = []
     for i, event in enumerate(events):
         if event.contact_id:
@@ -365,7 +369,7 @@ def upsert_contacts(request: HttpRequest, payload: ContactsIn) -> ContactsOut:
 def _upsert_contacts(payload: ContactsIn) -> ContactsOut:
     suppressed = Suppression.suppressed([item.email for item in payload.contacts if item.email])
     errors = [
-        _error(i, "email", str(services.ContactSuppressed(item.email)), "contacts")
+        _error(i, "email", str(ContactSuppressed(item.email)), "contacts")
         for i, item in enumerate(payload.contacts)
         if item.email in suppressed
     ]
@@ -382,15 +386,15 @@ def _upsert_contacts(payload: ContactsIn) -> ContactsOut:
         # No email (none sent, "" or null) leaves the contact's email as it is.
         fields = item.dict(exclude_unset=True, exclude={"email", "referrer_id", "referrer_email"})
         try:
-            results.append(services.contact_upsert(email=item.email, **fields))
-        except services.DuplicateContact as error:  # an external id another contact has
+            results.append(contact_upsert(email=item.email, **fields))
+        except DuplicateContact as error:  # an external id another contact has
             loc = ["body", "payload", "contacts", i, "external_id"]
             message = "Another contact has this external id."
             problem = {"loc": loc, "msg": message, "type": "value_error"}
             raise NinjaValidationError([problem]) from error
     for (contact, _created), referrer in zip(results, referrers, strict=True):
         if referrer is not None:
-            services.contact_referral_link(contact=contact, referrer=referrer)
+            contact_referral_link(contact=contact, referrer=referrer)
     created = sum(1 for _, was_created in results if was_created)
     return ContactsOut(
         created=created,
@@ -403,7 +407,7 @@ def _referrer(index: int, item: ContactIn, errors: list[dict[str, Any]]) -> Cont
     if item.referrer_id is None and not item.referrer_email:
         return None
     properties = {"referrer_id": item.referrer_id, "referrer_email": item.referrer_email}
-    referrer = services.referrer_find(properties)
+    referrer = referrer_find(properties)
     if referrer is None:
         field = "referrer_id" if item.referrer_id is not None else "referrer_email"
         errors.append(_error(index, field, "No contact is this referrer.", "contacts"))

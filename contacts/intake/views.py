@@ -22,8 +22,12 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from contacts import ratelimit, services
+from contacts import ratelimit
+from contacts.intake.capture import FORM_FIELDS, form_submit
+from contacts.intake.page_views import page_view_capture
 from contacts.models import Form
+from contacts.privacy import ContactSuppressed
+from contacts.services import UTM_FIELDS
 
 logger = logging.getLogger(__name__)
 VISITOR_ID = r"^[A-Za-z0-9_-]{8,64}$"
@@ -102,17 +106,17 @@ def form_post(request: HttpRequest, key: str) -> HttpResponse:
         return _answer(request, form, origin, wants_json, status=200)
     try:
         _submit(request, form, data, ip)
-    except services.ContactSuppressed as refusal:
+    except ContactSuppressed as refusal:
         errors = {"email": [str(refusal)]}
         return _answer(request, form, origin, wants_json, status=400, errors=errors)
     return _answer(request, form, origin, wants_json, status=200)
 
 
 def _submit(request: HttpRequest, form: Form, data: dict, ip: str | None) -> None:
-    services.form_submit(
+    form_submit(
         form=form,
         email=data["email"],
-        fields={name: data[name] for name in services.FORM_FIELDS},
+        fields={name: data[name] for name in FORM_FIELDS},
         consent=data["consent"],
         ip=ip,
         page=data["page"] or request.headers.get("Referer", ""),
@@ -238,8 +242,8 @@ def beacon(request: HttpRequest) -> HttpResponse:
     if errors:
         return _cors(JsonResponse({"errors": errors}, status=400), origin)
     raw_utm = data.get("utm") if isinstance(data.get("utm"), dict) else {}
-    utm = {k: str(raw_utm[k])[:200] for k in services.UTM_FIELDS if isinstance(raw_utm.get(k), str)}
-    services.page_view_capture(
+    utm = {k: str(raw_utm[k])[:200] for k in UTM_FIELDS if isinstance(raw_utm.get(k), str)}
+    page_view_capture(
         visitor_id=cleaned["visitor_id"],
         url=cleaned["url"],
         title=cleaned["title"],

@@ -12,11 +12,13 @@ from django.utils.cache import patch_vary_headers
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
-from contacts import csv_import, reasons, services
-from contacts.import_forms import ImportMappingForm, ImportUploadForm
+from contacts import reasons
+from contacts.imports import parsing
+from contacts.imports.forms import ImportMappingForm, ImportUploadForm
+from contacts.imports.jobs import import_job_create, import_job_start
 from contacts.models import ImportJob
+from contacts.roles import MARKETING, role_required
 from contacts.views import Echo, partial_or_page, spreadsheet_safe
-from leadfunnel.roles import MARKETING, role_required
 
 PREVIEW_BYTES = 16 * 1024
 PREVIEW_ROWS = 3
@@ -26,7 +28,7 @@ PREVIEW_ROWS = 3
 def import_upload(request: HttpRequest) -> HttpResponse:
     form = ImportUploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
-        job = services.import_job_create(
+        job = import_job_create(
             upload=form.cleaned_data["file"],
             detected=form.detected,
             source=form.cleaned_data["source"],
@@ -46,7 +48,7 @@ def import_job(request: HttpRequest, pk: int) -> HttpResponse:
     if job.status == ImportJob.Status.MAPPING:
         form = ImportMappingForm(request.POST or None, columns=job.columns, mapping=job.mapping)
         if request.method == "POST" and form.is_valid():
-            services.import_job_start(job=job, mapping=form.mapping())
+            import_job_start(job=job, mapping=form.mapping())
             return redirect("contact-import-job", pk=job.pk)
     elif request.method == "POST":  # a second submit of the mapping: it has started already
         return redirect("contact-import-job", pk=job.pk)
@@ -70,11 +72,11 @@ def _samples(job: ImportJob) -> list[list[str]]:
     # The cut may split a character or a line: this is only a preview.
     text = head.decode(job.encoding, errors="ignore")
     samples: list[list[str]] = [[] for _column in job.columns]
-    for count, row in enumerate(csv_import.read_rows(text, job.delimiter)):
+    for count, row in enumerate(parsing.read_rows(text, job.delimiter)):
         if count == PREVIEW_ROWS:
             break
         for values, cell in zip(samples, row.cells, strict=False):
-            values.append(csv_import.CONTROL_PATTERN.sub("\ufffd", cell.strip()))
+            values.append(parsing.CONTROL_PATTERN.sub("\ufffd", cell.strip()))
     return samples
 
 

@@ -16,10 +16,16 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
-from contacts import services
 from contacts.models import Contact, ContactAudit, StageChange
+from contacts.roles import SALES, role_required
+from contacts.sales.claims import (
+    ClaimRefused,
+    contact_claim,
+    contact_claim_next,
+    notifications_take,
+)
+from contacts.sales.outcomes import LOST_REASONS, OutcomeRefused, contact_outcome_record
 from contacts.views import partial_or_page, visible_contact_or_404
-from leadfunnel.roles import SALES, role_required
 
 QUEUE_PAGE_SIZE = 50
 RECENT_EVENTS = 10
@@ -57,8 +63,8 @@ def queue(request: HttpRequest) -> HttpResponse:
 @role_required(SALES)
 def queue_claim(request: HttpRequest, pk: int) -> HttpResponse:
     try:
-        services.contact_claim(contact_id=pk, user=request.user)
-    except services.ClaimRefused as refusal:
+        contact_claim(contact_id=pk, user=request.user)
+    except ClaimRefused as refusal:
         messages.error(request, str(refusal))
         return redirect("queue")
     messages.success(request, _("This lead is yours now."))
@@ -68,7 +74,7 @@ def queue_claim(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @role_required(SALES)
 def queue_claim_next(request: HttpRequest) -> HttpResponse:
-    claimed = services.contact_claim_next(user=request.user)
+    claimed = contact_claim_next(user=request.user)
     if claimed is None:
         messages.info(request, _("No SQL is waiting."))
         return redirect("queue")
@@ -87,7 +93,7 @@ def taken_leads(request: HttpRequest) -> list[dict]:
     """The leads taken from this rep since they last saw the sales pages, told once."""
     return [
         {"text": _taken_text(note.audit), "at": note.audit.at}
-        for note in services.notifications_take(user=request.user)
+        for note in notifications_take(user=request.user)
     ]
 
 
@@ -127,7 +133,7 @@ class OutcomeForm(forms.Form):
     lost_reason = forms.ChoiceField(
         label=gettext_lazy("Why lost"),
         required=False,
-        choices=[("", "---------"), *services.LOST_REASONS],
+        choices=[("", "---------"), *LOST_REASONS],
     )
     reason = forms.CharField(
         label=gettext_lazy("Reason or note"),
@@ -159,10 +165,8 @@ def queue_lead(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST":
         if form.is_valid():
             try:
-                services.contact_outcome_record(
-                    contact=contact, user=request.user, **form.cleaned_data
-                )
-            except services.OutcomeRefused as refusal:
+                contact_outcome_record(contact=contact, user=request.user, **form.cleaned_data)
+            except OutcomeRefused as refusal:
                 messages.error(request, str(refusal))
                 return redirect("queue-mine")
             messages.success(

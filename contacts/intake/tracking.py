@@ -24,6 +24,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from contacts import broker
 from contacts.outage import Outage
 
 logger = logging.getLogger(__name__)
@@ -125,10 +126,7 @@ def push(*, visitor_id: str, url: str, title: str, referrer: str, utm: dict[str,
         referrer=referrer, utm=utm, at=timezone.now(),
     )  # fmt: skip
     if script(_PUSH, [QUEUE, KICK], view.dump(), KICK_MS):
-        from contacts import broker
-        from contacts.tasks import drain_page_views_task
-
-        broker.send(drain_page_views_task)
+        broker.send("contacts.tasks.drain_page_views_task")
 
 
 def parse(raw: bytes) -> QueuedView | None:

@@ -12,9 +12,9 @@ from django.utils.cache import patch_vary_headers
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
-from contacts import dashboard
+from contacts.reports import dashboard
+from contacts.roles import MARKETING, role_required
 from contacts.views import partial_or_page
-from leadfunnel.roles import MARKETING, role_required
 
 STAGE_COLORS = {
     "suspect": "#98a2b3",

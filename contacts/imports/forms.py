@@ -9,7 +9,7 @@ from django import forms
 from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext_lazy as _
 
-from contacts import csv_import
+from contacts.imports import parsing
 from contacts.models import LeadSource
 
 IMPORT_MAX_BYTES = 20 * 1024 * 1024
@@ -34,7 +34,7 @@ class ImportUploadForm(forms.Form):
         help_text=_("Unchecked: existing contacts only get their blank fields filled in."),
     )
 
-    detected: csv_import.Detected
+    detected: parsing.Detected
 
     def clean_file(self) -> Any:
         upload = self.cleaned_data["file"]
@@ -47,8 +47,8 @@ class ImportUploadForm(forms.Form):
         raw = upload.read()
         upload.seek(0)
         try:
-            self.detected = csv_import.detect(raw)
-        except csv_import.NotACsv as error:
+            self.detected = parsing.detect(raw)
+        except parsing.NotACsv as error:
             raise forms.ValidationError(str(error), code="not_csv") from error
         if not any(self.detected.columns):
             raise forms.ValidationError(_("The file has no header row."), code="no_header")
@@ -66,9 +66,9 @@ class ImportMappingForm(forms.Form):
         for index, column in enumerate(self.columns):
             self.fields[f"column_{index}"] = forms.ChoiceField(
                 label=column or _("Column %(number)d") % {"number": index + 1},
-                choices=csv_import.field_choices(),
+                choices=parsing.field_choices(),
                 required=False,
-                initial=mapping[index] if index < len(mapping) else csv_import.IGNORE,
+                initial=mapping[index] if index < len(mapping) else parsing.IGNORE,
             )
 
     def clean(self) -> dict[str, Any]:
@@ -78,7 +78,7 @@ class ImportMappingForm(forms.Form):
             self.add_error(
                 None,
                 _("“%(field)s” is chosen for several columns: keep one.")
-                % {"field": csv_import.field_label(name)},
+                % {"field": parsing.field_label(name)},
             )
         if "email" not in chosen and "external_id" not in chosen:
             self.add_error(
