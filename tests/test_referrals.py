@@ -4,7 +4,6 @@ ambassador (scoring's threshold on referral events). Shown on both contact pages
 import pytest
 from django.urls import reverse
 
-from contacts.events import event_record
 from contacts.intake.capture import api_key_create
 from contacts.models import Contact, ContactAudit, Event
 from contacts.referrals import contact_referral_link
@@ -38,13 +37,15 @@ def test_an_event_naming_a_referrer_links_the_lead_and_makes_the_client_an_ambas
     assert ContactAudit.objects.filter(contact=lead, action=ContactAudit.Action.REFERRAL).exists()
 
 
-def test_the_first_referrer_stays_and_a_replay_adds_nothing(referrer):
+def test_the_first_referrer_stays_and_a_replay_adds_nothing(
+    referrer, django_capture_on_commit_callbacks
+):
     other = ContactFactory(stage=Contact.Stage.CLIENT)
     lead = ContactFactory()
 
-    event_record(contact=lead, type="custom", properties={"referrer_id": referrer.pk})
-    event_record(contact=lead, type="custom", properties={"referrer_id": referrer.pk})
-    event_record(contact=lead, type="custom", properties={"referrer_id": other.pk})
+    # Linking is an event handler: it runs when the events are handled, after commit.
+    for referrer_id in (referrer.pk, referrer.pk, other.pk):
+        record(lead, "custom", capture=django_capture_on_commit_callbacks, referrer_id=referrer_id)
 
     lead.refresh_from_db()
     assert lead.referred_by == referrer
@@ -53,15 +54,15 @@ def test_the_first_referrer_stays_and_a_replay_adds_nothing(referrer):
 
 @pytest.mark.parametrize("properties", [{"referrer_id": "abc"}, {"referrer_id": 10**30},
                                         {"referrer_email": "nobody@nowhere.fr"}])  # fmt: skip
-def test_an_unknown_referrer_is_ignored(properties):
+def test_an_unknown_referrer_is_ignored(properties, django_capture_on_commit_callbacks):
     lead = ContactFactory()
-    event_record(contact=lead, type="custom", properties=properties)
+    record(lead, "custom", capture=django_capture_on_commit_callbacks, **properties)
     lead.refresh_from_db()
     assert lead.referred_by is None
 
 
-def test_a_contact_cannot_refer_itself(referrer):
-    event_record(contact=referrer, type="custom", properties={"referrer_id": referrer.pk})
+def test_a_contact_cannot_refer_itself(referrer, django_capture_on_commit_callbacks):
+    record(referrer, "custom", capture=django_capture_on_commit_callbacks, referrer_id=referrer.pk)
     referrer.refresh_from_db()
     assert referrer.referred_by is None
 
@@ -96,12 +97,13 @@ def test_the_api_links_a_contact_to_its_referrer(client, referrer):
     assert not Contact.objects.filter(email="x@exemple.fr").exists()
 
 
-def test_the_api_events_link_a_referrer_too(client, referrer):
+def test_the_api_events_link_a_referrer_too(client, referrer, django_capture_on_commit_callbacks):
     key = api_key_create(name="CRM")[1]
     body = {"events": [{"email": "zoe@exemple.fr", "type": "form_submit",
                         "properties": {"referrer_id": referrer.pk}}]}  # fmt: skip
 
-    assert api_post(client, "events", body, key).status_code == 200
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api_post(client, "events", body, key).status_code == 200
 
     assert Contact.objects.get(email="zoe@exemple.fr").referred_by == referrer
 
