@@ -25,25 +25,27 @@ Label = Promise | Callable[[dict[str, Any]], str]
 PARAM_MAX_LENGTH = 120
 
 
-def _stage(code: object) -> str:
-    from contacts.models import Contact
+# How the models' codes read (a stage, an event type, a field, an outcome, a lost reason):
+# contacts.models fills this when it loads, so that this module, which the models use, never
+# imports them.
+LABELS: dict[str, Callable[[object], str]] = {}
 
-    return str(Contact.Stage(code).label) if code in Contact.Stage.values else str(code)
+
+def label(kind: str, code: object) -> str:
+    lookup = LABELS.get(kind)
+    return lookup(code) if lookup is not None else str(code)
+
+
+def _stage(code: object) -> str:
+    return label("stage", code)
 
 
 def _event_type(code: object) -> str:
-    from contacts.models import Event
-
-    return str(Event.Type(code).label) if code in Event.Type.values else str(code)
+    return label("event_type", code)
 
 
 def _field(name: object) -> str:
-    from contacts.models import Contact
-
-    try:
-        return str(Contact._meta.get_field(str(name)).verbose_name).capitalize()
-    except Exception:  # noqa: BLE001 (a field renamed since: its name is all there is)
-        return str(name)
+    return label("field", name)
 
 
 def _threshold(params: dict[str, Any]) -> str:
@@ -63,11 +65,9 @@ def _threshold(params: dict[str, Any]) -> str:
 
 
 def _lost(params: dict[str, Any]) -> str:
-    from contacts.sales.outcomes import LOST_REASONS
-
-    label = str(dict(LOST_REASONS).get(params.get("reason", ""), params.get("reason", "")))
+    reason = label("lost_reason", params.get("reason", ""))
     words = params.get("words")
-    return f"{label}: {words}" if words else label
+    return f"{reason}: {words}" if words else reason
 
 
 def _too_long(params: dict[str, Any]) -> str:
@@ -159,10 +159,7 @@ REASONS: dict[str, Label] = {
 
 
 def _outcome(code: object) -> str:
-    from contacts.models import StageChange
-
-    values = StageChange.Outcome.values
-    return str(StageChange.Outcome(code).label) if code in values else str(code)
+    return label("outcome", code)
 
 
 def coded(code: str, *, cut: bool = False, **params: Any) -> str:

@@ -21,7 +21,6 @@ from contacts.reasons import coded
 
 logger = logging.getLogger(__name__)
 
-# --- Referrals --------------------------------------------------------------------------------
 REFERRER_KEYS = ("referrer_id", "referrer_email")
 
 

@@ -28,7 +28,6 @@ from contacts.reasons import coded
 
 logger = logging.getLogger(__name__)
 
-# --- CSV import -------------------------------------------------------------------------------
 IMPORT_BATCH_SIZE = 1000
 
 # A whole file runs in one task; 20 MB of CSV is about 150,000 rows, a few minutes of work.

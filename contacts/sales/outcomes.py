@@ -7,10 +7,10 @@ import logging
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 
 from contacts.events import event_record
 from contacts.models import (
+    LOST_REASONS,
     Contact,
     ContactAudit,
     Event,
@@ -30,16 +30,6 @@ class Outcome:
     WON = StageChange.Outcome.WON
     LOST = StageChange.Outcome.LOST
     RECYCLED = StageChange.Outcome.RECYCLED
-
-
-LOST_REASONS = [
-    ("budget", gettext_lazy("No budget")),
-    ("competitor", gettext_lazy("Chose a competitor")),
-    ("timing", gettext_lazy("Not the right time")),
-    ("no_need", gettext_lazy("No real need")),
-    ("no_answer", gettext_lazy("Never answered")),
-    ("other", gettext_lazy("Other")),
-]
 
 
 @transaction.atomic

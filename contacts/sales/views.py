@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
-from contacts.models import Contact, ContactAudit, StageChange
+from contacts.models import LOST_REASONS, Contact, ContactAudit, StageChange
 from contacts.roles import SALES, role_required
 from contacts.sales.claims import (
     ClaimRefused,
@@ -24,7 +24,7 @@ from contacts.sales.claims import (
     contact_claim_next,
     notifications_take,
 )
-from contacts.sales.outcomes import LOST_REASONS, OutcomeRefused, contact_outcome_record
+from contacts.sales.outcomes import OutcomeRefused, contact_outcome_record
 from contacts.views import partial_or_page, visible_contact_or_404
 
 QUEUE_PAGE_SIZE = 50

@@ -1,0 +1,87 @@
+"""The contacts app's models, one module per concern; imported from here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.db import models
+
+from contacts import reasons
+from contacts.models.audit import ContactAudit, Notification
+from contacts.models.events import Event, EventDailyCount, EventQuerySet, EventRow, PendingEvent
+from contacts.models.funnel import ALLOWED_TRANSITIONS, LOST_REASONS, StageChange, StageStay
+from contacts.models.imports import ImportJob, ImportRowError
+from contacts.models.intake import (
+    AnonymousView,
+    ApiKey,
+    Consent,
+    ContactMerge,
+    Form,
+    Suppression,
+    Visitor,
+    new_form_key,
+)
+from contacts.models.people import (
+    SEARCHED_COLUMNS,
+    Contact,
+    ContactQuerySet,
+    LeadSource,
+    LeadSourceCost,
+    canonical_time_zone,
+    normalize_email,
+    source_costs,
+    validate_time_zone,
+)
+
+__all__ = [
+    "ALLOWED_TRANSITIONS",
+    "AnonymousView",
+    "ApiKey",
+    "Consent",
+    "Contact",
+    "ContactAudit",
+    "ContactMerge",
+    "ContactQuerySet",
+    "Event",
+    "EventDailyCount",
+    "EventQuerySet",
+    "EventRow",
+    "Form",
+    "ImportJob",
+    "ImportRowError",
+    "LOST_REASONS",
+    "LeadSource",
+    "LeadSourceCost",
+    "Notification",
+    "PendingEvent",
+    "SEARCHED_COLUMNS",
+    "StageChange",
+    "StageStay",
+    "Suppression",
+    "Visitor",
+    "canonical_time_zone",
+    "new_form_key",
+    "normalize_email",
+    "source_costs",
+    "validate_time_zone",
+]
+
+
+def _field_label(name: object) -> str:
+    try:
+        return str(Contact._meta.get_field(str(name)).verbose_name).capitalize()
+    except Exception:  # noqa: BLE001 (a field renamed since: its name is all there is)
+        return str(name)
+
+
+def _choice_label(choices: type[models.TextChoices]) -> Callable[[object], str]:
+    return lambda code: str(choices(code).label) if code in choices.values else str(code)
+
+
+reasons.LABELS.update(
+    stage=_choice_label(Contact.Stage),
+    event_type=_choice_label(Event.Type),
+    outcome=_choice_label(StageChange.Outcome),
+    field=_field_label,
+    lost_reason=lambda code: str(dict(LOST_REASONS).get(str(code), code)),
+)

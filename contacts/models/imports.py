@@ -1,0 +1,119 @@
+"""Import jobs and the rows they refused."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
+
+from contacts import reasons
+from contacts.models.people import LeadSource
+
+
+class ImportJob(models.Model):
+    """A CSV file a marketer uploaded, its column mapping, and how its import went."""
+
+    class Status(models.TextChoices):
+        MAPPING = "mapping", _("Columns to map")
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+
+    file = models.FileField(_("file"), upload_to="imports/%Y/%m/")
+    filename = models.CharField(_("file name"), max_length=255)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("imported by"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    source = models.ForeignKey(
+        LeadSource,
+        verbose_name=_("lead source"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    overwrite = models.BooleanField(_("overwrite existing values"), default=False)
+    status = models.CharField(
+        _("status"), max_length=20, choices=Status.choices, default=Status.MAPPING
+    )
+    encoding = models.CharField(_("encoding"), max_length=20)
+    delimiter = models.CharField(_("delimiter"), max_length=1)
+    columns = models.JSONField(_("columns"), default=list)
+    # One entry per column, in file order: a contact field name, or "" for an ignored column.
+    mapping = models.JSONField(_("mapping"), default=list)
+    rows_total = models.PositiveIntegerField(_("rows"), default=0)
+    rows_done = models.PositiveIntegerField(_("rows done"), default=0)
+    created_count = models.PositiveIntegerField(
+        pgettext_lazy("count of contacts", "created"), default=0
+    )
+    merged_count = models.PositiveIntegerField(_("merged"), default=0)
+    unchanged_count = models.PositiveIntegerField(_("unchanged"), default=0)
+    rejected_count = models.PositiveIntegerField(_("rejected"), default=0)
+    error = models.TextField(_("error"), blank=True)
+    created_at = models.DateTimeField(_("uploaded"), default=timezone.now)
+    queued_at = models.DateTimeField(_("queued"), null=True, blank=True)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("contact import")
+        verbose_name_plural = _("contact imports")
+        indexes = [
+            # The sweep only looks at the few jobs waiting for, or stuck in, a worker.
+            models.Index(
+                fields=["status", "queued_at"],
+                name="importjob_pending",
+                condition=Q(status__in=["queued", "running"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.filename} ({self.get_status_display()})"
+
+    @property
+    def error_text(self) -> str:
+        return reasons.text(self.error)
+
+    @property
+    def in_progress(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
+
+    @property
+    def percent(self) -> int:
+        if self.status == self.Status.DONE:
+            return 100
+        return round(100 * self.rows_done / self.rows_total) if self.rows_total else 0
+
+
+class ImportRowError(models.Model):
+    """A row an import refused, and why: the marketer's report to fix and re-upload."""
+
+    job = models.ForeignKey(
+        ImportJob, verbose_name=_("import"), on_delete=models.CASCADE, related_name="row_errors"
+    )
+    line_number = models.PositiveIntegerField(_("line"))
+    raw = models.TextField(_("row"))
+    message = models.CharField(_("reason"), max_length=500)
+
+    class Meta:
+        ordering = ["job", "line_number"]
+        verbose_name = _("import row error")
+        verbose_name_plural = _("import row errors")
+
+    def __str__(self) -> str:
+        return f"{self.job_id} line {self.line_number}: {self.message}"
+
+    @property
+    def reason(self) -> str:
+        """The refusal in the reader's language."""
+        return reasons.text(self.message)

@@ -1,0 +1,392 @@
+"""Contacts and where they come from (lead sources and their costs)."""
+
+from __future__ import annotations
+
+import zoneinfo
+from datetime import date, datetime
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connections, models
+from django.db.models import Count, F, Q
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Lower, Trim
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+@lru_cache(maxsize=1)
+def _time_zones() -> dict[str, str]:
+    return {name.lower(): name for name in zoneinfo.available_timezones()}
+
+
+def canonical_time_zone(value: str | None) -> str | None:
+    """The IANA name ``value`` means, whatever its case ("" for blank, None if there is none)."""
+    value = (value or "").strip()
+    if not value:
+        return ""
+    return _time_zones().get(value.lower())
+
+
+def validate_time_zone(value: str | None) -> None:
+    if value and canonical_time_zone(value) != value:
+        raise ValidationError(
+            _("“%(value)s” is not a time zone; write it as Europe/Paris or America/Montreal."),
+            code="time_zone",
+            params={"value": value},
+        )
+
+
+class LeadSource(models.Model):
+    """Where a contact first came from (first touch), e.g. "Google Ads – brand"."""
+
+    class Channel(models.TextChoices):
+        ORGANIC = "organic", _("Organic search")
+        PAID = "paid", _("Paid search")
+        SOCIAL = "social", _("Social")
+        EMAIL = "email", _("Email")
+        REFERRAL = "referral", _("Referral")
+        EVENT = "event", _("Event")
+        PARTNER = "partner", _("Partner")
+        DIRECT = "direct", _("Direct")
+        OTHER = "other", _("Other")
+
+    name = models.CharField(_("name"), max_length=120, unique=True)
+    slug = models.SlugField(_("slug"), max_length=120, unique=True)
+    channel = models.CharField(
+        _("channel"), max_length=20, choices=Channel.choices, default=Channel.OTHER
+    )
+    utm_source = models.CharField(_("UTM source"), max_length=200, blank=True)
+    utm_medium = models.CharField(_("UTM medium"), max_length=200, blank=True)
+    utm_campaign = models.CharField(_("UTM campaign"), max_length=200, blank=True)
+    active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("lead source")
+        verbose_name_plural = _("lead sources")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class LeadSourceCost(models.Model):
+    """What a source cost over a period (a campaign budget, a trade-show stand, a month of ads)."""
+
+    source = models.ForeignKey(
+        LeadSource, verbose_name=_("source"), on_delete=models.CASCADE, related_name="costs"
+    )
+    starts_on = models.DateField(_("from"))
+    ends_on = models.DateField(_("to (included)"))
+    amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
+    note = models.CharField(_("note"), max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-starts_on"]
+        verbose_name = _("lead source cost")
+        verbose_name_plural = _("lead source costs")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_on__gte=F("starts_on")),
+                name="leadsourcecost_period_in_order",
+                violation_error_message=_("The period must end on or after its start."),
+            ),
+            models.CheckConstraint(
+                condition=Q(amount__gte=0),
+                name="leadsourcecost_amount_positive",
+                violation_error_message=_("A cost cannot be negative."),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.amount} ({self.starts_on} – {self.ends_on})"
+
+    def share(self, start: date, end: date) -> Decimal:
+        """The part of this cost that falls in [start, end] (days included), spread evenly."""
+        overlap = (min(end, self.ends_on) - max(start, self.starts_on)).days + 1
+        if overlap <= 0:
+            return Decimal(0)
+        days = (self.ends_on - self.starts_on).days + 1
+        return (self.amount * overlap / days).quantize(Decimal("0.01"))
+
+
+def source_costs(start: date, end: date) -> dict[int, Decimal]:
+    """What each lead source cost between two dates, for cost per lead and per client."""
+    totals: dict[int, Decimal] = {}
+    for cost in LeadSourceCost.objects.filter(starts_on__lte=end, ends_on__gte=start):
+        totals[cost.source_id] = totals.get(cost.source_id, Decimal(0)) + cost.share(start, end)
+    return totals
+
+
+SEARCHED_COLUMNS = ("email", "first_name", "last_name", "company")
+
+
+def _search_sql(connection: Any, words: list[str]) -> tuple[str, list[str]]:
+    """contact_search ids matching every word in some column, as icontains would match."""
+    clauses, params = [], []
+    for word in words:
+        pattern = f"%{connection.ops.prep_for_like_query(word)}%"
+        clauses.append(
+            "(" + " OR ".join(f"UPPER({c}::text) LIKE UPPER(%s)" for c in SEARCHED_COLUMNS) + ")"
+        )
+        params.extend([pattern] * len(SEARCHED_COLUMNS))
+    return f"SELECT contact_id FROM contact_search WHERE {' AND '.join(clauses)}", params  # noqa: S608
+
+
+class ContactQuerySet(models.QuerySet["Contact"]):
+    def search(self, text: str) -> ContactQuerySet:
+        """Contacts whose email, name or company contain every word, whatever the case.
+
+        PostgreSQL answers from contact_search (contacts migration 0013), a narrow copy of
+        those columns that triggers keep in step, with one trigram index per column: the
+        indexes stay off the contact rows that scoring and activity write all the time.
+        """
+        words = text.split()
+        if not words:
+            return self
+        if connections[self.db].vendor == "postgresql":
+            sql, params = _search_sql(connections[self.db], words)
+            return self.filter(pk__in=RawSQL(sql, params))  # noqa: S611 (values are parameters)
+        query = Q()
+        for word in words:
+            query &= (
+                Q(email__icontains=word)
+                | Q(first_name__icontains=word)
+                | Q(last_name__icontains=word)
+                | Q(company__icontains=word)
+            )
+        return self.filter(query)
+
+    def in_stage(self, stage: str) -> ContactQuerySet:
+        return self.filter(stage=stage)
+
+    def sql_queue(self) -> ContactQuerySet:
+        """SQLs nobody has claimed yet: highest score first, then longest wait."""
+        return self.filter(stage=Contact.Stage.SQL, owner__isnull=True).order_by(
+            "-score", "stage_entered_at", "id"
+        )
+
+    def for_owner(self, user: Any) -> ContactQuerySet:
+        """A rep's leads: what they claimed and still have to work (SQLs)."""
+        return self.filter(owner=user, stage=Contact.Stage.SQL).order_by("claimed_at", "id")
+
+    def visible_to(self, user: Any) -> ContactQuerySet:
+        """The contacts ``user`` may open. Marketers and staff: all. A sales rep (and no more):
+        the queue (unclaimed SQLs) and the contacts they own, whatever the stage (their
+        leads, the ones given to them, their clients); not other reps' contacts, not the
+        prospects marketing works on. Every view that takes a contact id reads through this,
+        and answers 404 for the rest, as for an id that does not exist."""
+        from contacts.roles import MARKETING, SALES, user_roles
+
+        roles = user_roles(user)
+        if MARKETING in roles:
+            return self.all()
+        if SALES in roles:
+            return self.filter(Q(stage=Contact.Stage.SQL, owner__isnull=True) | Q(owner=user))
+        return self.none()
+
+    def claims_stale(self, before: datetime) -> ContactQuerySet:
+        """Claimed SQLs nobody has worked on since ``before``: they go back to the queue."""
+        return self.filter(stage=Contact.Stage.SQL, owner__isnull=False, claimed_at__lt=before)
+
+    def inactive_prospects(self, before: datetime) -> ContactQuerySet:
+        """Prospects (never clients) with no activity since ``before``, not erased yet."""
+        prospects = [Contact.Stage.SUSPECT, Contact.Stage.LEAD, Contact.Stage.MQL,
+                     Contact.Stage.HMQL]  # fmt: skip
+        quiet = Q(last_activity_at__lt=before) | Q(last_activity_at__isnull=True)
+        fresh = Q(erased_at__isnull=True, created_at__lt=before)
+        return self.filter(quiet, fresh, stage__in=prospects)
+
+    def stage_counts(self) -> dict[str, int]:
+        """Contacts per stage, every stage present (zero when empty), in funnel order."""
+        # COUNT(*), not COUNT(id): PostgreSQL can count from the stage index alone.
+        counts = dict(self.order_by().values_list("stage").annotate(n=Count("*")))
+        return {stage: counts.get(stage, 0) for stage in Contact.Stage.values}
+
+
+class Contact(models.Model):
+    class Stage(models.TextChoices):
+        # Declaration order is funnel order.
+        SUSPECT = "suspect", _("Suspect")
+        LEAD = "lead", _("Lead")
+        MQL = "mql", _("MQL")
+        HMQL = "hmql", _("HMQL")
+        SQL = "sql", _("SQL")
+        CLIENT = "client", _("Client")
+        AMBASSADOR = "ambassador", _("Ambassador")
+
+    class Consent(models.TextChoices):
+        UNKNOWN = "unknown", _("Unknown")
+        GRANTED = "granted", _("Granted")
+        WITHDRAWN = "withdrawn", _("Withdrawn")
+
+    # Nullable: an anonymous suspect has no email. Stored trimmed; unique whatever the case.
+    email = models.EmailField(_("email"), max_length=254, null=True, blank=True)
+    first_name = models.CharField(_("first name"), max_length=100, blank=True)
+    last_name = models.CharField(_("last name"), max_length=100, blank=True)
+    company = models.CharField(_("company"), max_length=200, blank=True)
+    phone = models.CharField(_("phone"), max_length=40, blank=True)
+    job_title = models.CharField(_("job title"), max_length=150, blank=True)
+    # The contact's id in another system (a CRM, a shop): what imports match rows without email
+    # on. Stored trimmed, case kept; unique when set.
+    external_id = models.CharField(_("external id"), max_length=200, null=True, blank=True)
+    # Blank: the site's time zone. Only send windows use it ("weekdays 9–12, the contact's time").
+    time_zone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        blank=True,
+        default="",
+        db_default="",  # bulk SQL that leaves it out (seeds, COPY) gets the site's
+        validators=[validate_time_zone],
+        help_text=_("e.g. America/Montreal. Empty: the site's time zone."),
+    )
+
+    source = models.ForeignKey(
+        LeadSource,
+        verbose_name=_("source"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="contacts",
+        db_index=False,  # contact_source_activity (PostgreSQL, 0009) starts with it
+    )
+    utm_source = models.CharField(_("UTM source"), max_length=200, blank=True)
+    utm_medium = models.CharField(_("UTM medium"), max_length=200, blank=True)
+    utm_campaign = models.CharField(_("UTM campaign"), max_length=200, blank=True)
+    utm_term = models.CharField(_("UTM term"), max_length=200, blank=True)
+    utm_content = models.CharField(_("UTM content"), max_length=200, blank=True)
+
+    # Indexed by contact_stage_score (stage first).
+    stage = models.CharField(
+        _("stage"), max_length=20, choices=Stage.choices, default=Stage.SUSPECT
+    )
+    stage_entered_at = models.DateTimeField(_("in stage since"), default=timezone.now)
+    # Denormalised sum of the scoring ledger; only the scoring services write it.
+    score = models.IntegerField(_("score"), default=0, db_index=True)
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="owned_contacts",
+        db_index=False,  # contact_claimed (partial: most contacts have no owner) covers it
+    )
+    claimed_at = models.DateTimeField(_("claimed"), null=True, blank=True)
+
+    consent = models.CharField(
+        _("consent"), max_length=20, choices=Consent.choices, default=Consent.UNKNOWN
+    )
+    consent_at = models.DateTimeField(_("consent given"), null=True, blank=True)
+    consent_method = models.CharField(_("consent method"), max_length=200, blank=True)
+    do_not_email = models.BooleanField(_("do not email"), default=False)
+
+    created_at = models.DateTimeField(_("created"), default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    # Indexed by contact_last_activity_desc and contact_source_activity (PostgreSQL, 0009).
+    last_activity_at = models.DateTimeField(_("last activity"), null=True, blank=True)
+    referred_by = models.ForeignKey(
+        "self",
+        verbose_name=_("referred by"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="referrals",
+        db_index=False,  # contact_referred_by, partial: few contacts were referred
+    )
+    # Set when the person's data was erased: the row stays for the aggregate counts.
+    erased_at = models.DateTimeField(_("erased"), null=True, blank=True)
+
+    objects = ContactQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("contact")
+        verbose_name_plural = _("contacts")
+        constraints = [
+            models.UniqueConstraint(
+                Lower("email"),
+                name="contact_email_unique_ci",
+                violation_error_message=_("A contact with this email already exists."),
+            ),
+            models.CheckConstraint(
+                condition=Q(email__isnull=True) | (~Q(email="") & Q(email=Trim("email"))),
+                name="contact_email_trimmed",
+                violation_error_message=_("The email must not be blank or padded with spaces."),
+            ),
+            models.UniqueConstraint(
+                fields=["external_id"],
+                name="contact_external_id_unique",
+                violation_error_message=_("A contact with this external id already exists."),
+            ),
+            models.CheckConstraint(
+                condition=Q(external_id__isnull=True)
+                | (~Q(external_id="") & Q(external_id=Trim("external_id"))),
+                name="contact_external_id_trimmed",
+                violation_error_message=_(
+                    "The external id must not be blank or padded with spaces."
+                ),
+            ),
+            models.CheckConstraint(
+                # Spelled out: Meta cannot see Contact.Stage. A test keeps the two in step.
+                condition=Q(
+                    stage__in=["suspect", "lead", "mql", "hmql", "sql", "client", "ambassador"]
+                ),
+                name="contact_stage_valid",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["stage", "-score"], name="contact_stage_score"),
+            # The sales queue reads only unclaimed SQLs, in its own order: a small partial index
+            # serves both the page and "claim next" without touching the other stages.
+            models.Index(
+                F("score").desc(),
+                F("stage_entered_at").asc(),
+                F("id").asc(),
+                name="contact_sql_queue",
+                condition=Q(stage="sql", owner__isnull=True),
+            ),
+            models.Index(
+                fields=["owner", "claimed_at"],
+                name="contact_claimed",
+                condition=Q(owner__isnull=False),
+            ),
+            models.Index(
+                fields=["referred_by"],
+                name="contact_referred_by",
+                condition=Q(referred_by__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    def clean(self) -> None:
+        self.email = normalize_email(self.email)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+    @property
+    def display_name(self) -> str:
+        if self.erased_at:
+            return _("Erased contact #%(id)s") % {"id": self.pk}
+        return self.full_name or self.email or _("Anonymous visitor #%(id)s") % {"id": self.pk}
+
+    @property
+    def is_anonymous(self) -> bool:
+        return not self.email
+
+
+def normalize_email(value: str | None) -> str | None:
+    """Trim; blank becomes None (an anonymous contact). Case is kept, uniqueness ignores it."""
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
