@@ -19,9 +19,9 @@ from playwright.sync_api import expect
 from contacts.models import Form, ImportJob, LeadSourceCost, StageChange
 from contacts.services import contact_claim, stage_move
 from nurturing.models import Enrollment, Message
-from nurturing.tests.helpers import email_step, sequence_with
 from tests.browser_pages import DESKTOP, PHONE, visitor
 from tests.factories import ContactFactory, EventFactory, LeadSourceFactory, UserFactory
+from tests.nurturing.helpers import email_step, sequence_with
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
