@@ -59,19 +59,22 @@ def messages_send(*, batch_size: int = SEND_BATCH_SIZE, budget: float = SEND_BUD
     sender = _Sender(get_connection(fail_silently=False))
     try:
         with _commits_without_flush():
-            while time.monotonic() - started < budget:
-                claimed_at = time.monotonic()
-                batch = _claim(batch_size, lease)
-                if not batch:
-                    break
-                checkpoint.send(sender=None, point="claimed")
-                for index, message in enumerate(batch):
-                    if time.monotonic() - claimed_at > lease - margin:
-                        sender.flush()
-                        _release([m.pk for m in batch[index:]])
+            try:
+                while time.monotonic() - started < budget:
+                    claimed_at = time.monotonic()
+                    batch = _claim(batch_size, lease)
+                    if not batch:
                         break
-                    sender.deliver(message, upcoming=batch[index + 1 : index + 2])
-                sender.flush()
+                    checkpoint.send(sender=None, point="claimed")
+                    for index, message in enumerate(batch):
+                        if time.monotonic() - claimed_at > lease - margin:
+                            sender.flush()
+                            _release([m.pk for m in batch[index:]])
+                            break
+                        sender.deliver(message, upcoming=batch[index + 1 : index + 2])
+                    sender.flush()
+            finally:
+                sender.flush()  # no mark left pending on the connection
     finally:
         _reset(sender.backend)
     return sender.sent
