@@ -5,6 +5,13 @@ through ``engine.decide`` until it waits, and everything the batch decided is wr
 end, in one transaction: the messages to the outbox, the enrolments' new state, split branches,
 score adjustments, stage moves. Sending the outbox is ``nurturing.sending``'s job, kicked after
 commit.
+
+The batch's writes are the ORM's (``bulk_create``, and ``bulk_update_fast``, the shared
+``UPDATE … FROM unnest`` helper). They replaced a ``COPY`` into a scratch table and a
+hand-written ``unnest`` with JSON as text: measured on 10,000 due enrolments (6 December, a
+loaded 2-core machine, two rounds), inserting and updating took 16.8 s and 13.0 s against
+12.3 s and 10.8 s, 6 to 12 % of the whole advance (37 to 48 s there; 2.4 s on a quiet machine,
+the target being 10 s): within the 15 % allowed.
 """
 
 from __future__ import annotations
