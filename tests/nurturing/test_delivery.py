@@ -142,3 +142,16 @@ def test_the_console_backend_of_make_run_prints_the_message_readably(settings, c
     assert "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in printed
     assert message.message_id in printed
     Message.objects.get(pk=message.pk, status="sent")
+
+
+def test_any_email_goes_through_the_smtp_backends_whole(smtp):
+    # Not only the outbox's: Django's send_mail (password resets, admins' errors) too, with a
+    # line holding only a dot (doubled on the wire, as SMTP wants) arriving as it was written.
+    from django.core.mail import send_mail
+
+    assert send_mail("Objet", "Corps\n.\nfin", "a@example.fr", ["b@example.fr"]) == 1
+
+    [received] = smtp.received
+    assert received.recipients == ["b@example.fr"]
+    assert received.message["Subject"] == "Objet"
+    assert received.message.get_content().splitlines() == ["Corps", ".", "fin"]
