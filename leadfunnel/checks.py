@@ -48,7 +48,7 @@ def _error(number: int, message: str, hint: str) -> Error:
 
 @register(TAG)
 def check_sending(**kwargs: Any) -> list[CheckMessage]:
-    from nurturing.services import send_margin_seconds
+    from nurturing.sending import send_margin_seconds
 
     errors = []
     timeout = settings.EMAIL_TIMEOUT

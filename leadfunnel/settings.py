@@ -175,12 +175,21 @@ MEDIA_URL = "media/"
 
 # --- Email ------------------------------------------------------------------------------------
 # Without EMAIL_URL (as in `make run`), each email is written to var/mail/ as an .eml file, which
-# marketers read on the "Sent emails" page (/mail/).
+# marketers read on the "Sent emails" page (/mail/). EMAIL_URL's scheme chooses the backend
+# (django-environ's: consolemail://, filemail:///path, ...); smtp://, smtp+tls://, smtps:// and
+# smtp+ssl:// use nurturing's SMTP backend (Django's, plus the hand-over at the last moment:
+# nurturing/smtp.py). EMAIL_BACKEND, if set, names any other (Django's SMTP backend, an ESP's
+# from django-anymail, ...), with EMAIL_URL still giving the host, port and login if there is one.
 if env.str("EMAIL_URL", default=""):
-    vars().update(env.email_url("EMAIL_URL"))
+    _SMTP_SCHEMES = ("smtp", "smtps", "smtp+tls", "smtp+ssl")
+    _smtp = env.url("EMAIL_URL").scheme in _SMTP_SCHEMES
+    vars().update(
+        env.email_url("EMAIL_URL", backend="nurturing.smtp.EmailBackend" if _smtp else None)
+    )
 else:
     EMAIL_BACKEND = "leadfunnel.mailbox.FolderBackend"
     EMAIL_FILE_PATH = str(VAR_DIR / "mail")
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default=EMAIL_BACKEND)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="LeadFunnel <no-reply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Seconds before an SMTP connection attempt or command gives up (a stuck server is a retry).

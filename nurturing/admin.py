@@ -14,7 +14,7 @@ from django.utils.translation import ngettext
 
 from contacts.admin import ReadOnlyAdmin
 from contacts.models import Contact
-from nurturing import rendering, services
+from nurturing import enrolment, outbox, rendering, sending
 from nurturing.models import Enrollment, Message, Sequence, SplitBranch, Step
 
 
@@ -77,12 +77,12 @@ class SequenceAdmin(admin.ModelAdmin):
     @admin.action(description=_("Enrol each selected sequence's segment now"))
     def enroll_segment(self, request: HttpRequest, queryset: QuerySet[Sequence]) -> None:
         for sequence in queryset:
-            if services.segment_selects_everyone(sequence.segment_query):
+            if enrolment.segment_selects_everyone(sequence.segment_query):
                 self.message_user(
                     request, _("“%(name)s” has no segment.") % {"name": sequence}, messages.WARNING
                 )
                 continue
-            count = services.segment_enroll(sequence=sequence, source="admin")
+            count = enrolment.segment_enroll(sequence=sequence, source="admin")
             self.message_user(
                 request,
                 ngettext(
@@ -124,7 +124,7 @@ class SequenceAdmin(admin.ModelAdmin):
         contact = form.found() if form.is_valid() else None
         rendered = None
         if contact is not None:
-            rendered = services.email_preview(step=step, contact=contact)
+            rendered = outbox.email_preview(step=step, contact=contact)
         context = {
             **self.admin_site.each_context(request),
             "title": _("Preview of “%(step)s”") % {"step": step},
@@ -194,7 +194,7 @@ class MessageAdmin(ReadOnlyAdmin):
 
     @admin.action(description=_("Send again (messages in doubt or failed)"))
     def send_again(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
-        count = services.messages_retry(messages=queryset)
+        count = sending.messages_retry(messages=queryset)
         self.message_user(
             request,
             ngettext(
@@ -208,7 +208,7 @@ class MessageAdmin(ReadOnlyAdmin):
 
     @admin.action(description=_("Mark as delivered (messages in doubt)"))
     def mark_delivered(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
-        count = services.messages_mark_delivered(messages=queryset)
+        count = sending.messages_mark_delivered(messages=queryset)
         self.message_user(
             request,
             ngettext(

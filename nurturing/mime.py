@@ -137,7 +137,15 @@ class BuiltEmail(EmailMultiAlternatives):
     """An ``EmailMultiAlternatives`` (so every backend, locmem included, takes it) whose MIME
     form is built by ``build``."""
 
+    _built: _Built | None = None
+
     def message(self) -> Any:  # type: ignore[override]
+        """Built once (a sender may make it ahead, while the server reads the one before)."""
+        if self._built is None:
+            self._built = self._build()
+        return self._built
+
+    def _build(self) -> _Built:
         html = next((content for content, kind in self.alternatives if kind == "text/html"), "")
         return _Built(
             build(

@@ -414,7 +414,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
 
     def holding_back(self) -> MessageQuerySet:
         """For a subquery: the earlier unfinished marketing messages of the outer one's
-        enrolment (services._CLAIM says the same in SQL)."""
+        enrolment (nurturing.sending claims with it)."""
         return Message.objects.filter(
             enrollment=models.OuterRef("enrollment"),
             pk__lt=models.OuterRef("pk"),

@@ -1,13 +1,14 @@
 from celery import shared_task
 
-from nurturing import services
+from nurturing.scheduler import nurturing_tick
+from nurturing.sending import messages_send
 
 
 @shared_task
 def nurturing_tick_task() -> dict[str, int]:
-    return services.nurturing_tick()
+    return nurturing_tick()
 
 
 @shared_task
 def send_messages_task() -> int:
-    return services.messages_send()
+    return messages_send()

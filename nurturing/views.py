@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from contacts.roles import MARKETING, SALES, role_required
 from contacts.views import partial_or_page, visible_contact_or_404
-from nurturing import services
+from nurturing import enrolment, tracking
 from nurturing.models import Enrollment, Message, Sequence, SplitBranch, Step
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -25,10 +25,10 @@ PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRA
 
 @require_GET
 def open_pixel(request: HttpRequest, token: str) -> HttpResponse:
-    found = services.message_for_token("open", token)
+    found = tracking.message_for_token("open", token)
     if found is None:
         raise Http404
-    services.message_open(message=found[0], user_agent=request.headers.get("User-Agent", ""))
+    tracking.message_open(message=found[0], user_agent=request.headers.get("User-Agent", ""))
     response = HttpResponse(PIXEL, content_type="image/gif")
     add_never_cache_headers(response)
     return response
@@ -36,11 +36,11 @@ def open_pixel(request: HttpRequest, token: str) -> HttpResponse:
 
 @require_GET
 def click(request: HttpRequest, token: str) -> HttpResponse:
-    found = services.message_for_token("click", token)
+    found = tracking.message_for_token("click", token)
     if found is None or len(found[1]) != 3:
         raise Http404
     message, parts = found
-    url = services.message_click(
+    url = tracking.message_click(
         message=message, link=parts[2], user_agent=request.headers.get("User-Agent", "")
     )
     if url is None:
@@ -54,14 +54,14 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
-    found = services.message_for_token("unsubscribe", token)
+    found = tracking.message_for_token("unsubscribe", token)
     if found is None:
         raise Http404
     message = found[0]
     contact = message.contact
     if request.method == "POST":
         if contact is not None:
-            services.contact_unsubscribe(contact=contact, message=message)
+            tracking.contact_unsubscribe(contact=contact, message=message)
         return render(request, "nurturing/unsubscribe.html", {"done": True, "token": token})
     return render(
         request,
@@ -255,8 +255,8 @@ def sequence_results(request: HttpRequest, pk: int) -> HttpResponse:
 def _enroll_context(query: str) -> dict[str, Any]:
     return {
         "query": query,
-        "count": services.segment_contacts(query).count(),
-        "everyone": services.segment_selects_everyone(query),
+        "count": enrolment.segment_contacts(query).count(),
+        "everyone": enrolment.segment_selects_everyone(query),
         "sequences": Sequence.objects.filter(active=True).order_by("name"),
     }
 
@@ -278,17 +278,17 @@ def sequence_enroll_list(request: HttpRequest, pk: int) -> HttpResponse:
     query = request.POST.get("query", "").lstrip("?")
     everyone = request.POST.get("all_contacts") == "on"
     error = ""
-    if services.segment_selects_everyone(query) and not everyone:
+    if enrolment.segment_selects_everyone(query) and not everyone:
         error = _(
             "No filter is set, so this would enrol every contact with an email address: "
             "tick the box to confirm that you mean them all."
         )
-    elif not services.segment_contacts(query).exists():
+    elif not enrolment.segment_contacts(query).exists():
         error = _("No contact matches these filters: nobody was enrolled.")
     if error:
         context = {**_enroll_context(query), "error": error}
         return render(request, "nurturing/enroll_list.html", context, status=400)
-    count = services.segment_enroll(
+    count = enrolment.segment_enroll(
         sequence=sequence, query=query, source="list", everyone=everyone
     )
     messages.success(
@@ -338,7 +338,7 @@ def contact_enrollments(request: HttpRequest, pk: int) -> HttpResponse:
 def contact_enroll(request: HttpRequest, pk: int) -> HttpResponse:
     contact = visible_contact_or_404(request, pk)
     sequence = get_object_or_404(Sequence, pk=request.POST.get("sequence") or 0, active=True)
-    enrollment = services.enrollment_start(
+    enrollment = enrolment.enrollment_start(
         sequence=sequence, contact=contact, source=f"user:{request.user.pk}"
     )
     if enrollment is None:

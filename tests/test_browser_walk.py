@@ -20,9 +20,9 @@ from contacts.models import Form, ImportJob, LeadSourceCost, StageChange
 from contacts.sales.claims import contact_claim
 from contacts.stages import stage_move
 from nurturing.models import Enrollment, Message
-from nurturing.tests.helpers import email_step, sequence_with
 from tests.browser_pages import DESKTOP, PHONE, visitor
 from tests.factories import ContactFactory, EventFactory, LeadSourceFactory, UserFactory
+from tests.nurturing.helpers import email_step, sequence_with
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -13,10 +13,11 @@ from django.urls import reverse
 
 from contacts.intake.capture import api_key_create
 from contacts.models import Contact, ImportJob
-from nurturing import services as nurturing
+from nurturing import scheduler
+from nurturing.enrolment import enrollments_start
 from nurturing.models import Enrollment, Step
-from nurturing.tests.helpers import email_step, sequence_with
 from tests.factories import ContactFactory
+from tests.nurturing.helpers import email_step, sequence_with
 from tests.test_csv_import import counts, run_import
 
 pytestmark = pytest.mark.django_db
@@ -114,8 +115,8 @@ def test_a_send_window_in_the_contacts_time_zone_waits_for_its_local_hours(
     contact = ContactFactory(time_zone=contact_zone)
     sequence = window_sequence(zone)
     with time_machine.travel(now, tick=False):
-        nurturing.enrollments_start(sequence=sequence, contact_ids=[contact.pk])
-        nurturing.enrollments_advance()
+        enrollments_start(sequence=sequence, contact_ids=[contact.pk])
+        scheduler.enrollments_advance()
     enrolment = Enrollment.objects.get()
     if opens_at is None:  # inside the window: on to the email at once
         assert enrolment.messages.count() == 1
@@ -125,7 +126,7 @@ def test_a_send_window_in_the_contacts_time_zone_waits_for_its_local_hours(
     assert enrolment.step.kind == Step.Kind.WAIT
 
     with time_machine.travel(opens_at, tick=False):
-        nurturing.enrollments_advance()
+        scheduler.enrollments_advance()
     assert enrolment.messages.count() == 1
 
 
@@ -136,6 +137,6 @@ def test_a_friday_evening_in_montreal_waits_for_its_monday_across_the_dst_change
     contact = ContactFactory(time_zone="America/Montreal")
     sequence = window_sequence("contact")
     with time_machine.travel(datetime(2026, 3, 6, 23, 0, tzinfo=UTC), tick=False):
-        nurturing.enrollments_start(sequence=sequence, contact_ids=[contact.pk])
-        nurturing.enrollments_advance()
+        enrollments_start(sequence=sequence, contact_ids=[contact.pk])
+        scheduler.enrollments_advance()
     assert Enrollment.objects.get().next_run_at == datetime(2026, 3, 9, 13, 0, tzinfo=UTC)

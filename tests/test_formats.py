@@ -10,10 +10,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from contacts.models import Contact
-from nurturing import services as nurturing
-from nurturing.tests.helpers import email_step, sequence_with
+from nurturing import enrolment, scheduler
 from scoring.services import decay_apply
 from tests.factories import ContactFactory
+from tests.nurturing.helpers import email_step, sequence_with
 from tests.utils import record
 
 pytestmark = pytest.mark.django_db
@@ -54,8 +54,8 @@ def test_a_contact_page_shows_one_date_format_per_language(
     )
     decay_apply()  # a decay line: a date without time
     sequence = sequence_with(email_step())
-    nurturing.enrollments_start(sequence=sequence, contact_ids=[contact.pk])
-    nurturing.enrollments_advance()  # an enrolment and an email: dates with times
+    enrolment.enrollments_start(sequence=sequence, contact_ids=[contact.pk])
+    scheduler.enrollments_advance()  # an enrolment and an email: dates with times
 
     for language in ("fr", "en"):
         page = contact_page(marketer_client, contact, language)

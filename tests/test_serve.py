@@ -25,13 +25,13 @@ MANAGE = [sys.executable, str(ROOT / "manage.py")]
 # whose email (with a link) is due now.
 ENROL = """
 from contacts.models import Contact
-from nurturing import services
+from nurturing import enrolment
 from nurturing.models import Sequence, Step
 sequence = Sequence.objects.create(name="Serve check", trigger="manual")
 Step.objects.create(sequence=sequence, position=1, kind="email", subject="Bonjour {{ first_name }}",
                     body_text="Bonjour {{ first_name }}, voyez https://shop.example.fr/poeles")
 contact = Contact.objects.create(email="helene@example.fr", first_name="Hélène", stage="lead")
-services.enrollment_start(sequence=sequence, contact=contact)
+enrolment.enrollment_start(sequence=sequence, contact=contact)
 """
 
 

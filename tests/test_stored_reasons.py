@@ -9,8 +9,8 @@ from django.urls import reverse
 
 from contacts.models import Contact, StageChange
 from contacts.sales.claims import contact_release
-from nurturing import services as nurturing
-from nurturing.tests.helpers import email_step, sequence_with
+from nurturing import enrolment, scheduler
+from tests.nurturing.helpers import email_step, sequence_with
 from tests.utils import record
 
 pytestmark = pytest.mark.django_db
@@ -74,8 +74,8 @@ def test_message_errors_and_enrolment_end_reasons_read_in_each_readers_language(
 ):
     contact = Contact.objects.create(email="jo@exemple.fr", stage="lead", do_not_email=True)
     sequence = sequence_with(email_step(), {"kind": "exit"})
-    nurturing.enrollments_start(sequence=sequence, contact_ids=[contact.pk])
-    nurturing.enrollments_advance()  # the worker, in the server's language
+    enrolment.enrollments_start(sequence=sequence, contact_ids=[contact.pk])
+    scheduler.enrollments_advance()  # the worker, in the server's language
     url = reverse("nurturing-contact-enrollments", args=[contact.pk])
 
     french = in_language(marketer_client, "fr", url)
@@ -134,9 +134,9 @@ def test_a_sequences_points_and_move_read_in_each_readers_language(
     sequence.name = "Relance"
     sequence.save()
     contact = Contact.objects.create(email="max@exemple.fr", stage="lead")
-    nurturing.enrollments_start(sequence=sequence, contact_ids=[contact.pk])
+    enrolment.enrollments_start(sequence=sequence, contact_ids=[contact.pk])
     with django_capture_on_commit_callbacks(execute=True):
-        nurturing.enrollments_advance()  # unnamed steps: known by their position
+        scheduler.enrollments_advance()  # unnamed steps: known by their position
     explanation = reverse("score-explanation", args=[contact.pk])
 
     french = in_language(marketer_client, "fr", explanation)

@@ -27,10 +27,10 @@ from contacts.sales.claims import contact_claim
 from contacts.stages import stage_move
 from nurturing import rendering
 from nurturing.models import Enrollment, Message, Step
-from nurturing.services import message_click
-from nurturing.tests.helpers import email_step, sequence_with
+from nurturing.tracking import message_click
 from tests.browser_pages import visitor
 from tests.factories import ContactFactory, UserFactory
+from tests.nurturing.helpers import email_step, sequence_with
 from tests.utils import wait_for
 
 SCRIPT = "<script>alert(1)</script>"

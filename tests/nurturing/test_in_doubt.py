@@ -1,7 +1,7 @@
 """A sending process SIGKILLed around the moment the SMTP server accepts a message.
 
 The process is real (a subprocess running the send loop against a real aiosmtpd server) and
-kills itself at a named point of ``services._checkpoint``. Then, as after a restart: the lease
+kills itself at a named point of ``sending.checkpoint``. Then, as after a restart: the lease
 runs out, the reaper runs, and a new send loop delivers what is left. A message whose data
 may have reached the server is never sent again by itself; one that had not gone is.
 """
@@ -17,13 +17,14 @@ from pathlib import Path
 
 import pytest
 import time_machine
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from nurturing import services
+from nurturing import enrolment, scheduler, sending
 from nurturing.models import Message
-from nurturing.tests.helpers import email_step, sequence_with
 from tests.factories import ContactFactory
+from tests.nurturing.helpers import email_step, sequence_with
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [
@@ -37,22 +38,22 @@ import os, signal, sys
 import django
 
 django.setup()
-from nurturing import services
+from nurturing import sending
 
 point, nth = sys.argv[1], int(sys.argv[2])
 seen = 0
 
 
-def checkpoint(name):
+def checkpoint(sender, **kwargs):
     global seen
-    if name == point:
+    if kwargs["point"] == point:
         seen += 1
         if seen == nth:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-services._checkpoint = checkpoint
-services.messages_send()
+sending.checkpoint.connect(checkpoint)
+sending.messages_send()
 """
 
 
@@ -65,6 +66,7 @@ def send_and_die(smtp_port: int, point: str, nth: int) -> subprocess.CompletedPr
             f"{database['PORT'] or 5432}/{database['NAME']}"
         ),
         "EMAIL_URL": f"smtp://127.0.0.1:{smtp_port}",
+        "EMAIL_BACKEND": settings.EMAIL_BACKEND,  # the smtp fixture's
         "DJANGO_SETTINGS_MODULE": "leadfunnel.settings",
         "PYTHONPATH": str(ROOT),
     }
@@ -78,15 +80,15 @@ def send_and_die(smtp_port: int, point: str, nth: int) -> subprocess.CompletedPr
 def _no_send_kick(monkeypatch):  # type: ignore[no-untyped-def]
     # The tick's after-commit kick would send in this process (eager Celery): the sending
     # process under test is the subprocess.
-    monkeypatch.setattr(services, "_kick_send", lambda _count: None)
+    monkeypatch.setattr(scheduler, "kick_send", lambda _count: None)
 
 
 def queue(count: int) -> list[Message]:
     sequence = sequence_with(email_step())
-    services.enrollments_start(
+    enrolment.enrollments_start(
         sequence=sequence, contact_ids=[c.pk for c in ContactFactory.create_batch(count)]
     )
-    services.enrollments_advance()
+    scheduler.enrollments_advance()
     return list(Message.objects.order_by("pk"))
 
 
@@ -110,14 +112,14 @@ def test_killed_after_the_server_accepted_a_message_it_is_in_doubt_and_never_sen
     assert died.returncode == -signal.SIGKILL, died.stderr
     assert len(smtp.received) == 3
     with after_the_lease():
-        assert services.messages_reap() == 2  # the two it had not started go back
-        assert services.messages_send() == 2
+        assert sending.messages_reap() == 2  # the two it had not started go back
+        assert sending.messages_send() == 2
     status = dict(Message.objects.values_list("pk", "status"))
     assert [status[m.pk] for m in messages] == ["sent", "sent", "in_doubt", "sent", "sent"]
     # Every message reached the server exactly once, the one in doubt included.
     assert deliveries(smtp) == {m.message_id: 1 for m in messages}
-    assert services.messages_send() == 0
-    assert services.messages_reap() == 0
+    assert sending.messages_send() == 0
+    assert sending.messages_reap() == 0
     assert Message.objects.get(pk=messages[2].pk).status == "in_doubt"
 
 
@@ -130,10 +132,10 @@ def test_killed_before_a_message_was_handed_over_it_is_sent_once_after_the_lease
     assert died.returncode == -signal.SIGKILL, died.stderr
     assert smtp.received == []
     assert set(Message.objects.values_list("status", flat=True)) == {"sending"}
-    assert services.messages_send() == 0  # leased: nobody else may send them yet
+    assert sending.messages_send() == 0  # leased: nobody else may send them yet
     with after_the_lease():
-        assert services.messages_reap() == 3
-        assert services.messages_send() == 3
+        assert sending.messages_reap() == 3
+        assert sending.messages_send() == 3
     assert set(Message.objects.values_list("status", flat=True)) == {"sent"}
     assert deliveries(smtp) == {m.message_id: 1 for m in messages}
 
@@ -148,14 +150,14 @@ def test_killed_between_the_hand_over_and_the_end_of_the_data_the_message_waits_
     assert died.returncode == -signal.SIGKILL, died.stderr
     assert smtp.received == []  # the end of the data never went: the server dropped it
     with after_the_lease():
-        assert services.messages_reap() == 0
-        assert services.messages_send() == 0
+        assert sending.messages_reap() == 0
+        assert sending.messages_send() == 0
     message.refresh_from_db()
     assert message.status == "in_doubt" and message.handed_over_at is not None
 
     # The marketer checks and sends it again: it goes once more, with the same Message-ID.
-    assert services.messages_retry(messages=Message.objects.filter(pk=message.pk)) == 1
-    assert services.messages_send() == 1
+    assert sending.messages_retry(messages=Message.objects.filter(pk=message.pk)) == 1
+    assert sending.messages_send() == 1
     message.refresh_from_db()
     assert message.status == "sent"
     assert deliveries(smtp) == {message.message_id: 1}
@@ -177,7 +179,7 @@ def test_a_connection_lost_after_the_end_of_the_data_leaves_the_message_in_doubt
 
     smtp.handle_DATA = handle_data
 
-    assert services.messages_send() == 1
+    assert sending.messages_send() == 1
 
     statuses = dict(Message.objects.values_list("pk", "status"))
     assert statuses == {first.pk: "in_doubt", second.pk: "sent"}

@@ -14,15 +14,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from contacts import broker
-from nurturing import services
+from nurturing import enrolment
 from nurturing.models import Enrollment, Message
 from nurturing.tasks import nurturing_tick_task
-from nurturing.tests.helpers import email_step, sequence_with, wait_step
 from tests.factories import ContactFactory
+from tests.nurturing.helpers import email_step, sequence_with, wait_step
 from tests.test_event_delivery import broker_at  # noqa: F401 (fixture)
 from tests.utils import free_port, redis_test_url, wait_for
 
@@ -46,6 +47,7 @@ def start_worker(redis_url: str, smtp_port: int) -> subprocess.Popen[str]:
         ),
         "CELERY_TASK_ALWAYS_EAGER": "false",
         "EMAIL_URL": f"smtp://127.0.0.1:{smtp_port}",
+        "EMAIL_BACKEND": settings.EMAIL_BACKEND,  # the smtp fixture's
         "NURTURING_DAILY_EMAIL_CAP": "0",
         "PYTHONPATH": str(ROOT),
     }
@@ -156,7 +158,7 @@ def test_redis_stopped_for_a_while_loses_nothing(smtp, broker_at, caplog):  # no
         redis_server.wait(timeout=20)
         # While Redis is away: new enrolments are stored; the tick they kick cannot be sent.
         contacts = ContactFactory.create_batch(50)
-        services.enrollments_start(sequence=sequence, contact_ids=[c.pk for c in contacts])
+        enrolment.enrollments_start(sequence=sequence, contact_ids=[c.pk for c in contacts])
         assert "Broker unavailable" in caplog.text
         assert Enrollment.objects.filter(status="active", step__position=1).count() == 50
 

@@ -11,11 +11,11 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from nurturing import services
+from nurturing import enrolment, scheduler, sending
 from nurturing.models import Message
-from nurturing.tests.helpers import email_step, sequence_with, wait_step
-from nurturing.tests.test_in_doubt import send_and_die
 from tests.factories import ContactFactory
+from tests.nurturing.helpers import email_step, sequence_with, wait_step
+from tests.nurturing.test_in_doubt import send_and_die
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture(autouse=True)
 def _no_send_kick(monkeypatch):  # type: ignore[no-untyped-def]
     # The tick's after-commit kick would send in this process (eager Celery).
-    monkeypatch.setattr(services, "_kick_send", lambda _count: None)
+    monkeypatch.setattr(scheduler, "kick_send", lambda _count: None)
 
 
 def later(**delta: float):  # type: ignore[no-untyped-def]
@@ -44,8 +44,8 @@ def test_a_second_email_waits_while_the_first_is_held_by_a_dead_worker(smtp):
         email_step(subject="Premier"), wait_step(minutes=1), email_step(subject="Second")
     )
     contacts = ContactFactory.create_batch(3)
-    services.enrollments_start(sequence=sequence, contact_ids=[c.pk for c in contacts])
-    services.enrollments_advance()
+    enrolment.enrollments_start(sequence=sequence, contact_ids=[c.pk for c in contacts])
+    scheduler.enrollments_advance()
 
     # A sending process claims the three first emails and dies holding their lease.
     died = send_and_die(smtp.controller.port, "claimed", 1)
@@ -53,14 +53,14 @@ def test_a_second_email_waits_while_the_first_is_held_by_a_dead_worker(smtp):
     assert Message.objects.filter(status="sending").count() == 3
 
     with later(minutes=2):  # past the wait, within the lease
-        services.enrollments_advance()
+        scheduler.enrollments_advance()
         assert Message.objects.filter(status="queued", subject="Second").count() == 3
-        assert services.messages_send() == 0  # the second emails wait for the first
+        assert sending.messages_send() == 0  # the second emails wait for the first
     assert smtp.received == []
 
     with later(minutes=10):  # the lease has run out: the reaper frees the first emails
-        assert services.messages_reap() == 3
-        assert services.messages_send() == 6
+        assert sending.messages_reap() == 3
+        assert sending.messages_send() == 6
 
     assert subjects_by_recipient(smtp) == {c.email: ["Premier", "Second"] for c in contacts}
 
@@ -70,8 +70,8 @@ def test_a_later_email_waits_while_an_earlier_one_is_in_doubt_or_retrying(smtp):
         email_step(subject="Premier"), wait_step(minutes=1), email_step(subject="Second")
     )
     in_doubt, retrying, fine = ContactFactory.create_batch(3)
-    services.enrollments_start(sequence=sequence, contact_ids=[in_doubt.pk, retrying.pk, fine.pk])
-    services.enrollments_advance()
+    enrolment.enrollments_start(sequence=sequence, contact_ids=[in_doubt.pk, retrying.pk, fine.pk])
+    scheduler.enrollments_advance()
     first = {m.contact_id: m for m in Message.objects.all()}
     Message.objects.filter(pk=first[in_doubt.pk].pk).update(status="in_doubt")
     Message.objects.filter(pk=first[retrying.pk].pk).update(
@@ -79,8 +79,8 @@ def test_a_later_email_waits_while_an_earlier_one_is_in_doubt_or_retrying(smtp):
     )
 
     with later(minutes=2):
-        services.enrollments_advance()
-        assert services.messages_send() == 2  # the fine contact's two, in order
+        scheduler.enrollments_advance()
+        assert sending.messages_send() == 2  # the fine contact's two, in order
 
     assert subjects_by_recipient(smtp) == {fine.email: ["Premier", "Second"]}
     assert set(
@@ -95,14 +95,14 @@ def test_a_person_marks_an_in_doubt_email_delivered_and_the_next_one_goes(smtp, 
         email_step(subject="Premier"), wait_step(minutes=1), email_step(subject="Second")
     )
     contact = ContactFactory()
-    services.enrollments_start(sequence=sequence, contact_ids=[contact.pk])
-    services.enrollments_advance()
+    enrolment.enrollments_start(sequence=sequence, contact_ids=[contact.pk])
+    scheduler.enrollments_advance()
     first = Message.objects.get()
     handed_over = timezone.now()
     Message.objects.filter(pk=first.pk).update(status="in_doubt", handed_over_at=handed_over)
     with later(minutes=2):
-        services.enrollments_advance()
-        assert services.messages_send() == 0  # held behind the one in doubt
+        scheduler.enrollments_advance()
+        assert sending.messages_send() == 0  # held behind the one in doubt
 
     # The mail server's log shows it arrived: the admin says so.
     response = admin_client.post(
@@ -115,5 +115,5 @@ def test_a_person_marks_an_in_doubt_email_delivered_and_the_next_one_goes(smtp, 
     first.refresh_from_db()
     assert (first.status, first.sent_at) == ("sent", handed_over)
     with later(minutes=3):
-        assert services.messages_send() == 1
+        assert sending.messages_send() == 1
     assert subjects_by_recipient(smtp) == {contact.email: ["Second"]}

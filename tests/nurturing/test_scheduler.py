@@ -12,11 +12,11 @@ from django.utils import timezone
 
 from contacts.models import Contact, Event, StageChange
 from contacts.stages import stage_move
-from nurturing import services
+from nurturing import enrolment, scheduler, sending, triggers
 from nurturing.models import Enrollment, Message, Sequence
-from nurturing.tests.helpers import email_step, sequence_with, wait_step
 from scoring.models import ScoreEntry
 from tests.factories import ContactFactory, UserFactory
+from tests.nurturing.helpers import email_step, sequence_with, wait_step
 from tests.utils import record
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.django_db
 
 def tick(capture):
     with capture(execute=True):
-        services.enrollments_advance()
+        scheduler.enrollments_advance()
 
 
 def test_an_email_step_writes_the_rendered_message_and_the_wait_sets_the_next_run(
@@ -33,7 +33,7 @@ def test_an_email_step_writes_the_rendered_message_and_the_wait_sets_the_next_ru
     sequence = sequence_with(email_step(), wait_step(days=2), email_step(subject="Encore"))
     contact = ContactFactory(first_name="Hélène")
     with time_machine.travel("2026-03-02 09:00Z", tick=False) as traveller:
-        enrollment = services.enrollment_start(sequence=sequence, contact=contact)
+        enrollment = enrolment.enrollment_start(sequence=sequence, contact=contact)
         tick(django_capture_on_commit_callbacks)
 
         enrollment.refresh_from_db()
@@ -68,12 +68,14 @@ def test_an_email_step_writes_the_rendered_message_and_the_wait_sets_the_next_ru
 def test_the_reentry_policy_decides_whether_a_contact_may_enter_again(reentry, after_days, again):
     sequence = sequence_with(email_step(), reentry=reentry, cooldown_days=30)
     contact = ContactFactory()
-    first = services.enrollment_start(sequence=sequence, contact=contact)
-    assert services.enrollment_start(sequence=sequence, contact=contact) is None  # while active
-    services.enrollments_end(enrollments=Enrollment.objects.filter(pk=first.pk), status="completed")
+    first = enrolment.enrollment_start(sequence=sequence, contact=contact)
+    assert enrolment.enrollment_start(sequence=sequence, contact=contact) is None  # while active
+    enrolment.enrollments_end(
+        enrollments=Enrollment.objects.filter(pk=first.pk), status="completed"
+    )
 
     later = timezone.now() + timedelta(days=after_days, minutes=1)
-    second = services.enrollment_start(sequence=sequence, contact=contact, as_of=later)
+    second = enrolment.enrollment_start(sequence=sequence, contact=contact, as_of=later)
     assert (second is not None) is again
     assert Enrollment.objects.filter(contact=contact).count() == (2 if again else 1)
 
@@ -81,11 +83,12 @@ def test_the_reentry_policy_decides_whether_a_contact_may_enter_again(reentry, a
 def test_anonymous_contacts_and_inactive_sequences_enrol_nobody():
     sequence = sequence_with(email_step())
     assert (
-        services.enrollment_start(sequence=sequence, contact=ContactFactory(anonymous=True)) is None
+        enrolment.enrollment_start(sequence=sequence, contact=ContactFactory(anonymous=True))
+        is None
     )
     sequence.active = False
     sequence.save()
-    assert services.enrollment_start(sequence=sequence, contact=ContactFactory()) is None
+    assert enrolment.enrollment_start(sequence=sequence, contact=ContactFactory()) is None
     assert not Enrollment.objects.exists()
 
 
@@ -100,7 +103,7 @@ def test_a_goal_event_ends_the_enrolment_at_once_even_mid_wait_as_a_conversion(
         goal_event_type="purchase",
     )
     contact = ContactFactory()
-    enrollment = services.enrollment_start(sequence=sequence, contact=contact)
+    enrollment = enrolment.enrollment_start(sequence=sequence, contact=contact)
     with time_machine.travel(timezone.now() + timedelta(hours=2), tick=False):
         tick(django_capture_on_commit_callbacks)
     assert Message.objects.count() == 1
@@ -121,8 +124,8 @@ def test_a_goal_event_from_before_the_enrolment_does_not_count(django_capture_on
     old = Event.objects.create(
         contact=contact, type="purchase", occurred_at=timezone.now() - timedelta(days=1)
     )
-    enrollment = services.enrollment_start(sequence=sequence, contact=contact)
-    services.events_apply(events=Event.objects.filter(pk=old.pk).rows())
+    enrollment = enrolment.enrollment_start(sequence=sequence, contact=contact)
+    triggers.events_apply(events=Event.objects.filter(pk=old.pk).rows())
     enrollment.refresh_from_db()
     assert enrollment.status == Enrollment.Status.ACTIVE
 
@@ -130,7 +133,7 @@ def test_a_goal_event_from_before_the_enrolment_does_not_count(django_capture_on
 def test_a_deleted_contact_ends_its_enrolment_quietly(django_capture_on_commit_callbacks):
     sequence = sequence_with(wait_step(hours=1), email_step())
     contact = ContactFactory()
-    enrollment = services.enrollment_start(sequence=sequence, contact=contact)
+    enrollment = enrolment.enrollment_start(sequence=sequence, contact=contact)
     contact.delete()
     with time_machine.travel(timezone.now() + timedelta(hours=2), tick=False):
         tick(django_capture_on_commit_callbacks)
@@ -149,7 +152,7 @@ def test_score_and_stage_steps_go_through_the_ledger_and_the_stage_service(
     )
     contact = ContactFactory(score=15)
     ScoreEntry.objects.create(contact=contact, points=15, reason="earlier", at=timezone.now())
-    services.enrollment_start(sequence=sequence, contact=contact)
+    enrolment.enrollment_start(sequence=sequence, contact=contact)
     tick(django_capture_on_commit_callbacks)
 
     contact.refresh_from_db()
@@ -165,7 +168,7 @@ def test_a_refused_stage_move_is_skipped_and_the_sequence_goes_on(
 ):
     sequence = sequence_with({"kind": "stage", "stage": "mql"}, email_step())
     contact = ContactFactory(stage=Contact.Stage.CLIENT)
-    services.enrollment_start(sequence=sequence, contact=contact)
+    enrolment.enrollment_start(sequence=sequence, contact=contact)
     tick(django_capture_on_commit_callbacks)
     contact.refresh_from_db()
     assert contact.stage == "client"
@@ -178,7 +181,7 @@ def test_notify_owner_mails_the_owner_and_not_the_contact(
     owner = UserFactory(email="hugo@example.fr")
     sequence = sequence_with({"kind": "notify_owner", "name": "Appeler"})
     contact = ContactFactory(owner=owner, first_name="Zoé")
-    services.enrollment_start(sequence=sequence, contact=contact)
+    enrolment.enrollment_start(sequence=sequence, contact=contact)
     tick(django_capture_on_commit_callbacks)
     message = Message.objects.get()
     assert message.internal and message.to == "hugo@example.fr"
@@ -195,12 +198,12 @@ def test_the_daily_cap_defers_an_email_and_sends_it_later(
     with time_machine.travel("2026-03-02 08:00Z", tick=False) as traveller:
         for number in range(2):
             sequence = sequence_with(email_step(), name=f"Earlier {number}")
-            services.enrollment_start(sequence=sequence, contact=contact)
+            enrolment.enrollment_start(sequence=sequence, contact=contact)
         tick(django_capture_on_commit_callbacks)
         assert Message.objects.count() == 2
 
         traveller.shift(timedelta(hours=2))
-        third = services.enrollment_start(sequence=sequence_with(email_step()), contact=contact)
+        third = enrolment.enrollment_start(sequence=sequence_with(email_step()), contact=contact)
         tick(django_capture_on_commit_callbacks)
         third.refresh_from_db()
         assert Message.objects.count() == 2
@@ -222,7 +225,7 @@ def test_a_split_sends_each_enrolment_down_one_branch_and_remembers_it(
         email_step(subject="B"),
     )
     contacts = ContactFactory.create_batch(40)
-    services.enrollments_start(sequence=sequence, contact_ids=[c.pk for c in contacts])
+    enrolment.enrollments_start(sequence=sequence, contact_ids=[c.pk for c in contacts])
     tick(django_capture_on_commit_callbacks)
     for enrollment in Enrollment.objects.all():
         subjects = list(enrollment.messages.values_list("subject", flat=True))
@@ -277,9 +280,9 @@ def test_a_segment_enrols_the_contacts_the_contact_list_filters_select():
     wanted = ContactFactory(stage="mql", score=25)
     ContactFactory(stage="mql", score=5)
     ContactFactory(stage="lead", score=50)
-    assert services.segment_enroll(sequence=sequence) == 1
+    assert enrolment.segment_enroll(sequence=sequence) == 1
     assert list(Enrollment.objects.values_list("contact", flat=True)) == [wanted.pk]
-    assert services.segment_enroll(sequence=sequence) == 0  # already in
+    assert enrolment.segment_enroll(sequence=sequence) == 0  # already in
 
 
 def test_do_not_email_contacts_are_never_sent_marketing_email(
@@ -288,7 +291,7 @@ def test_do_not_email_contacts_are_never_sent_marketing_email(
     sequence = sequence_with(email_step())
     contact = ContactFactory(do_not_email=True)
     withdrawn = ContactFactory(consent=Contact.Consent.WITHDRAWN)
-    services.enrollments_start(sequence=sequence, contact_ids=[contact.pk, withdrawn.pk])
+    enrolment.enrollments_start(sequence=sequence, contact_ids=[contact.pk, withdrawn.pk])
     tick(django_capture_on_commit_callbacks)
     assert set(Message.objects.values_list("status", flat=True)) == {"suppressed"}
     assert mailoutbox == []
@@ -297,11 +300,11 @@ def test_do_not_email_contacts_are_never_sent_marketing_email(
 def test_consent_is_checked_again_at_send_time(django_capture_on_commit_callbacks, mailoutbox):
     sequence = sequence_with(email_step())
     contact = ContactFactory()
-    services.enrollment_start(sequence=sequence, contact=contact)
+    enrolment.enrollment_start(sequence=sequence, contact=contact)
     with django_capture_on_commit_callbacks(execute=False):
-        services.enrollments_advance()  # queued, its send task not run yet
+        scheduler.enrollments_advance()  # queued, its send task not run yet
     Contact.objects.filter(pk=contact.pk).update(do_not_email=True)
-    assert services.messages_send() == 0
+    assert sending.messages_send() == 0
     assert Message.objects.get().status == "suppressed"
     assert mailoutbox == []
 
@@ -318,14 +321,14 @@ def test_two_schedulers_ticking_at_once_never_run_a_step_twice():
     counts: list[int] = []
     barrier = threading.Barrier(2)
 
-    def scheduler() -> None:
+    def tick() -> None:
         barrier.wait()
         try:
-            counts.append(services.enrollments_advance(batch_size=25))
+            counts.append(scheduler.enrollments_advance(batch_size=25))
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=scheduler) for _ in range(2)]
+    threads = [threading.Thread(target=tick) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -341,7 +344,7 @@ def test_without_a_daily_cap_every_email_goes(settings, django_capture_on_commit
     settings.NURTURING_DAILY_EMAIL_CAP = 0
     contact = ContactFactory()
     for number in range(5):
-        services.enrollment_start(sequence=sequence_with(email_step(), name=f"S{number}"),
+        enrolment.enrollment_start(sequence=sequence_with(email_step(), name=f"S{number}"),
                                   contact=contact)  # fmt: skip
     tick(django_capture_on_commit_callbacks)
     assert Message.objects.filter(contact=contact, status="sent").count() == 5
@@ -353,10 +356,10 @@ def test_a_segment_sequence_takes_in_newly_matching_contacts_on_the_tick(
     sequence = sequence_with(email_step(), trigger="segment", segment_query="stage=mql")
     first = ContactFactory(stage="mql")
     with time_machine.travel("2026-03-02 08:00Z", tick=False) as clock:
-        assert services.segments_enroll() == 1
+        assert enrolment.segments_enroll() == 1
         later = ContactFactory(stage="mql")
-        assert services.segments_enroll() == 0  # read again only every 15 minutes
+        assert enrolment.segments_enroll() == 0  # read again only every 15 minutes
         clock.shift(timedelta(minutes=16))
-        assert services.segments_enroll() == 1
+        assert enrolment.segments_enroll() == 1
     assert set(Enrollment.objects.values_list("contact", flat=True)) == {first.pk, later.pk}
     assert Sequence.objects.get(pk=sequence.pk).segment_enrolled_at is not None

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from django.utils import translation
 
-from nurturing import services
+from nurturing import enrolment, scheduler
 from nurturing.models import Enrollment, Message, Step
-from nurturing.tests.helpers import email_step, sequence_with
 from tests.factories import ContactFactory
+from tests.nurturing.helpers import email_step, sequence_with
 
 pytestmark = pytest.mark.django_db
 
@@ -23,9 +23,9 @@ def split_run(django_capture_on_commit_callbacks):
         name="Relance été",
     )
     contacts = ContactFactory.create_batch(20)
-    services.enrollments_start(sequence=sequence, contact_ids=[c.pk for c in contacts])
+    enrolment.enrollments_start(sequence=sequence, contact_ids=[c.pk for c in contacts])
     with django_capture_on_commit_callbacks(execute=True):
-        services.enrollments_advance()
+        scheduler.enrollments_advance()
     first = Message.objects.order_by("pk").first()
     Message.objects.filter(pk=first.pk).update(opened_at=first.sent_at, clicked_at=first.sent_at)
     Enrollment.objects.filter(pk=first.enrollment_id).update(status="goal_reached")
@@ -76,9 +76,9 @@ def test_two_splits_in_a_sequence_each_count_their_own_branches(
         email_step(subject="Objet long"),
     )
     contacts = ContactFactory.create_batch(60)
-    services.enrollments_start(sequence=sequence, contact_ids=[c.pk for c in contacts])
+    enrolment.enrollments_start(sequence=sequence, contact_ids=[c.pk for c in contacts])
     with django_capture_on_commit_callbacks(execute=True):
-        services.enrollments_advance()
+        scheduler.enrollments_advance()
     Message.objects.update(status="sent")
     remise = Message.objects.filter(subject="Remise 10 %").first()
     Message.objects.filter(pk=remise.pk).update(opened_at=remise.created_at)
@@ -188,8 +188,8 @@ def test_the_contact_list_leads_to_enrolling_the_contacts_it_shows(marketer_clie
 def test_stored_reasons_are_shown_in_the_readers_language(marketer_client):
     contact = ContactFactory(do_not_email=True)
     sequence = sequence_with(email_step(), {"kind": "exit"})
-    services.enrollments_start(sequence=sequence, contact_ids=[contact.pk])
-    services.enrollments_advance()
+    enrolment.enrollments_start(sequence=sequence, contact_ids=[contact.pk])
+    scheduler.enrollments_advance()
     message = Message.objects.get()
     enrollment = Enrollment.objects.get()
     assert (message.error, enrollment.end_reason) == ("do not email", "exit step")  # codes

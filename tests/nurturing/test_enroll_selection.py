@@ -6,10 +6,10 @@ from django.contrib.messages import get_messages
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from nurturing import services
+from nurturing import enrolment
 from nurturing.models import Enrollment
-from nurturing.tests.helpers import email_step, sequence_with
 from tests.factories import ContactFactory
+from tests.nurturing.helpers import email_step, sequence_with
 
 pytestmark = pytest.mark.django_db
 
@@ -93,7 +93,7 @@ def test_the_page_offers_no_enrolment_for_an_empty_selection(marketer_client, se
 def test_a_segment_without_a_filter_enrols_nobody_and_is_refused_in_admin(contacts):
     sequence = sequence_with(email_step(), trigger="segment", segment_query="sort=name")
 
-    assert services.segment_enroll(sequence=sequence) == 0
+    assert enrolment.segment_enroll(sequence=sequence) == 0
     assert not Enrollment.objects.exists()
     with pytest.raises(ValidationError) as refused:
         sequence.full_clean()

@@ -8,18 +8,18 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from nurturing import services
+from nurturing import enrolment, scheduler, sending
 from nurturing.models import Message
-from nurturing.tests.helpers import SmtpSink, email_step, sequence_with, smtp_server
 from tests.factories import ContactFactory
+from tests.nurturing.helpers import SmtpSink, email_step, sequence_with, smtp_server
 
 pytestmark = pytest.mark.django_db
 
 
 def queue(*contacts, **step):
     sequence = sequence_with(email_step(**step))
-    services.enrollments_start(sequence=sequence, contact_ids=[c.pk for c in contacts])
-    services.enrollments_advance()
+    enrolment.enrollments_start(sequence=sequence, contact_ids=[c.pk for c in contacts])
+    scheduler.enrollments_advance()
     return list(Message.objects.order_by("pk"))
 
 
@@ -32,7 +32,7 @@ def test_a_message_arrives_with_its_headers_both_parts_and_accents(smtp, setting
         body="Bonjour {{ first_name }}, voyez https://boutique.example.fr/poêles\n",
     )
 
-    assert services.messages_send() == 1
+    assert sending.messages_send() == 1
 
     [received] = smtp.received
     mail = received.message
@@ -55,11 +55,11 @@ def test_a_message_arrives_with_its_headers_both_parts_and_accents(smtp, setting
 
 def test_a_message_is_never_delivered_twice(smtp):
     queue(*ContactFactory.create_batch(3))
-    assert services.messages_send() == 3
-    assert services.messages_send() == 0
+    assert sending.messages_send() == 3
+    assert sending.messages_send() == 0
     Message.objects.update(status="queued")  # as if a second task raced the first...
     Message.objects.update(status="sent")  # ...but the first had marked them sent
-    assert services.messages_send() == 0
+    assert sending.messages_send() == 0
     assert len(smtp.received) == 3
     assert len({r.message["Message-ID"] for r in smtp.received}) == 3
 
@@ -69,7 +69,7 @@ def test_a_refused_recipient_fails_with_the_reason_and_the_rest_go(smtp):
     smtp.refuse.add(bad.email)
     queue(good, bad, other)
 
-    assert services.messages_send() == 2
+    assert sending.messages_send() == 2
 
     assert sorted(r.recipients[0] for r in smtp.received) == sorted([good.email, other.email])
     failed = Message.objects.get(to=bad.email)
@@ -86,20 +86,20 @@ def test_a_server_that_is_down_means_a_retry_soon_then_delivery(settings):
     settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", port, 5
     [message] = queue(ContactFactory())
 
-    assert services.messages_send() == 0  # nothing listens on the port
+    assert sending.messages_send() == 0  # nothing listens on the port
 
     message.refresh_from_db()
     assert message.status == "queued" and message.attempts == 1
     assert "Error" in message.error or "refused" in message.error.lower()
     delay = message.next_attempt_at - timezone.now()
     assert timedelta(0) < delay <= timedelta(minutes=5)
-    assert services.messages_send() == 0  # not due yet: nothing tried
+    assert sending.messages_send() == 0  # not due yet: nothing tried
     assert Message.objects.get().attempts == 1
 
     controller = smtp_server(sink, port=port)
     try:
         with time_machine.travel(message.next_attempt_at + timedelta(seconds=1), tick=False):
-            assert services.messages_send() == 1
+            assert sending.messages_send() == 1
     finally:
         controller.stop()
     assert len(sink.received) == 1
@@ -116,7 +116,7 @@ def test_a_message_that_keeps_failing_stops_after_the_last_attempt(settings):
     [message] = queue(ContactFactory())
     for _attempt in range(3):
         Message.objects.update(next_attempt_at=timezone.now())
-        services.messages_send()
+        sending.messages_send()
     message.refresh_from_db()
     assert (message.status, message.attempts) == ("failed", 3)
 
@@ -124,21 +124,34 @@ def test_a_message_that_keeps_failing_stops_after_the_last_attempt(settings):
 def test_the_reaper_returns_messages_whose_worker_died_holding_them(smtp):
     [message] = queue(ContactFactory())
     Message.objects.update(status="sending", lease_until=timezone.now() + timedelta(minutes=5))
-    assert services.messages_send() == 0  # leased: nobody else may send it
-    assert services.messages_reap() == 0  # the lease still runs
+    assert sending.messages_send() == 0  # leased: nobody else may send it
+    assert sending.messages_reap() == 0  # the lease still runs
 
     with time_machine.travel(timezone.now() + timedelta(minutes=6), tick=False):
-        assert services.messages_reap() == 1
-        assert services.messages_send() == 1
+        assert sending.messages_reap() == 1
+        assert sending.messages_send() == 1
     assert len(smtp.received) == 1
 
 
 def test_the_console_backend_of_make_run_prints_the_message_readably(settings, capsys):
     settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
     [message] = queue(ContactFactory(first_name="Loïc"), subject="Été pour {{ first_name }}")
-    assert services.messages_send() == 1
+    assert sending.messages_send() == 1
     printed = capsys.readouterr().out
     assert "Subject: =?utf-8?" in printed  # encoded, as on the wire
     assert "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in printed
     assert message.message_id in printed
     Message.objects.get(pk=message.pk, status="sent")
+
+
+def test_any_email_goes_through_the_smtp_backends_whole(smtp):
+    # Not only the outbox's: Django's send_mail (password resets, admins' errors) too, with a
+    # line holding only a dot (doubled on the wire, as SMTP wants) arriving as it was written.
+    from django.core.mail import send_mail
+
+    assert send_mail("Objet", "Corps\n.\nfin", "a@example.fr", ["b@example.fr"]) == 1
+
+    [received] = smtp.received
+    assert received.recipients == ["b@example.fr"]
+    assert received.message["Subject"] == "Objet"
+    assert received.message.get_content().splitlines() == ["Corps", ".", "fin"]

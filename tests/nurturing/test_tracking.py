@@ -10,10 +10,10 @@ from django.test import Client
 from django.utils import timezone
 
 from contacts.models import Contact, Event
-from nurturing import rendering, services
+from nurturing import enrolment, rendering, scheduler, sending
 from nurturing.models import Enrollment, Message
-from nurturing.tests.helpers import email_step, sequence_with, wait_step
 from tests.factories import ContactFactory
+from tests.nurturing.helpers import email_step, sequence_with, wait_step
 from tests.utils import is_pending
 
 pytestmark = pytest.mark.django_db
@@ -31,9 +31,9 @@ def sent(django_capture_on_commit_callbacks):
         email_step(subject="Rappel"),
     )
     contact = ContactFactory(first_name="Inès")
-    services.enrollment_start(sequence=sequence, contact=contact)
+    enrolment.enrollment_start(sequence=sequence, contact=contact)
     with django_capture_on_commit_callbacks(execute=True):
-        services.enrollments_advance()
+        scheduler.enrollments_advance()
     message = Message.objects.get()
     assert message.status == "sent"
     Message.objects.update(sent_at=timezone.now() - timedelta(hours=1))
@@ -136,6 +136,6 @@ def test_one_click_unsubscribe_stops_everything_at_once(sent, django_capture_on_
     assert (enrollment.status, enrollment.next_run_at) == ("unsubscribed", None)
     assert Event.objects.filter(type="newsletter_unsubscribe", contact=contact).count() == 1
     with time_machine.travel(timezone.now() + timedelta(days=3), tick=False):
-        services.enrollments_advance()
-        services.messages_send()
+        scheduler.enrollments_advance()
+        sending.messages_send()
     assert Message.objects.count() == 1  # the reminder never went

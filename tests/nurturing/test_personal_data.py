@@ -1,10 +1,10 @@
 import pytest
 
 from contacts.privacy import contact_erase, contact_export
-from nurturing import services
+from nurturing import enrolment, scheduler
 from nurturing.models import Message
-from nurturing.tests.helpers import email_step, sequence_with
 from tests.factories import ContactFactory
+from tests.nurturing.helpers import email_step, sequence_with
 
 pytestmark = pytest.mark.django_db
 
@@ -12,8 +12,8 @@ pytestmark = pytest.mark.django_db
 def test_a_contacts_messages_are_in_its_export_and_gone_from_its_erasure(admin_user):
     contact = ContactFactory(first_name="Hélène", email="helene@example.fr")
     sequence = sequence_with(email_step(subject="Poêles pour {{ first_name }}"))
-    services.enrollments_start(sequence=sequence, contact_ids=[contact.pk])
-    services.enrollments_advance()
+    enrolment.enrollments_start(sequence=sequence, contact_ids=[contact.pk])
+    scheduler.enrollments_advance()
 
     exported = contact_export(contact=contact, actor=admin_user)
     [row] = [r for rows in exported.values() if isinstance(rows, list) for r in rows

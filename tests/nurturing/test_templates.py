@@ -8,8 +8,8 @@ from django.utils import translation
 
 from nurturing import rendering
 from nurturing.models import Step
-from nurturing.tests.helpers import email_step, sequence_with
 from tests.factories import ContactFactory
+from tests.nurturing.helpers import email_step, sequence_with
 
 
 @pytest.mark.parametrize(

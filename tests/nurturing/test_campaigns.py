@@ -8,7 +8,7 @@ import pytest
 import time_machine
 
 from contacts.models import Contact
-from nurturing import rendering, services
+from nurturing import rendering, scheduler, sending
 from nurturing.demo import ACQUISITION, CROSS_SELL, campaigns_install
 from nurturing.models import Enrollment, Message, Sequence
 from scoring.models import ScoreEntry
@@ -31,9 +31,9 @@ def run(django_capture_on_commit_callbacks, mailoutbox):
 
     def tick():
         with django_capture_on_commit_callbacks(execute=True):
-            services.nurturing_tick()
+            scheduler.nurturing_tick()
         with django_capture_on_commit_callbacks(execute=True):
-            services.messages_send()
+            sending.messages_send()
         return [mail.subject for mail in mailoutbox]
 
     return tick

@@ -1,0 +1,101 @@
+"""An SMTP email backend that lets its caller mark a message "handed over" at the last moment.
+
+``EmailBackend`` is Django's SMTP backend (same settings: ``EMAIL_HOST``, ``EMAIL_PORT``,
+TLS/SSL, login, ``EMAIL_TIMEOUT``; ``EMAIL_URL=smtp://…`` chooses it, see settings), and any
+code may send through it. What it adds, for ``nurturing.sending``: a message that carries a
+``hand_over`` object is sent command by command, as ``smtplib.SMTP.sendmail`` would, with three
+calls to that object:
+
+- ``begin()`` once the server has accepted the recipients: the hand-over mark leaves for the
+  database, its answer is not awaited;
+- ``confirm()`` after the server's 354 to DATA: the mark must be committed when it returns, as
+  the end of the data goes next (so a dead worker leaves the message "in doubt", never silently
+  sent twice);
+- ``meanwhile()`` while the server reads the data: the caller prepares its next message.
+
+Every other backend gets the message whole, after the caller has committed the mark; this one
+saves the mark's round trip (it overlaps the DATA exchange) and keeps a refused sender or
+recipient from leaving a message in doubt. It also skips re-parsing plain addresses
+(``email.utils.parseaddr`` costs more than the exchange on a local server).
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+from functools import lru_cache
+from typing import Any
+
+from django.core.mail.backends import smtp
+
+from nurturing import mime
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+class EmailBackend(smtp.EmailBackend):
+    takes_hand_over = True  # what nurturing.sending looks for
+
+    def _send(self, email_message: Any) -> bool:
+        recipients = email_message.recipients()
+        if not recipients:
+            return False
+        payload = _payload(email_message)
+        hand_over = getattr(email_message, "hand_over", None)
+        connection = self.connection
+        connection.ehlo_or_helo_if_needed()
+        sender = _envelope(email_message.from_email)
+        connection.putcmd("mail", f"FROM:{sender}")
+        code, reply = connection.getreply()
+        if code != 250:
+            _reset_transaction(connection)
+            raise smtplib.SMTPSenderRefused(code, reply, sender)
+        refused = {}
+        for recipient in recipients:
+            address = mime.address(recipient)
+            quoted = smtplib.quoteaddr(address) if "<" in address else f"<{address}>"
+            connection.putcmd("rcpt", f"TO:{quoted}")
+            code, reply = connection.getreply()
+            if code not in (250, 251):
+                refused[address] = (code, reply)
+        if len(refused) == len(recipients):
+            _reset_transaction(connection)
+            raise smtplib.SMTPRecipientsRefused(refused)
+        if hand_over is not None:
+            hand_over.begin()  # its answer is read after DATA's
+        connection.putcmd("data")
+        code, reply = connection.getreply()
+        if code != 354:
+            raise smtplib.SMTPDataError(code, reply)
+        if hand_over is not None:
+            hand_over.confirm()
+        connection.send(payload)
+        if hand_over is not None:
+            hand_over.meanwhile()
+        code, reply = connection.getreply()
+        if code != 250:
+            raise smtplib.SMTPDataError(code, reply)
+        return True
+
+
+@lru_cache(maxsize=16)
+def _envelope(from_email: str) -> str:
+    return smtplib.quoteaddr(mime.address(from_email))
+
+
+def _payload(email_message: Any) -> bytes:
+    """The message's bytes as they go after DATA: dots doubled at line starts, then the final
+    dot (``smtplib.SMTP.data``)."""
+    data = email_message.message().as_bytes(linesep="\r\n")
+    data = _LEADING_DOT.sub(b"..", data)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"
+
+
+def _reset_transaction(connection: Any) -> None:
+    """After a refusal the server expects a new transaction (``smtplib``'s ``_rset``)."""
+    try:
+        connection.rset()
+    except smtplib.SMTPServerDisconnected:
+        pass

@@ -1,0 +1,27 @@
+import logging
+
+import pytest
+
+from tests.nurturing.helpers import SmtpSink, smtp_server
+
+# Sending through Django's SMTP backend (the hand-over marked before the message goes, as for
+# any backend) and through nurturing's own (marked between DATA and the end of the data).
+SMTP_BACKENDS = {
+    "django-smtp": "django.core.mail.backends.smtp.EmailBackend",
+    "nurturing-smtp": "nurturing.smtp.EmailBackend",
+}
+
+
+@pytest.fixture(params=sorted(SMTP_BACKENDS))
+def smtp(settings, request):
+    """A real SMTP server on a free port, and an SMTP backend pointed at it."""
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command
+    sink = SmtpSink()
+    controller = smtp_server(sink)
+    settings.EMAIL_BACKEND = SMTP_BACKENDS[request.param]
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", controller.port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    sink.controller = controller
+    yield sink
+    controller.stop()
