@@ -12,7 +12,7 @@ from django.utils import timezone
 from contacts.models import Contact
 from nurturing import services as nurturing
 from nurturing.tests.helpers import email_step, sequence_with
-from scoring.services import decay_apply
+from scoring.decay import decay_apply
 from tests.factories import ContactFactory
 from tests.utils import record
 

@@ -10,8 +10,8 @@ from django.utils import timezone, translation
 
 from contacts.models import Contact, Event, StageChange
 from contacts.services import events_process, stage_move
+from scoring.decay import decay_apply
 from scoring.models import ScoreEntry, ScoreRule, Threshold
-from scoring.services import decay_apply
 from tests.factories import ContactFactory, EventFactory
 from tests.utils import record
 

@@ -25,8 +25,8 @@ from contacts.dashboard import rollups_rebuild
 from contacts.models import Contact, Event, LeadSource, StageChange
 from leadfunnel.roles import MARKETING, SALES
 from nurturing.demo import campaigns_install
-from scoring import services as scoring_services
 from scoring.models import Rescore
+from scoring.rescore import rescore_run
 
 Stage = Contact.Stage
 Cause = StageChange.Cause
@@ -765,7 +765,7 @@ def score_history() -> None:
     """Score six months of history with the active rules. Stages stay as the history has
     them: a rescore that moved them all today would rewrite that history."""
     run = Rescore.objects.create(reason="Demo data")
-    scoring_services.rescore_run(rescore_id=run.pk, move_stages=False)
+    rescore_run(rescore_id=run.pk, move_stages=False)
 
 
 def demo_loaded() -> bool:
