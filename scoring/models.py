@@ -303,16 +303,12 @@ class ScoreEntry(models.Model):
 
     # Fewer indexes, cheaper rescores: contact and rule are covered by the composite and the
     # unique indexes below; decay lines are found through their unique index.
-    # The ledger is derived from the events (a rescore rebuilds it) and written as fast as events
-    # arrive, so its references are kept by the ORM's cascades, not checked by the database line
-    # by line: those checks cost more than writing the lines.
     contact = models.ForeignKey(
         Contact,
         verbose_name=_("contact"),
         on_delete=models.CASCADE,
         related_name="score_entries",
         db_index=False,
-        db_constraint=False,
     )
     points = models.IntegerField(_("points"))
     rule = models.ForeignKey(
@@ -322,7 +318,6 @@ class ScoreEntry(models.Model):
         null=True,
         blank=True,
         db_index=False,
-        db_constraint=False,
     )
     decay_rule = models.ForeignKey(
         DecayRule,
@@ -338,7 +333,6 @@ class ScoreEntry(models.Model):
         on_delete=models.CASCADE,
         null=True,
         blank=True,
-        db_constraint=False,
     )
     reason = models.CharField(_("reason"), max_length=300)
     # A machine signal (mail scanner) matched the rule: kept to show it, worth nothing.
