@@ -4,6 +4,13 @@ The event pipeline hands each batch to ``events_score`` (through ``scoring.handl
 apps give or take points with ``scores_adjust`` (a sequence step). Both lock their contacts
 once, write the batch's ledger lines together, add the points and move the contacts through
 the stages their score or events reach (``thresholds_apply``, also used by decay and rescore).
+
+No raw SQL: the ledger lines go in through ``bulk_create`` (COPY before). Measured 6 December
+2026 on the scoring benchmark's stream (interleaved, each write rolled back, on a 2-core
+machine shared with other runs): a batch's 400 lines took 125 ms by ``bulk_create`` against
+50 ms by COPY (18 ms against 3 ms of Python), while the whole batch (stored, then scored) took
+about 1,400 ms on the same machine: some 5 % of a batch, within the 15 % allowed. The foreign
+keys the database checks again cost 21 to 29 ms of those (3 checks a line, at commit).
 """
 
 from __future__ import annotations
