@@ -303,6 +303,10 @@ class ScoreEntry(models.Model):
 
     # Fewer indexes, cheaper rescores: contact and rule are covered by the composite and the
     # unique indexes below; decay lines are found through their unique index.
+    # The database checks every reference (migration 0006_scor). Measured 6 December 2026: the
+    # checks cost a live batch some 25 ms of its ~1,400 ms, and the rescore's rule lines (200,000
+    # written) 16.2 s without them against 19.2 s with them, some 11 % of the whole rescore on
+    # that shared machine: within the 15 % allowed, so none is left out.
     contact = models.ForeignKey(
         Contact,
         verbose_name=_("contact"),
