@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection, models, transaction
+from django.db.backends.utils import CursorWrapper
 from django.db.models import (
     Case,
     F,
@@ -293,44 +294,9 @@ def rebuild_rule_lines(rule: engine.Rule, *, now: datetime) -> int:
     ones goes to a temporary table first and only that is applied: a rule that did not change
     writes nothing.
     """
-    written = 0
-    same_line = " AND ".join(
-        f"{{a}}.{column} = {{b}}.{column}"
-        for column in (LEDGER.event, LEDGER.points, LEDGER.filtered, LEDGER.reason)
-    )
-    rule_lines = f"{LEDGER.rule} = %s AND {LEDGER.event} IS NOT NULL"
     with connection.cursor() as cursor:
         cursor.execute("DROP TABLE IF EXISTS rescore_wanted")
-        select, params = lines_sql(rule, now=now)
-        if connection.vendor == "postgresql":
-            # Only the difference is kept: one full join of the wanted lines with the rule's
-            # present ones. A rule that did not change leaves an empty table, instead of a copy
-            # of all its lines then joined twice.
-            cursor.execute(
-                f"CREATE TEMPORARY TABLE rescore_wanted AS "
-                f"SELECT w.*, e.{LEDGER.id} AS unwanted_id FROM ({select}) w FULL JOIN ("
-                f"SELECT {LEDGER.id}, {LEDGER.event}, {LEDGER.points}, {LEDGER.filtered}, "
-                f"{LEDGER.reason} FROM {LEDGER.table} WHERE {rule_lines}"
-                f") e ON {same_line.format(a='e', b='w')} "
-                f"WHERE w.{LEDGER.event} IS NULL OR e.{LEDGER.id} IS NULL",
-                [*params, rule.id],
-            )
-            # Through the rule's lines (one index range), not an id lookup per unwanted line.
-            cursor.execute(
-                f"DELETE FROM {LEDGER.table} e USING rescore_wanted w "
-                f"WHERE e.{LEDGER.rule} = %s AND e.{LEDGER.event} IS NOT NULL "
-                f"AND e.{LEDGER.id} = w.unwanted_id",
-                [rule.id],
-            )
-        else:
-            cursor.execute(f"CREATE TEMPORARY TABLE rescore_wanted AS {select}", params)
-            cursor.execute(
-                f"DELETE FROM {LEDGER.table} WHERE {rule_lines} AND NOT EXISTS ("
-                f"SELECT 1 FROM rescore_wanted w WHERE "
-                f"{same_line.format(a='w', b=LEDGER.table)})",
-                [rule.id],
-            )
-        written += max(cursor.rowcount, 0)
+        written = _unwanted_delete(cursor, rule, *lines_sql(rule, now=now))
         # A live event scored meanwhile already has its line: ON CONFLICT keeps that one.
         # In contact order, the (contact, at) index takes the new lines page by page: in the
         # full join's order the same insert took twice as long.
@@ -346,6 +312,45 @@ def rebuild_rule_lines(rule: engine.Rule, *, now: datetime) -> int:
         written += max(cursor.rowcount, 0)
         cursor.execute("DROP TABLE rescore_wanted")
     return written
+
+
+def _unwanted_delete(cursor: CursorWrapper, rule: engine.Rule, select: str, params: list) -> int:
+    """Fill ``rescore_wanted`` with the rule's wanted lines (``select``) and delete its present
+    lines that are not wanted; returns how many went. The one place PostgreSQL and SQLite
+    differ: SQLite has no full join, nor DELETE ... USING."""
+    same_line = " AND ".join(
+        f"{{a}}.{column} = {{b}}.{column}"
+        for column in (LEDGER.event, LEDGER.points, LEDGER.filtered, LEDGER.reason)
+    )
+    rule_lines = f"{LEDGER.rule} = %s AND {LEDGER.event} IS NOT NULL"
+    if connection.vendor != "postgresql":
+        cursor.execute(f"CREATE TEMPORARY TABLE rescore_wanted AS {select}", params)
+        cursor.execute(
+            f"DELETE FROM {LEDGER.table} WHERE {rule_lines} AND NOT EXISTS ("
+            f"SELECT 1 FROM rescore_wanted w WHERE {same_line.format(a='w', b=LEDGER.table)})",
+            [rule.id],
+        )
+        return max(cursor.rowcount, 0)
+    # Only the difference is kept: one full join of the wanted lines with the rule's present
+    # ones. A rule that did not change leaves an empty table, instead of a copy of all its
+    # lines then joined twice.
+    cursor.execute(
+        f"CREATE TEMPORARY TABLE rescore_wanted AS "
+        f"SELECT w.*, e.{LEDGER.id} AS unwanted_id FROM ({select}) w FULL JOIN ("
+        f"SELECT {LEDGER.id}, {LEDGER.event}, {LEDGER.points}, {LEDGER.filtered}, "
+        f"{LEDGER.reason} FROM {LEDGER.table} WHERE {rule_lines}"
+        f") e ON {same_line.format(a='e', b='w')} "
+        f"WHERE w.{LEDGER.event} IS NULL OR e.{LEDGER.id} IS NULL",
+        [*params, rule.id],
+    )
+    # Through the rule's lines (one index range), not an id lookup per unwanted line.
+    cursor.execute(
+        f"DELETE FROM {LEDGER.table} e USING rescore_wanted w "
+        f"WHERE e.{LEDGER.rule} = %s AND e.{LEDGER.event} IS NOT NULL "
+        f"AND e.{LEDGER.id} = w.unwanted_id",
+        [rule.id],
+    )
+    return max(cursor.rowcount, 0)
 
 
 @dataclass(frozen=True)
