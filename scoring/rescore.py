@@ -56,7 +56,13 @@ from django.utils.module_loading import import_string
 from contacts import broker
 from contacts.models import Contact, Event
 from scoring import engine
-from scoring.live import active_rules, active_thresholds, contacts_lock, thresholds_apply
+from scoring.live import (
+    LEDGER_FIELDS,
+    active_rules,
+    active_thresholds,
+    contacts_lock,
+    thresholds_apply,
+)
 from scoring.models import Rescore, ScoreEntry
 
 BATCH_SIZE = 1000
@@ -162,10 +168,7 @@ LEDGER = _names(
 )  # fmt: skip
 CONTACTS = _names(Contact, "id", "stage", "score")
 EVENTS = _names(Event, "id", "contact", "occurred_at")
-COLUMNS = ", ".join(
-    getattr(LEDGER, name)
-    for name in ("contact", "points", "rule", "event", "reason", "filtered", "at", "created_at")
-)
+COLUMNS = ", ".join(getattr(LEDGER, name) for name in LEDGER_FIELDS)
 
 
 def matching_events(rule: engine.Rule) -> QuerySet[Event]:
