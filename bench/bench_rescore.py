@@ -21,7 +21,7 @@ from django.db import connection, transaction
 from bench import seed
 from bench.common import result
 from contacts.models import Contact, Event
-from scoring import engine, services
+from scoring import engine, live
 from scoring import rescore as rescoring
 from scoring.models import Rescore, ScoreEntry, ScoreRule
 
@@ -31,8 +31,8 @@ DOWNLOAD_POINTS = 1  # the default rule's points (data migration), changed to 3 
 
 
 def rescore() -> Rescore:
-    run = services.rescore_start(reason="benchmark")
-    services.rescore_run(rescore_id=run.pk)
+    run = rescoring.rescore_start(reason="benchmark")
+    rescoring.rescore_run(rescore_id=run.pk)
     run.refresh_from_db()
     assert run.status == Rescore.Status.DONE, run.error
     return run
@@ -45,7 +45,7 @@ def phases_timed() -> Iterator[dict[str, float]]:
     wrapped = [
         (rescoring, "rebuild_rule_lines", "rule lines"),
         (rescoring, "update_scores", "scores"),
-        (services, "stages_apply", "stages"),
+        (rescoring, "stages_apply", "stages"),
     ]
     originals = [
         (module, attribute, getattr(module, attribute)) for module, attribute, _ in wrapped
@@ -82,13 +82,13 @@ def sizes() -> tuple[int, int]:
 
 def naive_loop(contact_ids: list[int]) -> float:
     """What a rescore without set-based SQL does: each contact, its events, the engine."""
-    rules = services.active_rules()
-    tz = services.site_timezone()
+    rules = live.active_rules()
+    tz = live.site_timezone()
     started = time.perf_counter()
     for contact_id in contact_ids:
         with transaction.atomic():
             ScoreEntry.objects.filter(contact_id=contact_id, event__isnull=False).delete()
-            facts = [services.event_fact(e) for e in Event.objects.filter(contact_id=contact_id)]
+            facts = [live.event_fact(e) for e in Event.objects.filter(contact_id=contact_id)]
             lines, _ = engine.score_events(rules, facts, engine.Earned(), tz=tz)
             ScoreEntry.objects.bulk_create([
                 ScoreEntry(contact_id=contact_id, points=line.points, rule_id=line.rule_id,

@@ -11,15 +11,16 @@ from django.views.decorators.http import require_POST
 from contacts import reasons
 from contacts.admin import ReadOnlyAdmin
 from contacts.reasons import coded
-from scoring import services
 from scoring.models import DecayRule, Rescore, ScoreEntry, ScoreRule, Threshold
+from scoring.preview import rescore_preview, rules_with
+from scoring.rescore import rescore_start
 
 
 class RescoreOnSaveMixin:
     """Saving or deleting changes everyone's score: queue a rescore and say where to follow it."""
 
     def _rescore(self, request: HttpRequest, what: str) -> None:
-        run = services.rescore_start(reason=what, requested_by=request.user)
+        run = rescore_start(reason=what, requested_by=request.user)
         url = reverse("admin:scoring_rescore_progress", args=[run.pk])
         messages.info(
             request,
@@ -73,7 +74,7 @@ class ScoreRuleAdmin(RescoreOnSaveMixin, admin.ModelAdmin):
         context = {"form": form, "preview": None}
         if form.is_valid():
             rule = form.save(commit=False).to_engine()
-            context["preview"] = services.rescore_preview(rules=services.rules_with(rule))
+            context["preview"] = rescore_preview(rules=rules_with(rule))
         return render(request, "admin/scoring/preview.html", context)
 
     @admin.display(description=_("conditions"))

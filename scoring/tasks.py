@@ -1,18 +1,18 @@
 from celery import shared_task
 
-from scoring import services
+from scoring import decay, rescore
 
 
 @shared_task
 def apply_decay_task() -> int:
-    return services.decay_apply()
+    return decay.decay_apply()
 
 
 @shared_task(soft_time_limit=3600, time_limit=3900)
 def rescore_task(rescore_id: int) -> None:
-    services.rescore_run(rescore_id=rescore_id)
+    rescore.rescore_run(rescore_id=rescore_id)
 
 
 @shared_task
 def sweep_rescores_task() -> int:
-    return services.rescore_sweep()
+    return rescore.rescore_sweep()

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from contacts.models import Contact
 from nurturing import enrolment, scheduler
-from scoring.services import decay_apply
+from scoring.decay import decay_apply
 from tests.factories import ContactFactory
 from tests.nurturing.helpers import email_step, sequence_with
 from tests.utils import record

@@ -8,8 +8,9 @@ from django.db.models import Sum
 
 from contacts.models import Contact, Event, StageChange
 from contacts.pipeline import events_process
-from scoring import services
+from scoring import rescore
 from scoring.models import Rescore, ScoreEntry, ScoreRule, Threshold
+from scoring.preview import rescore_preview, rules_with
 from tests.factories import ContactFactory, EventFactory
 
 pytestmark = pytest.mark.django_db
@@ -85,8 +86,8 @@ def test_a_full_rescore_rebuilds_exactly_the_live_ledger():
 
     ScoreEntry.objects.all().delete()
     Contact.objects.update(score=0)
-    run = services.rescore_start(reason="test")
-    services.rescore_run(rescore_id=run.pk)
+    run = rescore.rescore_start(reason="test")
+    rescore.rescore_run(rescore_id=run.pk)
 
     run.refresh_from_db()
     assert run.status == "done" and run.steps_done == run.steps_total
@@ -99,8 +100,8 @@ def test_a_full_rescore_rebuilds_exactly_the_live_ledger():
 def rescore_from_scratch() -> Rescore:
     ScoreEntry.objects.all().delete()
     Contact.objects.update(score=0)
-    run = services.rescore_start(reason="test")
-    services.rescore_run(rescore_id=run.pk)
+    run = rescore.rescore_start(reason="test")
+    rescore.rescore_run(rescore_id=run.pk)
     run.refresh_from_db()
     return run
 
@@ -129,8 +130,8 @@ def test_a_rescore_writes_only_the_lines_and_scores_that_change():
     untouched = ScoreEntry.objects.get(contact=contacts[2])
     ScoreRule.objects.filter(name="Download").update(points=4)
 
-    run = services.rescore_start(reason="Download now 4")
-    services.rescore_run(rescore_id=run.pk)
+    run = rescore.rescore_start(reason="Download now 4")
+    rescore.rescore_run(rescore_id=run.pk)
 
     run.refresh_from_db()
     assert (run.lines, run.contacts_changed) == (4, 2)  # two lines out, two in
@@ -146,8 +147,8 @@ def test_a_threshold_change_moves_stages_at_the_rescore_both_ways():
                                   at=T0)  # fmt: skip
     Threshold.objects.filter(stage="mql").update(min_score=40, exit_below=30)
 
-    run = services.rescore_start(reason="MQL at 40")
-    services.rescore_run(rescore_id=run.pk)
+    run = rescore.rescore_start(reason="MQL at 40")
+    rescore.rescore_run(rescore_id=run.pk)
 
     run.refresh_from_db()
     assert (run.contacts_changed, run.stage_moves) == (0, 3)
@@ -167,14 +168,14 @@ def test_a_rule_change_previewed_then_rescored(django_capture_on_commit_callback
     pricing = ScoreRule.objects.get(name="Pricing page")
     pricing.points, pricing.max_points, pricing.cap_period = 40, None, ""
 
-    preview = services.rescore_preview(rules=services.rules_with(pricing.to_engine()))
+    preview = rescore_preview(rules=rules_with(pricing.to_engine()))
 
     assert preview.gained > 0 and preview.lost == 0
     assert preview.stage_changes > 0 and preview.sample
     assert ScoreEntry.objects.filter(rule=pricing, points=40).count() == 0  # nothing written
     with django_capture_on_commit_callbacks(execute=True):  # the task runs eagerly in tests
         pricing.save()
-        run = services.rescore_start(reason="Pricing page now 40")
+        run = rescore.rescore_start(reason="Pricing page now 40")
     run.refresh_from_db()
     assert run.status == "done"
     assert run.contacts_changed == preview.contacts_changed
@@ -190,15 +191,15 @@ def test_a_deleted_rule_loses_its_points_at_the_rescore():
     assert contact.score == 1
     ScoreRule.objects.filter(name="Download").delete()
 
-    run = services.rescore_start(reason="Download removed")
-    services.rescore_run(rescore_id=run.pk)
+    run = rescore.rescore_start(reason="Download removed")
+    rescore.rescore_run(rescore_id=run.pk)
 
     contact.refresh_from_db()
     assert contact.score == 0 and not contact.score_entries.exists()
 
 
 def test_a_rescore_runs_once_even_if_its_task_arrives_twice():
-    run = services.rescore_start(reason="twice")
-    assert services.rescore_run(rescore_id=run.pk) is not None
-    assert services.rescore_run(rescore_id=run.pk) is None
+    run = rescore.rescore_start(reason="twice")
+    assert rescore.rescore_run(rescore_id=run.pk) is not None
+    assert rescore.rescore_run(rescore_id=run.pk) is None
     assert Rescore.objects.get(pk=run.pk).status == "done"

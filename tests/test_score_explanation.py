@@ -14,8 +14,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from contacts.events import event_record
+from scoring.decay import decay_apply
 from scoring.models import ScoreRule
-from scoring.services import decay_apply
 from tests.factories import ContactFactory
 from tests.utils import record
 

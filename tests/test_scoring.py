@@ -11,8 +11,8 @@ from django.utils import timezone, translation
 from contacts.models import Contact, Event, StageChange
 from contacts.pipeline import events_process
 from contacts.stages import stage_move
+from scoring.decay import decay_apply
 from scoring.models import ScoreEntry, ScoreRule, Threshold
-from scoring.services import decay_apply
 from tests.factories import ContactFactory, EventFactory
 from tests.utils import record
 
@@ -245,3 +245,25 @@ def test_a_batch_writes_points_and_last_activity_and_a_failed_event_gives_none(s
     assert bruno.stage == "lead"  # the demo request that would make him an SQL failed
     assert anne.last_activity_at == good[1].occurred_at
     assert bruno.last_activity_at == poison.occurred_at  # it happened, even if unhandled
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "machine"),
+    [("Barracuda Sentinel (EE)", True), ("Mozilla/5.0 (Macintosh) Safari/605.1.15", False)],
+)
+def test_an_open_stored_without_its_machine_flag_gets_it_when_scored(user_agent, machine):
+    contact = ContactFactory(stage="lead")
+    event = EventFactory(
+        contact=contact,
+        type="email_open",
+        properties={"user_agent": user_agent, "seconds_after_send": 5400, "campaign": "c1"},
+        pending=True,
+    )
+
+    events_process(event_ids=[event.pk])
+
+    event.refresh_from_db()
+    assert event.properties == {
+        "user_agent": user_agent, "seconds_after_send": 5400, "campaign": "c1", "machine": machine
+    }  # fmt: skip
+    assert ScoreEntry.objects.get(event=event).filtered is machine

@@ -54,8 +54,8 @@ from leadfunnel.demo_data import (
     Channel,
 )
 from nurturing.demo import campaigns_install
-from scoring import services as scoring_services
 from scoring.models import Rescore
+from scoring.rescore import rescore_run
 
 Stage = Contact.Stage
 Cause = StageChange.Cause
@@ -525,7 +525,7 @@ def score_history() -> None:
     """Score six months of history with the active rules. Stages stay as the history has
     them: a rescore that moved them all today would rewrite that history."""
     run = Rescore.objects.create(reason="Demo data")
-    scoring_services.rescore_run(rescore_id=run.pk, move_stages=False)
+    rescore_run(rescore_id=run.pk, move_stages=False)
 
 
 def demo_loaded() -> bool:

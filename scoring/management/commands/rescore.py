@@ -2,16 +2,16 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from scoring import services
 from scoring.models import Rescore
+from scoring.rescore import rescore_run, rescore_start
 
 
 class Command(BaseCommand):
     help = "Rescore every contact from the events table with the active rules, then move stages."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        run = services.rescore_start(reason="manage.py rescore")
-        services.rescore_run(rescore_id=run.pk)  # here and now; the queued task will find it done
+        run = rescore_start(reason="manage.py rescore")
+        rescore_run(rescore_id=run.pk)  # here and now; the queued task will find it done
         run.refresh_from_db()
         if run.status != Rescore.Status.DONE:
             self.stderr.write(self.style.ERROR(f"Rescore failed: {run.error}"))
