@@ -282,13 +282,10 @@ def _contacts_insert(
     meta = Contact._meta
     fields = meta.concrete_fields
     quote = connection.ops.quote_name
-    templates = {
-        has_email: [
-            copy_value(field)(_new_contact(example, source_id=source_id, now=now))
-            for field in fields
-        ]
-        for has_email, example in ((True, {"email": ""}), (False, {}))
-    }
+    templates = {}
+    for has_email, example in ((True, {"email": ""}), (False, {})):
+        template = _new_contact(example, source_id=source_id, now=now)
+        templates[has_email] = [copy_value(field)(template) for field in fields]
     position = {field.attname: index for index, field in enumerate(fields)}
     id_position = position[meta.pk.attname]
     columns = ", ".join(quote(field.column) for field in fields)
