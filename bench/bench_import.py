@@ -247,8 +247,15 @@ def seed_existing(people: list[Person]) -> int:
     ]
     Contact.objects.bulk_create(contacts, batch_size=2000)
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE contacts_contact")
+        cursor.execute(f"ANALYZE {connection.ops.quote_name(Contact._meta.db_table)}")
     return len(contacts)
+
+
+RAW_COPY_FIELDS = (
+    "email", "first_name", "last_name", "company", "phone", "job_title", "utm_source",
+    "utm_medium", "utm_campaign", "utm_term", "utm_content", "stage", "stage_entered_at", "score",
+    "consent", "consent_method", "do_not_email", "created_at", "updated_at", "last_activity_at",
+)  # fmt: skip
 
 
 def raw_copy_seconds(rows: int) -> float:
@@ -256,24 +263,20 @@ def raw_copy_seconds(rows: int) -> float:
     now = timezone.now()
     records = [
         (f"raw.{n}@exemple.fr", FIRST_NAMES[n % len(FIRST_NAMES)], LAST_NAMES[n % len(LAST_NAMES)],
-         COMPANIES[n % len(COMPANIES)], "06 12 34 56 78", "", "", "", "", "", "", "lead", now, 0,
-         "unknown", "", False, now, now, now)
+         COMPANIES[n % len(COMPANIES)], "06 12 34 56 78", "", "", "", "", "", "",
+         Contact.Stage.LEAD.value, now, 0, Contact.Consent.UNKNOWN.value, "", False, now, now, now)
         for n in range(rows)
     ]  # fmt: skip
-    sql = (
-        "COPY contacts_contact (email, first_name, last_name, company, phone, job_title, "
-        "utm_source, utm_medium, utm_campaign, utm_term, utm_content, stage, stage_entered_at, "
-        "score, consent, consent_method, do_not_email, created_at, updated_at, last_activity_at) "
-        "FROM STDIN"
-    )
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(Contact._meta.get_field(name).column) for name in RAW_COPY_FIELDS)
+    sql = f"COPY {quote(Contact._meta.db_table)} ({columns}) FROM STDIN"
     with connection.cursor() as cursor:
         started = time.perf_counter()
         with cursor.cursor.copy(sql) as copy:
             for record in records:
                 copy.write_row(record)
         seconds = time.perf_counter() - started
-        cursor.execute("SELECT count(*) FROM contacts_contact WHERE email LIKE 'raw.%%'")
-        assert cursor.fetchone()[0] == rows
+    assert Contact.objects.filter(email__startswith="raw.").count() == rows
     return seconds
 
 

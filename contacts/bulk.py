@@ -78,7 +78,11 @@ def copy_value(field: Any) -> Callable[[Any], Any]:
 
 def bulk_update_fast(objects: Sequence[Any], names: Sequence[str]) -> None:
     """``bulk_update`` in one statement per batch on PostgreSQL: each column travels as one
-    array (``UPDATE … FROM unnest(…)``), instead of a CASE WHEN per row and per field."""
+    array (``UPDATE … FROM unnest(…)``), instead of a CASE WHEN per row and per field.
+
+    Measured with the ``import`` benchmark (100,000 rows, 2026-12-06, in one sitting): writing
+    its changed contacts with ``bulk_update`` took 30-52 s against 4.7-5.3 s, the import twice as
+    slow (see ``contacts.imports.writes``)."""
     if not objects:
         return
     model = type(objects[0])

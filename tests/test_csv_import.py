@@ -13,7 +13,7 @@ from contacts import broker
 from contacts.imports import parsing
 from contacts.imports.forms import ImportMappingForm
 from contacts.imports.jobs import contacts_import, imports_sweep
-from contacts.imports.writes import _known_contact_rows
+from contacts.imports.writes import known_contacts
 from contacts.models import (
     Contact,
     Event,
@@ -512,14 +512,14 @@ def test_a_contact_created_while_a_batch_was_read_is_merged_into_not_duplicated(
     marketer_client, django_capture_on_commit_callbacks, monkeypatch
 ):
     marie = ContactFactory(email="marie@exemple.fr", first_name="Marie", company="")
-    read = _known_contact_rows
+    read = known_contacts
     reads = []
 
     def first_read_misses_her(emails, external_ids):
         reads.append(emails)
-        return [] if len(reads) == 1 else read(emails, external_ids)
+        return ({}, {}) if len(reads) == 1 else read(emails, external_ids)
 
-    monkeypatch.setattr("contacts.imports.writes._known_contact_rows", first_read_misses_her)
+    monkeypatch.setattr("contacts.imports.writes.known_contacts", first_read_misses_her)
     content = b"Email,Soci\xc3\xa9t\xc3\xa9\nMARIE@exemple.fr,Nouvelle SA\nnew@exemple.fr,Neuve\n"
 
     job = run_import(marketer_client, django_capture_on_commit_callbacks, content)

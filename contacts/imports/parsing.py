@@ -1,7 +1,7 @@
 """Reading a marketer's CSV file: pure functions, no ORM, so they are tested in milliseconds.
 
 Detection (encoding, delimiter, header), the proposed column mapping, and turning rows into
-clean contact fields or a reason for refusal. ``contacts.services.contacts_import`` writes.
+clean contact fields or a reason for refusal. ``contacts.imports.jobs.contacts_import`` writes.
 """
 
 from __future__ import annotations
