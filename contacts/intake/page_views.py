@@ -14,7 +14,6 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from contacts.bulk import bulk_copy, bulk_update_fast
 from contacts.events import NewEvent, events_record_many
 from contacts.intake import tracking
 from contacts.models import (
@@ -83,7 +82,7 @@ def page_views_drain(
             views = [view for view in map(tracking.parse, raw) if view is not None]
             try:
                 page_views_record_many(views=views)
-            except (DatabaseError, connection.Database.Error):  # the latter from COPY
+            except (DatabaseError, connection.Database.Error):
                 # A lock wait given up, or a visitor merged by a form meanwhile: the batch stays
                 # on the processing list and the next drain stores it. A batch that keeps
                 # failing is stored view by view, so one bad view cannot stall the queue.
@@ -247,7 +246,7 @@ def _visitor_contacts(views: Sequence[tracking.QueuedView]) -> dict[str, int]:
         Contact(created_at=now, stage_entered_at=now, updated_at=now, **first_utm.get(vid, {}))
         for vid in missing
     ]
-    bulk_copy(contacts)
+    Contact.objects.bulk_create(contacts)
     Visitor.objects.bulk_create(
         [
             Visitor(visitor_id=vid, contact_id=contact.pk, first_seen_at=now)
@@ -310,4 +309,4 @@ def _first_touch_utm(views: Sequence[tuple[int, dict[str, str]]]) -> None:
             for name, value in first[contact.pk].items():
                 setattr(contact, name, value)
             updated.append(contact)
-    bulk_update_fast(updated, list(UTM_FIELDS))
+    Contact.objects.bulk_update(updated, list(UTM_FIELDS))

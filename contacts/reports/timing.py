@@ -1,12 +1,16 @@
 """How long leads take: the velocity panel (time spent in each stage) and the SLA panel (how
-fast reps claim new SQLs), with their medians and percentiles. Plain ORM queries.
+fast reps claim new SQLs), with their medians and percentiles.
 
-Percentiles are where PostgreSQL and SQLite differ, and ``aggregate`` alone holds that
-difference: PostgreSQL computes them in the same query (``percentile_cont``); SQLite lacks it,
-so the values are read and interpolated the same way in Python (``percentile_cont`` below).
+Percentiles are where PostgreSQL and SQLite differ, and ``percentiles_in_the_database`` says
+which way a panel goes: PostgreSQL computes them in one hand-written statement
+(``percentile_cont``; names from the models); SQLite lacks it, so the ORM reads the values and
+the same figures are computed here (``percentile_cont`` below).
 
-Measured (bench ``dashboard``, same run, p95 server time over the bare SQL that the panels used
-to send): see VELOCITY_FIGURES and SLA_FIGURES in the notes of the merge.
+The statements stay hand-written because their ORM versions (a ``percentile_cont`` aggregate,
+``bench/orm_dashboard.py``) cost more than the 15 % allowed, measured in the same run (bench
+``dashboard``, scale 0.1, ORM and SQL timed in turn, shared machine at load 18), p50:
+velocity 110.5 ms against 62.6 ms over 30 days (1.77x), 135.5 against 95.5 ms over 90 days
+(1.42x); SLA 89.8 against 29.9 ms (3.0x), 100.9 against 52.5 ms (1.9x).
 """
 
 from __future__ import annotations
@@ -18,54 +22,15 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import (
-    Aggregate,
-    Count,
-    F,
-    FloatField,
-    Func,
-    Max,
-    OuterRef,
-    Q,
-    QuerySet,
-    Subquery,
-)
-from django.db.models.functions import Cast, Round
+from django.db.models import Max, OuterRef, QuerySet, Subquery
 
 from contacts.models import Contact, StageChange, StageStay
-from contacts.reports.dashboard import STAGES, Period, share
-
-# --- Percentiles ------------------------------------------------------------------------------
+from contacts.reports.dashboard import STAGES, Period, fetch, share, sql_names
 
 
-class PercentileCont(Aggregate):
-    """PostgreSQL's ``percentile_cont(fraction) WITHIN GROUP (ORDER BY expression)``."""
-
-    function = "percentile_cont"
-    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
-    output_field = FloatField()
-
-    def __init__(self, expression: Any, fraction: float, **extra: Any) -> None:
-        super().__init__(expression, fraction=float(fraction), **extra)
-
-
-class Seconds(Func):
-    """Seconds from ``earlier`` to ``later`` (two datetimes), fractions kept."""
-
-    output_field = FloatField()
-
-    def __init__(self, later: Any, earlier: Any) -> None:
-        super().__init__(later, earlier)
-
-    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        # numeric (not float8), so that ROUND rounds halves away from zero, as SQLite does.
-        return self.as_sql(compiler, connection, template="EXTRACT(EPOCH FROM (%(expressions)s))",
-                           arg_joiner=" - ", **extra)  # fmt: skip
-
-    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        template = "((julianday(%(expressions)s)) * 86400.0)"
-        return self.as_sql(compiler, connection, template=template, arg_joiner=") - julianday(",
-                           **extra)  # fmt: skip
+def percentiles_in_the_database() -> bool:
+    """PostgreSQL computes percentiles in the query; SQLite lacks ``percentile_cont``."""
+    return connection.vendor == "postgresql"
 
 
 def percentile_cont(values: Sequence[float], fraction: float) -> float | None:
@@ -78,45 +43,53 @@ def percentile_cont(values: Sequence[float], fraction: float) -> float | None:
     return values[lower] + (values[upper] - values[lower]) * (position - lower)
 
 
-def percentiles_in_the_database() -> bool:
-    """PostgreSQL computes percentiles in the query (``percentile_cont``); SQLite lacks it, so
-    the panels read the values there and compute the same figures in Python. The one place
-    where the two differ; each panel's figures are one query on either."""
-    return connection.vendor == "postgresql"
+def work_mem(size: str) -> None:
+    """PostgreSQL's memory for sorts and hashes, for the rest of this transaction."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('work_mem', %s, true)", [size])
 
 
 # --- Velocity ---------------------------------------------------------------------------------
+
+
+def velocity_sql() -> str:
+    """PostgreSQL: one index range scan per stage (stage, left_at: contacts 0009), so the stays
+    never need sorting by stage; each stage's lengths are sorted once, for its percentiles."""
+    s = sql_names(StageStay)
+    return f"""
+SELECT s.stage, v.stays, v.median, v.p90
+FROM unnest(%s::text[]) AS s(stage)
+CROSS JOIN LATERAL (
+    SELECT COUNT(*) AS stays,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) AS median,
+           percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) AS p90
+    FROM (
+        SELECT ROUND(EXTRACT(EPOCH FROM ({s["left_at"]} - {s["entered_at"]})))::float8 AS seconds
+        FROM {s["table"]}
+        WHERE {s["stage"]} = s.stage AND {s["left_at"]} >= %s AND {s["left_at"]} < %s
+    ) stays
+) v
+WHERE v.stays > 0
+"""  # noqa: S608 (names from the models, values are parameters)
 
 
 def velocity(period: Period) -> list[dict[str, Any]]:
     """Per stage: stays that ended in the period, and their median and 90th-percentile length
     in seconds (whole seconds, interpolated like PostgreSQL's ``percentile_cont``)."""
     start, end = period.bounds()
-    stays = StageStay.objects.filter(left_at__gte=start, left_at__lt=end).annotate(
-        seconds=Cast(Round(Seconds("left_at", "entered_at")), FloatField())
-    )
     figures: dict[str, tuple[int, float | None, float | None]] = {}
     if percentiles_in_the_database():
-        per_stage = (
-            stays.values("stage")
-            .annotate(
-                n=Count("stage"),
-                median=PercentileCont("seconds", 0.5),
-                p90=PercentileCont("seconds", 0.9),
-            )  # fmt: skip
-            .values_list("stage", "n", "median", "p90")
-            .order_by()
-        )
         with transaction.atomic():
-            # Sorting a quarter's stays for the percentiles fits in memory, not in the
-            # default 4MB.
+            # Sorting a quarter's stays for the percentiles fits in memory, not in the default 4MB.
             work_mem("64MB")
-            figures = {stage: (n, median, p90) for stage, n, median, p90 in per_stage}
+            for stage, count, median, p90 in fetch(velocity_sql(), [STAGES, start, end]):
+                figures[stage] = (count, median, p90)
     else:
-        lengths: dict[str, list[float]] = {}
-        for stage, seconds in stays.values_list("stage", "seconds"):
-            lengths.setdefault(stage, []).append(seconds)
-        for stage, values in lengths.items():
+        stays: dict[str, list[float]] = {}
+        ended = StageStay.objects.filter(left_at__gte=start, left_at__lt=end)
+        for stage, entered, left in ended.values_list("stage", "entered_at", "left_at"):
+            stays.setdefault(stage, []).append(float(round((left - entered).total_seconds())))
+        for stage, values in stays.items():
             values.sort()
             figures[stage] = (
                 len(values),
@@ -135,20 +108,12 @@ def velocity(period: Period) -> list[dict[str, Any]]:
     ]
 
 
-def work_mem(size: str) -> None:
-    """PostgreSQL's memory for sorts and hashes, for the rest of this transaction."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('work_mem', %s, true)", [size])
-
-
 # --- SLA --------------------------------------------------------------------------------------
 
 
 def sql_entries(period: Period) -> QuerySet[Any]:
     """Each contact that became SQL in the period: its last entry in the period (``entered``)
-    and when a rep claimed it (``claimed``, None if nobody has). Claimed contacts are a small
-    part of the table: PostgreSQL reads their claim times from a partial covering index
-    (contacts 0009)."""
+    and when a rep claimed it (``claimed``, None if nobody has)."""
     start, end = period.bounds()
     claims = Contact.objects.filter(pk=OuterRef("contact_id"), claimed_at__isnull=False)
     return (
@@ -159,29 +124,48 @@ def sql_entries(period: Period) -> QuerySet[Any]:
     )
 
 
+def sla_sql() -> str:
+    """PostgreSQL sums it all up in the statement (a single row back instead of thousands).
+    Claimed contacts are a small part of the table: their claim times come from a partial
+    covering index (contacts 0009)."""
+    h, c = sql_names(StageChange), sql_names(Contact)
+    return f"""
+WITH entries AS (
+    SELECT e.entered, c.{c["claimed_at"]} AS claimed_at
+    FROM (
+        SELECT {h["contact"]} AS contact_id, MAX({h["at"]}) AS entered FROM {h["table"]}
+        WHERE {h["to_stage"]} = %s AND {h["at"]} >= %s AND {h["at"]} < %s
+        GROUP BY {h["contact"]}
+    ) e
+    LEFT JOIN {c["table"]} c ON c.{c["id"]} = e.contact_id AND c.{c["claimed_at"]} IS NOT NULL
+), waits AS (
+    SELECT entered, CASE WHEN claimed_at >= entered
+                         THEN EXTRACT(EPOCH FROM (claimed_at - entered))::float8 END AS wait
+    FROM entries
+)
+SELECT COUNT(*) FILTER (WHERE wait <= %s),
+       COUNT(*) FILTER (WHERE wait > %s OR (wait IS NULL AND entered < %s)),
+       COUNT(*) FILTER (WHERE wait IS NULL AND entered >= %s),
+       COUNT(wait),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY wait)
+FROM waits
+"""  # noqa: S608 (names from the models, values are parameters)
+
+
 def sla(period: Period, now: datetime) -> dict[str, Any]:
     """Contacts that entered SQL in the period (their last entry in it) and how fast a rep
     claimed them: the median wait of those claimed, and the share claimed within
     ``SLA_HOURS`` among those whose fate is known (claimed, or unclaimed past the limit)."""
     limit = timedelta(hours=settings.SLA_HOURS)
-    entries = sql_entries(period)
     if percentiles_in_the_database():
-        claimed = Q(claimed__gte=F("entered"))  # a claim before the entry was an earlier one's
-        unclaimed = Q(claimed__isnull=True) | Q(claimed__lt=F("entered"))
-        in_time, overdue = Q(claimed__lte=F("entered") + limit), Q(entered__lt=now - limit)
-        figures = entries.annotate(wait=Seconds("claimed", "entered")).aggregate(
-            on_time=Count("contact_id", filter=claimed & in_time),
-            late=Count("contact_id", filter=(claimed & ~in_time) | (unclaimed & overdue)),
-            waiting=Count("contact_id", filter=unclaimed & ~overdue),
-            claims=Count("contact_id", filter=claimed),
-            median=PercentileCont(Cast("wait", FloatField()), 0.5, filter=claimed),
-        )
-        on_time, late, waiting = figures["on_time"], figures["late"], figures["waiting"]
-        claims, median = figures["claims"], figures["median"]
+        start, end = period.bounds()
+        seconds, overdue = limit.total_seconds(), now - limit
+        params = [Contact.Stage.SQL.value, start, end, seconds, seconds, overdue, overdue]
+        [(on_time, late, waiting, claimed, median)] = fetch(sla_sql(), params)
     else:
         waits: list[float] = []
         on_time = late = waiting = 0
-        for entered, claimed_at in entries.values_list("entered", "claimed"):
+        for entered, claimed_at in sql_entries(period).values_list("entered", "claimed"):
             if claimed_at is not None and claimed_at >= entered:
                 wait = claimed_at - entered
                 waits.append(wait.total_seconds())
@@ -194,10 +178,10 @@ def sla(period: Period, now: datetime) -> dict[str, Any]:
             else:
                 waiting += 1
         waits.sort()
-        claims, median = len(waits), percentile_cont(waits, 0.5)
+        claimed, median = len(waits), percentile_cont(waits, 0.5)
     return {
         "entered": on_time + late + waiting,
-        "claimed": claims,
+        "claimed": claimed,
         "on_time": on_time,
         "late": late,
         "waiting": waiting,
