@@ -1,7 +1,10 @@
-"""The marketer dashboard's figures: the period asked for, and plain ORM functions over
-contacts, the stage stays and the daily event rollup (funnel, conversion, sources and cost,
+"""The marketer dashboard's figures: the period asked for, and plain functions over contacts,
+the stage stays and the daily event rollup (funnel, conversion, sources and cost,
 touchpoints), returning plain values for the panels (``contacts/reports/views.py``). How long
-leads take (velocity, SLA) is in ``timing.py``."""
+leads take (velocity, SLA) is in ``timing.py``.
+
+All ORM but conversion, one hand-written statement that works on both databases (its
+docstring has the figures); ``sql_names`` gives such statements their names from the models."""
 
 from __future__ import annotations
 
