@@ -266,4 +266,66 @@ def run(scale: float) -> list[dict]:
                 stage_changes=stage_changes,
             )
         )
+    results += orm_against_bare(periods, scale, like, search_where)
+    return results
+
+
+def interleaved_ms(
+    one: Callable[[], object], other: Callable[[], object], *, repeat: int
+) -> tuple[list[float], list[float]]:
+    """Both calls timed in turn, so that a shared machine's load weighs on both alike."""
+    for _ in range(3):
+        one(), other()
+    first, second = [], []
+    for _ in range(repeat):
+        for call, samples in ((one, first), (other, second)):
+            started = time.perf_counter()
+            call()
+            samples.append((time.perf_counter() - started) * 1000)
+    return first, second
+
+
+def orm_against_bare(
+    periods: dict[str, tuple], scale: float, like: str, search_where: str
+) -> list[dict]:
+    """The figures' hand-written SQL (what the panels run) against its ORM version (kept in
+    orm_dashboard.py), function against function, timed in turn: the ORM's own cost."""
+    from bench import orm_dashboard as orm
+    from contacts.models import Contact
+    from contacts.reports import dashboard, timing
+
+    now = timezone.now()
+    calls: list[tuple[str, Callable[[], object], Callable[[], object]]] = []
+    for label, (start, end) in periods.items():
+        period = dashboard.Period(start, end)
+        low, high = period.bounds()
+        calls += [
+            (f"conversion, {label}", lambda a=low, b=high: list(orm.conversion_counts(a, b)),
+             lambda a=low, b=high: dashboard.conversion_counts(a, b)),
+            (f"velocity, {label}", lambda p=period: orm.velocity(p),
+             lambda p=period: timing.velocity(p)),
+            (f"SLA, {label}", lambda p=period: orm.sla(p, now),
+             lambda p=period: timing.sla(p, now)),
+        ]  # fmt: skip
+    calls.append((
+        "search a common name, 50 ids (model of contact_search against a RawSQL subquery)",
+        lambda: list(Contact.objects.search("martin").order_by("-pk").values_list("pk", flat=True)[:50]),
+        lambda: orm.search_raw("martin"),
+    ))  # fmt: skip
+    results = []
+    for label, orm_call, hand in calls:
+        orm_ms, hand_ms = interleaved_ms(orm_call, hand, repeat=30)
+        p95, hand_p95 = percentile(orm_ms, 95), percentile(hand_ms, 95)
+        print(f"   ORM {label}: p50 {percentile(orm_ms, 50):.1f} ms, p95 {p95:.1f} ms "
+              f"(hand-written SQL p50 {percentile(hand_ms, 50):.1f}, p95 {hand_p95:.1f} ms)",
+              flush=True)  # fmt: skip
+        results.append(
+            result(
+                name=NAME, metric=f"ORM against hand-written SQL: {label}, p95",
+                value=p95, unit="ms", baseline=hand_p95,
+                target="(ratio < 1.15: the ORM version is used)", passed=True,
+                scale=scale, p50_ms=round(percentile(orm_ms, 50), 2),
+                hand_p50_ms=round(percentile(hand_ms, 50), 2),
+            )
+        )  # fmt: skip
     return results

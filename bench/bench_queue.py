@@ -70,6 +70,49 @@ RETURNING id
 """
 
 
+def orm_claim_next(user: Any) -> int | None:
+    """The ORM version of "claim next", kept here as the comparison the one-statement version
+    in ``contacts.sales.claims`` has to beat: lock the head of the queue (skipping rows being
+    claimed), set the owner, write the audit row; BEGIN/SELECT/UPDATE/INSERT/COMMIT."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from contacts.models import Contact, ContactAudit
+
+    now = timezone.now()
+    with transaction.atomic():
+        queue = Contact.objects.sql_queue().select_for_update(skip_locked=True)
+        pk = queue.values_list("pk", flat=True).first()
+        if pk is None:
+            return None
+        Contact.objects.filter(pk=pk).update(owner=user, claimed_at=now, updated_at=now)
+        ContactAudit.objects.create(
+            contact_id=pk, action=ContactAudit.Action.CLAIMED, actor=user, owner=user, at=now
+        )
+    return pk
+
+
+def orm_claim(contact_id: int, user: Any) -> bool:
+    """The ORM version of claiming a row (compare-and-set UPDATE, then the audit row, in one
+    transaction), kept as the comparison for ``contact_claim``."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from contacts.models import Contact, ContactAudit
+
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = Contact.objects.filter(
+            pk=contact_id, owner__isnull=True, stage=Contact.Stage.SQL
+        ).update(owner=user, claimed_at=now, updated_at=now)
+        if claimed == 1:
+            ContactAudit.objects.create(
+                contact_id=contact_id, action=ContactAudit.Action.CLAIMED, actor=user,
+                owner=user, at=now,
+            )  # fmt: skip
+    return claimed == 1
+
+
 def claimer(kind: str, user_id: int, claims: int, start: Any, out: Any) -> None:
     """One rep in its own process: ``claims`` claims, each timed from call to commit."""
     from contacts.models import Contact
@@ -83,13 +126,21 @@ def claimer(kind: str, user_id: int, claims: int, start: Any, out: Any) -> None:
         raw = connection.connection  # psycopg, autocommit: one statement, one transaction
     start.wait()
     while len(samples) < claims:
-        if kind == "row":  # what a click does: the row read on the page, then its claim
+        if kind in (
+            "row",
+            "row-orm",
+        ):  # what a click does: the row read on the page, then its claim
             choice = pick.choice(
                 list(Contact.objects.sql_queue().values_list("pk", flat=True)[:50])
             )
         began = time.perf_counter()
         if kind == "next":
             got = contact_claim_next(user=user)
+        elif kind == "next-orm":
+            got = orm_claim_next(user)
+        elif kind == "row-orm":
+            got = choice if orm_claim(choice, user) else None
+            refused += got is None
         elif kind == "row":
             try:
                 contact_claim(contact_id=choice, user=user)
@@ -101,7 +152,7 @@ def claimer(kind: str, user_id: int, claims: int, start: Any, out: Any) -> None:
             row = raw.execute(BARE_CLAIM_NEXT, [user_id]).fetchone()
             got = row[0] if row else None
         elapsed = (time.perf_counter() - began) * 1000
-        if got is None and kind != "row":
+        if got is None and kind not in ("row", "row-orm"):
             break  # the queue is empty
         if got is not None:
             samples.append((got, elapsed))
@@ -184,7 +235,7 @@ def run(scale: float) -> list[dict]:
     sql_ms = timings_ms(bare_sql_queue_page, repeat=40)
 
     figures = {}
-    for kind in ("bare", "next", "row"):
+    for kind in ("bare", "next", "row", "next-orm", "row-orm"):
         reset_claims()
         figures[kind] = run_claimers(kind, users, claims_each)
     reset_claims()
@@ -195,6 +246,7 @@ def run(scale: float) -> list[dict]:
               "claims_each": claims_each,
               "load_average_1m": round(os.getloadavg()[0], 1)}  # fmt: skip
     bare, nxt, row = figures["bare"], figures["next"], figures["row"]
+    orm_next, orm_row = figures["next-orm"], figures["row-orm"]
     how = (f"{CLAIMERS} processes, own connections, {claims_each} claims each, "
            f"queue of {sqls:,} SQLs among {contacts:,} contacts")  # fmt: skip
     page_p95 = percentile(page_ms, 95)
@@ -218,10 +270,25 @@ def run(scale: float) -> list[dict]:
             refused_because_someone_was_faster=row["refused"], **common,
         ),
         result(
+            name=NAME, metric="claim next, ORM version (SELECT FOR UPDATE SKIP LOCKED, UPDATE, "
+            "INSERT in a transaction): claims per second", value=orm_next["per_second"],
+            unit="claims/s", baseline=nxt["per_second"],
+            target="(the comparison for the one-statement version)", passed=True,
+            p50_ms=round(orm_next["p50"], 2), p95_ms=round(orm_next["p95"], 2), **common,
+        ),
+        result(
+            name=NAME, metric="claim a row, ORM version (UPDATE, INSERT in a transaction): p95 "
+            "latency", value=orm_row["p95"], unit="ms", baseline=row["p95"],
+            target="(the comparison for the one-statement version)", passed=True,
+            p50_ms=round(orm_row["p50"], 2), claims_per_second=round(orm_row["per_second"], 1),
+            **common,
+        ),
+        result(
             name=NAME, metric="double claims (claim next + claim a row + bare SQL)",
             value=nxt["double"] + row["double"], unit="leads", baseline=bare["double"],
             target="0", passed=nxt["double"] + row["double"] == 0,
-            claims_checked=nxt["claims"] + row["claims"], **common,
+            claims_checked=nxt["claims"] + row["claims"],
+            orm_versions_double=orm_next["double"] + orm_row["double"], **common,
         ),
         result(
             name=NAME, metric=f"queue page p95 server time ({sqls:,} SQLs waiting)",

@@ -16,8 +16,9 @@ from conftest import uses_postgres
 from contacts.events import event_record
 from contacts.models import Contact, Event, LeadSourceCost, StageChange
 from contacts.pipeline import events_process
-from contacts.reports import dashboard
-from contacts.reports.dashboard import Period, percentile_cont, period_from
+from contacts.reports import dashboard, timing
+from contacts.reports.dashboard import Period, period_from
+from contacts.reports.timing import percentile_cont
 from contacts.stages import stage_move
 from scoring.dashboard import score_distribution
 from tests.factories import ContactFactory, LeadSourceFactory, UserFactory
@@ -159,7 +160,7 @@ def test_velocity_gives_median_and_90th_percentile_of_stays_that_ended_in_the_pe
         return None if value is None else round(value, 6)
 
     rows = {row["stage"]: (row["stays"], seconds(row["median"]), seconds(row["p90"]))
-            for row in dashboard.velocity(FEBRUARY)}  # fmt: skip
+            for row in timing.velocity(FEBRUARY)}  # fmt: skip
     assert rows == {
         "suspect": (5, 0, 3.6 * HOUR),
         "lead": (6, 8 * DAY, 14 * DAY),
@@ -207,7 +208,7 @@ def test_sources_panel_shows_costs_in_the_users_language(funnel, marketer_client
 def test_sla_times_claims_from_entering_sql(funnel):
     # A claimed 2 h after becoming SQL (on time), B after 10 h (late), G unclaimed for two days
     # (late), H became SQL two hours ago (still within the 4 h). F became SQL in January.
-    assert dashboard.sla(FEBRUARY, NOW) == {
+    assert timing.sla(FEBRUARY, NOW) == {
         "entered": 4,
         "claimed": 2,
         "on_time": 1,
@@ -386,9 +387,9 @@ def test_percentile_cont_interpolates_like_postgresql(values, fraction, expected
 def test_rebuilt_summaries_give_the_same_figures(funnel):
     from contacts.reports.dashboard import rollups_rebuild
 
-    before = [dashboard.conversion(FEBRUARY), dashboard.velocity(FEBRUARY),
+    before = [dashboard.conversion(FEBRUARY), timing.velocity(FEBRUARY),
               dashboard.sources(FEBRUARY), dashboard.touchpoints(FEBRUARY)]  # fmt: skip
     rollups_rebuild()
-    after = [dashboard.conversion(FEBRUARY), dashboard.velocity(FEBRUARY),
+    after = [dashboard.conversion(FEBRUARY), timing.velocity(FEBRUARY),
              dashboard.sources(FEBRUARY), dashboard.touchpoints(FEBRUARY)]  # fmt: skip
     assert after == before

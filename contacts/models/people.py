@@ -12,7 +12,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connections, models
 from django.db.models import Count, F, Q
-from django.db.models.expressions import RawSQL
 from django.db.models.functions import Lower, Trim
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -125,41 +124,56 @@ def source_costs(start: date, end: date) -> dict[int, Decimal]:
 SEARCHED_COLUMNS = ("email", "first_name", "last_name", "company")
 
 
-def _search_sql(connection: Any, words: list[str]) -> tuple[str, list[str]]:
-    """contact_search ids matching every word in some column, as icontains would match."""
-    clauses, params = [], []
+def _every_word(words: list[str]) -> Q:
+    """Every word in some searched column, whatever the case (``icontains``)."""
+    query = Q()
     for word in words:
-        pattern = f"%{connection.ops.prep_for_like_query(word)}%"
-        clauses.append(
-            "(" + " OR ".join(f"UPPER({c}::text) LIKE UPPER(%s)" for c in SEARCHED_COLUMNS) + ")"
-        )
-        params.extend([pattern] * len(SEARCHED_COLUMNS))
-    return f"SELECT contact_id FROM contact_search WHERE {' AND '.join(clauses)}", params  # noqa: S608
+        some_column = Q()
+        for column in SEARCHED_COLUMNS:
+            some_column |= Q(**{f"{column}__icontains": word})
+        query &= some_column
+    return query
+
+
+class ContactSearch(models.Model):
+    """PostgreSQL only: ``contact_search`` (contacts migration 0012), a narrow copy of the
+    searched columns that triggers keep in step, with one trigram index per column on
+    ``upper(column::text)``, which is what ``icontains`` compares on PostgreSQL. Not managed:
+    that migration and its triggers own the table; SQLite has none."""
+
+    contact_id = models.BigIntegerField(primary_key=True)
+    email = models.CharField(max_length=254, null=True)
+    first_name = models.CharField(max_length=100, null=True)
+    last_name = models.CharField(max_length=100, null=True)
+    company = models.CharField(max_length=200, null=True)
+
+    class Meta:
+        managed = False
+        db_table = "contact_search"
+
+    def __str__(self) -> str:
+        return self.email or f"#{self.contact_id}"
 
 
 class ContactQuerySet(models.QuerySet["Contact"]):
     def search(self, text: str) -> ContactQuerySet:
         """Contacts whose email, name or company contain every word, whatever the case.
 
-        PostgreSQL answers from contact_search (contacts migration 0013), a narrow copy of
-        those columns that triggers keep in step, with one trigram index per column: the
-        indexes stay off the contact rows that scoring and activity write all the time.
+        PostgreSQL answers from contact_search (contacts migration 0012, model
+        ``ContactSearch``), a narrow copy of those columns that triggers keep in step, with one
+        trigram index per column: the indexes stay off the contact rows that scoring and
+        activity write all the time. Through the ORM the statement is the one the hand-written
+        subquery sent (same plan, 0.37 ms); compiling the lookups costs 21.8 ms against 15.0 ms
+        p50 for 50 ids (bench ``dashboard``, scale 0.1, interleaved, machine at load 18), about
+        3 % of the search page's 236 ms p50 in the same run.
         """
         words = text.split()
         if not words:
             return self
         if connections[self.db].vendor == "postgresql":
-            sql, params = _search_sql(connections[self.db], words)
-            return self.filter(pk__in=RawSQL(sql, params))  # noqa: S611 (values are parameters)
-        query = Q()
-        for word in words:
-            query &= (
-                Q(email__icontains=word)
-                | Q(first_name__icontains=word)
-                | Q(last_name__icontains=word)
-                | Q(company__icontains=word)
-            )
-        return self.filter(query)
+            found = ContactSearch.objects.using(self.db).filter(_every_word(words))
+            return self.filter(pk__in=found.values("contact_id"))
+        return self.filter(_every_word(words))
 
     def in_stage(self, stage: str) -> ContactQuerySet:
         return self.filter(stage=stage)

@@ -12,7 +12,7 @@ from django.utils.cache import patch_vary_headers
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
-from contacts.reports import dashboard
+from contacts.reports import dashboard, timing
 from contacts.roles import MARKETING, role_required
 from contacts.views import partial_or_page
 
@@ -73,7 +73,7 @@ def conversion_panel(request: HttpRequest) -> HttpResponse:
 @role_required(MARKETING)
 def velocity_panel(request: HttpRequest) -> HttpResponse:
     period, notices = period_of(request)
-    rows = dashboard.velocity(period)
+    rows = timing.velocity(period)
     shown = [row for row in rows if row["stays"]]
     figure = chart(
         "bar",
@@ -116,7 +116,7 @@ def sources_panel(request: HttpRequest) -> HttpResponse:
 @role_required(MARKETING)
 def sla_panel(request: HttpRequest) -> HttpResponse:
     period, notices = period_of(request)
-    figures = dashboard.sla(period, timezone.now())
+    figures = timing.sla(period, timezone.now())
     figure = chart(
         "doughnut",
         [_("Claimed within the SLA"), _("Late"), _("Still within the SLA")],
