@@ -189,7 +189,7 @@ if env.str("EMAIL_URL", default=""):
 else:
     EMAIL_BACKEND = "leadfunnel.mailbox.FolderBackend"
     EMAIL_FILE_PATH = str(VAR_DIR / "mail")
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default=EMAIL_BACKEND)
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="") or EMAIL_BACKEND
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="LeadFunnel <no-reply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Seconds before an SMTP connection attempt or command gives up (a stuck server is a retry).
