@@ -24,10 +24,10 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from scoring.services import Adjustment, scores_adjust
 
 from contacts import broker
 from contacts.bulk import bulk_update_fast
@@ -39,7 +39,6 @@ from nurturing.enrolment import segments_enroll
 from nurturing.models import Enrollment, Message, Sequence, SplitBranch, Step
 from nurturing.outbox import email_message, owner_message
 from nurturing.sending import messages_reap
-from scoring.services import Adjustment, scores_adjust
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ def kick_send(count: int) -> None:
     batch; each loops until nothing is due. (The seam a test or benchmark replaces to send
     in its own time.)"""
     for _number in range(max(1, min(4, count // 500))):
-        broker.send(current_app.tasks[SEND_TASK])
+        broker.send(SEND_TASK)
 
 
 def enrollments_advance(

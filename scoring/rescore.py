@@ -51,7 +51,6 @@ from django.db.models import (
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce, RowNumber, Trunc
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
 from contacts import broker
 from contacts.models import Contact, Event
@@ -76,7 +75,7 @@ logger = logging.getLogger(__name__)
 def rescore_start(*, reason: str, requested_by: object = None) -> Rescore:
     """Queue a full rescore; it runs in the worker after this transaction commits."""
     run = Rescore.objects.create(reason=reason[:300], requested_by=requested_by)
-    transaction.on_commit(lambda: broker.send(import_string(RESCORE_TASK), run.pk), robust=True)
+    transaction.on_commit(lambda: broker.send(RESCORE_TASK, run.pk), robust=True)
     return run
 
 
