@@ -1,10 +1,14 @@
-from collections.abc import Sequence
-
-from contacts.models import EventRow
+from contacts.pipeline import EventBatch
 from nurturing import services
+from nurturing.models import Sequence
 
 
-def on_event(events: Sequence[EventRow]) -> None:
+def on_event(batch: EventBatch) -> None:
     """LEADFUNNEL_EVENT_HANDLERS entry (after scoring): goals end enrolments, triggers start
-    them."""
-    services.events_apply(events=events)
+    them. Records no events and gives no points."""
+    services.events_apply(
+        events=batch.events,
+        sequences=batch.once(
+            "nurturing.sequences", lambda: list(Sequence.objects.filter(active=True))
+        ),
+    )

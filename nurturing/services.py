@@ -32,11 +32,10 @@ from contacts.bulk import bulk_update_fast
 from contacts.events import event_record
 from contacts.forms import ContactFilterForm
 from contacts.machine_signals import is_machine_signal
-from contacts.models import Contact, Event
-from contacts.pipeline import batch_memo
+from contacts.models import Contact, Event, StageChange
 from contacts.reasons import coded
 from contacts.services import contact_update
-from contacts.stages import StageMoveError, stage_move
+from contacts.stages import StageMoveError, stage_changes_send_on_commit, stage_move
 from nurturing import engine, mime, rendering, safe_html
 from nurturing.mime import BuiltEmail
 from nurturing.models import Enrollment, Message, Sequence, SplitBranch, Step
@@ -280,8 +279,10 @@ def _advance_batch(*, as_of: datetime, batch_size: int) -> int:
         SplitBranch.objects.bulk_create(out.branches, ignore_conflicts=True)
     if out.adjustments:
         scores_adjust(adjustments=out.adjustments, at=as_of)
-    for contact_id, step, sequence in out.moves:
-        _move_stage(contact_id, step, sequence, as_of)
+    moved = [
+        _move_stage(contact_id, step, sequence, as_of) for contact_id, step, sequence in out.moves
+    ]
+    stage_changes_send_on_commit([change for change in moved if change is not None])
     sendable = sum(1 for m in out.messages if m.status == Message.Status.QUEUED)
     if sendable:
         transaction.on_commit(lambda: _kick_send(sendable), robust=True)
@@ -638,22 +639,27 @@ def _step_name(step: Step) -> str:
     return step.name or coded("sequence_step", position=step.position)
 
 
-def _move_stage(contact_id: int, step: Step, sequence: Sequence, as_of: datetime) -> None:
+def _move_stage(
+    contact_id: int, step: Step, sequence: Sequence, as_of: datetime
+) -> StageChange | None:
+    # Its event is sent with the batch's others, in one task (send=False).
     contact = Contact.objects.filter(pk=contact_id).first()
     if contact is None or contact.stage == step.stage:
-        return
+        return None
     try:
-        stage_move(
+        return stage_move(
             contact=contact,
             to=step.stage,
             cause="system",
             actor_name=coded("sequence", sequence=sequence.name),
             reason=_step_name(step),
             at=as_of,
+            send=False,
         )
     except StageMoveError as error:
         # The funnel refuses this move for this contact (e.g. a client back to MQL): skip it.
         logger.info("Sequence %s: stage move refused for %s: %s", sequence.pk, contact_id, error)
+        return None
 
 
 # --- Sending ----------------------------------------------------------------------------------
@@ -1199,12 +1205,12 @@ def nurturing_tick() -> dict[str, int]:
 
 
 @transaction.atomic
-def events_apply(*, events: abc.Sequence[Any]) -> None:
+def events_apply(*, events: abc.Sequence[Any], sequences: list[Sequence] | None = None) -> None:
     """Goals first (an enrolment that began before the event ends as a conversion), then
-    triggers. A few queries per batch of events, whatever its size."""
-    sequences = batch_memo(
-        "nurturing.sequences", lambda: list(Sequence.objects.filter(active=True))
-    )
+    triggers. A few queries per batch of events, whatever its size. ``sequences``: the active
+    ones, when the caller has read them already."""
+    if sequences is None:
+        sequences = list(Sequence.objects.filter(active=True))
     if not sequences or not events:
         return
     _apply_goals(events, [s for s in sequences if s.goal_event_type])
