@@ -31,8 +31,11 @@ One event's route
    ``EVENT_SWEEP_GRACE_SECONDS`` whose task was lost (broker down, worker killed), up to
    ``EVENT_MAX_ATTEMPTS`` attempts each.
 
-Raw SQL kept here: the last-activity ``unnest`` UPDATE on PostgreSQL (``_activity_write``);
-see its docstring for the measurement.
+Raw SQL kept here: the last-activity ``unnest`` UPDATE on PostgreSQL (``_activity_write``).
+For 1,000 contacts it took 271 ms against 6,056 ms for the ORM's ``Case(When(pk=…))`` update
+(which SQLite keeps), 22× (median of 10 alternated runs in one process, 2026-12-06, machine
+loaded by other benchmarks: the ratio is the figure; it is on the scoring benchmark's hot path,
+``make bench BENCH=scoring``).
 """
 
 from __future__ import annotations

@@ -289,7 +289,9 @@ def _insert_lines(lines: Sequence[engine.Line]) -> None:
 
 def _add_points(contacts: dict[int, _Locked], lines: Iterable[engine.Line]) -> dict[int, int]:
     """Add the lines' points to the (locked) contacts' scores; returns the points per contact.
-    One UPDATE per distinct number of points: a batch's lines come from a few rules."""
+    One UPDATE per distinct number of points: a batch's lines come from a few rules. (The ORM:
+    an ``unnest`` UPDATE was 2.0× faster for 1,000 contacts, 166 against 327 ms on a loaded
+    machine, a few ms of a batch; see the scoring benchmark.)"""
     deltas: dict[int, int] = defaultdict(int)
     for line in lines:
         deltas[line.contact_id] += line.points
