@@ -41,7 +41,7 @@ def scalar(sql: str, params: list[object] | None = None) -> object:
 
 
 def seed(contacts: int, events: int, rep_id: int) -> None:
-    from contacts.reports.dashboard import rollups_rebuild
+    from contacts.reports.rollups import rollups_rebuild
 
     started = time.monotonic()
     execute(

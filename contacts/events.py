@@ -1,10 +1,26 @@
 """Recording events on a contact's timeline: one (``event_record``) or a batch
-(``events_record_many``), each queued for the handlers after commit."""
+(``events_record_many``).
+
+Each stored event also gets a row in the queue of events waiting for the handlers
+(``PendingEvent``, in the same transaction), and by default one task per call is sent after
+commit (``events_send_on_commit``) to run the handlers on them (``contacts.pipeline``). With
+``send=False`` the caller takes the ids and decides: a handler returns them to the pipeline,
+which handles them in its next round, in the same transaction; a loop that records many events
+in one transaction sends them once, as one task. An event whose task is lost is found in the
+queue by the sweep.
+
+Raw SQL kept: ``_copy_events`` (COPY into a scratch table, then one INSERT … ON CONFLICT DO
+NOTHING that also queues the events), on PostgreSQL. The ORM version (``_create_events``: read
+the stored keys, then ``bulk_create`` the events and their queue rows) took 1,234 ms against
+245 ms for the same 1,000-event batches, 5.0× slower (median of 10 alternated runs in one
+process, 2026-12-06, on a machine loaded by other benchmarks: the ratio is the figure; the API
+ingest benchmark, ``make bench BENCH=ingest``, puts this statement on its hot path). It is also
+the only one of the two that keeps an idempotency key once when two requests race.
+"""
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -34,10 +50,12 @@ def event_record(
     properties: dict[str, Any] | None = None,
     source: str = "",
     idempotency_key: str | None = None,
+    send: bool = True,
 ) -> tuple[Event, bool]:
     """Store an event once per idempotency key; returns (event, created).
 
-    After commit the new event is handed to the handlers in ``LEADFUNNEL_EVENT_HANDLERS``.
+    After commit the new event is handed to the handlers in ``LEADFUNNEL_EVENT_HANDLERS``
+    (``send=False``: the caller hands it on, see the module docstring).
     """
     if type not in Event.Type.values:
         raise ValueError(f"unknown event type {type!r}")
@@ -52,6 +70,7 @@ def event_record(
         "properties": properties,
         "source": source,
         "idempotency_key": idempotency_key,
+        "send": send,
     }
     if not idempotency_key:  # nothing to collide with: no savepoint needed
         event = event_insert(**fields)
@@ -77,16 +96,18 @@ class NewEvent(NamedTuple):
     idempotency_key: str | None = None
 
 
-EVENT_COLUMNS = (
-    "contact_id", "type", "occurred_at", "received_at", "properties", "source", "idempotency_key",
+# NewEvent's fields and the time of arrival, in the order _copy_events writes them.
+EVENT_FIELDS = (
+    "contact", "type", "occurred_at", "received_at", "properties", "source", "idempotency_key",
 )  # fmt: skip
 
 
 @transaction.atomic
-def events_record_many(*, events: Sequence[NewEvent]) -> list[int]:
+def events_record_many(*, events: Sequence[NewEvent], send: bool = True) -> list[int]:
     """Store a batch of events (an API call, an import) in a few statements, once per
-    idempotency key, and hand the new ones to the workers after commit. Returns their ids;
-    an event whose key is already stored (or repeated in the batch) is left out."""
+    idempotency key, and hand the new ones to the workers after commit, as one task (not with
+    ``send=False``). Returns their ids; an event whose key is already stored (or repeated in
+    the batch) is left out."""
     unknown = {event.type for event in events} - set(Event.Type.values)
     if unknown:
         raise ValueError(f"unknown event types {sorted(unknown)}")
@@ -102,13 +123,17 @@ def events_record_many(*, events: Sequence[NewEvent]) -> list[int]:
         if key != event.idempotency_key or properties is not event.properties:
             event = event._replace(idempotency_key=key, properties=properties)
         fresh.append(event)
-    now = timezone.now()
-    if connection.vendor == "postgresql":
-        ids = _copy_events(fresh, now)
-    else:
-        ids = _create_events(fresh, seen, now)
-    events_enqueue_on_commit(ids)
+    ids = _events_insert(fresh, seen, timezone.now())
+    if send:
+        events_send_on_commit(ids)
     return ids
+
+
+def _events_insert(events: Sequence[NewEvent], keys: set[str], now: datetime) -> list[int]:
+    """Where PostgreSQL and the others differ: COPY there, the ORM's bulk paths elsewhere."""
+    if connection.vendor == "postgresql":
+        return _copy_events(events, now)
+    return _create_events(events, keys, now)
 
 
 def _create_events(events: Sequence[NewEvent], keys: set[str], now: datetime) -> list[int]:
@@ -131,12 +156,21 @@ def _create_events(events: Sequence[NewEvent], keys: set[str], now: datetime) ->
 
 def _copy_events(events: Sequence[NewEvent], now: datetime) -> list[int]:
     """PostgreSQL: COPY into a scratch table, then one statement that stores the events whose
-    key is new and queues them for the handlers (which move the contacts' last activity)."""
-    columns = ", ".join(EVENT_COLUMNS)
+    key is new and queues them for the handlers. Table and column names come from the models.
+
+    Stays raw (``make bench BENCH=ingest``, batches of 1,000 through the API): see
+    the module docstring for the ORM version measured against it."""
+    quote = connection.ops.quote_name
+    events_table, queue_table = quote(Event._meta.db_table), quote(PendingEvent._meta.db_table)
+    columns = ", ".join(quote(Event._meta.get_field(name).column) for name in EVENT_FIELDS)
+    queue = {name: quote(PendingEvent._meta.get_field(name).column)
+             for name in ("event", "received_at", "attempts", "last_error")}  # fmt: skip
+    key = quote(Event._meta.get_field("idempotency_key").column)
+    pk = quote(Event._meta.pk.column)
     with connection.cursor() as cursor:
         cursor.execute(
             "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_events "
-            "(LIKE contacts_event INCLUDING DEFAULTS INCLUDING IDENTITY) ON COMMIT DELETE ROWS"
+            f"(LIKE {events_table} INCLUDING DEFAULTS INCLUDING IDENTITY) ON COMMIT DELETE ROWS"
         )
         with cursor.cursor.copy(f"COPY incoming_events ({columns}) FROM STDIN") as copy:
             for event in events:
@@ -147,19 +181,21 @@ def _copy_events(events: Sequence[NewEvent], now: datetime) -> list[int]:
                 ))  # fmt: skip
         cursor.execute(
             f"""
-            WITH incoming AS (DELETE FROM incoming_events RETURNING id AS position, {columns}),
+            WITH incoming AS (DELETE FROM incoming_events RETURNING {pk} AS position, {columns}),
             stored AS (
-                INSERT INTO contacts_event ({columns})
+                INSERT INTO {events_table} ({columns})
                 SELECT {columns} FROM incoming ORDER BY position
-                ON CONFLICT (idempotency_key) DO NOTHING
-                RETURNING id
+                ON CONFLICT ({key}) DO NOTHING
+                RETURNING {pk}
             ),
             queued AS (
-                INSERT INTO contacts_pendingevent (event_id, received_at, attempts, last_error)
-                SELECT id, %s, 0, '' FROM stored
+                INSERT INTO {queue_table}
+                    ({queue["event"]}, {queue["received_at"]}, {queue["attempts"]},
+                     {queue["last_error"]})
+                SELECT {pk}, %s, 0, '' FROM stored
             )
-            SELECT id FROM stored ORDER BY id
-            """,  # noqa: S608 (column names from the model, values are parameters)
+            SELECT {pk} FROM stored ORDER BY {pk}
+            """,  # noqa: S608 (names from the models, values are parameters)
             [now],
         )
         return [pk for (pk,) in cursor.fetchall()]
@@ -173,7 +209,10 @@ def event_insert(
     properties: dict[str, Any] | None,
     source: str,
     idempotency_key: str | None,
+    send: bool = True,
 ) -> Event:
+    """Store one event and its queue row (no idempotency check: the caller made sure), move
+    the contact's last activity, and send it after commit unless ``send`` is False."""
     event = Event.objects.create(
         contact=contact,
         type=type,
@@ -187,39 +226,21 @@ def event_insert(
         Contact.objects.filter(pk=contact.pk).filter(
             Q(last_activity_at__isnull=True) | Q(last_activity_at__lt=occurred_at)
         ).update(last_activity_at=occurred_at)
-    events_enqueue_on_commit([event.pk])
+    if send:
+        events_send_on_commit([event.pk])
     return event
 
 
-_pending = threading.local()
-
-
-def events_enqueue_on_commit(event_ids: list[int]) -> None:
-    """Hand these events to the workers once the transaction commits.
-
-    Events recorded in one transaction (a batch, a cascade of stage moves) go out as one task:
-    the ids wait in a per-thread list that a single on-commit callback sends.
-    """
-    connection = transaction.get_connection()
-    if not connection.in_atomic_block:
-        _enqueue(list(event_ids))
-        return
-    waiting = getattr(_pending, "ids", None)
-    # A rolled-back transaction drops its callbacks without telling us: look for ours.
-    registered = any(callback is _flush_pending for _, callback, _ in connection.run_on_commit)
-    if waiting is None or not registered:
-        waiting = _pending.ids = []
-        transaction.on_commit(_flush_pending, robust=True)
-    waiting.extend(event_ids)
-
-
-def _flush_pending() -> None:
-    ids, _pending.ids = getattr(_pending, "ids", None) or [], None
-    # A rolled-back savepoint may have left ids of events that were never stored: the task
-    # skips them, as it skips events already processed.
+def events_send_on_commit(event_ids: Sequence[int]) -> None:
+    """Hand these events to a worker, as one task, once the current transaction commits (at
+    once outside a transaction). Nothing is sent if it rolls back."""
+    ids = list(event_ids)
     if ids:
-        _enqueue(ids)
+        transaction.on_commit(lambda: events_send(ids), robust=True)
 
 
-def _enqueue(event_ids: list[int]) -> None:
-    broker.send("contacts.tasks.process_events_task", event_ids)
+def events_send(event_ids: list[int]) -> bool:
+    """Send one task that runs the handlers on these events (``contacts.pipeline``). The seam
+    where tests watch what goes to the broker; False when the broker is down (the sweep will
+    take the events)."""
+    return broker.send("contacts.tasks.process_events_task", event_ids)

@@ -1,101 +1,146 @@
-"""The event pipeline: hands queued events to the handlers of ``LEADFUNNEL_EVENT_HANDLERS``
-in batches, exactly once, and sweeps up events whose task never ran."""
+"""The event pipeline: hands stored events to the handlers of ``LEADFUNNEL_EVENT_HANDLERS``, in
+batches, exactly once, and sweeps up events whose task never ran.
+
+One event's route
+-----------------
+1. **Stored.** ``contacts.events.event_record`` (one event) or ``events_record_many`` (a batch)
+   inserts the ``Event`` and, in the same transaction, its row in the queue (``PendingEvent``).
+   After commit, ``events_send_on_commit`` sends one task per call,
+   ``contacts.tasks.process_events_task(event_ids)`` (through ``contacts.broker.send``).
+2. **Taken.** The task calls ``events_process``. In one transaction it locks the queue rows
+   (``SKIP LOCKED``: a task delivered twice finds them gone or held) and the events' contacts
+   (``FOR NO KEY UPDATE SKIP LOCKED``: events of a contact another worker holds are left in the
+   queue and sent again after commit). It reads what handlers need of the contacts (stage,
+   score) into an ``EventBatch``.
+3. **Handled.** Each handler of ``LEADFUNNEL_EVENT_HANDLERS`` is called in order with the
+   batch, in one savepoint: ``handler(batch) -> Changes | None``. Today: referral linking
+   (``contacts.referrals.on_event``), scoring (``scoring.handlers.on_event``: ledger lines,
+   the score, threshold moves), nurturing (``nurturing.handlers.on_event``: goals and
+   triggers), and last the dashboard rollups (``contacts.reports.rollups.on_event``: rows
+   shared between workers, held until commit, so taken as late as possible). A handler reads
+   settings once per run through ``batch.once(key, read)`` and returns the points it gave
+   per contact (already written by it; later handlers see them in ``batch.contacts``) and the
+   ids of the events it recorded with ``send=False`` (a threshold's ``stage_changed``).
+4. **Cascade.** Those new events are handled in the next round, in the same transaction (up
+   to ``CASCADE_ROUNDS``; the rest are sent as a task after commit).
+5. **Done.** After each round the pipeline moves the contacts' last activity forward and
+   deletes the handled events' queue rows. If a handler raises, the savepoint is rolled back
+   and the batch retried event by event: the failing event stays queued with ``attempts`` and
+   ``last_error``, the others are handled. Commit.
+6. **Swept.** ``events_sweep`` (beat) hands on queued events older than
+   ``EVENT_SWEEP_GRACE_SECONDS`` whose task was lost (broker down, worker killed), up to
+   ``EVENT_MAX_ATTEMPTS`` attempts each.
+
+Raw SQL kept here: the last-activity ``unnest`` UPDATE on PostgreSQL (``_activity_write``).
+For 1,000 contacts it took 271 ms against 6,056 ms for the ORM's ``Case(When(pk=…))`` update
+(which SQLite keeps), 22× (median of 10 alternated runs in one process, 2026-12-06, machine
+loaded by other benchmarks: the ratio is the figure; it is on the scoring benchmark's hot path,
+``make bench BENCH=scoring``).
+"""
 
 from __future__ import annotations
 
 import logging
-import threading
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, Exists, F, OuterRef, Value, When
+from django.db.models import Case, F, Value, When
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from contacts.events import _pending, events_enqueue_on_commit
+from contacts.durability import commit_without_waiting
+from contacts.events import events_send_on_commit
 from contacts.lookups import array_param
-from contacts.models import (
-    Contact,
-    Event,
-    EventRow,
-    PendingEvent,
-)
-from contacts.reports import dashboard
+from contacts.models import Contact, Event, EventRow, PendingEvent
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-EventHandler = Callable[[Sequence[EventRow]], None]
+# Handlers' own events (stage_changed after a threshold) are handled at once, a few levels deep.
+CASCADE_ROUNDS = 4
+
+
+# --- The contract -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class BatchContact:
+    """A contact of the batch, locked until the batch commits, as the handlers need it."""
+
+    stage: str
+    score: int
+    last_activity_at: datetime | None
+
+
+@dataclass
+class EventBatch:
+    """What every handler receives: the events, their contacts (locked: no other worker
+    changes them until commit) and a memo for what handlers read once per run."""
+
+    events: list[EventRow]
+    contacts: dict[int, BatchContact]
+    memo: dict[str, Any] = field(default_factory=dict)
+
+    def once(self, key: str, read: Callable[[], T]) -> T:
+        """``read()`` once per ``events_process`` run (its rounds and retries share it): the
+        settings handlers need for every batch (rules, thresholds, sequences)."""
+        if key not in self.memo:
+            self.memo[key] = read()
+        return self.memo[key]
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What a handler changed: points it gave per contact (it wrote them), and the ids of the
+    events it recorded with ``send=False``, to be handled in the next round."""
+
+    points: Mapping[int, int] = field(default_factory=dict)
+    events: Sequence[int] = ()
+
+
+EventHandler = Callable[[EventBatch], Changes | None]
 
 
 def event_handlers() -> list[EventHandler]:
     return [import_string(path) for path in settings.LEADFUNNEL_EVENT_HANDLERS]
 
 
+# --- The runner -------------------------------------------------------------------------------
+
+
 def events_process(*, event_ids: Sequence[int]) -> int:
-    """Hand pending events to every handler, in order, and take them off the queue.
-
-    Handlers run inside the same transaction as the dequeue, so an event's effects are applied
-    exactly once even when the broker delivers the task twice. Events the handlers record
-    themselves (a threshold's ``stage_changed``) are handled in the same transaction rather
-    than in a task of their own. One failing event does not hold back the rest of its batch:
-    the batch is retried event by event, and the failure recorded.
-
-    Each contact row is written once per batch: its last activity moves forward together with
-    the points the handlers gave (``contact_points_add``). The batch's contacts are locked
-    first (``_contacts_take``); events of contacts another worker's batch holds are left in
-    the queue and sent again after commit, so overlapping batches run side by side.
-    """
+    """Hand pending events to every handler, in order, and take them off the queue; returns how
+    many were handled (the route is in the module docstring)."""
     handlers = event_handlers()
-    total = 0
+    memo: dict[str, Any] = {}
+    handled = 0
     later: list[int] = []
-    handled: list[EventRow] = []
     with transaction.atomic():
-        _commit_asynchronously()
-        mark = _pending_mark()
+        commit_without_waiting("redoable work: a forgotten commit leaves the events queued")
         ids = list(event_ids)
-        _batch.memo = {}
-        try:
-            for _ in range(CASCADE_ROUNDS):
-                events, busy = _contacts_take(_dequeue(ids))
-                later += [event.pk for event in busy]
-                if events:
-                    done, points = _run_batch(handlers, events)
-                    _contacts_write(points=points, activity=_latest_activity(events))
-                    PendingEvent.objects.filter(event_id__any={e.pk for e in done}).delete()
-                    handled += done
-                ids = _take_pending(mark)
-                if not ids:
-                    break
-            else:
-                later += ids  # a long cascade: the rest goes out as a task
-        finally:
-            _batch.memo = None
-        # Last: two workers' summaries share rows (a day, a type), held until commit.
-        dashboard.rollups_add(handled)
-        total = len(handled)
-        if later:
-            events_enqueue_on_commit(later)
-    return total
-
-
-def _commit_asynchronously() -> None:
-    """Don't wait for the disk at commit. Safe here, unlike for storing events: a crash that
-    forgets the transaction forgets all of it, queue rows included, so its events are handled
-    again by the sweep; nothing is lost and nothing is scored twice."""
-    if connection.vendor == "postgresql" and connection.in_atomic_block:
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit = off")
-
-
-# Handlers' own events (stage_changed after a threshold) are handled at once, a few levels deep.
-CASCADE_ROUNDS = 4
+        for _ in range(CASCADE_ROUNDS):
+            events, busy, contacts = _contacts_take(_dequeue(ids))
+            later += [event.pk for event in busy]
+            ids = []
+            if events:
+                batch = EventBatch(events=events, contacts=contacts, memo=memo)
+                done, ids = _run_handlers(handlers, batch)
+                _activity_write(_activity_moves(events, contacts))
+                PendingEvent.objects.filter(event_id__any={event.pk for event in done}).delete()
+                handled += len(done)
+            if not ids:
+                break
+        else:
+            later += ids  # a long cascade: the rest goes out as a task
+        events_send_on_commit(later)
+    return handled
 
 
 def _dequeue(event_ids: list[int]) -> list[EventRow]:
@@ -117,90 +162,11 @@ def _dequeue(event_ids: list[int]) -> list[EventRow]:
 EVENT_ROW_FIELDS = ["event_id", *(f"event__{name}" for name in EventRow.FIELDS[1:])]
 
 
-def _pending_mark() -> tuple[list[int] | None, int]:
-    ids = getattr(_pending, "ids", None)
-    return ids, len(ids or ())
-
-
-def _take_pending(mark: tuple[list[int] | None, int]) -> list[int]:
-    """The ids of events recorded since ``mark`` (by the handlers), taken off the after-commit
-    send. Events the caller recorded before are left to be sent as usual."""
-    ids = getattr(_pending, "ids", None)
-    if not ids:
-        return []
-    start = mark[1] if ids is mark[0] else 0
-    taken = ids[start:]
-    del ids[start:]
-    return taken
-
-
-class _BatchPoints(threading.local):
-    # The points handlers give while events_process runs a batch; None outside one.
-    waiting: dict[int, int] | None = None
-    # What handlers read once per events_process run (rules, thresholds, sequences).
-    memo: dict[str, Any] | None = None
-
-
-def batch_memo(key: str, read: Callable[[], T]) -> T:
-    """``read()`` once per events_process run (its cascade rounds share it), every time
-    outside one. For the settings handlers read for every batch: rules, sequences."""
-    memo = _batch.memo
-    if memo is None:
-        return read()
-    if key not in memo:
-        memo[key] = read()
-    return memo[key]
-
-
-_batch = _BatchPoints()
-
-
-def contact_points_add(points: Mapping[int, int]) -> None:
-    """Add points to contacts' scores (the ledger's new lines, summed per contact).
-
-    While events_process runs a batch, the points wait for the end of the batch and go out
-    with its last activity, so a contact row is written once, not twice.
-    """
-    if _batch.waiting is None:
-        _contacts_write(points=points, activity={})
-        return
-    for contact_id, delta in points.items():
-        _batch.waiting[contact_id] = _batch.waiting.get(contact_id, 0) + delta
-
-
-def _run_batch(
-    handlers: list[EventHandler], events: list[EventRow]
-) -> tuple[list[EventRow], dict[int, int]]:
-    _batch.waiting = {}
-    try:
-        done = _run_handlers(handlers, events)
-        return done, _batch.waiting
-    finally:
-        _batch.waiting = None
-
-
-def _run_handlers(handlers: list[EventHandler], events: list[EventRow]) -> list[EventRow]:
-    # A rolled-back attempt takes its points back with its savepoint.
-    before = dict(_batch.waiting or {})
-    try:
-        with transaction.atomic():
-            for handler in handlers:
-                handler(events)
-        return events
-    except Exception:
-        _batch.waiting = before
-        if len(events) == 1:
-            _record_failure(events[0])
-            return []
-    done = []
-    for event in events:
-        done.extend(_run_handlers(handlers, [event]))
-    return done
-
-
-def _contacts_take(events: list[EventRow]) -> tuple[list[EventRow], list[EventRow]]:
-    """Lock the contacts of these events; returns (events to handle now, events whose contact
-    another worker's batch holds, to leave for later).
+def _contacts_take(
+    events: list[EventRow],
+) -> tuple[list[EventRow], list[EventRow], dict[int, BatchContact]]:
+    """Lock the contacts of these events and read them; returns (events to handle now, events
+    whose contact another worker's batch holds, to leave for later, the locked contacts).
 
     FOR NO KEY UPDATE: the key-share locks of concurrent event inserts (their foreign key to
     the contact) don't conflict with it, so storing never waits on scoring. SKIP LOCKED: two
@@ -208,71 +174,53 @@ def _contacts_take(events: list[EventRow]) -> tuple[list[EventRow], list[EventRo
     contact is held elsewhere, the run waits for them (in id order) rather than give up.
     """
     if not events:
-        return [], []
+        return [], [], {}
     query = Contact.objects.filter(pk__any={event.contact_id for event in events}).order_by("pk")
-    held = set(query.select_for_update(no_key=True, skip_locked=True).values_list("pk", flat=True))
-    if not held:
-        list(query.select_for_update(no_key=True).values_list("pk", flat=True))
-        return events, []
-    busy = [event for event in events if event.contact_id not in held]
+    fields = ("pk", "stage", "score", "last_activity_at")
+    rows = query.select_for_update(no_key=True, skip_locked=True).values_list(*fields)
+    contacts = {pk: BatchContact(*values) for pk, *values in rows}
+    if not contacts:
+        rows = query.select_for_update(no_key=True).values_list(*fields)
+        contacts = {pk: BatchContact(*values) for pk, *values in rows}
+        return events, [], contacts
+    busy = [event for event in events if event.contact_id not in contacts]
     if not busy:
-        return events, []
-    return [event for event in events if event.contact_id in held], busy
+        return events, [], contacts
+    return [event for event in events if event.contact_id in contacts], busy, contacts
 
 
-def _latest_activity(events: Sequence[EventRow]) -> dict[int, datetime]:
-    """Each contact's latest touchpoint in these events (system events are not activity)."""
-    latest: dict[int, datetime] = {}
-    for event in events:
-        if event.type not in Event.SYSTEM_TYPES:
-            known = latest.get(event.contact_id)
-            if known is None or known < event.occurred_at:
-                latest[event.contact_id] = event.occurred_at
-    return latest
-
-
-def _contacts_write(*, points: Mapping[int, int], activity: Mapping[int, datetime]) -> None:
-    """Add points to scores and move last activity forward: one UPDATE for all the contacts
-    on PostgreSQL; rows that neither gain points nor move are not written."""
-    points = {pk: delta for pk, delta in points.items() if delta}
-    ids = sorted(points.keys() | activity.keys())
-    if not ids:
-        return
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "UPDATE contacts_contact AS c SET score = c.score + v.delta, "
-                "last_activity_at = GREATEST(c.last_activity_at, v.at) "
-                "FROM unnest(%s::bigint[], %s::integer[], %s::timestamptz[]) AS v(id, delta, at) "
-                "WHERE c.id = v.id AND (v.delta <> 0 OR (v.at IS NOT NULL AND "
-                "(c.last_activity_at IS NULL OR c.last_activity_at < v.at)))",
-                [
-                    array_param(ids),
-                    array_param([points.get(pk, 0) for pk in ids]),
-                    [activity.get(pk) for pk in ids],
-                ],
-            )
-        return
-    # Elsewhere: the same in one CASE per column, a few hundred contacts per statement.
-    for start in range(0, len(ids), 300):
-        chunk = ids[start : start + 300]
-        moments = [(pk, activity[pk]) for pk in chunk if pk in activity]
-        changes: dict[str, Any] = {}
-        if any(points.get(pk) for pk in chunk):
-            changes["score"] = F("score") + Case(
-                *(When(pk=pk, then=Value(points[pk])) for pk in chunk if points.get(pk)),
-                default=Value(0),
-            )
-        if moments:
-            changes["last_activity_at"] = Case(
-                *(
-                    When(pk=pk, then=Greatest(Coalesce("last_activity_at", Value(at)), Value(at)))
-                    for pk, at in moments
-                ),
-                default=F("last_activity_at"),
-                output_field=Contact._meta.get_field("last_activity_at"),
-            )
-        Contact.objects.filter(pk__in=chunk).update(**changes)
+def _run_handlers(
+    handlers: list[EventHandler], batch: EventBatch
+) -> tuple[list[EventRow], list[int]]:
+    """Run every handler on the batch in one savepoint; returns (events handled, ids of the
+    events the handlers recorded). On a failure, the batch is retried event by event and the
+    failing event recorded."""
+    scores = {pk: contact.score for pk, contact in batch.contacts.items()}
+    try:
+        recorded: list[int] = []
+        with transaction.atomic():
+            for handler in handlers:
+                changes = handler(batch)
+                if changes is not None:
+                    for pk, points in changes.points.items():
+                        batch.contacts[pk].score += points
+                    recorded += changes.events
+        return batch.events, recorded
+    except Exception:
+        # The savepoint took the handlers' writes back: so do the scores the batch shows.
+        for pk, score in scores.items():
+            batch.contacts[pk].score = score
+        if len(batch.events) == 1:
+            _record_failure(batch.events[0])
+            return [], []
+    done: list[EventRow] = []
+    recorded = []
+    for event in batch.events:
+        one = EventBatch(events=[event], contacts=batch.contacts, memo=batch.memo)
+        handled, new = _run_handlers(handlers, one)
+        done += handled
+        recorded += new
+    return done, recorded
 
 
 def _record_failure(event: EventRow) -> None:
@@ -280,6 +228,61 @@ def _record_failure(event: EventRow) -> None:
     PendingEvent.objects.filter(event_id=event.pk).update(
         attempts=F("attempts") + 1, last_error=traceback.format_exc(limit=5)[-4000:]
     )
+
+
+# --- Last activity ----------------------------------------------------------------------------
+
+
+def _activity_moves(
+    events: Sequence[EventRow], contacts: Mapping[int, BatchContact]
+) -> dict[int, datetime]:
+    """Each contact's latest touchpoint in these events, where it moves its last activity
+    forward (system events are not activity); the batch's contacts are updated to match."""
+    latest: dict[int, datetime] = {}
+    for event in events:
+        if event.type in Event.SYSTEM_TYPES or event.contact_id not in contacts:
+            continue
+        known = latest.get(event.contact_id) or contacts[event.contact_id].last_activity_at
+        if known is None or known < event.occurred_at:
+            latest[event.contact_id] = event.occurred_at
+    for pk, at in latest.items():
+        contacts[pk].last_activity_at = at
+    return latest
+
+
+def _activity_write(latest: Mapping[int, datetime]) -> None:
+    """Move these contacts' last activity forward (they are locked: the values were read under
+    the lock). PostgreSQL: one UPDATE from two arrays; elsewhere one CASE per few hundred."""
+    if not latest:
+        return
+    ids = sorted(latest)
+    if connection.vendor == "postgresql":
+        table = connection.ops.quote_name(Contact._meta.db_table)
+        pk = connection.ops.quote_name(Contact._meta.pk.column)
+        column = connection.ops.quote_name(Contact._meta.get_field("last_activity_at").column)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} AS c SET {column} = GREATEST(c.{column}, v.at) "  # noqa: S608
+                "FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, at) "
+                f"WHERE c.{pk} = v.id",
+                [array_param(ids), [latest[pk] for pk in ids]],
+            )
+        return
+    for start in range(0, len(ids), 300):
+        chunk = ids[start : start + 300]
+        Contact.objects.filter(pk__in=chunk).update(
+            last_activity_at=Case(
+                *(
+                    When(pk=pk, then=Greatest(Coalesce("last_activity_at", Value(at)), Value(at)))
+                    for pk, at in ((pk, latest[pk]) for pk in chunk)
+                ),
+                default=F("last_activity_at"),
+                output_field=Contact._meta.get_field("last_activity_at"),
+            )
+        )
+
+
+# --- The sweep --------------------------------------------------------------------------------
 
 
 def events_sweep(*, batch_size: int = 1000) -> int:
@@ -298,14 +301,6 @@ def events_sweep(*, batch_size: int = 1000) -> int:
             return total
         processed = events_process(event_ids=ids)
         total += processed
-        if processed == 0 and not _drop_orphans(ids):
+        if processed == 0:
             # Everything left is locked by a worker right now or failing: leave it to them.
             return total
-
-
-def _drop_orphans(event_ids: list[int]) -> int:
-    """Queue rows whose event is gone (deleted around the ORM): they would hold up the sweep."""
-    orphans = PendingEvent.objects.filter(event_id__any=set(event_ids)).exclude(
-        Exists(Event.objects.filter(pk=OuterRef("event_id")))
-    )
-    return orphans.delete()[0]

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
-from contacts.events import event_record
+from contacts.events import event_record, events_send_on_commit
 from contacts.models import (
     Contact,
     ContactAudit,
     Event,
-    EventRow,
     normalize_email,
 )
+from contacts.pipeline import Changes, EventBatch
 from contacts.reasons import coded
 
 logger = logging.getLogger(__name__)
@@ -52,8 +51,19 @@ def contact_referral_link(
     wins, unless a person corrects it with ``replace``) and a ``referral`` event goes on the
     referrer's timeline, which scoring counts (a client with a referral becomes an
     ambassador). False if nothing changed."""
+    event_id = _referral_link(contact=contact, referrer=referrer, actor=actor, replace=replace)
+    if event_id is not None:
+        events_send_on_commit([event_id])
+    return event_id is not None
+
+
+def _referral_link(
+    *, contact: Contact, referrer: Contact, actor: AbstractBaseUser | None, replace: bool
+) -> int | None:
+    """contact_referral_link without sending: the id of the ``referral`` event recorded (None
+    if nothing changed; its id too if it was stored before, which the pipeline skips)."""
     if referrer.pk == contact.pk:
-        return False
+        return None
     target = Contact.objects.filter(pk=contact.pk)
     if replace:
         target = target.exclude(referred_by=referrer)
@@ -61,28 +71,33 @@ def contact_referral_link(
         target = target.filter(referred_by__isnull=True)
     linked = target.update(referred_by=referrer)
     if not linked:
-        return False
+        return None
     contact.referred_by = referrer
     ContactAudit.objects.create(
         contact=contact, action=ContactAudit.Action.REFERRAL, actor=actor,
         note=coded("referred_by", referrer=referrer.display_name),
     )  # fmt: skip
-    event_record(
+    event, _ = event_record(
         contact=referrer, type=Event.Type.REFERRAL, source="system",
         properties={"referred_contact_id": contact.pk},
-        idempotency_key=f"referral:{contact.pk}:{referrer.pk}",
+        idempotency_key=f"referral:{contact.pk}:{referrer.pk}", send=False,
     )  # fmt: skip
-    return True
+    return event.pk
 
 
-def on_event(events: Sequence[EventRow]) -> None:
+def on_event(batch: EventBatch) -> Changes | None:
     """LEADFUNNEL_EVENT_HANDLERS entry: events that name a referrer (``referrer_id`` or
     ``referrer_email`` in their properties) link the two contacts. Linking is idempotent, so an
-    event handled twice links once."""
-    for contact_id, properties in ((event.contact_id, event.properties) for event in events):
+    event handled twice links once. Returns the ``referral`` events recorded (on the
+    referrers' timelines), for the pipeline's next round."""
+    recorded: list[int] = []
+    for contact_id, properties in ((e.contact_id, e.properties) for e in batch.events):
         if not isinstance(properties, dict) or not any(k in properties for k in REFERRER_KEYS):
             continue
         referrer = referrer_find(properties)
         contact = Contact.objects.filter(pk=contact_id, referred_by__isnull=True).first()
         if referrer is not None and contact is not None:
-            contact_referral_link(contact=contact, referrer=referrer)
+            event_id = _referral_link(contact=contact, referrer=referrer, actor=None, replace=False)
+            if event_id is not None:
+                recorded.append(event_id)
+    return Changes(events=recorded) if recorded else None

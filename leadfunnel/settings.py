@@ -312,13 +312,15 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- LeadFunnel -------------------------------------------------------------------------------
-# Ordered like MIDDLEWARE: each handler receives a list of freshly stored events, after commit.
+# Ordered like MIDDLEWARE: each handler receives a batch of stored events (contacts.pipeline).
 LEADFUNNEL_EVENT_HANDLERS: list[str] = env.list(
     "LEADFUNNEL_EVENT_HANDLERS",
     default=[
         "contacts.referrals.on_event",
         "scoring.handlers.on_event",
         "nurturing.handlers.on_event",
+        # Last: its daily rows are shared between workers and stay locked until commit.
+        "contacts.reports.rollups.on_event",
     ],
 )
 # Email opens and clicks flagged as made by mail scanners are recorded but score nothing.

@@ -31,9 +31,9 @@ from scoring.services import Adjustment, scores_adjust
 
 from contacts import broker
 from contacts.bulk import bulk_update_fast
-from contacts.models import Contact, Event
+from contacts.models import Contact, Event, StageChange
 from contacts.reasons import coded
-from contacts.stages import StageMoveError, stage_move
+from contacts.stages import StageMoveError, stage_changes_send_on_commit, stage_move
 from nurturing import engine
 from nurturing.enrolment import segments_enroll
 from nurturing.models import Enrollment, Message, Sequence, SplitBranch, Step
@@ -158,8 +158,10 @@ def _advance_batch(*, as_of: datetime, batch_size: int) -> int:
         SplitBranch.objects.bulk_create(out.branches, ignore_conflicts=True)
     if out.adjustments:
         scores_adjust(adjustments=out.adjustments, at=as_of)
-    for contact_id, step, sequence in out.moves:
-        _move_stage(contact_id, step, sequence, as_of)
+    moved = [
+        _move_stage(contact_id, step, sequence, as_of) for contact_id, step, sequence in out.moves
+    ]
+    stage_changes_send_on_commit([change for change in moved if change is not None])
     sendable = sum(1 for m in out.messages if m.status == Message.Status.QUEUED)
     if sendable:
         transaction.on_commit(lambda: kick_send(sendable), robust=True)
@@ -377,22 +379,27 @@ def _step_name(step: Step) -> str:
     return step.name or coded("sequence_step", position=step.position)
 
 
-def _move_stage(contact_id: int, step: Step, sequence: Sequence, as_of: datetime) -> None:
+def _move_stage(
+    contact_id: int, step: Step, sequence: Sequence, as_of: datetime
+) -> StageChange | None:
+    # Its event is sent with the batch's others, in one task (send=False).
     contact = Contact.objects.filter(pk=contact_id).first()
     if contact is None or contact.stage == step.stage:
-        return
+        return None
     try:
-        stage_move(
+        return stage_move(
             contact=contact,
             to=step.stage,
             cause="system",
             actor_name=coded("sequence", sequence=sequence.name),
             reason=_step_name(step),
             at=as_of,
+            send=False,
         )
     except StageMoveError as error:
         # The funnel refuses this move for this contact (e.g. a client back to MQL): skip it.
         logger.info("Sequence %s: stage move refused for %s: %s", sequence.pk, contact_id, error)
+        return None
 
 
 def _zone(name: str) -> ZoneInfo | None:

@@ -14,19 +14,18 @@ from django.db import transaction
 from django.utils import timezone
 
 from contacts.models import Event
-from contacts.pipeline import batch_memo
 from nurturing import engine
 from nurturing.enrolment import enrollments_end, enrollments_start
 from nurturing.models import Enrollment, Sequence
 
 
 @transaction.atomic
-def events_apply(*, events: abc.Sequence[Any]) -> None:
+def events_apply(*, events: abc.Sequence[Any], sequences: list[Sequence] | None = None) -> None:
     """Goals first (an enrolment that began before the event ends as a conversion), then
-    triggers. A few queries per batch of events, whatever its size."""
-    sequences = batch_memo(
-        "nurturing.sequences", lambda: list(Sequence.objects.filter(active=True))
-    )
+    triggers. A few queries per batch of events, whatever its size. ``sequences``: the active
+    ones, when the caller has read them already."""
+    if sequences is None:
+        sequences = list(Sequence.objects.filter(active=True))
     if not sequences or not events:
         return
     _apply_goals(events, [s for s in sequences if s.goal_event_type])

@@ -1,9 +1,15 @@
-from collections.abc import Sequence
-
-from contacts.models import EventRow
+from contacts.pipeline import Changes, EventBatch
 from scoring import live
 
 
-def on_event(events: Sequence[EventRow]) -> None:
-    """LEADFUNNEL_EVENT_HANDLERS entry: score new events, move stages their scores reach."""
-    live.events_score(events=events)
+def on_event(batch: EventBatch) -> Changes:
+    """LEADFUNNEL_EVENT_HANDLERS entry: score new events (ledger lines and the contacts'
+    scores), move the stages their scores reach; returns the points given and the
+    ``stage_changed`` events recorded, which the pipeline handles next."""
+    scored = live.events_score(
+        events=batch.events,
+        contacts=batch.contacts,
+        rules=batch.once("scoring.rules", live.active_rules),
+        thresholds=batch.once("scoring.thresholds", live.active_thresholds),
+    )
+    return Changes(points=scored.points, events=scored.event_ids)

@@ -14,7 +14,7 @@ from django.core.management import call_command
 from contacts.events import NewEvent, event_record, events_record_many
 from contacts.models import Contact, Event, EventDailyCount, StageChange, StageStay
 from contacts.pipeline import events_process
-from contacts.reports.dashboard import rollups_rebuild
+from contacts.reports.rollups import rollups_rebuild
 from contacts.stages import stage_move
 from tests.factories import ContactFactory
 
@@ -35,7 +35,10 @@ def snapshot() -> dict[tuple[date, str, str], int]:
 
 @pytest.fixture(autouse=True)
 def no_scoring(settings):
-    settings.LEADFUNNEL_EVENT_HANDLERS = ["tests.handlers.fail_on_poison"]
+    settings.LEADFUNNEL_EVENT_HANDLERS = [
+        "tests.handlers.fail_on_poison",
+        "contacts.reports.rollups.on_event",
+    ]
 
 
 def test_incremental_counts_equal_a_rebuild_from_the_events():

@@ -41,7 +41,9 @@ def test_workers_scoring_overlapping_batches_while_events_arrive(monkeypatch, se
     ids = [contact.pk for contact in contacts]
     handed: queue.Queue[list[int] | None] = queue.Queue()
     # The after-commit send, as the broker would deliver it, twice over (a redelivery).
-    monkeypatch.setattr("contacts.events._enqueue", lambda event_ids: [handed.put(event_ids)] * 2)
+    monkeypatch.setattr(
+        "contacts.events.events_send", lambda event_ids: [handed.put(event_ids)] * 2
+    )
     failures: list[BaseException] = []
 
     def worker() -> None:
@@ -129,7 +131,7 @@ def test_events_of_a_contact_another_batch_holds_are_left_for_later(monkeypatch)
         ]
     )
     sent: list[list[int]] = []
-    monkeypatch.setattr("contacts.events._enqueue", sent.append)
+    monkeypatch.setattr("contacts.events.events_send", sent.append)
     now = timezone.now()
     ids = events_record_many(events=[
         NewEvent(held.pk, "download", now, {}, "api", "held-1"),

@@ -128,14 +128,12 @@ class PendingEvent(models.Model):
     the wide, many-indexed event row. A failing event stays here with its error.
     """
 
-    # No database constraint: checking it would cost a lookup per queued row, and the event is
-    # deleted through the ORM (which cascades here) or is found missing by the pipeline.
+    # A real foreign key: an event deleted around the ORM cannot leave its queue row behind.
     event = models.OneToOneField(
         Event,
         verbose_name=_("event"),
         primary_key=True,
         on_delete=models.CASCADE,
-        db_constraint=False,
         related_name="pending",
     )
     received_at = models.DateTimeField(_("received"), default=timezone.now)

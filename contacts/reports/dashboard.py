@@ -15,9 +15,8 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Count, Model
-from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
@@ -26,7 +25,6 @@ from contacts.models import (
     Contact,
     Event,
     EventDailyCount,
-    EventRow,
     LeadSource,
     StageStay,
     source_costs,
@@ -292,102 +290,3 @@ def source_label(source: str) -> str:
     """A channel's label in the reader's language; a name an integration chose, as it is."""
     label = Event.SOURCE_LABELS.get(source)
     return str(label) if label is not None else (source or "—")
-
-
-def _local_day(moment: datetime) -> date:
-    return timezone.localtime(moment, timezone.get_default_timezone()).date()
-
-
-def rollups_add(events: Sequence[EventRow]) -> None:
-    """Count a batch of processed events into the daily rollup (one upsert per batch) and add
-    the stays their ``stage_changed`` events record. Called by ``events_process`` in the
-    transaction that marks them processed, so each event counts exactly once even when its task
-    is delivered twice."""
-    _event_counts_add(events)
-    changes = [
-        e.properties["stage_change_id"]
-        for e in events
-        if e.type == Event.Type.STAGE_CHANGED and isinstance(e.properties, dict)
-        and e.properties.get("stage_change_id")
-    ]  # fmt: skip
-    if changes:
-        _stays_add(changes)
-
-
-def _event_counts_add(events: Sequence[EventRow]) -> None:
-    counts = Counter((_local_day(e.occurred_at), e.type, e.source or "") for e in events)
-    if not counts:
-        return
-    # Sorted keys: two workers upserting overlapping days lock rows in the same order.
-    rows = sorted(counts.items())
-    table = EventDailyCount._meta.db_table
-    values = ", ".join(["(%s, %s, %s, %s)"] * len(rows))
-    params: list[Any] = []
-    for (day, kind, source), count in rows:
-        params += [connection.ops.adapt_datefield_value(day), kind, source, count]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (day, type, source, count) VALUES {values} "  # noqa: S608
-            f"ON CONFLICT (day, type, source) DO UPDATE SET count = {table}.count + EXCLUDED.count",
-            params,
-        )
-
-
-# Each stage change as the stay it ended: since the contact's previous change (or its creation)
-# until this one. Read from the stage history itself, so the order in which workers process the
-# events does not matter.
-STAYS_SQL = """
-INSERT INTO contacts_stagestay
-    (stage_change_id, source_id, stage, entered_at, left_at, next_stage)
-SELECT h.id, k.source_id, h.from_stage, COALESCE(h.previous_at, k.created_at), h.at, h.to_stage
-FROM (
-    SELECT s.id, s.contact_id, s.from_stage, s.to_stage, s.at,
-           LAG(s.at) OVER (PARTITION BY s.contact_id ORDER BY s.at, s.id) AS previous_at
-    FROM contacts_stagechange s {contacts}
-) h
-JOIN contacts_contact k ON k.id = h.contact_id
-WHERE {changes}
-"""
-
-
-def _stays_add(change_ids: Sequence[int]) -> None:
-    marks = ", ".join(["%s"] * len(change_ids))
-    # Only placeholders are interpolated; the ids travel as parameters.
-    within = "WHERE s.contact_id IN (SELECT contact_id FROM contacts_stagechange WHERE id IN ({}))"
-    sql = STAYS_SQL.format(
-        contacts=within.format(marks),
-        changes=f"h.id IN ({marks}) ON CONFLICT (stage_change_id) DO NOTHING",
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*change_ids, *change_ids])
-
-
-@transaction.atomic
-def rollups_rebuild() -> tuple[int, int]:
-    """Recompute the daily event counts and the stage stays from the processed events and the
-    stage history (reconciliation after a restore, a bulk load or a bug). Returns the number
-    of rows of each."""
-    counts_table = EventDailyCount._meta.db_table
-    stays_table = StageStay._meta.db_table
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # Workers adding batches wait for the rebuild, and the rebuild's reads start after
-            # every batch already counted has committed: nothing is counted twice or lost.
-            cursor.execute(f"LOCK TABLE {counts_table}, {stays_table} IN SHARE ROW EXCLUSIVE MODE")
-        cursor.execute(f"DELETE FROM {counts_table}")  # noqa: S608
-        cursor.execute(f"DELETE FROM {stays_table}")  # noqa: S608
-        counts = (
-            Event.objects.filter(pending__isnull=True)
-            .annotate(local_day=TruncDate("occurred_at", tzinfo=timezone.get_default_timezone()))
-            .values("local_day", "type", "source")
-            .annotate(n=Count("id"))
-            .values_list("local_day", "type", "source", "n")
-            .order_by()
-        )
-        sql, params = counts.query.sql_with_params()
-        cursor.execute(
-            f"INSERT INTO {counts_table} (day, type, source, count) {sql}",  # noqa: S608
-            params,
-        )
-        cursor.execute(STAYS_SQL.format(contacts="", changes="true"))
-    return EventDailyCount.objects.count(), StageStay.objects.count()

@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from contacts.reports.dashboard import rollups_rebuild
+from contacts.reports.rollups import rollups_rebuild
 
 
 class Command(BaseCommand):

@@ -22,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from contacts.models import Contact, Event, LeadSource, StageChange
-from contacts.reports.dashboard import rollups_rebuild
+from contacts.reports.rollups import rollups_rebuild
 from leadfunnel.demo_data import (
     ACTIVITY_TYPES,
     ACTIVITY_WEIGHTS,
