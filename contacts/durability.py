@@ -9,11 +9,13 @@ loss is repaired or harmless:
 - **redoable work**: the transaction only takes work off a queue that is still there if the
   commit is forgotten (the event pipeline's batch: its queue rows come back, the sweep hands
   the events on again, nothing is applied twice);
-- **rebuildable data**: what it writes can be written again from a source that is kept
-  (an import job that resumes from its checkpoint, page views drained from a queue that is only
-  trimmed after the commit);
-- **marks whose loss is safe by design** (nurturing's hand-over marks: a forgotten mark means a
-  resend with the same Message-ID, which the in-doubt rule accepts).
+- **analytics whose last second may go**: page views drained from the beacon's queue (the
+  queue is trimmed after the commit, so a forgotten commit loses those views: a visit's last
+  second of reading, never a form, an API call or a click);
+- **marks whose loss costs at worst a duplicate**: nurturing's hand-over and "sent" marks, one
+  commit per message (a forgotten hand-over mark means the message may go again, with the same
+  Message-ID, so a mail system can spot it); waiting for each flush would cost more than the
+  SMTP exchange (figures in ``nurturing/sending.py``).
 
 Never for recording what arrived from outside (events stored by the API, a form, a click): the
 caller was told "stored".
@@ -23,6 +25,9 @@ call sites can be checked against each other (``grep commit_without_waiting``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.db import connection
 
@@ -35,3 +40,20 @@ def commit_without_waiting(reason: str) -> None:
     if connection.vendor == "postgresql" and connection.in_atomic_block:
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL synchronous_commit = off")
+
+
+@contextmanager
+def commits_without_waiting(reason: str) -> Iterator[None]:
+    """``commit_without_waiting`` for every commit made inside the block (a loop of one commit
+    per item), set on the session and reset after."""
+    del reason
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit TO OFF")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET synchronous_commit")

@@ -11,7 +11,8 @@ that dies after it leaves the message "in doubt", which only a person sends agai
 
 With ``nurturing.smtp.EmailBackend`` (``smtp://``) the hand-over is marked later, between DATA
 and the end of the data, and on PostgreSQL its statement runs while the server answers DATA
-(``_PipelinedMarks``, libpq directly) with ``synchronous_commit`` off (``_commits_without_flush``).
+(``_PipelinedMarks``, libpq directly) with ``synchronous_commit`` off
+(``contacts.durability.commits_without_waiting``).
 Both stay by measurement (2,000 messages to a local aiosmtpd sink, one worker, against bare
 smtplib sending the same bytes in the same run; 6 December, on a loaded 2-core machine):
 pipelined marks, commits not flushed: 0.64 and 0.38 of bare smtplib (two rounds); the ORM's
@@ -25,8 +26,6 @@ import select
 import smtplib
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,6 +38,7 @@ from django.db.models.functions import Coalesce
 from django.dispatch import Signal
 from django.utils import timezone
 
+from contacts.durability import commits_without_waiting
 from contacts.models import Contact
 from nurturing import engine, rendering
 from nurturing.mime import BuiltEmail
@@ -62,7 +62,7 @@ def messages_send(*, batch_size: int = SEND_BATCH_SIZE, budget: float = SEND_BUD
     margin = send_margin_seconds()
     sender = _Sender(get_connection(fail_silently=False))
     try:
-        with _commits_without_flush():
+        with commits_without_waiting("marks whose loss costs at worst a duplicate"):
             try:
                 while time.monotonic() - started < budget:
                     claimed_at = time.monotonic()
@@ -89,25 +89,6 @@ def send_margin_seconds() -> int:
     could still be going when the reaper hands it to someone else (the longest SMTP exchange:
     the data, then the answer, each up to EMAIL_TIMEOUT). A lease must be longer (checks.py)."""
     return 2 * (settings.EMAIL_TIMEOUT or 30) + 5
-
-
-@contextmanager
-def _commits_without_flush() -> Iterator[None]:
-    """The one place where nurturing gives up durability: the hand-over and "sent" marks are
-    one commit per message, and waiting for its WAL flush would cost more than the SMTP
-    exchange. A killed worker loses nothing committed this way; only a crash of PostgreSQL
-    itself could forget the last fraction of a second of marks (a message whose hand-over mark
-    was lost would go again, with the same Message-ID, so a mail system can spot it)."""
-    if connection.vendor != "postgresql":
-        yield
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SET synchronous_commit TO OFF")
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("RESET synchronous_commit")
 
 
 # --- Claiming ---------------------------------------------------------------------------------

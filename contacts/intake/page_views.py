@@ -14,6 +14,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from contacts.durability import commit_without_waiting
 from contacts.events import NewEvent, events_record_many
 from contacts.intake import tracking
 from contacts.models import (
@@ -152,11 +153,8 @@ def _page_view_transaction() -> None:
     for the disk flush at commit (analytics: a lost last second is acceptable)."""
     if connection.vendor != "postgresql":
         return
+    commit_without_waiting("analytics whose last second may go")
     with connection.cursor() as cursor:
-        # TODO(merge, events' synchronous_commit helper): this call site is one of the places
-        # where a lost last second is acceptable (page views, analytics); switch it to that
-        # helper, which holds the written policy, and drop this SET LOCAL.
-        cursor.execute("SET LOCAL synchronous_commit TO OFF")
         cursor.execute("SELECT set_config('lock_timeout', %s, true)", [PAGE_VIEW_LOCK_TIMEOUT])
 
 
