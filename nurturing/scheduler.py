@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from scoring.services import Adjustment, scores_adjust
+from scoring.live import Adjustment, scores_adjust
 
 from contacts import broker
 from contacts.bulk import bulk_update_fast
