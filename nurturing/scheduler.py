@@ -27,7 +27,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from scoring.live import Adjustment, scores_adjust
 
 from contacts import broker
 from contacts.bulk import bulk_update_fast
@@ -39,6 +38,7 @@ from nurturing.enrolment import segments_enroll
 from nurturing.models import Enrollment, Message, Sequence, SplitBranch, Step
 from nurturing.outbox import email_message, owner_message
 from nurturing.sending import messages_reap
+from scoring.live import Adjustment, scores_adjust
 
 logger = logging.getLogger(__name__)
 
