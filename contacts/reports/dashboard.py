@@ -143,7 +143,8 @@ def conversion_sql() -> str:
     Hand-written: the ORM version (a union of three querysets, ``bench/orm_dashboard.py``)
     cost more than the 15 % allowed, measured in the same run (bench ``dashboard``, scale 0.1,
     ORM and SQL timed in turn, shared machine at load 18), p50: 60.8 ms against 45.1 ms over
-    30 days (1.35x), 129.9 ms against 103.0 ms over 90 days (1.26x)."""
+    30 days (1.35x), 129.9 ms against 103.0 ms over 90 days (1.26x); a second run, the
+    machine quieter: 25.2 against 18.9 ms (1.33x), 95.3 against 85.0 ms (1.12x)."""
     s, c = sql_names(StageStay), sql_names(Contact)
     return f"""
 SELECT {s["next_stage"]}, COUNT(*), 0 FROM {s["table"]}

@@ -10,7 +10,9 @@ The statements stay hand-written because their ORM versions (a ``percentile_cont
 ``bench/orm_dashboard.py``) cost more than the 15 % allowed, measured in the same run (bench
 ``dashboard``, scale 0.1, ORM and SQL timed in turn, shared machine at load 18), p50:
 velocity 110.5 ms against 62.6 ms over 30 days (1.77x), 135.5 against 95.5 ms over 90 days
-(1.42x); SLA 89.8 against 29.9 ms (3.0x), 100.9 against 52.5 ms (1.9x).
+(1.42x); SLA 89.8 against 29.9 ms (3.0x), 100.9 against 52.5 ms (1.9x). A second run, the
+machine quieter: velocity 27.9 against 17.1 ms (1.63x), 46.1 against 36.0 ms (1.28x); SLA
+23.1 against 11.1 ms (2.1x), 56.0 against 25.6 ms (2.2x).
 """
 
 from __future__ import annotations
