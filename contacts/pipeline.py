@@ -19,23 +19,29 @@ One event's route
    triggers), and last the dashboard rollups (``contacts.reports.rollups.on_event``: rows
    shared between workers, held until commit, so taken as late as possible). A handler reads
    settings once per run through ``batch.once(key, read)`` and returns the points it gave
-   per contact (already written by it; later handlers see them in ``batch.contacts``) and the
-   ids of the events it recorded with ``send=False`` (a threshold's ``stage_changed``).
+   per contact (later handlers see them in ``batch.contacts``) and the ids of the events it
+   recorded with ``send=False`` (a threshold's ``stage_changed``).
 4. **Cascade.** Those new events are handled in the next round, in the same transaction (up
    to ``CASCADE_ROUNDS``; the rest are sent as a task after commit).
-5. **Done.** After each round the pipeline moves the contacts' last activity forward and
-   deletes the handled events' queue rows. If a handler raises, the savepoint is rolled back
+5. **Done.** After each round the pipeline writes the batch's contacts once: the points the
+   handlers gave added to their scores, their last activity moved forward; and it deletes the
+   handled events' queue rows. If a handler raises, the savepoint is rolled back
    and the batch retried event by event: the failing event stays queued with ``attempts`` and
    ``last_error``, the others are handled. Commit.
 6. **Swept.** ``events_sweep`` (beat) hands on queued events older than
    ``EVENT_SWEEP_GRACE_SECONDS`` whose task was lost (broker down, worker killed), up to
    ``EVENT_MAX_ATTEMPTS`` attempts each.
 
-Raw SQL kept here: the last-activity ``unnest`` UPDATE on PostgreSQL (``_activity_write``).
-For 1,000 contacts it took 271 ms against 6,056 ms for the ORM's ``Case(When(pk=…))`` update
-(which SQLite keeps), 22× (median of 10 alternated runs in one process, 2026-12-06, machine
-loaded by other benchmarks: the ratio is the figure; it is on the scoring benchmark's hot path,
-``make bench BENCH=scoring``).
+One write per contact and batch, measured: scoring's handler returns its points instead of
+writing the score itself, because a second UPDATE of every scored contact (score, then last
+activity: both indexed, so neither update is HOT) brought ``make bench BENCH=scoring`` from
+0.50 to 0.42 of the raw insert (7,808 against 8,397 events/s, same quiet machine, 6 December
+2026). Scoring writes the score itself everywhere else (``scores_adjust``, decay, rescore).
+
+Raw SQL kept here: that ``unnest`` UPDATE on PostgreSQL (``_contacts_write``). For 1,000
+contacts it took 271 ms against 6,056 ms for the ORM's ``Case(When(pk=…))`` update (which
+SQLite keeps), 22× (median of 10 alternated runs in one process, 2026-12-06, machine loaded by
+other benchmarks: the ratio is the figure).
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, Exists, F, OuterRef, Value, When
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -98,8 +104,9 @@ class EventBatch:
 
 @dataclass(frozen=True)
 class Changes:
-    """What a handler changed: points it gave per contact (it wrote them), and the ids of the
-    events it recorded with ``send=False``, to be handled in the next round."""
+    """What a handler changed: points it gave per contact (the pipeline adds them to the
+    scores in its one write of the batch's contacts), and the ids of the events it recorded
+    with ``send=False``, to be handled in the next round."""
 
     points: Mapping[int, int] = field(default_factory=dict)
     events: Sequence[int] = ()
@@ -131,8 +138,8 @@ def events_process(*, event_ids: Sequence[int]) -> int:
             ids = []
             if events:
                 batch = EventBatch(events=events, contacts=contacts, memo=memo)
-                done, ids = _run_handlers(handlers, batch)
-                _activity_write(_activity_moves(events, contacts))
+                done, ids, points = _run_handlers(handlers, batch)
+                _contacts_write(points, _activity_moves(events, contacts))
                 PendingEvent.objects.filter(event_id__any={event.pk for event in done}).delete()
                 handled += len(done)
             if not ids:
@@ -191,36 +198,41 @@ def _contacts_take(
 
 def _run_handlers(
     handlers: list[EventHandler], batch: EventBatch
-) -> tuple[list[EventRow], list[int]]:
+) -> tuple[list[EventRow], list[int], dict[int, int]]:
     """Run every handler on the batch in one savepoint; returns (events handled, ids of the
-    events the handlers recorded). On a failure, the batch is retried event by event and the
-    failing event recorded."""
+    events the handlers recorded, points given per contact). On a failure, the batch is retried
+    event by event and the failing event recorded."""
     scores = {pk: contact.score for pk, contact in batch.contacts.items()}
     try:
         recorded: list[int] = []
+        given: dict[int, int] = {}
         with transaction.atomic():
             for handler in handlers:
                 changes = handler(batch)
                 if changes is not None:
                     for pk, points in changes.points.items():
                         batch.contacts[pk].score += points
+                        given[pk] = given.get(pk, 0) + points
                     recorded += changes.events
-        return batch.events, recorded
+        return batch.events, recorded, given
     except Exception:
         # The savepoint took the handlers' writes back: so do the scores the batch shows.
         for pk, score in scores.items():
             batch.contacts[pk].score = score
         if len(batch.events) == 1:
             _record_failure(batch.events[0])
-            return [], []
+            return [], [], {}
     done: list[EventRow] = []
     recorded = []
+    given = {}
     for event in batch.events:
         one = EventBatch(events=[event], contacts=batch.contacts, memo=batch.memo)
-        handled, new = _run_handlers(handlers, one)
+        handled, new, points = _run_handlers(handlers, one)
         done += handled
         recorded += new
-    return done, recorded
+        for pk, delta in points.items():
+            given[pk] = given.get(pk, 0) + delta
+    return done, recorded, given
 
 
 def _record_failure(event: EventRow) -> None:
@@ -250,36 +262,51 @@ def _activity_moves(
     return latest
 
 
-def _activity_write(latest: Mapping[int, datetime]) -> None:
-    """Move these contacts' last activity forward (they are locked: the values were read under
-    the lock). PostgreSQL: one UPDATE from two arrays; elsewhere one CASE per few hundred."""
-    if not latest:
+def _contacts_write(points: Mapping[int, int], latest: Mapping[int, datetime]) -> None:
+    """One write of the batch's contacts: the points the handlers gave added to their scores,
+    their last activity moved forward (they are locked: the values were read under the lock).
+    PostgreSQL: one UPDATE from three arrays; elsewhere one CASE per column and few hundred."""
+    points = {pk: delta for pk, delta in points.items() if delta}
+    ids = sorted(points.keys() | latest.keys())
+    if not ids:
         return
-    ids = sorted(latest)
     if connection.vendor == "postgresql":
         table = connection.ops.quote_name(Contact._meta.db_table)
         pk = connection.ops.quote_name(Contact._meta.pk.column)
+        score = connection.ops.quote_name(Contact._meta.get_field("score").column)
         column = connection.ops.quote_name(Contact._meta.get_field("last_activity_at").column)
         with connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {table} AS c SET {column} = GREATEST(c.{column}, v.at) "  # noqa: S608
-                "FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, at) "
+                f"UPDATE {table} AS c SET {score} = c.{score} + v.delta, "  # noqa: S608
+                f"{column} = GREATEST(c.{column}, v.at) "
+                "FROM unnest(%s::bigint[], %s::integer[], %s::timestamptz[]) AS v(id, delta, at) "
                 f"WHERE c.{pk} = v.id",
-                [array_param(ids), [latest[pk] for pk in ids]],
+                [
+                    array_param(ids),
+                    [points.get(pk, 0) for pk in ids],
+                    [latest.get(pk) for pk in ids],
+                ],
             )
         return
     for start in range(0, len(ids), 300):
         chunk = ids[start : start + 300]
-        Contact.objects.filter(pk__in=chunk).update(
-            last_activity_at=Case(
+        changes: dict[str, Any] = {}
+        if any(points.get(pk) for pk in chunk):
+            changes["score"] = F("score") + Case(
+                *(When(pk=pk, then=Value(points[pk])) for pk in chunk if points.get(pk)),
+                default=Value(0),
+            )
+        moments = [(pk, latest[pk]) for pk in chunk if pk in latest]
+        if moments:
+            changes["last_activity_at"] = Case(
                 *(
                     When(pk=pk, then=Greatest(Coalesce("last_activity_at", Value(at)), Value(at)))
-                    for pk, at in ((pk, latest[pk]) for pk in chunk)
+                    for pk, at in moments
                 ),
                 default=F("last_activity_at"),
                 output_field=Contact._meta.get_field("last_activity_at"),
             )
-        )
+        Contact.objects.filter(pk__in=chunk).update(**changes)
 
 
 # --- The sweep --------------------------------------------------------------------------------
@@ -301,6 +328,15 @@ def events_sweep(*, batch_size: int = 1000) -> int:
             return total
         processed = events_process(event_ids=ids)
         total += processed
-        if processed == 0:
+        if processed == 0 and not _drop_orphans(ids):
             # Everything left is locked by a worker right now or failing: leave it to them.
             return total
+
+
+def _drop_orphans(event_ids: list[int]) -> int:
+    """Queue rows whose event is gone (deleted around the ORM; the queue has no database
+    constraint, see ``PendingEvent.event``): they would hold up the sweep."""
+    orphans = PendingEvent.objects.filter(event_id__any=set(event_ids)).exclude(
+        Exists(Event.objects.filter(pk=OuterRef("event_id")))
+    )
+    return orphans.delete()[0]

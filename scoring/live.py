@@ -67,8 +67,9 @@ def event_fact(event: Event | EventRow) -> engine.EventFact:
 
 
 class Scored(NamedTuple):
-    """What scoring a batch changed: points given per contact (written to their scores) and
-    the ids of the ``stage_changed`` events its threshold moves recorded (not sent)."""
+    """What scoring a batch changed: points given per contact (for the pipeline to add to
+    their scores) and the ids of the ``stage_changed`` events its threshold moves recorded
+    (not sent)."""
 
     points: dict[int, int]
     event_ids: list[int]
@@ -86,7 +87,7 @@ def events_score(
 
     ``contacts`` are the batch's contacts, locked by the pipeline (stage and score as now). A
     handful of queries per batch, not per event: caps are read once, lines inserted in one
-    statement, scores written in one UPDATE per distinct number of points.
+    statement; the scores are written by the pipeline, with the contacts' last activity.
     """
     _flag_machine_signals(events)
     # Only events some rule or threshold looks at: a stage_changed event, usually, none does.
@@ -119,7 +120,8 @@ def events_score(
         )
         lines.extend(contact_lines)
     ledger_write(lines)
-    points = _add_points(contacts, lines)
+    # The pipeline adds these points to the scores in its one write of the batch's contacts.
+    points = _points_add(contacts, lines)
     planned = _thresholds_planned(
         candidates=[
             (contact_id, row.stage, row.score, facts_by_contact[contact_id])
@@ -292,18 +294,23 @@ def ledger_write(lines: Sequence[engine.Line]) -> None:
                             line.reason, line.filtered, line.at, now))  # fmt: skip
 
 
-def _add_points(contacts: dict[int, Locked], lines: Iterable[engine.Line]) -> dict[int, int]:
-    """Add the lines' points to the (locked) contacts' scores; returns the points per contact.
-    One UPDATE per distinct number of points: a batch's lines come from a few rules. (The ORM:
-    an ``unnest`` UPDATE was 2.0× faster for 1,000 contacts, 166 against 327 ms on a loaded
-    machine, a few ms of a batch; see the scoring benchmark.)"""
+def _points_add(contacts: dict[int, Locked], lines: Iterable[engine.Line]) -> dict[int, int]:
+    """The lines' points per contact, added to the (locked) contacts' scores as read here."""
     deltas: dict[int, int] = defaultdict(int)
     for line in lines:
         deltas[line.contact_id] += line.points
     changed = {contact_id: delta for contact_id, delta in deltas.items() if delta}
-    by_delta: dict[int, set[int]] = defaultdict(set)
     for contact_id, delta in changed.items():
         contacts[contact_id].score += delta
+    return changed
+
+
+def _add_points(contacts: dict[int, Locked], lines: Iterable[engine.Line]) -> dict[int, int]:
+    """``_points_add``, written to the scores: one UPDATE per distinct number of points (a
+    sequence's adjustments come from a few steps)."""
+    changed = _points_add(contacts, lines)
+    by_delta: dict[int, set[int]] = defaultdict(set)
+    for contact_id, delta in changed.items():
         by_delta[delta].add(contact_id)
     for delta, ids in sorted(by_delta.items()):
         Contact.objects.filter(pk__any=ids).update(score=F("score") + delta)
