@@ -7,4 +7,9 @@ class LeadfunnelConfig(AppConfig):
     verbose_name = _("LeadFunnel")
 
     def ready(self) -> None:
+        from django.db.backends.signals import connection_created
+
         from leadfunnel import checks  # noqa: F401 (registers the settings checks)
+        from leadfunnel.database import timestamps_fast
+
+        connection_created.connect(timestamps_fast, dispatch_uid="leadfunnel.timestamps_fast")
