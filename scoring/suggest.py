@@ -30,7 +30,7 @@ from contacts.models import Event
 # itself, under another name).
 SYSTEM_TYPES = frozenset({"stage_changed", "purchase", "referral", "review"})
 COUNTS = (1, 2, 3, 5)  # "at least N"
-WINDOWS = (7, 30, 365)  # "within D days"
+WINDOWS = (7, 30, 365)  # "within D days" (a score rule's count always has its days)
 QUANTILES = (0.5, 0.75, 0.9)  # thresholds tried on numeric properties
 MAX_VALUES = 20  # a text property with more distinct values is not a condition
 MIN_SUPPORT = 0.01  # a feature fewer than 1 % of the contacts have is not proposed
@@ -255,7 +255,6 @@ def _variants(atom: Condition, mask: np.ndarray, events: Events, n: int):
     ever = np.bincount(contacts, minlength=n)
     yield atom, ever >= 1
     for count in COUNTS[1:]:
-        yield _with(atom, count=count), ever >= count
         for window in WINDOWS:
             yield (
                 _with(atom, count=count, within_days=window),
