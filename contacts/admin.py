@@ -18,6 +18,7 @@ from contacts.models import (
     Contact,
     ContactAudit,
     ContactMerge,
+    ContactOutcome,
     Event,
     Form,
     LeadSource,
@@ -27,6 +28,7 @@ from contacts.models import (
     Suppression,
     Visitor,
 )
+from contacts.outcomes import outcome_record
 from contacts.privacy import ERASED_FIELDS
 from contacts.reasons import coded
 from contacts.referrals import contact_referral_link
@@ -383,3 +385,34 @@ class SuppressionAdmin(ReadOnlyAdmin):
     """Hashes of erased people's emails. Deleting one lets that address be added again."""
 
     list_display = ["email_hash", "at"]
+
+
+@admin.register(ContactOutcome)
+class ContactOutcomeAdmin(admin.ModelAdmin):
+    """Known outcomes (won or lost), mostly written by the sales queue; an admin may add one
+    (source "admin") through the same service, which keeps the latest by date."""
+
+    list_display = ["at", "contact", "result", "source", "recorded_at"]
+    list_filter = ["result", "source"]
+    search_fields = ["contact__email"]
+    list_select_related = ["contact"]
+    raw_id_fields = ["contact"]
+    date_hierarchy = "at"
+    fields = ["contact", "result", "at"]
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # a new verdict is a new outcome, recorded by the service
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: ContactOutcome, form, change: bool) -> None:  # type: ignore[no-untyped-def]
+        saved = outcome_record(
+            contact=obj.contact, result=obj.result, at=obj.at, source=ContactOutcome.Source.ADMIN
+        )
+        obj.pk = saved.pk
+        if saved.at != obj.at:
+            messages.warning(
+                request,
+                _("A later outcome was already known for this contact: it was kept."),
+            )

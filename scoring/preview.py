@@ -12,6 +12,7 @@ from django.utils import timezone
 from contacts.models import Contact
 from scoring import engine
 from scoring.live import active_rules, active_thresholds
+from scoring.quality import RankingChange, auc_for_scores
 from scoring.rescore import new_scores
 
 
@@ -23,6 +24,7 @@ class Preview:
     stage_changes: int
     moves: list[tuple[str, str, int]]  # from, to, how many
     sample: list[tuple[Contact, int, int, str]]  # contact, old score, new score, new stage
+    ranking: RankingChange | None = None  # how the rules now and after rank known outcomes
 
 
 def rules_with(rule: engine.Rule, *, removed: bool = False) -> list[engine.Rule]:
@@ -55,4 +57,7 @@ def rescore_preview(*, rules: Sequence[engine.Rule], sample_size: int = 8) -> Pr
             for change, stage in shown
             if change.contact_id in people
         ],
+        ranking=auc_for_scores(
+            {change.contact_id: change.new for change in changes}, today=timezone.localdate()
+        ),
     )

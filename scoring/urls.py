@@ -1,6 +1,6 @@
 from django.urls import path
 
-from scoring import dashboard_views, views
+from scoring import dashboard_views, quality_views, views
 
 urlpatterns = [
     path(
@@ -13,4 +13,5 @@ urlpatterns = [
         dashboard_views.score_distribution_panel,
         name="score-distribution-panel",
     ),
+    path("scoring/quality/", quality_views.score_quality_page, name="score-quality"),
 ]

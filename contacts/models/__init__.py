@@ -21,6 +21,7 @@ from contacts.models.intake import (
     Visitor,
     new_form_key,
 )
+from contacts.models.outcomes import ContactOutcome
 from contacts.models.people import (
     SEARCHED_COLUMNS,
     Contact,
@@ -41,6 +42,7 @@ __all__ = [
     "Contact",
     "ContactAudit",
     "ContactMerge",
+    "ContactOutcome",
     "ContactQuerySet",
     "Event",
     "EventDailyCount",

@@ -13,9 +13,11 @@ from contacts.models import (
     LOST_REASONS,
     Contact,
     ContactAudit,
+    ContactOutcome,
     Event,
     StageChange,
 )
+from contacts.outcomes import outcome_record
 from contacts.reasons import coded
 from contacts.stages import StageMoveError, stage_move
 
@@ -80,6 +82,11 @@ def contact_outcome_record(
         )  # fmt: skip
     except StageMoveError as error:
         raise OutcomeRefused(str(error)) from error
+    if outcome in (Outcome.WON, Outcome.LOST):
+        outcome_record(
+            contact=current, result=outcome, at=change.at, source=ContactOutcome.Source.SALES,
+            stage_change=change,
+        )  # fmt: skip
     if outcome == Outcome.WON:
         event_record(
             contact=current, type=Event.Type.PURCHASE, source="sales",

@@ -21,7 +21,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
-from contacts.models import Contact, Event, LeadSource, StageChange
+from contacts.models import Contact, ContactOutcome, Event, LeadSource, StageChange
+from contacts.outcomes import outcomes_from_stage_changes
 from contacts.reports.rollups import rollups_rebuild
 from leadfunnel.demo_data import (
     ACTIVITY_TYPES,
@@ -562,6 +563,7 @@ def load_funnel(
     Contact.objects.bulk_create([t.contact for t in timelines], batch_size=BATCH_SIZE)
     changes = sorted((c for t in timelines for c in t.changes), key=lambda c: c.at)
     StageChange.objects.bulk_create(changes, batch_size=BATCH_SIZE)
+    ContactOutcome.objects.bulk_create(outcomes_from_stage_changes(changes), batch_size=BATCH_SIZE)
     everything = activity + [stage_change_event(change) for change in changes]
     everything.sort(key=lambda planned: planned.occurred_at)
     Event.objects.bulk_create(everything, batch_size=BATCH_SIZE)

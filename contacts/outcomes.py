@@ -1,0 +1,81 @@
+"""Recording what became of a contact (won or lost), whoever knows it: the sales queue, an
+import, the API, an admin. One row per contact; the score-vs-outcome report reads them.
+
+Policy: the latest outcome by date holds. An outcome dated before the one already known (an
+old "Converted" column imported after the rep's verdict) changes nothing; one dated the same
+or later replaces it, so a rep who wins back a lost lead, or a corrected import, is believed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from contacts.models import Contact, ContactOutcome, StageChange
+
+Result = ContactOutcome.Result
+Source = ContactOutcome.Source
+
+
+@transaction.atomic
+def outcome_record(
+    *,
+    contact: Contact,
+    result: str,
+    source: str,
+    at: datetime | None = None,
+    stage_change: StageChange | None = None,
+) -> ContactOutcome:
+    """Record that ``contact`` was won or lost at ``at`` (now if not given), told by ``source``;
+    returns the contact's known outcome afterwards (the older one if this one predates it)."""
+    if result not in Result.values:
+        raise ValueError(f"unknown outcome {result!r}: one of {Result.values}")
+    if source not in Source.values:
+        raise ValueError(f"unknown outcome source {source!r}: one of {Source.values}")
+    if at is not None and timezone.is_naive(at):
+        raise ValueError("an outcome's date must be aware (it has no time zone)")
+    at = at or timezone.now()
+    known = ContactOutcome.objects.select_for_update().filter(contact=contact).first()
+    if known is not None and known.at > at:
+        return known
+    outcome, _created = ContactOutcome.objects.update_or_create(
+        contact=contact,
+        defaults={
+            "result": result,
+            "at": at,
+            "source": source,
+            "stage_change": stage_change,
+            "recorded_at": timezone.now(),
+        },
+    )
+    return outcome
+
+
+# How a stage change's outcome reads as a known outcome: a disqualified SQL did not buy.
+RESULT_OF_STAGE_OUTCOME = {
+    StageChange.Outcome.WON: Result.WON,
+    StageChange.Outcome.LOST: Result.LOST,
+    StageChange.Outcome.DISQUALIFIED: Result.LOST,
+}
+
+
+def outcomes_from_stage_changes(changes: Iterable[StageChange]) -> list[ContactOutcome]:
+    """The known outcomes (unsaved) that saved stage changes give, the latest per contact: for
+    bulk loads (the demo) that write the stage history without the sales service."""
+    latest: dict[int, StageChange] = {}
+    for change in sorted(changes, key=lambda change: (change.at, change.pk)):
+        if change.outcome in RESULT_OF_STAGE_OUTCOME:
+            latest[change.contact_id] = change
+    return [
+        ContactOutcome(
+            contact_id=contact_id,
+            result=RESULT_OF_STAGE_OUTCOME[change.outcome],
+            at=change.at,
+            source=Source.SALES,
+            stage_change=change,
+            recorded_at=change.at,
+        )  # fmt: skip
+        for contact_id, change in latest.items()
+    ]
