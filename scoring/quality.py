@@ -14,10 +14,12 @@ from datetime import date
 from fractions import Fraction
 from itertools import groupby
 
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, OuterRef, Subquery, Sum
+from django.db.models.functions import Coalesce
 
 from contacts.models import Contact, ContactOutcome, StageChange
 from contacts.reports.dashboard import Period
+from scoring.models import ScoreEntry
 
 # Below this many won or lost contacts, a figure says more about chance than about the score.
 MIN_PER_CLASS = 20
@@ -42,6 +44,7 @@ class Known:
     score: int
     won: bool
     reached: frozenset[str] = frozenset()  # the stages of STAGES_AT_OR_PAST it reached
+    score_before: int | None = None  # its ledger's sum just before the outcome
 
 
 # --- Statistics (no database) ----------------------------------------------------------------
@@ -202,8 +205,9 @@ def default_period(today: date) -> Period:
 
 
 def known_outcomes(period: Period) -> list[Known]:
-    """Contacts whose outcome is dated in ``period``, with their score now and the stages they
-    had reached before it (one query; the stage history is read through its contact index)."""
+    """Contacts whose outcome is dated in ``period``, with their score now, their ledger's sum
+    just before the outcome, and the stages they had reached before it (one query; the stage
+    history and the ledger are read through their (contact, at) indexes)."""
     start, end = period.bounds()
     reached = {
         f"reached_{stage}": Exists(
@@ -213,22 +217,32 @@ def known_outcomes(period: Period) -> list[Known]:
         )
         for stage, stages in STAGES_AT_OR_PAST.items()
     }
+    ledger_before = (
+        ScoreEntry.objects.filter(contact=OuterRef("contact"), at__lt=OuterRef("at"))
+        .order_by()
+        .values("contact")
+        .annotate(total=Sum("points"))
+        .values("total")
+    )
     rows = (
         ContactOutcome.objects.filter(at__gte=start, at__lt=end)
-        .annotate(score=F("contact__score"), **reached)
+        .annotate(
+            score=F("contact__score"), score_before=Coalesce(Subquery(ledger_before), 0), **reached
+        )
         .order_by()
-        .values_list("contact_id", "score", "result", *reached)
+        .values_list("contact_id", "score", "result", "score_before", *reached)
     )
     return [
         Known(
             contact_id=contact_id,
             score=score,
             won=result == ContactOutcome.Result.WON,
+            score_before=score_before,
             reached=frozenset(
                 stage for stage, hit in zip(STAGES_AT_OR_PAST, flags, strict=True) if hit
             ),
         )
-        for contact_id, score, result, *flags in rows
+        for contact_id, score, result, score_before, *flags in rows
     ]
 
 
@@ -238,6 +252,9 @@ class Quality:
     won: int
     lost: int
     auc: float | None = None
+    # The same ranking with the score each contact had just before its outcome: points earned
+    # afterwards (a client's later activity) cannot help it.
+    auc_before_outcome: float | None = None
     bands: tuple[Band, ...] = ()
     stage_calls: tuple[StageCall, ...] = ()
     lift: Lift | None = None
@@ -266,6 +283,10 @@ def quality_of(known: Sequence[Known], period: Period) -> Quality:
         won=won,
         lost=lost,
         auc=roc_auc([c.score for c in known], [c.won for c in known]),
+        auc_before_outcome=roc_auc(
+            [c.score if c.score_before is None else c.score_before for c in known],
+            [c.won for c in known],
+        ),
         bands=tuple(score_bands(known)),
         stage_calls=tuple(stage_calls(known)),
         lift=top_decile_lift(known),

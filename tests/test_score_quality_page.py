@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from contacts.models import Contact, StageChange
 from contacts.outcomes import outcome_record
-from scoring.models import ScoreRule
+from scoring.models import ScoreEntry, ScoreRule
 from tests.factories import ContactFactory, EventFactory, StageChangeFactory
 
 pytestmark = pytest.mark.django_db
@@ -150,3 +150,27 @@ def test_stage_changes_after_the_outcome_do_not_count_as_predictions(marketer_cl
     report = marketer_client.get(URL).context["report"]
 
     assert [call.reached for call in report.stage_calls] == [0, 0]
+
+
+def test_points_earned_after_the_outcome_are_left_out_of_the_second_auc(marketer_client):
+    # Every won contact earned its 10 points after it was won (a client's later activity).
+    outcomes(won=[10] * 20, lost=[0] * 20, days_ago=30)
+    for contact in Contact.objects.filter(outcome__result="won"):
+        ScoreEntry.objects.create(
+            contact=contact, points=10, reason="Pricing page", at=timezone.now()
+        )
+    lost = Contact.objects.filter(outcome__result="lost").first()
+    ScoreEntry.objects.create(
+        contact=lost, points=5, reason="Pricing page", at=timezone.now() - timedelta(days=60)
+    )
+
+    response = marketer_client.get(URL)
+
+    report = response.context["report"]
+    assert report.auc == 1.0
+    # Before their outcomes the won scored 0 and one lost contact 5: 20 × 19 ties at half,
+    # 20 pairs lost: 190 of 400.
+    assert report.auc_before_outcome == pytest.approx(190 / 400)
+    assert "juste avant son issue (sans les points gagnés ensuite)\xa0: 0,48" in (
+        response.content.decode()
+    )
