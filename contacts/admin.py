@@ -387,6 +387,15 @@ class SuppressionAdmin(ReadOnlyAdmin):
     list_display = ["email_hash", "at"]
 
 
+class ContactOutcomeForm(forms.ModelForm):
+    class Meta:
+        model = ContactOutcome
+        fields = ["contact", "result", "at"]
+
+    def validate_unique(self) -> None:
+        """A contact with a known outcome may get a new one: the service keeps the latest."""
+
+
 @admin.register(ContactOutcome)
 class ContactOutcomeAdmin(admin.ModelAdmin):
     """Known outcomes (won or lost), mostly written by the sales queue; an admin may add one
@@ -398,7 +407,7 @@ class ContactOutcomeAdmin(admin.ModelAdmin):
     list_select_related = ["contact"]
     raw_id_fields = ["contact"]
     date_hierarchy = "at"
-    fields = ["contact", "result", "at"]
+    form = ContactOutcomeForm
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False  # a new verdict is a new outcome, recorded by the service

@@ -106,6 +106,7 @@ def marketing_pages(team) -> list[str]:
         reverse("dashboard-sla"),
         reverse("dashboard-touchpoints"),
         reverse("score-distribution-panel"),
+        reverse("score-quality"),
         reverse("contact-list"),
         reverse("contact-list") + "?stage=sql",
         reverse("contact-create"),

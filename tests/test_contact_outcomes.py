@@ -159,3 +159,29 @@ def test_bulk_loads_get_the_same_outcomes_as_the_migration():
     [outcome] = outcomes_from_stage_changes(reversed(changes))
 
     assert (outcome.contact_id, outcome.result, outcome.at) == (contact.pk, "won", changes[1].at)
+
+
+def test_an_admin_records_an_outcome_through_the_service(admin_client):
+    contact = ContactFactory()
+    url = reverse("admin:contacts_contactoutcome_add")
+    data = {"contact": contact.pk, "result": "won", "at_0": "2026-11-02", "at_1": "10:30:00"}
+
+    response = admin_client.post(url, data)
+
+    assert response.status_code == 302
+    outcome = ContactOutcome.objects.get(contact=contact)
+    assert (outcome.result, outcome.source) == ("won", "admin")
+    assert timezone.localtime(outcome.at).strftime("%Y-%m-%d %H:%M") == "2026-11-02 10:30"
+
+
+def test_an_admin_outcome_older_than_the_known_one_is_refused_politely(admin_client):
+    contact = ContactFactory()
+    outcome_record(contact=contact, result="lost", at=timezone.now(), source="sales")
+    url = reverse("admin:contacts_contactoutcome_add")
+    data = {"contact": contact.pk, "result": "won", "at_0": "2020-01-02", "at_1": "10:30:00"}
+
+    response = admin_client.post(url, data, follow=True)
+
+    assert response.status_code == 200
+    assert ContactOutcome.objects.get(contact=contact).result == "lost"
+    assert "Une issue plus récente était déjà connue" in response.content.decode()

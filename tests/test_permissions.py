@@ -15,6 +15,7 @@ MATRIX = {
     "contact-detail": {"anonymous": 302, "no_role_user": 403, "marketer": 200, "sales_rep": 200, "admin_user": 200},
     "contact-edit": {"anonymous": 302, "no_role_user": 403, "marketer": 200, "sales_rep": 403, "admin_user": 200},
     "funnel-panel": {"anonymous": 302, "no_role_user": 403, "marketer": 200, "sales_rep": 403, "admin_user": 200},
+    "score-quality": {"anonymous": 302, "no_role_user": 403, "marketer": 200, "sales_rep": 403, "admin_user": 200},
     "queue": {"anonymous": 302, "no_role_user": 403, "marketer": 403, "sales_rep": 200, "admin_user": 200},
     "queue-mine": {"anonymous": 302, "no_role_user": 403, "marketer": 403, "sales_rep": 200, "admin_user": 200},
     "queue-lead": {"anonymous": 302, "no_role_user": 403, "marketer": 403, "sales_rep": 200, "admin_user": 200},
