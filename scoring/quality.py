@@ -37,7 +37,7 @@ STAGES_AT_OR_PAST = {
 
 
 @dataclass(frozen=True)
-class Known:
+class ScoredOutcome:
     """A contact with a known outcome, as the report reads it."""
 
     contact_id: int
@@ -98,7 +98,7 @@ def band_width(top: float) -> int:
         scale *= 10
 
 
-def score_bands(known: Sequence[Known]) -> list[Band]:
+def score_bands(known: Sequence[ScoredOutcome]) -> list[Band]:
     """Contacts and won per band of the score: below 0 (if any), then bands of one width from 0
     up to the 95th percentile, the last one open-ended; bands between are kept when empty."""
     scores = sorted(contact.score for contact in known)
@@ -147,7 +147,7 @@ class StageCall:
         return 100 * self.reached_won / self.won if self.won else None
 
 
-def stage_calls(known: Sequence[Known]) -> list[StageCall]:
+def stage_calls(known: Sequence[ScoredOutcome]) -> list[StageCall]:
     won = sum(1 for contact in known if contact.won)
     calls = []
     for stage in STAGES_AT_OR_PAST:
@@ -173,7 +173,7 @@ class Lift:
         return self.top_rate / self.overall_rate
 
 
-def top_decile_lift(known: Sequence[Known]) -> Lift | None:
+def top_decile_lift(known: Sequence[ScoredOutcome]) -> Lift | None:
     """Conversion of the highest-scored tenth against everyone's. Contacts tied with the tenth's
     lowest score join it in proportion (their win rate times the places left), which is what
     breaking the tie at random would give on average. None without a win."""
@@ -204,7 +204,7 @@ def default_period(today: date) -> Period:
     return Period.last(DEFAULT_DAYS, today)
 
 
-def known_outcomes(period: Period) -> list[Known]:
+def known_outcomes(period: Period) -> list[ScoredOutcome]:
     """Contacts whose outcome is dated in ``period``, with their score now, their ledger's sum
     just before the outcome, and the stages they had reached before it (one query; the stage
     history and the ledger are read through their (contact, at) indexes)."""
@@ -233,7 +233,7 @@ def known_outcomes(period: Period) -> list[Known]:
         .values_list("contact_id", "score", "result", "score_before", *reached)
     )
     return [
-        Known(
+        ScoredOutcome(
             contact_id=contact_id,
             score=score,
             won=result == ContactOutcome.Result.WON,
@@ -272,7 +272,7 @@ def enough(won: int, lost: int) -> bool:
     return won >= MIN_PER_CLASS and lost >= MIN_PER_CLASS
 
 
-def quality_of(known: Sequence[Known], period: Period) -> Quality:
+def quality_of(known: Sequence[ScoredOutcome], period: Period) -> Quality:
     """The report's figures for these contacts; only the counts when there are too few."""
     won = sum(1 for contact in known if contact.won)
     lost = len(known) - won
@@ -319,7 +319,7 @@ def auc_for_scores(
     new_scores_by_contact: Mapping[int, int],
     *,
     today: date,
-    known: Iterable[Known] | None = None,
+    known: Iterable[ScoredOutcome] | None = None,
 ) -> RankingChange:
     """The AUC of the scores now and of the scores a rule change would give, on the outcomes
     of the report's default period; a contact missing from ``new_scores_by_contact`` keeps

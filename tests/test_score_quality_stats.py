@@ -10,7 +10,7 @@ import pytest
 from contacts.reports.dashboard import Period
 from scoring.quality import (
     Band,
-    Known,
+    ScoredOutcome,
     auc_for_scores,
     band_width,
     quality_of,
@@ -21,9 +21,9 @@ from scoring.quality import (
 )
 
 
-def known(*pairs: tuple[int, bool], reached: tuple[str, ...] = ()) -> list[Known]:
+def known(*pairs: tuple[int, bool], reached: tuple[str, ...] = ()) -> list[ScoredOutcome]:
     return [
-        Known(contact_id=n, score=score, won=won, reached=frozenset(reached))
+        ScoredOutcome(contact_id=n, score=score, won=won, reached=frozenset(reached))
         for n, (score, won) in enumerate(pairs, start=1)
     ]
 
