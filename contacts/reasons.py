@@ -155,6 +155,7 @@ REASONS: dict[str, Label] = {
     "rescore_saved": _("Saved: %(what)s"),
     "rescore_deleted": _("Deleted: %(what)s"),
     "rescore_requested": _("Requested in admin"),
+    "rescore_suggested": _("%(count)s suggested rules applied"),
 }
 
 

@@ -14,6 +14,7 @@ from contacts.reasons import coded
 from scoring.models import DecayRule, Rescore, ScoreEntry, ScoreRule, Threshold
 from scoring.preview import rescore_preview, rules_with
 from scoring.rescore import rescore_start
+from scoring.suggestions_admin import SuggestionAdmin  # noqa: F401 (registers it)
 
 
 class RescoreOnSaveMixin:

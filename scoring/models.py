@@ -371,3 +371,52 @@ class ScoreEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.points:+d} {self.reason}"
+
+
+class Suggestion(models.Model):
+    """One run of rule suggestions from the contacts' known outcomes (``scoring.suggestions``):
+    its progress while it runs, then the suggested rules and how well they rank."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        REFUSED = "refused", _("Not enough outcomes")
+        FAILED = "failed", _("Failed")
+
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.QUEUED
+    )
+    requested_by = models.ForeignKey(
+        "auth.User", verbose_name=_("requested by"), on_delete=models.SET_NULL, null=True,
+        blank=True, related_name="+",
+    )  # fmt: skip
+    steps_total = models.PositiveIntegerField(_("steps"), default=4)
+    steps_done = models.PositiveIntegerField(_("steps done"), default=0)
+    won = models.PositiveIntegerField(_("won"), default=0)
+    lost = models.PositiveIntegerField(_("lost"), default=0)
+    held_out = models.PositiveIntegerField(_("contacts measured on"), default=0)
+    auc_suggested = models.FloatField(_("AUC of the suggested rules"), null=True, blank=True)
+    auc_current = models.FloatField(_("AUC of the current scores"), null=True, blank=True)
+    # [{"condition": {...}, "points": 12, "support": 0.2, "lift": 1.8, "applied": rule id}]
+    rules = models.JSONField(_("suggested rules"), default=list, blank=True)
+    message = models.TextField(_("message"), blank=True)
+    created_at = models.DateTimeField(_("requested"), default=timezone.now)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("rule suggestion")
+        verbose_name_plural = _("rule suggestions")
+
+    def __str__(self) -> str:
+        return f"{self.get_status_display()} {self.created_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.steps_done / self.steps_total) if self.steps_total else 0
+
+    @property
+    def running(self) -> bool:
+        return self.status in {self.Status.QUEUED, self.Status.RUNNING}

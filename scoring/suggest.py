@@ -157,6 +157,17 @@ class Suggested:
 class TooFewOutcomes(Exception):
     """Not enough won and lost contacts to learn from; the message says how many are needed."""
 
+    @classmethod
+    def check(cls, *, won: int, lost: int) -> None:
+        if min(won, lost) < MIN_EACH:
+            raise cls(
+                _(
+                    "Suggestions need at least %(needed)s won and %(needed)s lost contacts; "
+                    "there are %(won)s won and %(lost)s lost."
+                )
+                % {"needed": MIN_EACH, "won": won, "lost": lost}
+            )
+
 
 @dataclass(frozen=True)
 class Known:
@@ -171,17 +182,9 @@ def rules_suggest(outcomes: Mapping[int, Known], *, seed: int = 0) -> Suggested:
     """Suggested rules from these contacts' outcomes (contact id -> Known), read with their
     events from the database."""
     won = sum(1 for known in outcomes.values() if known.won)
-    lost = len(outcomes) - won
-    if min(won, lost) < MIN_EACH:
-        raise TooFewOutcomes(
-            _(
-                "Suggestions need at least %(needed)s won and %(needed)s lost contacts; "
-                "there are %(won)s won and %(lost)s lost."
-            )
-            % {"needed": MIN_EACH, "won": won, "lost": lost}
-        )
-    events, won = outcome_events(outcomes)
-    return suggest(features(events), won, seed=seed)
+    TooFewOutcomes.check(won=won, lost=len(outcomes) - won)
+    events, converted = outcome_events(outcomes)
+    return suggest(features(events), converted, seed=seed)
 
 
 def outcome_events(outcomes: Mapping[int, Known]) -> tuple[Events, np.ndarray]:

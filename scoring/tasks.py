@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from scoring import decay, rescore
+from scoring import decay, rescore, suggestions
 
 
 @shared_task
@@ -16,3 +16,8 @@ def rescore_task(rescore_id: int) -> None:
 @shared_task
 def sweep_rescores_task() -> int:
     return rescore.rescore_sweep()
+
+
+@shared_task(soft_time_limit=1800, time_limit=1900)
+def suggest_rules_task(suggestion_id: int) -> None:
+    suggestions.suggestion_run(suggestion_id=suggestion_id)
