@@ -105,7 +105,10 @@ def events_score(
     held = contacts
     contacts = {pk: Locked(held[pk].stage, held[pk].score) for pk in facts_by_contact if pk in held}
     by_type = engine.rules_by_type(rules)
-    earned = _earned(contacts.keys(), by_type, [f for fs in facts_by_contact.values() for f in fs])
+    new_facts = [f for fs in facts_by_contact.values() for f in fs]
+    counting = [rule for rule in rules if rule.count_at_least]
+    prior = _prior_events(counting, new_facts) if counting else {}
+    earned = _earned(contacts.keys(), by_type, new_facts, prior)
     tz = site_timezone()
     lines: list[engine.Line] = []
     for contact_id, facts in facts_by_contact.items():
@@ -117,6 +120,7 @@ def events_score(
             earned.get(contact_id, NOTHING_EARNED),
             tz=tz,
             count_machine_signals=settings.SCORE_MACHINE_SIGNALS,
+            prior=prior.get(contact_id, ()),
         )
         lines.extend(contact_lines)
     ledger_write(lines)
@@ -209,8 +213,35 @@ def _with_machine_flag(machine: bool) -> Func | CombinedExpression:
                 output_field=JSONField())  # fmt: skip
 
 
+def _prior_events(
+    counting: Sequence[engine.Rule], facts: Sequence[engine.EventFact]
+) -> dict[int, list[engine.EventFact]]:
+    """The stored events count conditions need, in one query for the batch: those of the
+    contacts a new event matches a count rule for, of the count rules' types, from the longest
+    count window before the batch's first such event to the longest after its last one (a new
+    event may complete the count of a later event that arrived first). The engine matches
+    them against each rule's other conditions."""
+    hits = [(fact, rule) for fact in facts for rule in counting if rule.matches(fact)]
+    if not hits:
+        return {}
+    span = max(engine.count_window(rule) for _, rule in hits)
+    rows = Event.objects.filter(
+        contact_id__any={fact.contact_id for fact, _ in hits},
+        type__in={rule.event_type for _, rule in hits},
+        occurred_at__gte=min(fact.occurred_at for fact, _ in hits) - span,
+        occurred_at__lte=max(fact.occurred_at for fact, _ in hits) + span,
+    ).only("id", "contact_id", "type", "occurred_at", "properties", "idempotency_key")
+    prior: dict[int, list[engine.EventFact]] = defaultdict(list)
+    for event in rows.order_by():
+        prior[event.contact_id].append(event_fact(event))
+    return prior
+
+
 def _earned(
-    contact_ids: Iterable[int], rules: engine.RulesByType, facts: Sequence[engine.EventFact]
+    contact_ids: Iterable[int],
+    rules: engine.RulesByType,
+    facts: Sequence[engine.EventFact],
+    prior: Mapping[int, Sequence[engine.EventFact]],
 ) -> dict[int, engine.Earned]:
     """What each contact already earned, as far as caps and double-scoring need to know."""
     contact_ids = list(contact_ids)
@@ -218,9 +249,17 @@ def _earned(
     period_points: dict[int, dict[tuple[int, object], int]] = defaultdict(dict)
     scored: dict[int, set[tuple[int, str]]] = defaultdict(set)
 
-    # Only caps a new event can hit are read: the (contact, rule) pairs this batch matches.
+    # Only caps a new event can hit are read: the (contact, rule) pairs this batch matches, and
+    # those of count rules on the stored events a new one may complete the count of.
     hits = [
         (fact, rule) for fact in facts for rule in rules.get(fact.type, ()) if rule.matches(fact)
+    ]
+    stored = [fact for contact_facts in prior.values() for fact in contact_facts]
+    hits += [
+        (fact, rule)
+        for fact in stored
+        for rule in rules.get(fact.type, ())
+        if rule.count_at_least and rule.matches(fact)
     ]
     counted = {rule.id for _, rule in hits if rule.max_times}
     if counted:
@@ -251,7 +290,7 @@ def _earned(
             key = (rule_id, engine.period_start(at, periodic[rule_id].cap_period, tz))
             period_points[contact_id][key] = period_points[contact_id].get(key, 0) + points
 
-    identity = {f.id: f.identity for f in facts}
+    identity = {f.id: f.identity for f in (*facts, *stored)}
     rows = ScoreEntry.objects.filter(event_id__any=identity.keys(), rule__isnull=False).values_list(
         "contact_id", "rule_id", "event_id"
     )

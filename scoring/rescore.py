@@ -37,6 +37,7 @@ from django.db import connection, models, transaction
 from django.db.backends.utils import CursorWrapper
 from django.db.models import (
     Case,
+    Count,
     F,
     OuterRef,
     Q,
@@ -63,6 +64,7 @@ from scoring.live import (
     thresholds_apply,
 )
 from scoring.models import Rescore, ScoreEntry
+from scoring.rule_sql import CountWindow, EpochMicros, NumberHolds
 
 BATCH_SIZE = 1000
 # Sent by name, looked up when sent: scoring.tasks imports this module, not the other way.
@@ -178,15 +180,18 @@ def matching_events(rule: engine.Rule) -> QuerySet[Event]:
         matched = matched.filter(properties__url__icontains=rule.url_contains)
     if rule.url_pattern:
         matched = matched.filter(properties__url__iregex=rule.url_pattern)
+    equals = rule.property_value if rule.property_operator == "eq" else ""
     for key, value in (
         ("content_tag", rule.content_tag),
         ("form", rule.form),
-        (rule.property_name, rule.property_value),
+        (rule.property_name, equals),
     ):
         if key and value:
             # Compared as text, as the engine does: 5 and "5" are the same property value.
             as_text = Cast(KeyTextTransform(key, "properties"), output_field=TextField())
             matched = matched.alias(**{f"_{key}_text": as_text}).filter(**{f"_{key}_text": value})
+    if rule.property_name and rule.property_operator != "eq":
+        matched = matched.filter(NumberHolds(rule))
     if rule.starts_at:
         matched = matched.filter(occurred_at__gte=rule.starts_at)
     if rule.ends_at:
@@ -232,12 +237,15 @@ def lines_sql(rule: engine.Rule, *, now: datetime) -> tuple[str, list[object]]:
             machine=Case(When(is_machine_signal(), then=Value(True)), default=Value(False))
         )
         partition.append(F("machine"))
-    if rule.cap_period and rule.max_points:
-        partition.append(Trunc("occurred_at", rule.cap_period, tzinfo=_tz()))
-    numbered = matched.annotate(
-        rn=Window(RowNumber(), partition_by=partition, order_by=[F("occurred_at"), F("id")])
-    ).values("id", "contact_id", "occurred_at", "machine", "rn")
-    inner, inner_params = numbered.query.sql_with_params()
+    if rule.counts:
+        inner, inner_params = _counted_sql(rule, matched, partition)
+    else:
+        if rule.cap_period and rule.max_points:
+            partition.append(Trunc("occurred_at", rule.cap_period, tzinfo=_tz()))
+        numbered = matched.annotate(
+            rn=Window(RowNumber(), partition_by=partition, order_by=[F("occurred_at"), F("id")])
+        ).values("id", "contact_id", "occurred_at", "machine", "rn")
+        inner, inner_params = numbered.query.sql_with_params()
     points, points_params = _points_sql(rule)
     reason = MACHINE_REASON.format(name=rule.name)
     sql = (
@@ -251,6 +259,36 @@ def lines_sql(rule: engine.Rule, *, now: datetime) -> tuple[str, list[object]]:
     )
     params = [*points_params, rule.id, reason, rule.name, now, *inner_params, *points_params]
     return sql, params
+
+
+def _counted_sql(
+    rule: engine.Rule, matched: QuerySet[Event], partition: list
+) -> tuple[str, list[object]]:
+    """A count rule's events numbered for its caps: only those whose count of matching events
+    (a window over the D days up to each, same-moment events included, machine signals apart
+    unless they count) reaches N, and every machine signal for its filtered line."""
+    counted = matched.annotate(
+        counted=Window(
+            Count("id"),
+            partition_by=partition,
+            order_by=EpochMicros("occurred_at").asc(),
+            frame=CountWindow(rule),
+        )
+    )
+    fields = ["id", "contact_id", "occurred_at", "machine", "counted"]
+    if rule.cap_period and rule.max_points:
+        counted = counted.annotate(period=Trunc("occurred_at", rule.cap_period, tzinfo=_tz()))
+        fields.append("period")
+    sql, params = counted.values(*fields).query.sql_with_params()
+    by = ", ".join(
+        [f"q.{EVENTS.contact}", "q.machine", *(["q.period"] if "period" in fields else [])]
+    )
+    order = f"q.{EVENTS.occurred_at}, q.{EVENTS.id}"
+    return (
+        f"SELECT q.*, ROW_NUMBER() OVER (PARTITION BY {by} ORDER BY {order}) AS rn "
+        f"FROM ({sql}) q WHERE q.machine OR q.counted >= %s",
+        [*params, rule.count_at_least],
+    )
 
 
 def update_scores() -> int:

@@ -1,0 +1,102 @@
+"""The SQL of a rule's numeric and count conditions, the one place PostgreSQL and SQLite differ.
+
+What counts as a number is ``engine.as_number``: a JSON number, or a string holding a plain
+decimal (``engine.PLAIN_NUMBER``); anything else (text, booleans, null, a missing key) gives
+NULL here and never matches. PostgreSQL compares exact numerics, as the engine does; SQLite
+compares doubles, which order the same for bounds of at most 15 digits (the admin's limit).
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import BigIntegerField, BooleanField, F, Func, ValueRange
+from django.db.models.sql.compiler import SQLCompiler
+
+from scoring import engine
+
+COMPARE = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+class NumberHolds(Func):
+    """The rule's numeric condition on ``properties[key]``, as ``engine.Rule.number_holds``."""
+
+    conditional = True
+    output_field = BooleanField()
+
+    def __init__(self, rule: engine.Rule) -> None:
+        super().__init__(F("properties"))
+        self.key = rule.property_name
+        self.operator = rule.property_operator
+        self.low: Decimal | None = rule.property_number
+        self.high: Decimal | None = rule.property_number_max
+
+    def as_sql(  # type: ignore[override]
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any
+    ) -> tuple[str, list[Any]]:
+        props, props_params = compiler.compile(self.source_expressions[0])
+        if connection.vendor == "postgresql":
+            # CASE, not AND: PostgreSQL may evaluate an AND's operands in any order.
+            value = (
+                f"(CASE WHEN jsonb_typeof({props} -> %s) = 'number' OR "
+                f"(jsonb_typeof({props} -> %s) = 'string' AND ({props} ->> %s) ~ %s) "
+                f"THEN ({props} ->> %s)::numeric END)"
+            )
+            key = self.key
+            params = [*props_params, key, *props_params, key, *props_params, key,
+                      engine.PLAIN_NUMBER, *props_params, key]  # fmt: skip
+            bound = "%s::numeric"
+        else:
+            key = "$." + json.dumps(self.key)  # a quoted key: "0" is a key, not an index
+            value = (
+                f"CAST(CASE WHEN json_type({props}, %s) IN ('integer', 'real') "
+                f"THEN json_extract({props}, %s) "
+                f"WHEN json_type({props}, %s) = 'text' AND json_extract({props}, %s) REGEXP %s "
+                f"THEN json_extract({props}, %s) END AS REAL)"
+            )
+            params = [*props_params, key, *props_params, key, *props_params, key,
+                      *props_params, key, engine.PLAIN_NUMBER, *props_params, key]  # fmt: skip
+            bound = "CAST(%s AS REAL)"
+        if self.operator == "between":
+            sql = f"{value} BETWEEN {bound} AND {bound}"
+            return sql, [*params, str(self.low), str(self.high)]
+        return f"{value} {COMPARE[self.operator]} {bound}", [*params, str(self.low)]
+
+
+class EpochMicros(Func):
+    """A moment as whole microseconds since 1970, exact: a count's window (D days PRECEDING)
+    needs a number to range over on both databases."""
+
+    output_field = BigIntegerField()
+
+    def as_sql(  # type: ignore[override]
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any
+    ) -> tuple[str, list[Any]]:
+        moment, params = compiler.compile(self.source_expressions[0])
+        if connection.vendor == "postgresql":
+            return f"(EXTRACT(EPOCH FROM {moment}) * 1000000)::bigint", params
+        # Stored as "YYYY-MM-DD HH:MM:SS[.ffffff]" in UTC.
+        sql = f"(unixepoch({moment}) * 1000000 + CAST(substr({moment}, 21, 6) AS INTEGER))"
+        return sql, [*params, *params]
+
+
+class CountWindow(ValueRange):
+    """RANGE BETWEEN the count's span PRECEDING AND CURRENT ROW, over ``EpochMicros``: same-
+    moment events are peers, inside. Django refuses an offset RANGE on PostgreSQL, which has
+    had it since version 11; the bounds are written as for ROWS, which reads the same."""
+
+    def __init__(self, rule: engine.Rule) -> None:
+        super().__init__(start=-count_span(rule), end=0)
+
+    def window_frame_start_end(
+        self, connection: BaseDatabaseWrapper, start: int | None, end: int | None
+    ) -> tuple[str, str]:
+        return connection.ops.window_frame_rows_start_end(start, end)
+
+
+def count_span(rule: engine.Rule) -> int:
+    """The count's window in microseconds, for ``EpochMicros``."""
+    return (rule.count_within_days or 0) * 86_400_000_000
