@@ -52,8 +52,8 @@ class ScoreRuleForm(forms.ModelForm):
         fields = ["name", "event_type", "points", "active", "priority", "url_contains",
                   "url_pattern", "content_tag", "form", "property_name", "property_operator",
                   "property_value", "property_number", "property_number_max", "count_at_least",
-                  "count_within_days", "max_times", "max_points", "cap_period", "starts_at",
-                  "ends_at"]  # fmt: skip
+                  "count_within_days", "fade_full_days", "fade_zero_days", "max_times",
+                  "max_points", "cap_period", "starts_at", "ends_at"]  # fmt: skip
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -81,6 +81,11 @@ class ScoreRuleAdmin(RescoreOnSaveMixin, admin.ModelAdmin):
             _("Count"),
             {"fields": ["count_at_least", "count_within_days"],
              "description": _("Optional: score only once the contact has done this often.")},
+        ),
+        (
+            _("Recency"),
+            {"fields": ["fade_full_days", "fade_zero_days"],
+             "description": _("Optional: points that fade with the age of the event.")},
         ),
         (_("Caps"), {"fields": ["max_times", "max_points", "cap_period"]}),
         (_("Validity"), {"fields": ["starts_at", "ends_at"]}),

@@ -36,6 +36,11 @@ def rule_conditions(rule: Rule) -> str:
         parts.append(property_condition(rule))
     if rule.count_at_least and rule.count_within_days:
         parts.append(count_condition(rule.count_at_least, rule.count_within_days))
+    if rule.fade_full_days is not None and rule.fade_zero_days is not None:
+        parts.append(
+            _("full points for %(full)s days, none from %(zero)s days")
+            % {"full": rule.fade_full_days, "zero": rule.fade_zero_days}
+        )
     return ", ".join(parts)
 
 

@@ -46,6 +46,8 @@ class Rule:
     property_number_max: Decimal | None = None  # the upper bound of "between" (inclusive)
     count_at_least: int | None = None  # the contact's count of matching events must reach this
     count_within_days: int | None = None  # within these days up to the event (inclusive)
+    fade_full_days: int | None = None  # recency: full points while the event is this young,
+    fade_zero_days: int | None = None  # then linearly less, none from this age (in days)
     max_times: int | None = None  # per contact, ever
     max_points: int | None = None  # per contact per cap_period
     cap_period: str = ""
@@ -98,6 +100,19 @@ class Rule:
     @property
     def counts(self) -> bool:
         return bool(self.count_at_least and self.count_within_days)
+
+    @property
+    def fades(self) -> bool:
+        return self.fade_full_days is not None and self.fade_zero_days is not None
+
+    @property
+    def reason(self) -> str:
+        """What its ledger lines say: its name, and for a fading rule how its points fade (the
+        line's points say how far they have faded, its event's date since when)."""
+        if not self.fades:
+            return self.name
+        return coded("rule_fading", rule=self.name, points=self.points,
+                     full=self.fade_full_days, zero=self.fade_zero_days)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -153,13 +168,15 @@ def score_events(
     tz: tzinfo,
     count_machine_signals: bool = False,
     prior: Sequence[EventFact] = (),
+    as_of: datetime | None = None,
 ) -> tuple[list[Line], Earned]:
     """Score one contact's new events in time order; returns the lines and the updated caps.
 
     ``rules`` may come grouped by ``rules_by_type`` already (a batch of contacts groups them once).
     ``prior`` are the contact's stored events a count condition needs (``count_window``): a
     new event may bring a count to N for itself, or for a later stored event that arrived first,
-    which then gets its line now, as a rescore would have given it.
+    which then gets its line now, as a rescore would have given it. ``as_of`` is the moment a
+    fading rule's points are worth (``faded_points``); without it they are not faded.
     """
     lines: list[Line] = []
     by_type = rules if isinstance(rules, Mapping) else rules_by_type(rules)
@@ -190,6 +207,9 @@ def score_events(
             points = _allowed_points(rule, event, earned, tz)
             earned = _remember(earned, rule, event, points, tz)
             if points:
+                # A faded line stays, even at 0: it counts for "at most N times" and says why.
+                if rule.fade_full_days is not None and as_of is not None:
+                    points = faded_points(rule, points, event.occurred_at, as_of=as_of, tz=tz)
                 lines.append(
                     Line(
                         contact_id=event.contact_id,
@@ -197,7 +217,7 @@ def score_events(
                         event_id=event.id,
                         points=points,
                         at=event.occurred_at,
-                        reason=rule.name,
+                        reason=rule.reason,
                     )
                 )
     return lines, earned
@@ -297,6 +317,33 @@ def _remember(earned: Earned, rule: Rule, event: EventFact, points: int, tz: tzi
         period_points=period_points,
         scored=earned.scored | {(rule.id, event.identity)},
     )
+
+
+def day_number(moment: datetime, tz: tzinfo) -> int:
+    """The site-time-zone day of ``moment``, counted from 1 January 1970."""
+    return (moment.astimezone(tz).date() - EPOCH_DAY).days
+
+
+EPOCH_DAY = date(1970, 1, 1)
+
+
+def faded_points(
+    rule: Rule, points: int, occurred_at: datetime, *, as_of: datetime, tz: tzinfo
+) -> int:
+    """Recency: what ``points`` earned by an event are worth at ``as_of``. Full while the event
+    is at most ``fade_full_days`` days old, none from ``fade_zero_days``, linearly in between;
+    ages in whole days of the site's calendar (they change at midnight, when beat applies them:
+    ``scoring.fading``), truncated toward zero (the rescore's integer division)."""
+    full, zero = rule.fade_full_days, rule.fade_zero_days
+    if full is None or zero is None:
+        return points
+    age = day_number(as_of, tz) - day_number(occurred_at, tz)
+    if age <= full:
+        return points
+    if age >= zero:
+        return 0
+    size = abs(points) * (zero - age) // (zero - full)
+    return size if points > 0 else -size
 
 
 def period_start(moment: datetime, period: str, tz: tzinfo) -> date:

@@ -110,6 +110,7 @@ def events_score(
     prior = _prior_events(counting, new_facts) if counting else {}
     earned = _earned(contacts.keys(), by_type, new_facts, prior)
     tz = site_timezone()
+    now = timezone.now()
     lines: list[engine.Line] = []
     for contact_id, facts in facts_by_contact.items():
         if contact_id not in contacts:  # deleted meanwhile
@@ -121,6 +122,7 @@ def events_score(
             tz=tz,
             count_machine_signals=settings.SCORE_MACHINE_SIGNALS,
             prior=prior.get(contact_id, ()),
+            as_of=now,
         )
         lines.extend(contact_lines)
     ledger_write(lines)
@@ -268,7 +270,7 @@ def _earned(
                 contact_id__any={f.contact_id for f, rule in hits if rule.id in counted},
                 rule_id__in=counted,
             )
-            .exclude(points=0)
+            .exclude(filtered=True)  # a line faded to 0 still counts (recency)
             .values_list("contact_id", "rule_id")
             .annotate(n=Count("id"))
         )

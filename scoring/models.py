@@ -88,6 +88,24 @@ class ScoreRule(models.Model):
         blank=True,
         help_text=_("The days up to each event, that event included."),
     )
+    fade_full_days = models.PositiveIntegerField(
+        _("full points for N days"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Recency: the points fade with the age of the event: in full while it is at most "
+            "this many days old (0: only on its day), then fewer each day."
+        ),
+    )
+    fade_zero_days = models.PositiveIntegerField(
+        _("no points from M days"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "The age at which the points are gone. Ages count calendar days; scores follow "
+            "each night."
+        ),
+    )
     max_times = models.PositiveIntegerField(
         _("at most N times per contact"), null=True, blank=True, validators=[MinValueValidator(1)]
     )
@@ -136,6 +154,7 @@ class ScoreRule(models.Model):
             errors["ends_at"] = _("The end must come after the start.")
         errors.update(self._property_errors())
         errors.update(self._count_errors())
+        errors.update(self._fade_errors())
         if errors:
             raise ValidationError(errors)
 
@@ -186,6 +205,26 @@ class ScoreRule(models.Model):
             errors["count_within_days"] = _("Count over at least 1 day.")
         return errors
 
+    def _fade_errors(self) -> dict[str, str]:
+        full, zero = self.fade_full_days, self.fade_zero_days
+        if full is None and zero is None:
+            return {}
+        if full is None or zero is None:
+            return {
+                "fade_full_days": _(
+                    "Fading needs both the days of full points and the age with none."
+                )
+            }
+        if zero <= full:
+            return {"fade_zero_days": _("The points must be gone after the days of full points.")}
+        if self.max_points or self.cap_period:
+            return {
+                "max_points": _(
+                    "A fading rule cannot cap points per period: cap it by a number of times."
+                )
+            }
+        return {}
+
     def description(self) -> str:
         """The rule in plain words, e.g. "Page view, seconds ≥ 120, at least 3 in 30 days"."""
         return engine_description(self.to_engine(), self.get_event_type_display())
@@ -207,6 +246,8 @@ class ScoreRule(models.Model):
             property_number_max=self.property_number_max,
             count_at_least=self.count_at_least,
             count_within_days=self.count_within_days,
+            fade_full_days=self.fade_full_days,
+            fade_zero_days=self.fade_zero_days,
             max_times=self.max_times,
             max_points=self.max_points,
             cap_period=self.cap_period,

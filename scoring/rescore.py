@@ -64,7 +64,7 @@ from scoring.live import (
     thresholds_apply,
 )
 from scoring.models import Rescore, ScoreEntry
-from scoring.rule_sql import CountWindow, EpochMicros, NumberHolds
+from scoring.rule_sql import CountWindow, DayNumber, EpochMicros, NumberHolds, faded_sql
 
 BATCH_SIZE = 1000
 # Sent by name, looked up when sent: scoring.tasks imports this module, not the other way.
@@ -237,32 +237,41 @@ def lines_sql(rule: engine.Rule, *, now: datetime) -> tuple[str, list[object]]:
             machine=Case(When(is_machine_signal(), then=Value(True)), default=Value(False))
         )
         partition.append(F("machine"))
+    fields = ["id", "contact_id", "occurred_at", "machine"]
+    if rule.fades:
+        matched = matched.annotate(fade_day=DayNumber("occurred_at", _tz()))
+        fields.append("fade_day")
     if rule.counts:
-        inner, inner_params = _counted_sql(rule, matched, partition)
+        inner, inner_params = _counted_sql(rule, matched, partition, fields)
     else:
         if rule.cap_period and rule.max_points:
             partition.append(Trunc("occurred_at", rule.cap_period, tzinfo=_tz()))
         numbered = matched.annotate(
             rn=Window(RowNumber(), partition_by=partition, order_by=[F("occurred_at"), F("id")])
-        ).values("id", "contact_id", "occurred_at", "machine", "rn")
+        ).values(*fields, "rn")
         inner, inner_params = numbered.query.sql_with_params()
     points, points_params = _points_sql(rule)
+    # A line exists for the points earned; a fading rule's line says what they are worth now.
+    worth, worth_params = points, points_params
+    if rule.fades:
+        as_of_day = engine.day_number(now, _tz())
+        worth, worth_params = faded_sql(rule, (points, points_params), "fade_day", as_of_day)
     reason = MACHINE_REASON.format(name=rule.name)
     sql = (
         f"SELECT {EVENTS.contact} AS {LEDGER.contact}, "
-        f"CASE WHEN machine THEN 0 ELSE {points} END AS {LEDGER.points}, "
+        f"CASE WHEN machine THEN 0 ELSE {worth} END AS {LEDGER.points}, "
         f"%s AS {LEDGER.rule}, {EVENTS.id} AS {LEDGER.event}, "
         f"CASE WHEN machine THEN %s ELSE %s END AS {LEDGER.reason}, "
         f"machine AS {LEDGER.filtered}, {EVENTS.occurred_at} AS {LEDGER.at}, "
         f"%s AS {LEDGER.created_at} "
         f"FROM ({inner}) matched WHERE machine OR {points} <> 0"
     )
-    params = [*points_params, rule.id, reason, rule.name, now, *inner_params, *points_params]
+    params = [*worth_params, rule.id, reason, rule.reason, now, *inner_params, *points_params]
     return sql, params
 
 
 def _counted_sql(
-    rule: engine.Rule, matched: QuerySet[Event], partition: list
+    rule: engine.Rule, matched: QuerySet[Event], partition: list, fields: list[str]
 ) -> tuple[str, list[object]]:
     """A count rule's events numbered for its caps: only those whose count of matching events
     (a window over the D days up to each, same-moment events included, machine signals apart
@@ -275,7 +284,7 @@ def _counted_sql(
             frame=CountWindow(rule),
         )
     )
-    fields = ["id", "contact_id", "occurred_at", "machine", "counted"]
+    fields = [*fields, "counted"]
     if rule.cap_period and rule.max_points:
         counted = counted.annotate(period=Trunc("occurred_at", rule.cap_period, tzinfo=_tz()))
         fields.append("period")

@@ -9,11 +9,13 @@ compares doubles, which order the same for bounds of at most 15 digits (the admi
 from __future__ import annotations
 
 import json
+from datetime import tzinfo
 from decimal import Decimal
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import BigIntegerField, BooleanField, F, Func, ValueRange
+from django.db.models import BigIntegerField, BooleanField, F, Func, IntegerField, ValueRange
+from django.db.models.functions import TruncDate
 from django.db.models.sql.compiler import SQLCompiler
 
 from scoring import engine
@@ -95,6 +97,43 @@ class CountWindow(ValueRange):
         self, connection: BaseDatabaseWrapper, start: int | None, end: int | None
     ) -> tuple[str, str]:
         return connection.ops.window_frame_rows_start_end(start, end)
+
+
+class DayNumber(Func):
+    """The site-time-zone day of a moment, counted from 1 January 1970, as
+    ``engine.day_number``: a fading rule's ages are differences of these."""
+
+    output_field = IntegerField()
+
+    def __init__(self, moment: str, tz: tzinfo) -> None:
+        super().__init__(TruncDate(moment, tzinfo=tz))
+
+    def as_sql(  # type: ignore[override]
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any
+    ) -> tuple[str, list[Any]]:
+        day, params = compiler.compile(self.source_expressions[0])
+        if connection.vendor == "postgresql":
+            return f"({day} - DATE '1970-01-01')", params
+        # A date's Julian day is exact (n.5): no rounding on the way.
+        return f"CAST(julianday({day}) - 2440587.5 AS INTEGER)", params
+
+
+def faded_sql(
+    rule: engine.Rule, points: tuple[str, list[Any]], day: str, as_of_day: int
+) -> tuple[str, list[Any]]:
+    """``engine.faded_points`` in SQL: ``points`` (an integer SQL expression and its params)
+    as worth on ``as_of_day`` for an event of ``day`` (a column). Integer division truncates
+    toward zero on both databases, as the engine does."""
+    full, zero = rule.fade_full_days or 0, rule.fade_zero_days or 0
+    points_sql, points_params = points
+    age = f"(%s - {day})"
+    sql = (
+        f"CASE WHEN {age} <= %s THEN {points_sql} WHEN {age} >= %s THEN 0 "
+        f"ELSE ({points_sql}) * (%s - {age}) / %s END"
+    )
+    params = [as_of_day, full, *points_params, as_of_day, zero, *points_params,
+              zero, as_of_day, zero - full]  # fmt: skip
+    return sql, params
 
 
 def count_span(rule: engine.Rule) -> int:

@@ -155,3 +155,49 @@ def test_rules_without_the_new_conditions_score_as_before():
     plain = Rule(id=3, name="Pricing", event_type="page_view", points=15, url_contains="/pricing")
     lines, _ = score([plain], [view(1), view(2, T0 + timedelta(hours=1))], prior=[view(0)])
     assert [line.event_id for line in lines] == [1, 2]
+
+
+# --- Recency ---------------------------------------------------------------------------------
+
+FADING = Rule(id=5, name="Pricing, recent", event_type="page_view", points=10,
+              url_contains="/pricing", fade_full_days=30, fade_zero_days=90)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("age_days", "points", "worth"),
+    [(0, 10, 10), (30, 10, 10), (31, 10, 9), (60, 10, 5), (89, 10, 0), (90, 10, 0),
+     (400, 10, 0), (-3, 10, 10), (31, -10, -9), (75, -10, -2), (45, 7, 5)],
+)  # fmt: skip
+def test_points_fade_linearly_from_full_to_none_truncated_toward_zero(age_days, points, worth):
+    rule = replace(FADING, points=points)
+    at = T0 - timedelta(days=age_days)
+    assert engine.faded_points(rule, points, at, as_of=T0, tz=PARIS) == worth
+
+
+def test_ages_are_calendar_days_of_the_site_time_zone():
+    rule = replace(FADING, fade_full_days=0, fade_zero_days=2)
+    late = datetime(2026, 5, 3, 21, 30, tzinfo=UTC)  # 23:30 on the 3rd in Paris
+    just_after_midnight = datetime(2026, 5, 3, 22, 5, tzinfo=UTC)  # 00:05 on the 4th
+    assert engine.faded_points(rule, 10, late, as_of=late, tz=PARIS) == 10
+    assert engine.faded_points(rule, 10, late, as_of=just_after_midnight, tz=PARIS) == 5
+
+
+def test_a_fading_line_says_how_the_rule_fades_and_stays_at_zero():
+    old = [view(1, T0 - timedelta(days=100)), view(2, T0 - timedelta(days=45)), view(3, T0)]
+    lines, _ = score([FADING], old, as_of=T0)
+    assert [(line.event_id, line.points) for line in lines] == [(1, 0), (2, 7), (3, 10)]
+    assert {line.reason for line in lines} == {
+        'rule_fading{"rule":"Pricing, recent","points":10,"full":30,"zero":90}'}  # fmt: skip
+
+
+def test_a_faded_out_line_still_counts_for_at_most_n_times():
+    once = replace(FADING, max_times=1)
+    lines, earned = score([once], [view(1, T0 - timedelta(days=100))], as_of=T0)
+    assert [line.points for line in lines] == [0]
+    again, _ = score([once], [view(2, T0)], earned, as_of=T0)
+    assert again == []
+
+
+def test_without_a_moment_points_do_not_fade():
+    lines, _ = score([FADING], [view(1, T0 - timedelta(days=100))])
+    assert [line.points for line in lines] == [10]

@@ -87,6 +87,12 @@ def test_a_rule_posted_without_a_comparison_still_compares_for_equality(admin_cl
         ({"count_at_least": "3", "count_within_days": "0"}, "count_within_days",
          "Count over at least 1 day."),
         ({"count_at_least": "-3", "count_within_days": "7"}, "count_at_least", ""),
+        ({"fade_full_days": "30"}, "fade_full_days",
+         "Fading needs both the days of full points and the age with none."),
+        ({"fade_full_days": "30", "fade_zero_days": "30"}, "fade_zero_days",
+         "The points must be gone after the days of full points."),
+        ({"fade_full_days": "0", "fade_zero_days": "30", "max_points": "10", "cap_period": "week"},
+         "max_points", "cannot cap points per period"),
     ],
 )  # fmt: skip
 def test_a_bad_condition_is_refused_with_a_clear_message(admin_client, changes, field, message):
@@ -102,3 +108,11 @@ def test_the_messages_are_translated(admin_client):
                         property_number="10", property_number_max="9")  # fmt: skip
     errors = response.context["adminform"].form.errors["property_number_max"]
     assert errors == ["La borne haute ne peut pas être sous la borne basse."]
+
+
+def test_a_fading_rule_is_saved_and_described(admin_client):
+    response = add_rule(admin_client, fade_full_days="0", fade_zero_days="60", max_times="1")
+    assert response.status_code == 302
+    rule = ScoreRule.objects.get(name="Long read")
+    with translation.override("en"):
+        assert rule.description() == "Page view with full points for 0 days, none from 60 days"
