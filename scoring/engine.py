@@ -217,7 +217,7 @@ def score_events(
                         event_id=event.id,
                         points=points,
                         at=event.occurred_at,
-                        reason=rule.reason,
+                        reason=rule.name if rule.fade_full_days is None else rule.reason,
                     )
                 )
     return lines, earned
@@ -269,22 +269,26 @@ class _Counter:
     ) -> list[tuple[EventFact, Sequence[Rule]]]:
         """Prior events not yet scored by a count rule whose window now holds a new matching
         event, with those rules: only their count can have changed."""
+        arrivals: dict[int, list[datetime]] = {}  # rule id -> new matching events' times
         again = []
         for event in self.prior:
-            rules = [
-                rule
-                for rule in by_type.get(event.type, ())
-                if rule.counts
-                and (rule.id, event.identity) not in earned.scored
-                and self._counted(event)
-                and rule.matches(event)
-                and any(
-                    event.occurred_at - count_window(rule) <= new.occurred_at <= event.occurred_at
-                    and self._counted(new)
-                    and rule.matches(new)
-                    for new in self.new
-                )
-            ]
+            if not self._counted(event):
+                continue
+            rules = []
+            for rule in by_type.get(event.type, ()):
+                if not rule.count_at_least or (rule.id, event.identity) in earned.scored:
+                    continue
+                if rule.id not in arrivals:
+                    arrivals[rule.id] = sorted(
+                        new.occurred_at
+                        for new in self.new
+                        if self._counted(new) and rule.matches(new)
+                    )
+                times, at = arrivals[rule.id], event.occurred_at
+                if bisect_right(times, at) > bisect_left(
+                    times, at - count_window(rule)
+                ) and rule.matches(event):
+                    rules.append(rule)
             if rules:
                 again.append((event, rules))
         return again

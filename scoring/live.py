@@ -36,6 +36,7 @@ from contacts.pipeline import BatchContact
 from contacts.stages import PlannedMove, stage_move_many, stage_moves_apply
 from scoring import engine
 from scoring.models import ScoreEntry, ScoreRule, Threshold
+from scoring.rule_sql import matching_events
 
 NOTHING_EARNED = engine.Earned()
 # The ledger columns COPY writes, in the order of ledger_write's rows.
@@ -218,25 +219,38 @@ def _with_machine_flag(machine: bool) -> Func | CombinedExpression:
 def _prior_events(
     counting: Sequence[engine.Rule], facts: Sequence[engine.EventFact]
 ) -> dict[int, list[engine.EventFact]]:
-    """The stored events count conditions need, in one query for the batch: those of the
-    contacts a new event matches a count rule for, of the count rules' types, from the longest
-    count window before the batch's first such event to the longest after its last one (a new
-    event may complete the count of a later event that arrived first). The engine matches
-    them against each rule's other conditions."""
-    hits = [(fact, rule) for fact in facts for rule in counting if rule.matches(fact)]
-    if not hits:
+    """The stored events count conditions need, in one query for the batch: for each count
+    rule a new event matches, the events meeting its conditions (the rescore's SQL) of the
+    contacts concerned, from its count window before the batch's first such event to the
+    window after its last one (a new event may complete the count of a later event that
+    arrived first)."""
+    wanted = []
+    for rule in counting:
+        hits = [fact for fact in facts if rule.matches(fact)]
+        if hits:
+            span = engine.count_window(rule)
+            wanted.append(
+                matching_events(rule)
+                .filter(
+                    contact_id__any={fact.contact_id for fact in hits},
+                    occurred_at__gte=min(fact.occurred_at for fact in hits) - span,
+                    occurred_at__lte=max(fact.occurred_at for fact in hits) + span,
+                )
+                .values_list(*PRIOR_FIELDS)
+            )
+    if not wanted:
         return {}
-    span = max(engine.count_window(rule) for _, rule in hits)
-    rows = Event.objects.filter(
-        contact_id__any={fact.contact_id for fact, _ in hits},
-        type__in={rule.event_type for _, rule in hits},
-        occurred_at__gte=min(fact.occurred_at for fact, _ in hits) - span,
-        occurred_at__lte=max(fact.occurred_at for fact, _ in hits) + span,
-    ).only("id", "contact_id", "type", "occurred_at", "properties", "idempotency_key")
-    prior: dict[int, list[engine.EventFact]] = defaultdict(list)
-    for event in rows.order_by():
-        prior[event.contact_id].append(event_fact(event))
-    return prior
+    rows = wanted[0].union(*wanted[1:], all=True) if len(wanted) > 1 else wanted[0]
+    prior: dict[int, dict[int, engine.EventFact]] = defaultdict(dict)
+    for pk, contact_id, kind, occurred_at, properties, key in rows:
+        prior[contact_id][pk] = engine.EventFact(
+            id=pk, contact_id=contact_id, type=kind, occurred_at=occurred_at,
+            properties=properties if isinstance(properties, dict) else {}, key=key or "",
+        )  # fmt: skip
+    return {contact_id: list(events.values()) for contact_id, events in prior.items()}
+
+
+PRIOR_FIELDS = ("id", "contact_id", "type", "occurred_at", "properties", "idempotency_key")
 
 
 def _earned(

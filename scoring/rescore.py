@@ -44,13 +44,11 @@ from django.db.models import (
     QuerySet,
     Subquery,
     Sum,
-    TextField,
     Value,
     When,
     Window,
 )
-from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, Coalesce, RowNumber, Trunc
+from django.db.models.functions import Coalesce, RowNumber, Trunc
 from django.utils import timezone
 
 from contacts import broker
@@ -64,7 +62,7 @@ from scoring.live import (
     thresholds_apply,
 )
 from scoring.models import Rescore, ScoreEntry
-from scoring.rule_sql import CountWindow, DayNumber, EpochMicros, NumberHolds, faded_sql
+from scoring.rule_sql import CountWindow, DayNumber, EpochMicros, faded_sql, matching_events
 
 BATCH_SIZE = 1000
 # Sent by name, looked up when sent: scoring.tasks imports this module, not the other way.
@@ -170,35 +168,6 @@ LEDGER = _names(
 CONTACTS = _names(Contact, "id", "stage", "score")
 EVENTS = _names(Event, "id", "contact", "occurred_at")
 COLUMNS = ", ".join(getattr(LEDGER, name) for name in LEDGER_FIELDS)
-
-
-def matching_events(rule: engine.Rule) -> QuerySet[Event]:
-    """The events a rule applies to, as engine.Rule.matches decides it, in SQL (machine signals
-    included: ``lines_sql`` tells them apart)."""
-    matched = Event.objects.filter(type=rule.event_type)
-    if rule.url_contains:
-        matched = matched.filter(properties__url__icontains=rule.url_contains)
-    if rule.url_pattern:
-        matched = matched.filter(properties__url__iregex=rule.url_pattern)
-    equals = rule.property_value if rule.property_operator == "eq" else ""
-    for key, value in (
-        ("content_tag", rule.content_tag),
-        ("form", rule.form),
-        (rule.property_name, equals),
-    ):
-        if key and value:
-            # Compared as text, as the engine does: 5 and "5" are the same property value.
-            as_text = Cast(KeyTextTransform(key, "properties"), output_field=TextField())
-            matched = matched.alias(**{f"_{key}_text": as_text}).filter(**{f"_{key}_text": value})
-    if rule.property_name and rule.property_operator != "eq":
-        matched = matched.filter(NumberHolds(rule))
-    if rule.starts_at:
-        matched = matched.filter(occurred_at__gte=rule.starts_at)
-    if rule.ends_at:
-        matched = matched.filter(occurred_at__lt=rule.ends_at)
-    # No ORDER BY: the window numbers the rows in its own order, Event's default one is a sort
-    # of every matching event for nothing.
-    return matched.order_by()
 
 
 def is_machine_signal() -> Q:

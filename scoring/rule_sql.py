@@ -1,4 +1,6 @@
-"""The SQL of a rule's numeric and count conditions, the one place PostgreSQL and SQLite differ.
+"""A rule's conditions in SQL (``matching_events``, used by the rescore and by live scoring's
+read of the events a count needs), and the numeric, count and recency parts of it, the one
+place PostgreSQL and SQLite differ.
 
 What counts as a number is ``engine.as_number``: a JSON number, or a string holding a plain
 decimal (``engine.PLAIN_NUMBER``); anything else (text, booleans, null, a missing key) gives
@@ -14,10 +16,21 @@ from decimal import Decimal
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import BigIntegerField, BooleanField, F, Func, IntegerField, ValueRange
-from django.db.models.functions import TruncDate
+from django.db.models import (
+    BigIntegerField,
+    BooleanField,
+    F,
+    Func,
+    IntegerField,
+    QuerySet,
+    TextField,
+    ValueRange,
+)
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, TruncDate
 from django.db.models.sql.compiler import SQLCompiler
 
+from contacts.models import Event
 from scoring import engine
 
 COMPARE = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
@@ -139,3 +152,32 @@ def faded_sql(
 def count_span(rule: engine.Rule) -> int:
     """The count's window in microseconds, for ``EpochMicros``."""
     return (rule.count_within_days or 0) * 86_400_000_000
+
+
+def matching_events(rule: engine.Rule) -> QuerySet[Event]:
+    """The events a rule applies to, as engine.Rule.matches decides it, in SQL (machine signals
+    included: ``lines_sql`` tells them apart)."""
+    matched = Event.objects.filter(type=rule.event_type)
+    if rule.url_contains:
+        matched = matched.filter(properties__url__icontains=rule.url_contains)
+    if rule.url_pattern:
+        matched = matched.filter(properties__url__iregex=rule.url_pattern)
+    equals = rule.property_value if rule.property_operator == "eq" else ""
+    for key, value in (
+        ("content_tag", rule.content_tag),
+        ("form", rule.form),
+        (rule.property_name, equals),
+    ):
+        if key and value:
+            # Compared as text, as the engine does: 5 and "5" are the same property value.
+            as_text = Cast(KeyTextTransform(key, "properties"), output_field=TextField())
+            matched = matched.alias(**{f"_{key}_text": as_text}).filter(**{f"_{key}_text": value})
+    if rule.property_name and rule.property_operator != "eq":
+        matched = matched.filter(NumberHolds(rule))
+    if rule.starts_at:
+        matched = matched.filter(occurred_at__gte=rule.starts_at)
+    if rule.ends_at:
+        matched = matched.filter(occurred_at__lt=rule.ends_at)
+    # No ORDER BY: the window numbers the rows in its own order, Event's default one is a sort
+    # of every matching event for nothing.
+    return matched.order_by()
