@@ -107,8 +107,10 @@ class ScoreRuleAdmin(RescoreOnSaveMixin, admin.ModelAdmin):
         form = self.get_form(request, obj, change=obj is not None)(request.POST, instance=obj)
         context = {"form": form, "preview": None}
         if form.is_valid():
-            rule = form.save(commit=False).to_engine()
+            unsaved = form.save(commit=False)
+            rule = unsaved.to_engine()
             context["preview"] = rescore_preview(rules=rules_with(rule))
+            context["description"] = unsaved.description()
         return render(request, "admin/scoring/preview.html", context)
 
     @admin.display(description=_("conditions"))

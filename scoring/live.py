@@ -87,8 +87,9 @@ def events_score(
     """Score a batch of new events: ledger lines and score in one transaction, then thresholds.
 
     ``contacts`` are the batch's contacts, locked by the pipeline (stage and score as now). A
-    handful of queries per batch, not per event: caps are read once, lines inserted in one
-    statement; the scores are written by the pipeline, with the contacts' last activity.
+    handful of queries per batch, not per event: caps are read once, the stored events count
+    conditions need once (only when a rule has one), lines inserted in one statement; the
+    scores are written by the pipeline, with the contacts' last activity.
     """
     _flag_machine_signals(events)
     # Only events some rule or threshold looks at: a stage_changed event, usually, none does.

@@ -4,8 +4,12 @@ transaction per rule, progress shown in the admin; swept if its task never reach
 The work is set-based SQL, one pass over each rule's events. Caps become window functions: the
 n-th matching event of a contact (in its day/week/month for a points cap) is numbered by
 ROW_NUMBER(), so "at most N times" and "at most N points per period" are arithmetic on that
-number. The same rules, fed event by event to ``scoring.engine``, give the same ledger; a test
-holds the two together.
+number. A count condition is a window too (COUNT over the D days up to each event, a RANGE
+over whole microseconds), taken before the caps number what it lets through; a fading rule's
+points are worth what they are on the rescore's day (``rule_sql.faded_sql``). The same rules,
+fed event by event to ``scoring.engine``, give the same ledger; tests hold the two together
+(``tests/test_rescore.py``, ``tests/test_rule_conditions_rescore.py``,
+``tests/test_rule_recency.py``).
 
 What is raw SQL here, and why (measured 6 December 2026 on the rescore benchmark's data,
 100,000 contacts x 1,000,000 events, the Download rule changed, both versions in one run, on a

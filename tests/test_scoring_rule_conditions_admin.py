@@ -116,3 +116,14 @@ def test_a_fading_rule_is_saved_and_described(admin_client):
     rule = ScoreRule.objects.get(name="Long read")
     with translation.override("en"):
         assert rule.description() == "Page view with full points for 0 days, none from 60 days"
+
+
+def test_the_preview_says_in_plain_words_what_the_rule_scores(admin_client):
+    data = {**RULE, "property_name": "seconds", "property_operator": "gt", "property_number": "90",
+            "count_at_least": "2", "count_within_days": "7"}  # fmt: skip
+    response = admin_client.post(reverse("admin:scoring_scorerule_preview"), data,
+                                 headers={"accept-language": "fr"})  # fmt: skip
+    assert response.status_code == 200
+    assert "Cette règle note\xa0: Page vue avec seconds &gt; 90, au moins 2 en 7 jours" in (
+        response.content.decode()
+    )
