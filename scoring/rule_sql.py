@@ -22,6 +22,7 @@ from django.db.models import (
     F,
     Func,
     IntegerField,
+    Q,
     QuerySet,
     TextField,
     ValueRange,
@@ -173,7 +174,12 @@ def matching_events(rule: engine.Rule) -> QuerySet[Event]:
             as_text = Cast(KeyTextTransform(key, "properties"), output_field=TextField())
             matched = matched.alias(**{f"_{key}_text": as_text}).filter(**{f"_{key}_text": value})
     if rule.property_name and rule.property_operator != "eq":
-        matched = matched.filter(NumberHolds(rule))
+        operator, high = rule.property_operator, rule.property_number_max
+        complete = rule.property_number is not None and (
+            operator in COMPARE or (operator == "between" and high is not None)
+        )
+        # A bound or the operator unknown (the admin refuses it): nothing, as in the engine.
+        matched = matched.filter(NumberHolds(rule) if complete else Q(pk__isnull=True))
     if rule.starts_at:
         matched = matched.filter(occurred_at__gte=rule.starts_at)
     if rule.ends_at:

@@ -3,6 +3,7 @@ events arriving in several batches and out of order."""
 
 import random
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -39,6 +40,13 @@ def test_sql_and_engine_read_every_value_as_the_same_number_or_none():
         assert in_sql == in_python, (operator, low, high)
         assert in_python  # each comparison matches something, and not everything
         assert len(in_python) < len(events)
+    for broken in [{"property_operator": "gt"}, {"property_operator": "between"},
+                   {"property_operator": "above", "property_number": 1}]:  # fmt: skip
+        rule = ScoreRule(name="n", event_type="page_view", points=1, property_name="n",
+                         **{"property_number": 0, **broken}).to_engine()  # fmt: skip
+        rule = replace(rule, property_number=broken.get("property_number"))
+        assert not rescore.matching_events(rule).exists()
+        assert not any(rule.matches(event_fact(event)) for event in events)
 
 
 def add_count_rules() -> None:
