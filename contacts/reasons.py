@@ -151,6 +151,11 @@ REASONS: dict[str, Label] = {
         else _outcome(params.get("outcome"))
     ),
     "system": pgettext_lazy("who moved a contact", "System"),
+    # A ledger line of a score rule whose points fade with the age of the event.
+    "rule_fading": _(
+        "%(rule)s (%(points)s points while the event is at most %(full)s days old, then fewer "
+        "each day, none from %(zero)s days)"
+    ),
     # Why everyone was rescored (scoring's Rescore.reason).
     "rescore_saved": _("Saved: %(what)s"),
     "rescore_deleted": _("Deleted: %(what)s"),

@@ -309,6 +309,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "scoring.tasks.apply_decay_task",
         "schedule": crontab(hour=3, minute=15),
     },
+    # Fading rules' points follow their events' ages, which change at midnight (site time).
+    "apply-fading": {
+        "task": "scoring.tasks.apply_fading_task",
+        "schedule": crontab(hour=0, minute=5),
+    },
 }
 
 # --- LeadFunnel -------------------------------------------------------------------------------

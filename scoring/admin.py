@@ -1,3 +1,4 @@
+from django import forms
 from django.contrib import admin, messages
 from django.db import models
 from django.http import Http404, HttpRequest, HttpResponse
@@ -11,6 +12,7 @@ from django.views.decorators.http import require_POST
 from contacts import reasons
 from contacts.admin import ReadOnlyAdmin
 from contacts.reasons import coded
+from scoring.describe import rule_conditions
 from scoring.models import DecayRule, Rescore, ScoreEntry, ScoreRule, Threshold
 from scoring.preview import rescore_preview, rules_with
 from scoring.rescore import rescore_start
@@ -42,8 +44,29 @@ class RescoreOnSaveMixin:
         self._rescore(request, coded("rescore_deleted", what=str(obj)))
 
 
+class ScoreRuleForm(forms.ModelForm):
+    """A rule posted without a comparison (written before there were numeric ones) compares
+    for equality, as it always did."""
+
+    class Meta:
+        model = ScoreRule
+        fields = ["name", "event_type", "points", "active", "priority", "url_contains",
+                  "url_pattern", "content_tag", "form", "property_name", "property_operator",
+                  "property_value", "property_number", "property_number_max", "count_at_least",
+                  "count_within_days", "fade_full_days", "fade_zero_days", "max_times",
+                  "max_points", "cap_period", "starts_at", "ends_at"]  # fmt: skip
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fields["property_operator"].required = False
+
+    def clean_property_operator(self) -> str:
+        return self.cleaned_data.get("property_operator") or ScoreRule.Comparison.EQUALS
+
+
 @admin.register(ScoreRule)
 class ScoreRuleAdmin(RescoreOnSaveMixin, admin.ModelAdmin):
+    form = ScoreRuleForm
     list_display = ["name", "event_type", "points", "conditions", "cap", "active", "priority"]
     list_filter = ["active", "event_type"]
     search_fields = ["name", "url_contains", "url_pattern", "content_tag", "form"]
@@ -52,7 +75,18 @@ class ScoreRuleAdmin(RescoreOnSaveMixin, admin.ModelAdmin):
         (
             _("Conditions (all must hold)"),
             {"fields": ["url_contains", "url_pattern", "content_tag", "form",
-                        "property_name", "property_value"]},
+                        "property_name", "property_operator", "property_value",
+                        "property_number", "property_number_max"]},
+        ),
+        (
+            _("Count"),
+            {"fields": ["count_at_least", "count_within_days"],
+             "description": _("Optional: score only once the contact has done this often.")},
+        ),
+        (
+            _("Recency"),
+            {"fields": ["fade_full_days", "fade_zero_days"],
+             "description": _("Optional: points that fade with the age of the event.")},
         ),
         (_("Caps"), {"fields": ["max_times", "max_points", "cap_period"]}),
         (_("Validity"), {"fields": ["starts_at", "ends_at"]}),
@@ -74,20 +108,15 @@ class ScoreRuleAdmin(RescoreOnSaveMixin, admin.ModelAdmin):
         form = self.get_form(request, obj, change=obj is not None)(request.POST, instance=obj)
         context = {"form": form, "preview": None}
         if form.is_valid():
-            rule = form.save(commit=False).to_engine()
+            unsaved = form.save(commit=False)
+            rule = unsaved.to_engine()
             context["preview"] = rescore_preview(rules=rules_with(rule))
+            context["description"] = unsaved.description()
         return render(request, "admin/scoring/preview.html", context)
 
     @admin.display(description=_("conditions"))
     def conditions(self, rule: ScoreRule) -> str:
-        parts = [
-            rule.url_contains and f"URL ∋ {rule.url_contains}",
-            rule.url_pattern and f"URL ~ {rule.url_pattern}",
-            rule.content_tag and f"#{rule.content_tag}",
-            rule.form and f"form {rule.form}",
-            rule.property_name and f"{rule.property_name} = {rule.property_value}",
-        ]
-        return ", ".join(p for p in parts if p) or "—"
+        return rule_conditions(rule.to_engine()) or "—"
 
     @admin.display(description=_("cap"))
     def cap(self, rule: ScoreRule) -> str:

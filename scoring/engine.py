@@ -6,10 +6,13 @@ the database and write what it returns.
 
 from __future__ import annotations
 
+import math
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, tzinfo
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -18,6 +21,12 @@ from contacts.reasons import coded
 STAGES = ("suspect", "lead", "mql", "hmql", "sql", "client", "ambassador")
 MARKETING_STAGES = ("lead", "mql", "hmql")  # scoring may move these up, and MQL/HMQL down
 PERIODS = ("day", "week", "month")
+# How a rule compares its property: "eq" as text (5 and "5" are equal), the others as numbers.
+NUMBER_OPERATORS = ("gt", "gte", "lt", "lte", "between")
+# What counts as a number in a string: a plain decimal, at most 15 digits in all ("42", "-3.5").
+# Shared with the rescore's SQL (PostgreSQL and Python's re read it alike; \A \Z, not ^ $,
+# which Python lets match before a final newline).
+PLAIN_NUMBER = r"\A-?(?=[0-9.]{1,16}\Z)[0-9]+(\.[0-9]+)?\Z"
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,13 @@ class Rule:
     form: str = ""
     property_name: str = ""
     property_value: str = ""
+    property_operator: str = "eq"  # or one of NUMBER_OPERATORS
+    property_number: Decimal | None = None  # compared with; the lower bound of "between"
+    property_number_max: Decimal | None = None  # the upper bound of "between" (inclusive)
+    count_at_least: int | None = None  # the contact's count of matching events must reach this
+    count_within_days: int | None = None  # within these days up to the event (inclusive)
+    fade_full_days: int | None = None  # recency: full points while the event is this young,
+    fade_zero_days: int | None = None  # then linearly less, none from this age (in days)
     max_times: int | None = None  # per contact, ever
     max_points: int | None = None  # per contact per cap_period
     cap_period: str = ""
@@ -57,9 +73,46 @@ class Rule:
             return False
         if self.form and _text(props.get("form")) != self.form:
             return False
-        if self.property_name and _text(props.get(self.property_name)) != self.property_value:
-            return False
+        if self.property_name:
+            if self.property_operator == "eq":
+                return _text(props.get(self.property_name)) == self.property_value
+            return self.number_holds(props.get(self.property_name))
         return True
+
+    def number_holds(self, value: Any) -> bool:
+        """The property's numeric condition: False for anything that is not a number."""
+        number = as_number(value)
+        if number is None or self.property_number is None:
+            return False
+        op, bound = self.property_operator, self.property_number
+        if op == "gt":
+            return number > bound
+        if op == "gte":
+            return number >= bound
+        if op == "lt":
+            return number < bound
+        if op == "lte":
+            return number <= bound
+        if op == "between" and self.property_number_max is not None:
+            return bound <= number <= self.property_number_max
+        return False
+
+    @property
+    def counts(self) -> bool:
+        return bool(self.count_at_least and self.count_within_days)
+
+    @property
+    def fades(self) -> bool:
+        return self.fade_full_days is not None and self.fade_zero_days is not None
+
+    @property
+    def reason(self) -> str:
+        """What its ledger lines say: its name, and for a fading rule how its points fade (the
+        line's points say how far they have faded, its event's date since when)."""
+        if not self.fades:
+            return self.name
+        return coded("rule_fading", rule=self.name, points=self.points,
+                     full=self.fade_full_days, zero=self.fade_zero_days)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -114,16 +167,30 @@ def score_events(
     *,
     tz: tzinfo,
     count_machine_signals: bool = False,
+    prior: Sequence[EventFact] = (),
+    as_of: datetime | None = None,
 ) -> tuple[list[Line], Earned]:
     """Score one contact's new events in time order; returns the lines and the updated caps.
 
     ``rules`` may come grouped by ``rules_by_type`` already (a batch of contacts groups them once).
+    ``prior`` are the contact's stored events a count condition needs (``count_window``): a
+    new event may bring a count to N for itself, or for a later stored event that arrived first,
+    which then gets its line now, as a rescore would have given it. ``as_of`` is the moment a
+    fading rule's points are worth (``faded_points``); without it they are not faded.
     """
     lines: list[Line] = []
     by_type = rules if isinstance(rules, Mapping) else rules_by_type(rules)
-    for event in sorted(events, key=lambda e: (e.occurred_at, e.id)):
+    timeline = sorted(events, key=_when)
+    todo: Iterable[tuple[EventFact, Sequence[Rule]]] = (
+        (event, by_type.get(event.type, ())) for event in timeline
+    )
+    counter = None  # only rules with a count condition need one
+    if prior:
+        counter = _Counter(timeline, prior, count_machine_signals)
+        todo = sorted([*todo, *counter.recounted(by_type, earned)], key=lambda item: _when(item[0]))
+    for event, event_rules in todo:
         machine = not count_machine_signals and event.properties.get("machine") is True
-        for rule in by_type.get(event.type, ()):
+        for rule in event_rules:
             if not rule.matches(event) or (rule.id, event.identity) in earned.scored:
                 continue
             if machine:
@@ -133,9 +200,16 @@ def score_events(
                          f"{rule.name} (not scored: machine signal)", filtered=True)
                 )  # fmt: skip
                 continue
+            if rule.count_at_least:
+                counter = counter or _Counter(timeline, prior, count_machine_signals)
+                if not counter.reached(rule, event):
+                    continue
             points = _allowed_points(rule, event, earned, tz)
             earned = _remember(earned, rule, event, points, tz)
             if points:
+                # A faded line stays, even at 0: it counts for "at most N times" and says why.
+                if rule.fade_full_days is not None and as_of is not None:
+                    points = faded_points(rule, points, event.occurred_at, as_of=as_of, tz=tz)
                 lines.append(
                     Line(
                         contact_id=event.contact_id,
@@ -143,10 +217,81 @@ def score_events(
                         event_id=event.id,
                         points=points,
                         at=event.occurred_at,
-                        reason=rule.name,
+                        reason=rule.name if rule.fade_full_days is None else rule.reason,
                     )
                 )
     return lines, earned
+
+
+def _when(event: EventFact) -> tuple[datetime, int]:
+    return event.occurred_at, event.id
+
+
+def count_window(rule: Rule) -> timedelta:
+    """How far a count condition looks back from an event (and, live, forward from a new one)."""
+    return timedelta(days=rule.count_within_days or 0)
+
+
+class _Counter:
+    """Count conditions over one contact's new and prior events: "at least N matching events
+    within D days", the D days up to the event, both ends and same-moment events included.
+    Machine signals are not counted unless they score. Built lazily: rules without a count
+    condition never touch it."""
+
+    def __init__(
+        self, new: Sequence[EventFact], prior: Sequence[EventFact], count_machine: bool
+    ) -> None:
+        self.new = new
+        seen = {event.id for event in new}
+        self.events = [*new, *(event for event in prior if event.id not in seen)]
+        self.prior = self.events[len(new) :]
+        self.count_machine = count_machine
+        self.times: dict[int, list[datetime]] = {}
+
+    def _counted(self, event: EventFact) -> bool:
+        return self.count_machine or event.properties.get("machine") is not True
+
+    def _times(self, rule: Rule) -> list[datetime]:
+        if rule.id not in self.times:
+            self.times[rule.id] = sorted(
+                e.occurred_at for e in self.events if self._counted(e) and rule.matches(e)
+            )
+        return self.times[rule.id]
+
+    def reached(self, rule: Rule, event: EventFact) -> bool:
+        times = self._times(rule)
+        at = event.occurred_at
+        inside = bisect_right(times, at) - bisect_left(times, at - count_window(rule))
+        return inside >= (rule.count_at_least or 0)
+
+    def recounted(
+        self, by_type: RulesByType, earned: Earned
+    ) -> list[tuple[EventFact, Sequence[Rule]]]:
+        """Prior events not yet scored by a count rule whose window now holds a new matching
+        event, with those rules: only their count can have changed."""
+        arrivals: dict[int, list[datetime]] = {}  # rule id -> new matching events' times
+        again = []
+        for event in self.prior:
+            if not self._counted(event):
+                continue
+            rules = []
+            for rule in by_type.get(event.type, ()):
+                if not rule.count_at_least or (rule.id, event.identity) in earned.scored:
+                    continue
+                if rule.id not in arrivals:
+                    arrivals[rule.id] = sorted(
+                        new.occurred_at
+                        for new in self.new
+                        if self._counted(new) and rule.matches(new)
+                    )
+                times, at = arrivals[rule.id], event.occurred_at
+                if bisect_right(times, at) > bisect_left(
+                    times, at - count_window(rule)
+                ) and rule.matches(event):
+                    rules.append(rule)
+            if rules:
+                again.append((event, rules))
+        return again
 
 
 def _allowed_points(rule: Rule, event: EventFact, earned: Earned, tz: tzinfo) -> int:
@@ -176,6 +321,33 @@ def _remember(earned: Earned, rule: Rule, event: EventFact, points: int, tz: tzi
         period_points=period_points,
         scored=earned.scored | {(rule.id, event.identity)},
     )
+
+
+def day_number(moment: datetime, tz: tzinfo) -> int:
+    """The site-time-zone day of ``moment``, counted from 1 January 1970."""
+    return (moment.astimezone(tz).date() - EPOCH_DAY).days
+
+
+EPOCH_DAY = date(1970, 1, 1)
+
+
+def faded_points(
+    rule: Rule, points: int, occurred_at: datetime, *, as_of: datetime, tz: tzinfo
+) -> int:
+    """Recency: what ``points`` earned by an event are worth at ``as_of``. Full while the event
+    is at most ``fade_full_days`` days old, none from ``fade_zero_days``, linearly in between;
+    ages in whole days of the site's calendar (they change at midnight, when beat applies them:
+    ``scoring.fading``), truncated toward zero (the rescore's integer division)."""
+    full, zero = rule.fade_full_days, rule.fade_zero_days
+    if full is None or zero is None:
+        return points
+    age = day_number(as_of, tz) - day_number(occurred_at, tz)
+    if age <= full:
+        return points
+    if age >= zero:
+        return 0
+    size = abs(points) * (zero - age) // (zero - full)
+    return size if points > 0 else -size
 
 
 def period_start(moment: datetime, period: str, tz: tzinfo) -> date:
@@ -317,6 +489,25 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return value if isinstance(value, str) else ("" if value is None else str(value))
+
+
+def as_number(value: Any) -> Decimal | None:
+    """A property as a number, or None: a JSON number (not a boolean), or a string holding a
+    plain decimal (``PLAIN_NUMBER``). Compared exactly: a float by its shortest text (0.1 is
+    0.1), as PostgreSQL reads the JSON; SQLite compares doubles, the same order for bounds of
+    at most 15 digits (the admin's limit)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        return Decimal(repr(value)) if math.isfinite(value) else None
+    if isinstance(value, str) and _plain_number.search(value):
+        return Decimal(value)
+    return None
+
+
+_plain_number = re.compile(PLAIN_NUMBER)
 
 
 def _tags(properties: Mapping[str, Any]) -> set[str]:

@@ -36,6 +36,7 @@ from contacts.pipeline import BatchContact
 from contacts.stages import PlannedMove, stage_move_many, stage_moves_apply
 from scoring import engine
 from scoring.models import ScoreEntry, ScoreRule, Threshold
+from scoring.rule_sql import matching_events
 
 NOTHING_EARNED = engine.Earned()
 # The ledger columns COPY writes, in the order of ledger_write's rows.
@@ -86,8 +87,9 @@ def events_score(
     """Score a batch of new events: ledger lines and score in one transaction, then thresholds.
 
     ``contacts`` are the batch's contacts, locked by the pipeline (stage and score as now). A
-    handful of queries per batch, not per event: caps are read once, lines inserted in one
-    statement; the scores are written by the pipeline, with the contacts' last activity.
+    handful of queries per batch, not per event: caps are read once, the stored events count
+    conditions need once (only when a rule has one), lines inserted in one statement; the
+    scores are written by the pipeline, with the contacts' last activity.
     """
     _flag_machine_signals(events)
     # Only events some rule or threshold looks at: a stage_changed event, usually, none does.
@@ -105,8 +107,12 @@ def events_score(
     held = contacts
     contacts = {pk: Locked(held[pk].stage, held[pk].score) for pk in facts_by_contact if pk in held}
     by_type = engine.rules_by_type(rules)
-    earned = _earned(contacts.keys(), by_type, [f for fs in facts_by_contact.values() for f in fs])
+    new_facts = [f for fs in facts_by_contact.values() for f in fs]
+    counting = [rule for rule in rules if rule.count_at_least]
+    prior = _prior_events(counting, new_facts) if counting else {}
+    earned = _earned(contacts.keys(), by_type, new_facts, prior)
     tz = site_timezone()
+    now = timezone.now()
     lines: list[engine.Line] = []
     for contact_id, facts in facts_by_contact.items():
         if contact_id not in contacts:  # deleted meanwhile
@@ -117,6 +123,8 @@ def events_score(
             earned.get(contact_id, NOTHING_EARNED),
             tz=tz,
             count_machine_signals=settings.SCORE_MACHINE_SIGNALS,
+            prior=prior.get(contact_id, ()),
+            as_of=now,
         )
         lines.extend(contact_lines)
     ledger_write(lines)
@@ -209,8 +217,48 @@ def _with_machine_flag(machine: bool) -> Func | CombinedExpression:
                 output_field=JSONField())  # fmt: skip
 
 
+def _prior_events(
+    counting: Sequence[engine.Rule], facts: Sequence[engine.EventFact]
+) -> dict[int, list[engine.EventFact]]:
+    """The stored events count conditions need, in one query for the batch: for each count
+    rule a new event matches, the events meeting its conditions (the rescore's SQL) of the
+    contacts concerned, from its count window before the batch's first such event to the
+    window after its last one (a new event may complete the count of a later event that
+    arrived first)."""
+    wanted = []
+    for rule in counting:
+        hits = [fact for fact in facts if rule.matches(fact)]
+        if hits:
+            span = engine.count_window(rule)
+            wanted.append(
+                matching_events(rule)
+                .filter(
+                    contact_id__any={fact.contact_id for fact in hits},
+                    occurred_at__gte=min(fact.occurred_at for fact in hits) - span,
+                    occurred_at__lte=max(fact.occurred_at for fact in hits) + span,
+                )
+                .values_list(*PRIOR_FIELDS)
+            )
+    if not wanted:
+        return {}
+    rows = wanted[0].union(*wanted[1:], all=True) if len(wanted) > 1 else wanted[0]
+    prior: dict[int, dict[int, engine.EventFact]] = defaultdict(dict)
+    for pk, contact_id, kind, occurred_at, properties, key in rows:
+        prior[contact_id][pk] = engine.EventFact(
+            id=pk, contact_id=contact_id, type=kind, occurred_at=occurred_at,
+            properties=properties if isinstance(properties, dict) else {}, key=key or "",
+        )  # fmt: skip
+    return {contact_id: list(events.values()) for contact_id, events in prior.items()}
+
+
+PRIOR_FIELDS = ("id", "contact_id", "type", "occurred_at", "properties", "idempotency_key")
+
+
 def _earned(
-    contact_ids: Iterable[int], rules: engine.RulesByType, facts: Sequence[engine.EventFact]
+    contact_ids: Iterable[int],
+    rules: engine.RulesByType,
+    facts: Sequence[engine.EventFact],
+    prior: Mapping[int, Sequence[engine.EventFact]],
 ) -> dict[int, engine.Earned]:
     """What each contact already earned, as far as caps and double-scoring need to know."""
     contact_ids = list(contact_ids)
@@ -218,9 +266,17 @@ def _earned(
     period_points: dict[int, dict[tuple[int, object], int]] = defaultdict(dict)
     scored: dict[int, set[tuple[int, str]]] = defaultdict(set)
 
-    # Only caps a new event can hit are read: the (contact, rule) pairs this batch matches.
+    # Only caps a new event can hit are read: the (contact, rule) pairs this batch matches, and
+    # those of count rules on the stored events a new one may complete the count of.
     hits = [
         (fact, rule) for fact in facts for rule in rules.get(fact.type, ()) if rule.matches(fact)
+    ]
+    stored = [fact for contact_facts in prior.values() for fact in contact_facts]
+    hits += [
+        (fact, rule)
+        for fact in stored
+        for rule in rules.get(fact.type, ())
+        if rule.count_at_least and rule.matches(fact)
     ]
     counted = {rule.id for _, rule in hits if rule.max_times}
     if counted:
@@ -229,7 +285,7 @@ def _earned(
                 contact_id__any={f.contact_id for f, rule in hits if rule.id in counted},
                 rule_id__in=counted,
             )
-            .exclude(points=0)
+            .exclude(filtered=True)  # a line faded to 0 still counts (recency)
             .values_list("contact_id", "rule_id")
             .annotate(n=Count("id"))
         )
@@ -251,7 +307,7 @@ def _earned(
             key = (rule_id, engine.period_start(at, periodic[rule_id].cap_period, tz))
             period_points[contact_id][key] = period_points[contact_id].get(key, 0) + points
 
-    identity = {f.id: f.identity for f in facts}
+    identity = {f.id: f.identity for f in (*facts, *stored)}
     rows = ScoreEntry.objects.filter(event_id__any=identity.keys(), rule__isnull=False).values_list(
         "contact_id", "rule_id", "event_id"
     )

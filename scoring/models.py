@@ -12,10 +12,19 @@ from django.utils.translation import gettext_lazy as _
 from contacts import reasons
 from contacts.models import Contact, Event
 from scoring import engine
+from scoring.describe import rule_description as engine_description
 
 
 class ScoreRule(models.Model):
     """Points for events of one type that meet every condition filled in."""
+
+    class Comparison(models.TextChoices):
+        EQUALS = "eq", _("equals")
+        GREATER = "gt", _("greater than")
+        AT_LEAST = "gte", _("at least")
+        LESS = "lt", _("less than")
+        AT_MOST = "lte", _("at most")
+        BETWEEN = "between", _("between")
 
     class Period(models.TextChoices):
         NONE = "", _("—")
@@ -33,7 +42,70 @@ class ScoreRule(models.Model):
     content_tag = models.CharField(_("content tag"), max_length=100, blank=True)
     form = models.CharField(_("form"), max_length=100, blank=True)
     property_name = models.CharField(_("property"), max_length=100, blank=True)
-    property_value = models.CharField(_("property equals"), max_length=300, blank=True)
+    property_operator = models.CharField(
+        _("compared by"),
+        max_length=10,
+        choices=Comparison.choices,
+        default=Comparison.EQUALS,
+        help_text=_(
+            'Equals compares text (5 and "5" are equal). The others compare numbers: a JSON '
+            "number, or text holding a plain decimal such as 42 or -3.5; any other value never "
+            "matches."
+        ),
+    )
+    property_value = models.CharField(
+        _("property equals"), max_length=300, blank=True, help_text=_("For “equals”.")
+    )
+    property_number = models.DecimalField(
+        _("number"),
+        max_digits=15,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text=_("What the property is compared with; the lower bound for “between”."),
+    )
+    property_number_max = models.DecimalField(
+        _("and at most"),
+        max_digits=15,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text=_("The upper bound for “between” (both bounds included)."),
+    )
+    count_at_least = models.PositiveIntegerField(
+        _("at least N matching events"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Scores the event that brings the contact's count of events meeting the other "
+            "conditions to N or more within the days below (e.g. 3 pricing visits in 30 days). "
+            "Combine with “at most 1 time” to score it once."
+        ),
+    )
+    count_within_days = models.PositiveIntegerField(
+        _("within D days"),
+        null=True,
+        blank=True,
+        help_text=_("The days up to each event, that event included."),
+    )
+    fade_full_days = models.PositiveIntegerField(
+        _("full points for N days"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Recency: the points fade with the age of the event: in full while it is at most "
+            "this many days old (0: only on its day), then fewer each day."
+        ),
+    )
+    fade_zero_days = models.PositiveIntegerField(
+        _("no points from M days"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "The age at which the points are gone. Ages count calendar days; scores follow "
+            "each night."
+        ),
+    )
     max_times = models.PositiveIntegerField(
         _("at most N times per contact"), null=True, blank=True, validators=[MinValueValidator(1)]
     )
@@ -80,10 +152,82 @@ class ScoreRule(models.Model):
             errors["cap_period"] = _("A points cap needs both a number of points and a period.")
         if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
             errors["ends_at"] = _("The end must come after the start.")
-        if bool(self.property_value) != bool(self.property_name):
-            errors["property_name"] = _("Give both the property and the value it must equal.")
+        errors.update(self._property_errors())
+        errors.update(self._count_errors())
+        errors.update(self._fade_errors())
         if errors:
             raise ValidationError(errors)
+
+    def _property_errors(self) -> dict[str, str]:
+        low, high = self.property_number, self.property_number_max
+        if self.property_operator == self.Comparison.EQUALS:
+            if bool(self.property_value) != bool(self.property_name):
+                return {"property_name": _("Give both the property and the value it must equal.")}
+            if low is not None or high is not None:
+                return {
+                    "property_operator": _(
+                        "Choose a numeric comparison for this number, or leave the number empty."
+                    )
+                }
+            return {}
+        errors = {}
+        if not self.property_name:
+            errors["property_name"] = _("Say which property to compare.")
+        if self.property_value:
+            errors["property_value"] = _(
+                "A numeric comparison takes a number: leave “property equals” empty."
+            )
+        if low is None:
+            errors["property_number"] = _("A numeric comparison needs a number.")
+        if self.property_operator == self.Comparison.BETWEEN:
+            if high is None:
+                errors["property_number_max"] = _("“Between” needs both bounds.")
+            elif low is not None and low > high:
+                errors["property_number_max"] = _(
+                    "The upper bound cannot be below the lower bound."
+                )
+        elif high is not None:
+            errors["property_number_max"] = _("Only “between” takes an upper bound.")
+        return errors
+
+    def _count_errors(self) -> dict[str, str]:
+        n, days = self.count_at_least, self.count_within_days
+        if n is None and days is None:
+            return {}
+        if n is None or days is None:
+            return {"count_at_least": _("A count needs both a number of events and of days.")}
+        errors = {}
+        if n < 2:
+            errors["count_at_least"] = _(
+                "Count at least 2 events: every matching event scores without a count."
+            )
+        if days < 1:
+            errors["count_within_days"] = _("Count over at least 1 day.")
+        return errors
+
+    def _fade_errors(self) -> dict[str, str]:
+        full, zero = self.fade_full_days, self.fade_zero_days
+        if full is None and zero is None:
+            return {}
+        if full is None or zero is None:
+            return {
+                "fade_full_days": _(
+                    "Fading needs both the days of full points and the age with none."
+                )
+            }
+        if zero <= full:
+            return {"fade_zero_days": _("The points must be gone after the days of full points.")}
+        if self.max_points or self.cap_period:
+            return {
+                "max_points": _(
+                    "A fading rule cannot cap points per period: cap it by a number of times."
+                )
+            }
+        return {}
+
+    def description(self) -> str:
+        """The rule in plain words, e.g. "Page view, seconds ≥ 120, at least 3 in 30 days"."""
+        return engine_description(self.to_engine(), self.get_event_type_display())
 
     def to_engine(self) -> engine.Rule:
         return engine.Rule(
@@ -97,6 +241,13 @@ class ScoreRule(models.Model):
             form=self.form,
             property_name=self.property_name,
             property_value=self.property_value,
+            property_operator=self.property_operator or "eq",
+            property_number=self.property_number,
+            property_number_max=self.property_number_max,
+            count_at_least=self.count_at_least,
+            count_within_days=self.count_within_days,
+            fade_full_days=self.fade_full_days,
+            fade_zero_days=self.fade_zero_days,
             max_times=self.max_times,
             max_points=self.max_points,
             cap_period=self.cap_period,

@@ -4,8 +4,12 @@ transaction per rule, progress shown in the admin; swept if its task never reach
 The work is set-based SQL, one pass over each rule's events. Caps become window functions: the
 n-th matching event of a contact (in its day/week/month for a points cap) is numbered by
 ROW_NUMBER(), so "at most N times" and "at most N points per period" are arithmetic on that
-number. The same rules, fed event by event to ``scoring.engine``, give the same ledger; a test
-holds the two together.
+number. A count condition is a window too (COUNT over the D days up to each event, a RANGE
+over whole microseconds), taken before the caps number what it lets through; a fading rule's
+points are worth what they are on the rescore's day (``rule_sql.faded_sql``). The same rules,
+fed event by event to ``scoring.engine``, give the same ledger; tests hold the two together
+(``tests/test_rescore.py``, ``tests/test_rule_conditions_rescore.py``,
+``tests/test_rule_recency.py``).
 
 What is raw SQL here, and why (measured 6 December 2026 on the rescore benchmark's data,
 100,000 contacts x 1,000,000 events, the Download rule changed, both versions in one run, on a
@@ -37,19 +41,18 @@ from django.db import connection, models, transaction
 from django.db.backends.utils import CursorWrapper
 from django.db.models import (
     Case,
+    Count,
     F,
     OuterRef,
     Q,
     QuerySet,
     Subquery,
     Sum,
-    TextField,
     Value,
     When,
     Window,
 )
-from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, Coalesce, RowNumber, Trunc
+from django.db.models.functions import Coalesce, RowNumber, Trunc
 from django.utils import timezone
 
 from contacts import broker
@@ -63,6 +66,7 @@ from scoring.live import (
     thresholds_apply,
 )
 from scoring.models import Rescore, ScoreEntry
+from scoring.rule_sql import CountWindow, DayNumber, EpochMicros, faded_sql, matching_events
 
 BATCH_SIZE = 1000
 # Sent by name, looked up when sent: scoring.tasks imports this module, not the other way.
@@ -170,32 +174,6 @@ EVENTS = _names(Event, "id", "contact", "occurred_at")
 COLUMNS = ", ".join(getattr(LEDGER, name) for name in LEDGER_FIELDS)
 
 
-def matching_events(rule: engine.Rule) -> QuerySet[Event]:
-    """The events a rule applies to, as engine.Rule.matches decides it, in SQL (machine signals
-    included: ``lines_sql`` tells them apart)."""
-    matched = Event.objects.filter(type=rule.event_type)
-    if rule.url_contains:
-        matched = matched.filter(properties__url__icontains=rule.url_contains)
-    if rule.url_pattern:
-        matched = matched.filter(properties__url__iregex=rule.url_pattern)
-    for key, value in (
-        ("content_tag", rule.content_tag),
-        ("form", rule.form),
-        (rule.property_name, rule.property_value),
-    ):
-        if key and value:
-            # Compared as text, as the engine does: 5 and "5" are the same property value.
-            as_text = Cast(KeyTextTransform(key, "properties"), output_field=TextField())
-            matched = matched.alias(**{f"_{key}_text": as_text}).filter(**{f"_{key}_text": value})
-    if rule.starts_at:
-        matched = matched.filter(occurred_at__gte=rule.starts_at)
-    if rule.ends_at:
-        matched = matched.filter(occurred_at__lt=rule.ends_at)
-    # No ORDER BY: the window numbers the rows in its own order, Event's default one is a sort
-    # of every matching event for nothing.
-    return matched.order_by()
-
-
 def is_machine_signal() -> Q:
     # has_key first: comparing a missing key gives NULL, and NOT NULL would drop the event.
     return Q(properties__has_key="machine") & Q(properties__machine=True)
@@ -232,25 +210,67 @@ def lines_sql(rule: engine.Rule, *, now: datetime) -> tuple[str, list[object]]:
             machine=Case(When(is_machine_signal(), then=Value(True)), default=Value(False))
         )
         partition.append(F("machine"))
-    if rule.cap_period and rule.max_points:
-        partition.append(Trunc("occurred_at", rule.cap_period, tzinfo=_tz()))
-    numbered = matched.annotate(
-        rn=Window(RowNumber(), partition_by=partition, order_by=[F("occurred_at"), F("id")])
-    ).values("id", "contact_id", "occurred_at", "machine", "rn")
-    inner, inner_params = numbered.query.sql_with_params()
+    fields = ["id", "contact_id", "occurred_at", "machine"]
+    if rule.fades:
+        matched = matched.annotate(fade_day=DayNumber("occurred_at", _tz()))
+        fields.append("fade_day")
+    if rule.counts:
+        inner, inner_params = _counted_sql(rule, matched, partition, fields)
+    else:
+        if rule.cap_period and rule.max_points:
+            partition.append(Trunc("occurred_at", rule.cap_period, tzinfo=_tz()))
+        numbered = matched.annotate(
+            rn=Window(RowNumber(), partition_by=partition, order_by=[F("occurred_at"), F("id")])
+        ).values(*fields, "rn")
+        inner, inner_params = numbered.query.sql_with_params()
     points, points_params = _points_sql(rule)
+    # A line exists for the points earned; a fading rule's line says what they are worth now.
+    worth, worth_params = points, points_params
+    if rule.fades:
+        as_of_day = engine.day_number(now, _tz())
+        worth, worth_params = faded_sql(rule, (points, points_params), "fade_day", as_of_day)
     reason = MACHINE_REASON.format(name=rule.name)
     sql = (
         f"SELECT {EVENTS.contact} AS {LEDGER.contact}, "
-        f"CASE WHEN machine THEN 0 ELSE {points} END AS {LEDGER.points}, "
+        f"CASE WHEN machine THEN 0 ELSE {worth} END AS {LEDGER.points}, "
         f"%s AS {LEDGER.rule}, {EVENTS.id} AS {LEDGER.event}, "
         f"CASE WHEN machine THEN %s ELSE %s END AS {LEDGER.reason}, "
         f"machine AS {LEDGER.filtered}, {EVENTS.occurred_at} AS {LEDGER.at}, "
         f"%s AS {LEDGER.created_at} "
         f"FROM ({inner}) matched WHERE machine OR {points} <> 0"
     )
-    params = [*points_params, rule.id, reason, rule.name, now, *inner_params, *points_params]
+    params = [*worth_params, rule.id, reason, rule.reason, now, *inner_params, *points_params]
     return sql, params
+
+
+def _counted_sql(
+    rule: engine.Rule, matched: QuerySet[Event], partition: list, fields: list[str]
+) -> tuple[str, list[object]]:
+    """A count rule's events numbered for its caps: only those whose count of matching events
+    (a window over the D days up to each, same-moment events included, machine signals apart
+    unless they count) reaches N, and every machine signal for its filtered line."""
+    counted = matched.annotate(
+        counted=Window(
+            Count("id"),
+            partition_by=partition,
+            order_by=EpochMicros("occurred_at").asc(),
+            frame=CountWindow(rule),
+        )
+    )
+    fields = [*fields, "counted"]
+    if rule.cap_period and rule.max_points:
+        counted = counted.annotate(period=Trunc("occurred_at", rule.cap_period, tzinfo=_tz()))
+        fields.append("period")
+    sql, params = counted.values(*fields).query.sql_with_params()
+    by = ", ".join(
+        [f"q.{EVENTS.contact}", "q.machine", *(["q.period"] if "period" in fields else [])]
+    )
+    order = f"q.{EVENTS.occurred_at}, q.{EVENTS.id}"
+    return (
+        f"SELECT q.*, ROW_NUMBER() OVER (PARTITION BY {by} ORDER BY {order}) AS rn "
+        f"FROM ({sql}) q WHERE q.machine OR q.counted >= %s",
+        [*params, rule.count_at_least],
+    )
 
 
 def update_scores() -> int:

@@ -1,11 +1,16 @@
 from celery import shared_task
 
-from scoring import decay, rescore, suggestions
+from scoring import decay, fading, rescore, suggestions
 
 
 @shared_task
 def apply_decay_task() -> int:
     return decay.decay_apply()
+
+
+@shared_task
+def apply_fading_task() -> int:
+    return fading.fade_apply()
 
 
 @shared_task(soft_time_limit=3600, time_limit=3900)

@@ -50,6 +50,7 @@ class Group:
     total: int
     times: int
     lines: list[ScoreEntry] = field(default_factory=list)
+    description: str = ""  # a rule's conditions in plain words
 
     @property
     def signed_total(self) -> str:
@@ -148,7 +149,10 @@ def ledger_groups(contact: Contact) -> list[Group]:
         )
         for line in lines:
             line.signed_points = signed(line.points)
-            groups[tuple(getattr(line, name) for name in GROUP_KEY)].lines.append(line)
+            group = groups[tuple(getattr(line, name) for name in GROUP_KEY)]
+            group.lines.append(line)
+            if group.kind == "rule" and line.rule and not group.description:
+                group.description = line.rule.description()
 
     return sorted(groups.values(), key=lambda g: (-abs(g.total), -g.times, str(g.name)))
 

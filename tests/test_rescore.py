@@ -2,6 +2,7 @@
 
 import random
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from django.db.models import Sum
@@ -40,8 +41,26 @@ def add_tricky_rules() -> None:
         property_name="plan",
         property_value="5",
     )
+    # Numbers: JSON numbers and plain decimal strings; text, booleans, missing keys never match.
+    ScoreRule.objects.create(name="Long read", event_type="page_view", points=4,
+                             property_name="seconds", property_operator="gte",
+                             property_number=Decimal("120"))  # fmt: skip
+    ScoreRule.objects.create(name="Refund", event_type="purchase", points=-6,
+                             property_name="amount", property_operator="lt",
+                             property_number=Decimal("-0.5"), max_times=3)  # fmt: skip
+    ScoreRule.objects.create(name="Mid-size order", event_type="purchase", points=8,
+                             property_name="amount", property_operator="between",
+                             property_number=Decimal("0.1"), property_number_max=Decimal("99.95"),
+                             max_points=16, cap_period="month")  # fmt: skip
     ScoreRule.objects.create(name="Spring campaign", event_type="download", points=3,
                              starts_at=T0 + timedelta(days=10), ends_at=T0 + timedelta(days=20))  # fmt: skip
+
+
+# Numbers and things that are not: compared as numbers by the engine and both databases alike.
+NUMBERS = [120, 119.99, "120", "120.0", "119.9999", 1e3, 0.1, "0.1", 0.1 + 0.2, 99.95, "99.95",
+           99.950001, -0.5, "-0.5", -0.51, "-3", -130, "007", "abc", "", " 120", "120\n",
+           "1e3", "+5", ".5", "5.", "1,5", True, False, None, [120], {"n": 120},
+           "123456789012345", "1234567890123456.5", "12345678901.2345", 12345678901.2343]  # fmt: skip
 
 
 def random_events(contacts, rng: random.Random, n: int) -> list[int]:
@@ -52,6 +71,9 @@ def random_events(contacts, rng: random.Random, n: int) -> list[int]:
         ("form_submit", lambda: {"form": rng.choice(["webinar", "contact"])}),
         ("trial_started", lambda: {"plan": rng.choice([5, "5", "pro"])}),
         ("download", lambda: {"file": "x.pdf"}),
+        ("page_view", lambda: {"url": "/docs", "seconds": rng.choice(NUMBERS)}),
+        ("purchase", lambda: {"amount": rng.choice(NUMBERS)}),
+        ("purchase", lambda: {"other": 50}),
         ("email_open", lambda: {}),
         ("email_click", lambda: {"machine": rng.random() < 0.3}),
         ("newsletter_subscribe", lambda: {}),
@@ -83,6 +105,7 @@ def test_a_full_rescore_rebuilds_exactly_the_live_ledger():
     events_process(event_ids=random_events(contacts, rng, 400))
     live_ledger, live_scores = ledger(), scores()
     assert len(live_ledger) > 100
+    assert {"Long read", "Refund", "Mid-size order"} <= {line[-1] for line in live_ledger}
 
     ScoreEntry.objects.all().delete()
     Contact.objects.update(score=0)

@@ -196,3 +196,24 @@ def test_the_number_of_queries_does_not_grow_with_the_ledger(
     assert len(few.captured_queries) == len(many.captured_queries)
     assert causes(body) == {"Download": (30, 20)}  # 20 listed, the rest counted
     assert large.score == 30
+
+
+def test_each_rule_is_explained_in_plain_words_with_its_conditions(
+    marketer_client, django_capture_on_commit_callbacks
+):
+    ScoreRule.objects.create(name="Lecture longue", event_type="page_view", points=5,
+                             url_contains="/docs", property_name="seconds",
+                             property_operator="gte", property_number=120, count_at_least=2,
+                             count_within_days=30)  # fmt: skip
+    contact = ContactFactory(stage="lead")
+    now = timezone.now()
+    for days, seconds in ((3, 150), (2, "200.5"), (1, "long")):
+        record(contact, "page_view", capture=django_capture_on_commit_callbacks,
+               occurred_at=now - timedelta(days=days), url="/docs/api", seconds=seconds)  # fmt: skip
+
+    body = marketer_client.get(explanation_url(contact)).content.decode()
+
+    assert causes(body)["Lecture longue"] == (5, 1)  # the second long read in 30 days
+    assert section(body, "rule-description") == (
+        "Page vue avec URL contient /docs, seconds ≥ 120, au moins 2 en 30 jours"
+    )
