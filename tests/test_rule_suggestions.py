@@ -1,0 +1,126 @@
+"""Rules suggested from the team's won and lost contacts, as an admin uses them: start a run,
+see it refused when there are too few outcomes, review the rules with their figures, preview
+some, add them; the added rules then score every contact exactly as the model ranked them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from django.urls import reverse
+
+from bench.quality_data import people
+from contacts.models import Contact, Event
+from contacts.outcomes import outcome_record
+from scoring.models import ScoreRule, Suggestion
+from scoring.suggest import Events, features
+from tests.factories import ContactFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    client.force_login(admin_user)
+    return client
+
+
+def seeded_history(n: int = 400) -> tuple[list[Contact], list]:
+    """Generated B2B histories (hidden intent, known outcomes) stored as contacts, events and
+    outcomes, all decided after the last event."""
+    now = datetime.now(UTC)
+    crowd = list(people(n, seed=11, as_of=now - timedelta(days=1)))
+    contacts = ContactFactory.create_batch(n, stage="lead")
+    Event.objects.bulk_create(
+        Event(contact=contact, type=t.type, occurred_at=t.occurred_at, properties=t.properties)
+        for contact, person in zip(contacts, crowd, strict=True)
+        for t in person.touches
+    )
+    for contact, person in zip(contacts, crowd, strict=True):
+        outcome_record(contact=contact, result="won" if person.converted else "lost",
+                       source="import", at=now)  # fmt: skip
+    return contacts, crowd
+
+
+def start(admin_client, django_capture_on_commit_callbacks) -> Suggestion:
+    with django_capture_on_commit_callbacks(execute=True):  # the task runs eagerly in tests
+        response = admin_client.post(reverse("admin:scoring_suggestion_start"))
+    run = Suggestion.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:scoring_suggestion_review", args=[run.pk])
+    return run
+
+
+def test_too_few_outcomes_are_refused_with_how_many_are_needed(
+    admin_client, django_capture_on_commit_callbacks
+):
+    for i, contact in enumerate(ContactFactory.create_batch(10)):
+        outcome_record(contact=contact, result="won" if i % 2 else "lost", source="admin")
+
+    run = start(admin_client, django_capture_on_commit_callbacks)
+
+    page = admin_client.get(reverse("admin:scoring_suggestion_review", args=[run.pk]))
+    text = page.content.decode()
+    assert 'data-status="refused"' in text
+    assert "at least 50 won and 50 lost contacts; there are 5 won and 5 lost" in text
+    assert not ScoreRule.objects.filter(max_times=1, name__icontains="within").exists()
+
+
+def test_suggested_rules_are_reviewed_previewed_and_added_and_score_as_the_model_ranked(
+    admin_client, django_capture_on_commit_callbacks
+):
+    contacts, _ = seeded_history()
+    ScoreRule.objects.update(active=False)  # only the suggested rules will score
+
+    run = start(admin_client, django_capture_on_commit_callbacks)
+    run.refresh_from_db()
+    assert run.status == "done", run.message
+    assert run.won + run.lost == len(contacts) and run.held_out > 0
+    assert run.auc_suggested > 0.65 and run.rules
+
+    review = admin_client.get(reverse("admin:scoring_suggestion_review", args=[run.pk]))
+    text = review.content.decode()
+    assert 'data-figure="auc-suggested"' in text
+    assert f"{run.auc_suggested:.3f}".replace(".", ",") in text  # in the admin's French
+    assert text.count('name="rule"') == len(run.rules)
+
+    preview = admin_client.post(
+        reverse("admin:scoring_suggestion_preview", args=[run.pk]), {"rule": ["0", "1"]}
+    )
+    assert 'data-figure="changed"' in preview.content.decode()
+    assert not ScoreRule.objects.filter(active=True).exists()  # a preview saves nothing
+
+    every = [str(i) for i in range(len(run.rules))]
+    with django_capture_on_commit_callbacks(execute=True):
+        applied = admin_client.post(
+            reverse("admin:scoring_suggestion_apply", args=[run.pk]), {"rule": every}
+        )
+    assert applied.status_code == 302
+    added = list(ScoreRule.objects.filter(active=True))
+    assert len(added) == len(run.rules) and all(rule.max_times == 1 for rule in added)
+
+    # Every contact's score is the sum of the points of the suggestions it meets.
+    rows = Event.objects.values_list("contact_id", "type", "occurred_at", "properties")
+    found = features(Events.from_rows(list(rows), [c.pk for c in contacts]))
+    expected = np.zeros(len(contacts), dtype=np.int64)
+    for entry in run.rules:
+        condition = entry["condition"]
+        column = next(i for i, c in enumerate(found.conditions) if c.describe() == condition)
+        expected += found.matrix[:, column].astype(np.int64) * entry["points"]
+    scores = dict(Contact.objects.values_list("pk", "score"))
+    assert [scores[c.pk] for c in contacts] == expected.tolist()
+
+    # Applying again adds nothing twice.
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(reverse("admin:scoring_suggestion_apply", args=[run.pk]), {"rule": every})
+    assert ScoreRule.objects.filter(active=True).count() == len(added)
+
+
+def test_a_marketer_without_rule_rights_cannot_start_or_apply(client, marketer):
+    client.force_login(marketer)
+
+    response = client.post(reverse("admin:scoring_suggestion_start"))
+
+    assert response.status_code in {302, 403}
+    assert not Suggestion.objects.exists()
