@@ -63,7 +63,8 @@ def test_too_few_outcomes_are_refused_with_how_many_are_needed(
     page = admin_client.get(reverse("admin:scoring_suggestion_review", args=[run.pk]))
     text = page.content.decode()
     assert 'data-status="refused"' in text
-    assert "at least 50 won and 50 lost contacts; there are 5 won and 5 lost" in text
+    assert "au moins 50 contacts gagnés et 50 perdus" in text  # the admin reads French
+    assert "il y en a 5 gagnés et 5 perdus" in text
     assert not ScoreRule.objects.filter(max_times=1, name__icontains="within").exists()
 
 
