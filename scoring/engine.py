@@ -267,12 +267,14 @@ class Move:
 def stage_moves(
     stage: str, score: int, events: Sequence[EventFact], thresholds: Sequence[Threshold]
 ) -> list[Move]:
-    """The stage moves a new score (and the new events) call for, one per stage crossed.
+    """The stage move a new score (and the new events) call for: none, or one.
 
-    Up: lead, MQL and HMQL climb to the highest stage whose threshold is reached, through every
-    stage on the way; a client with a qualifying event becomes an ambassador. Down: an MQL or HMQL
+    Up: lead, MQL and HMQL go straight to the highest stage whose threshold is reached, in one
+    move (a contact that jumps from MQL to SQL was never an HMQL: no stay of zero minutes in
+    the history); a client with a qualifying event becomes an ambassador. Down: an MQL or HMQL
     whose threshold allows it falls back to lead once its score is below the exit score. SQL,
-    client and ambassador are never moved down by scoring.
+    client and ambassador are never moved down by a score (a rescore may find that the rules
+    never brought them there: ``stages_walk``).
     """
     by_stage = {t.stage: t for t in thresholds if t.active}
     if stage == "client":
@@ -290,13 +292,71 @@ def stage_moves(
     )  # fmt: skip
     if goal is not None:
         final = by_stage[STAGES[goal]]
-        why = _why(final, score, events)
-        return [Move(STAGES[i], final, why) for i in range(here + 1, goal + 1)]
+        return [Move(STAGES[goal], final, _why(final, score, events))]
     current = by_stage.get(stage)
     if current and current.demote and current.exit_below is not None and score < current.exit_below:
         why = coded("score_below", score=score, exit=current.exit_below)
         return [Move("lead", current, why)]
     return []
+
+
+# --- Stages as a function of the history ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One moment of a contact's history that thresholds look at, in time order.
+
+    A scored event (``points``, the sum of its ledger lines, and the event itself when a
+    threshold may qualify it), a ledger line without event (decay, a sequence's points), or a
+    stage a person (or anything but a threshold) gave the contact: ``stage``, which thresholds
+    then take from (a claim is one: the claimed SQL stays one).
+    """
+
+    at: datetime
+    points: int = 0
+    facts: tuple[EventFact, ...] = ()
+    stage: str = ""
+
+
+@dataclass(frozen=True)
+class Walk:
+    """Where a contact's history leads: its stage and score, and why it has that stage.
+
+    ``threshold`` and ``reason`` name the threshold that moved it there last and the figures
+    then (``None`` and "" when a person gave it the stage, or nothing moved it); ``at`` is when.
+    """
+
+    stage: str
+    score: int
+    threshold: Threshold | None = None
+    reason: str = ""
+    at: datetime | None = None
+
+
+def stages_walk(
+    stage: str, score: int, steps: Iterable[Step], thresholds: Sequence[Threshold]
+) -> Walk:
+    """The stage a contact reaches from ``stage`` and ``score`` through ``steps`` (in time
+    order) under ``thresholds``: ``stage_moves`` after every step, a person's stage as given.
+
+    The one definition of a contact's stage that live scoring (a batch's events, continuing
+    from the contact as it is) and a rescore (the whole history, from the contact's first
+    stage) both apply, so the two agree whatever order rules and thresholds were edited in.
+    """
+    walk = Walk(stage, score)
+    for step in steps:
+        score = walk.score + step.points
+        if step.stage:
+            walk = Walk(step.stage, score, at=step.at)
+            continue
+        moves = stage_moves(walk.stage, score, step.facts, thresholds)
+        if moves:
+            move = moves[-1]
+            walk = Walk(move.to, score, move.threshold, move.reason, step.at)
+        else:
+            walk = replace(walk, score=score)
+    return walk
 
 
 def _why(threshold: Threshold, score: int, events: Iterable[EventFact]) -> str:
