@@ -1,5 +1,11 @@
+import copy
+
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.humanize.templatetags.humanize import intcomma
 from django.db import models
+from django.forms.models import construct_instance
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import URLPattern, path, reverse
@@ -11,9 +17,65 @@ from django.views.decorators.http import require_POST
 from contacts import reasons
 from contacts.admin import ReadOnlyAdmin
 from contacts.reasons import coded
+from scoring.live import active_rules, active_thresholds
 from scoring.models import DecayRule, Rescore, ScoreEntry, ScoreRule, Threshold
-from scoring.preview import rescore_preview, rules_with
+from scoring.preview import Preview, rescore_preview, rules_with
 from scoring.rescore import rescore_start
+
+
+class ConfirmNewSqlsForm(forms.ModelForm):
+    """A change whose preview sends more than ``SCORING_CONFIRM_NEW_SQLS`` new SQLs to the
+    sales queue is saved only once the box saying so is ticked: the figure is the plan the
+    rescore will apply (``scoring.preview``), computed when the form is sent."""
+
+    confirm_new_sqls = forms.BooleanField(
+        label=_("Yes, send these new SQLs to the sales queue"), required=False
+    )
+    preview: Preview | None = None
+
+    def clean(self) -> dict[str, object]:
+        cleaned = super().clean()
+        if self.errors or cleaned.get("confirm_new_sqls"):
+            return cleaned
+        changed = construct_instance(self, copy.copy(self.instance))
+        self.preview = self.preview_of(changed)
+        if self.preview.needs_confirmation:
+            raise forms.ValidationError(
+                _(
+                    "Saving this would send %(count)s contacts to the sales queue as new SQLs "
+                    "(more than %(limit)s). Check the preview, tick the box below to confirm, "
+                    "and save again."
+                )
+                % {
+                    "count": intcomma(self.preview.new_sqls),
+                    "limit": intcomma(settings.SCORING_CONFIRM_NEW_SQLS),
+                },
+                code="confirm_new_sqls",
+            )
+        return cleaned
+
+    @property
+    def confirmation_needed(self) -> bool:
+        return any(e.code == "confirm_new_sqls" for e in self.non_field_errors().as_data())
+
+    def preview_of(self, changed: models.Model) -> Preview:
+        raise NotImplementedError
+
+
+class ScoreRuleForm(ConfirmNewSqlsForm):
+    def preview_of(self, changed: models.Model) -> Preview:
+        return rescore_preview(rules=rules_with(changed.to_engine()))  # type: ignore[attr-defined]
+
+
+class ThresholdForm(ConfirmNewSqlsForm):
+    def preview_of(self, changed: models.Model) -> Preview:
+        engine_threshold = changed.to_engine()  # type: ignore[attr-defined]
+        others = [
+            t for t in active_thresholds()
+            if t.stage != engine_threshold.stage and t.id != self.instance.pk
+        ]  # fmt: skip
+        thresholds = [*others, engine_threshold] if engine_threshold.active else others
+        return rescore_preview(rules=active_rules(), thresholds=thresholds)
 
 
 class RescoreOnSaveMixin:
@@ -43,6 +105,7 @@ class RescoreOnSaveMixin:
 
 @admin.register(ScoreRule)
 class ScoreRuleAdmin(RescoreOnSaveMixin, admin.ModelAdmin):
+    form = ScoreRuleForm
     list_display = ["name", "event_type", "points", "conditions", "cap", "active", "priority"]
     list_filter = ["active", "event_type"]
     search_fields = ["name", "url_contains", "url_pattern", "content_tag", "form"]
@@ -70,7 +133,9 @@ class ScoreRuleAdmin(RescoreOnSaveMixin, admin.ModelAdmin):
         obj = get_object_or_404(ScoreRule, pk=rule_id) if rule_id else None
         if not self.has_change_permission(request, obj) and not self.has_add_permission(request):
             raise Http404
-        form = self.get_form(request, obj, change=obj is not None)(request.POST, instance=obj)
+        data = request.POST.copy()
+        data["confirm_new_sqls"] = "on"  # the preview is shown here, not asked about
+        form = self.get_form(request, obj, change=obj is not None)(data, instance=obj)
         context = {"form": form, "preview": None}
         if form.is_valid():
             rule = form.save(commit=False).to_engine()
@@ -108,6 +173,7 @@ class DecayRuleAdmin(admin.ModelAdmin):
 
 @admin.register(Threshold)
 class ThresholdAdmin(RescoreOnSaveMixin, admin.ModelAdmin):
+    form = ThresholdForm
     list_display = ["stage", "min_score", "event_types", "content_tag", "exit_below", "demote",
                     "active"]  # fmt: skip
     list_filter = ["active", "stage"]
