@@ -271,7 +271,9 @@ def _steps(rows: Iterable[tuple[Any, ...]]) -> Iterator[engine.Step]:
     one step; a stage given and a line without event, one each."""
     for (at, kind, reference), group in groupby(rows, key=lambda row: (row[1], row[2], row[3])):
         if isinstance(at, str):  # SQLite gives a raw SELECT's dates as text, in UTC
-            at = parse_datetime(at).replace(tzinfo=UTC)
+            at = parse_datetime(at)
+        if at.tzinfo is None:  # or as naive UTC datetimes
+            at = at.replace(tzinfo=UTC)
         points, facts, stage = 0, [], ""
         for _contact, _at, _kind, _ref, line_points, given, event_type, tag in group:
             points += line_points or 0
