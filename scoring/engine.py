@@ -11,11 +11,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, tzinfo
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from contacts.reasons import coded
 
 STAGES = ("suspect", "lead", "mql", "hmql", "sql", "client", "ambassador")
+RANK = {stage: rank for rank, stage in enumerate(STAGES)}
 MARKETING_STAGES = ("lead", "mql", "hmql")  # scoring may move these up, and MQL/HMQL down
 PERIODS = ("day", "week", "month")
 
@@ -254,7 +255,7 @@ class Threshold:
     def qualifies(self, event: EventFact) -> bool:
         if event.type in self.event_types:
             return True
-        return bool(self.content_tag) and self.content_tag in _tags(event.properties)
+        return bool(self.content_tag) and event.properties.get("content_tag") == self.content_tag
 
 
 @dataclass(frozen=True)
@@ -276,35 +277,47 @@ def stage_moves(
     client and ambassador are never moved down by a score (a rescore may find that the rules
     never brought them there: ``stages_walk``).
     """
-    by_stage = {t.stage: t for t in thresholds if t.active}
+    target = _stage_target(stage, score, events, {t.stage: t for t in thresholds if t.active})
+    return [_move(stage, *target, score, events)] if target else []
+
+
+def _stage_target(
+    stage: str, score: int, events: Sequence[EventFact], by_stage: Mapping[str, Threshold]
+) -> tuple[str, Threshold] | None:
+    """Where ``stage_moves`` goes and by which threshold; the reason is worded by ``_move``
+    (a walk words only its last move)."""
     if stage == "client":
         ambassador = by_stage.get("ambassador")
         if ambassador and ambassador.reached_by(score, events):
-            return [Move("ambassador", ambassador, _why(ambassador, score, events))]
-        return []
+            return "ambassador", ambassador
+        return None
     if stage not in MARKETING_STAGES:
-        return []
-    here = STAGES.index(stage)
-    goal = max(
-        (STAGES.index(s) for s in ("mql", "hmql", "sql") if s in by_stage
-         and STAGES.index(s) > here and by_stage[s].reached_by(score, events)),
-        default=None,
-    )  # fmt: skip
-    if goal is not None:
-        final = by_stage[STAGES[goal]]
-        return [Move(STAGES[goal], final, _why(final, score, events))]
+        return None
+    here = RANK[stage]
+    for goal in ("sql", "hmql", "mql"):  # the highest stage reached, above this one
+        if RANK[goal] <= here:
+            break
+        final = by_stage.get(goal)
+        if final is not None and final.reached_by(score, events):
+            return goal, final
     current = by_stage.get(stage)
     if current and current.demote and current.exit_below is not None and score < current.exit_below:
-        why = coded("score_below", score=score, exit=current.exit_below)
-        return [Move("lead", current, why)]
-    return []
+        return "lead", current
+    return None
+
+
+def _move(
+    stage: str, to: str, threshold: Threshold, score: int, events: Iterable[EventFact]
+) -> Move:
+    if RANK[to] < RANK[stage]:
+        return Move(to, threshold, coded("score_below", score=score, exit=threshold.exit_below))
+    return Move(to, threshold, _why(threshold, score, events))
 
 
 # --- Stages as a function of the history ------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(NamedTuple):  # a tuple: live scoring makes one per event
     """One moment of a contact's history that thresholds look at, in time order.
 
     A scored event (``points``, the sum of its ledger lines, and the event itself when a
@@ -344,19 +357,22 @@ def stages_walk(
     from the contact as it is) and a rescore (the whole history, from the contact's first
     stage) both apply, so the two agree whatever order rules and thresholds were edited in.
     """
-    walk = Walk(stage, score)
+    by_stage = {t.stage: t for t in thresholds if t.active}
+    last: tuple[str, str, Threshold, int, tuple[EventFact, ...]] | None = None
+    at = None
     for step in steps:
-        score = walk.score + step.points
+        score += step.points
         if step.stage:
-            walk = Walk(step.stage, score, at=step.at)
+            stage, last, at = step.stage, None, step.at
             continue
-        moves = stage_moves(walk.stage, score, step.facts, thresholds)
-        if moves:
-            move = moves[-1]
-            walk = Walk(move.to, score, move.threshold, move.reason, step.at)
-        else:
-            walk = replace(walk, score=score)
-    return walk
+        target = _stage_target(stage, score, step.facts, by_stage)
+        if target:
+            last, at = (stage, *target, score, step.facts), step.at
+            stage = target[0]
+    if last is None:
+        return Walk(stage, score, at=at)
+    move = _move(*last)
+    return Walk(stage, score, move.threshold, move.reason, at)
 
 
 def _why(threshold: Threshold, score: int, events: Iterable[EventFact]) -> str:
@@ -377,11 +393,6 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return value if isinstance(value, str) else ("" if value is None else str(value))
-
-
-def _tags(properties: Mapping[str, Any]) -> set[str]:
-    tag = properties.get("content_tag")
-    return {tag} if isinstance(tag, str) else set()
 
 
 @cache
