@@ -3,7 +3,8 @@
 The event pipeline hands each batch to ``events_score`` (through ``scoring.handlers``); other
 apps give or take points with ``scores_adjust`` (a sequence step). Both lock their contacts
 once, write the batch's ledger lines together, add the points and move the contacts through
-the stages their score or events reach (``thresholds_apply``, also used by decay and rescore).
+the stages their score or events reach, looking at the thresholds after every event as a
+rescore does (``engine.stages_walk``; the policy is in ``scoring.plan``), in one move each.
 
 The ledger lines go in by COPY on PostgreSQL (``ledger_write``). Its ORM twin, ``bulk_create``,
 was measured on 6 December 2026 on the scoring benchmark's stream, on a 2-core machine shared

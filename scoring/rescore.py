@@ -14,8 +14,8 @@ What is raw SQL here, and why (measured 6 December 2026 on the rescore benchmark
   points arithmetic) are diffed with the present ones in a temporary table and applied with
   INSERT ... SELECT. The ORM twin (rows to Python, diff, ``delete()``, ``bulk_create``) took
   144 s and 85 s where this took 24 s and 21 s: 4 to 6 times slower.
-- ``new_scores`` (the admin's preview) sums the same ``lines_sql`` of every rule in one query:
-  its ORM twin would be the same rows-to-Python pass.
+- ``rules_lines`` (the admin's preview, through ``scoring.plan``) unites the same ``lines_sql``
+  of every rule in one query: its ORM twin would be the same rows-to-Python pass.
 - The score update went back to the ORM (a correlated sum): 13.7 s and 18.7 s against 12.9 s and
   15.8 s for the hashed raw UPDATE, within the 15 % allowed on the whole rescore. Without that
   hash, ``SET LOCAL work_mem``/``jit`` no longer paid either (rule lines 31.5 s and 31.9 s with
