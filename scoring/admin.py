@@ -4,6 +4,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.humanize.templatetags.humanize import intcomma
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.forms.models import construct_instance
 from django.http import Http404, HttpRequest, HttpResponse
@@ -38,6 +39,10 @@ class ConfirmNewSqlsForm(forms.ModelForm):
         if self.errors or cleaned.get("confirm_new_sqls"):
             return cleaned
         changed = construct_instance(self, copy.copy(self.instance))
+        try:
+            changed.clean()  # the model's own checks run after this one: no preview of a bad rule
+        except ValidationError:
+            return cleaned
         self.preview = self.preview_of(changed)
         if self.preview.needs_confirmation:
             raise forms.ValidationError(
