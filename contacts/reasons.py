@@ -86,6 +86,8 @@ REASONS: dict[str, Label] = {
     "lost": _lost,
     "score_reached": _("Score %(score)s ≥ %(min)s"),
     "score_below": _("Score %(score)s below %(exit)s"),
+    "stage_recomputed": _("The rules now reach no further: score %(score)s"),
+    "rescore": _("Rescore"),
     "qualifying_event": lambda params: _event_type(params.get("type")),
     "qualifying_content": _("“%(tag)s” content"),
     "threshold": _threshold,

@@ -330,6 +330,9 @@ LEADFUNNEL_EVENT_HANDLERS: list[str] = env.list(
 )
 # Email opens and clicks flagged as made by mail scanners are recorded but score nothing.
 SCORE_MACHINE_SIGNALS = env.bool("SCORE_MACHINE_SIGNALS", default=False)
+# A rule or threshold change whose preview sends more contacts than this to the sales queue
+# (new SQLs) asks for a confirmation in admin before it is saved.
+SCORING_CONFIRM_NEW_SQLS = env.int("SCORING_CONFIRM_NEW_SQLS", default=50)
 # An event whose task never ran (broker down, worker killed) is picked up by the sweep after this.
 EVENT_SWEEP_GRACE_SECONDS = env.int("EVENT_SWEEP_GRACE_SECONDS", default=30)
 EVENT_MAX_ATTEMPTS = env.int("EVENT_MAX_ATTEMPTS", default=5)

@@ -1,6 +1,12 @@
+import copy
+
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.humanize.templatetags.humanize import intcomma
+from django.core.exceptions import ValidationError
 from django.db import models
+from django.forms.models import construct_instance
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import URLPattern, path, reverse
@@ -13,10 +19,65 @@ from contacts import reasons
 from contacts.admin import ReadOnlyAdmin
 from contacts.reasons import coded
 from scoring.describe import rule_conditions
+from scoring.live import active_rules, active_thresholds
 from scoring.models import DecayRule, Rescore, ScoreEntry, ScoreRule, Threshold
-from scoring.preview import rescore_preview, rules_with
+from scoring.preview import Preview, rescore_preview, rules_with
 from scoring.rescore import rescore_start
 from scoring.suggestions_admin import SuggestionAdmin  # noqa: F401 (registers it)
+
+
+class ConfirmNewSqlsForm(forms.ModelForm):
+    """A change whose preview sends more than ``SCORING_CONFIRM_NEW_SQLS`` new SQLs to the
+    sales queue is saved only once the box saying so is ticked: the figure is the plan the
+    rescore will apply (``scoring.preview``), computed when the form is sent."""
+
+    confirm_new_sqls = forms.BooleanField(
+        label=_("Yes, send these new SQLs to the sales queue"), required=False
+    )
+    preview: Preview | None = None
+
+    def clean(self) -> dict[str, object]:
+        cleaned = super().clean()
+        if self.errors or cleaned.get("confirm_new_sqls"):
+            return cleaned
+        changed = construct_instance(self, copy.copy(self.instance))
+        try:
+            changed.clean()  # the model's own checks run after this one: no preview of a bad rule
+        except ValidationError:
+            return cleaned
+        self.preview = self.preview_of(changed)
+        if self.preview.needs_confirmation:
+            raise forms.ValidationError(
+                _(
+                    "Saving this would send %(count)s contacts to the sales queue as new SQLs "
+                    "(more than %(limit)s). Check the preview, tick the box below to confirm, "
+                    "and save again."
+                )
+                % {
+                    "count": intcomma(self.preview.new_sqls),
+                    "limit": intcomma(settings.SCORING_CONFIRM_NEW_SQLS),
+                },
+                code="confirm_new_sqls",
+            )
+        return cleaned
+
+    @property
+    def confirmation_needed(self) -> bool:
+        return any(e.code == "confirm_new_sqls" for e in self.non_field_errors().as_data())
+
+    def preview_of(self, changed: models.Model) -> Preview:
+        raise NotImplementedError
+
+
+class ThresholdForm(ConfirmNewSqlsForm):
+    def preview_of(self, changed: models.Model) -> Preview:
+        engine_threshold = changed.to_engine()  # type: ignore[attr-defined]
+        others = [
+            t for t in active_thresholds()
+            if t.stage != engine_threshold.stage and t.id != self.instance.pk
+        ]  # fmt: skip
+        thresholds = [*others, engine_threshold] if engine_threshold.active else others
+        return rescore_preview(rules=active_rules(), thresholds=thresholds)
 
 
 class RescoreOnSaveMixin:
@@ -44,7 +105,7 @@ class RescoreOnSaveMixin:
         self._rescore(request, coded("rescore_deleted", what=str(obj)))
 
 
-class ScoreRuleForm(forms.ModelForm):
+class ScoreRuleForm(ConfirmNewSqlsForm):
     """A rule posted without a comparison (written before there were numeric ones) compares
     for equality, as it always did."""
 
@@ -62,6 +123,9 @@ class ScoreRuleForm(forms.ModelForm):
 
     def clean_property_operator(self) -> str:
         return self.cleaned_data.get("property_operator") or ScoreRule.Comparison.EQUALS
+
+    def preview_of(self, changed: models.Model) -> Preview:
+        return rescore_preview(rules=rules_with(changed.to_engine()))  # type: ignore[attr-defined]
 
 
 @admin.register(ScoreRule)
@@ -105,7 +169,9 @@ class ScoreRuleAdmin(RescoreOnSaveMixin, admin.ModelAdmin):
         obj = get_object_or_404(ScoreRule, pk=rule_id) if rule_id else None
         if not self.has_change_permission(request, obj) and not self.has_add_permission(request):
             raise Http404
-        form = self.get_form(request, obj, change=obj is not None)(request.POST, instance=obj)
+        data = request.POST.copy()
+        data["confirm_new_sqls"] = "on"  # the preview is shown here, not asked about
+        form = self.get_form(request, obj, change=obj is not None)(data, instance=obj)
         context = {"form": form, "preview": None}
         if form.is_valid():
             unsaved = form.save(commit=False)
@@ -138,6 +204,7 @@ class DecayRuleAdmin(admin.ModelAdmin):
 
 @admin.register(Threshold)
 class ThresholdAdmin(RescoreOnSaveMixin, admin.ModelAdmin):
+    form = ThresholdForm
     list_display = ["stage", "min_score", "event_types", "content_tag", "exit_below", "demote",
                     "active"]  # fmt: skip
     list_filter = ["active", "stage"]

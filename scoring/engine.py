@@ -14,11 +14,12 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from contacts.reasons import coded
 
 STAGES = ("suspect", "lead", "mql", "hmql", "sql", "client", "ambassador")
+RANK = {stage: rank for rank, stage in enumerate(STAGES)}
 MARKETING_STAGES = ("lead", "mql", "hmql")  # scoring may move these up, and MQL/HMQL down
 PERIODS = ("day", "week", "month")
 # How a rule compares its property: "eq" as text (5 and "5" are equal), the others as numbers.
@@ -426,7 +427,7 @@ class Threshold:
     def qualifies(self, event: EventFact) -> bool:
         if event.type in self.event_types:
             return True
-        return bool(self.content_tag) and self.content_tag in _tags(event.properties)
+        return bool(self.content_tag) and event.properties.get("content_tag") == self.content_tag
 
 
 @dataclass(frozen=True)
@@ -439,36 +440,111 @@ class Move:
 def stage_moves(
     stage: str, score: int, events: Sequence[EventFact], thresholds: Sequence[Threshold]
 ) -> list[Move]:
-    """The stage moves a new score (and the new events) call for, one per stage crossed.
+    """The stage move a new score (and the new events) call for: none, or one.
 
-    Up: lead, MQL and HMQL climb to the highest stage whose threshold is reached, through every
-    stage on the way; a client with a qualifying event becomes an ambassador. Down: an MQL or HMQL
+    Up: lead, MQL and HMQL go straight to the highest stage whose threshold is reached, in one
+    move (a contact that jumps from MQL to SQL was never an HMQL: no stay of zero minutes in
+    the history); a client with a qualifying event becomes an ambassador. Down: an MQL or HMQL
     whose threshold allows it falls back to lead once its score is below the exit score. SQL,
-    client and ambassador are never moved down by scoring.
+    client and ambassador are never moved down by a score (a rescore may find that the rules
+    never brought them there: ``stages_walk``).
     """
-    by_stage = {t.stage: t for t in thresholds if t.active}
+    target = _stage_target(stage, score, events, {t.stage: t for t in thresholds if t.active})
+    return [_move(stage, *target, score, events)] if target else []
+
+
+def _stage_target(
+    stage: str, score: int, events: Sequence[EventFact], by_stage: Mapping[str, Threshold]
+) -> tuple[str, Threshold] | None:
+    """Where ``stage_moves`` goes and by which threshold; the reason is worded by ``_move``
+    (a walk words only its last move)."""
     if stage == "client":
         ambassador = by_stage.get("ambassador")
         if ambassador and ambassador.reached_by(score, events):
-            return [Move("ambassador", ambassador, _why(ambassador, score, events))]
-        return []
+            return "ambassador", ambassador
+        return None
     if stage not in MARKETING_STAGES:
-        return []
-    here = STAGES.index(stage)
-    goal = max(
-        (STAGES.index(s) for s in ("mql", "hmql", "sql") if s in by_stage
-         and STAGES.index(s) > here and by_stage[s].reached_by(score, events)),
-        default=None,
-    )  # fmt: skip
-    if goal is not None:
-        final = by_stage[STAGES[goal]]
-        why = _why(final, score, events)
-        return [Move(STAGES[i], final, why) for i in range(here + 1, goal + 1)]
+        return None
+    here = RANK[stage]
+    for goal in ("sql", "hmql", "mql"):  # the highest stage reached, above this one
+        if RANK[goal] <= here:
+            break
+        final = by_stage.get(goal)
+        if final is not None and final.reached_by(score, events):
+            return goal, final
     current = by_stage.get(stage)
     if current and current.demote and current.exit_below is not None and score < current.exit_below:
-        why = coded("score_below", score=score, exit=current.exit_below)
-        return [Move("lead", current, why)]
-    return []
+        return "lead", current
+    return None
+
+
+def _move(
+    stage: str, to: str, threshold: Threshold, score: int, events: Iterable[EventFact]
+) -> Move:
+    if RANK[to] < RANK[stage]:
+        return Move(to, threshold, coded("score_below", score=score, exit=threshold.exit_below))
+    return Move(to, threshold, _why(threshold, score, events))
+
+
+# --- Stages as a function of the history ------------------------------------------------------
+
+
+class Step(NamedTuple):  # a tuple: live scoring makes one per event
+    """One moment of a contact's history that thresholds look at, in time order.
+
+    A scored event (``points``, the sum of its ledger lines, and the event itself when a
+    threshold may qualify it), a ledger line without event (decay, a sequence's points), or a
+    stage a person (or anything but a threshold) gave the contact: ``stage``, which thresholds
+    then take from (a claim is one: the claimed SQL stays one).
+    """
+
+    at: datetime
+    points: int = 0
+    facts: tuple[EventFact, ...] = ()
+    stage: str = ""
+
+
+@dataclass(frozen=True)
+class Walk:
+    """Where a contact's history leads: its stage and score, and why it has that stage.
+
+    ``threshold`` and ``reason`` name the threshold that moved it there last and the figures
+    then (``None`` and "" when a person gave it the stage, or nothing moved it); ``at`` is when.
+    """
+
+    stage: str
+    score: int
+    threshold: Threshold | None = None
+    reason: str = ""
+    at: datetime | None = None
+
+
+def stages_walk(
+    stage: str, score: int, steps: Iterable[Step], thresholds: Sequence[Threshold]
+) -> Walk:
+    """The stage a contact reaches from ``stage`` and ``score`` through ``steps`` (in time
+    order) under ``thresholds``: ``stage_moves`` after every step, a person's stage as given.
+
+    The one definition of a contact's stage that live scoring (a batch's events, continuing
+    from the contact as it is) and a rescore (the whole history, from the contact's first
+    stage) both apply, so the two agree whatever order rules and thresholds were edited in.
+    """
+    by_stage = {t.stage: t for t in thresholds if t.active}
+    last: tuple[str, str, Threshold, int, tuple[EventFact, ...]] | None = None
+    at = None
+    for step in steps:
+        score += step.points
+        if step.stage:
+            stage, last, at = step.stage, None, step.at
+            continue
+        target = _stage_target(stage, score, step.facts, by_stage)
+        if target:
+            last, at = (stage, *target, score, step.facts), step.at
+            stage = target[0]
+    if last is None:
+        return Walk(stage, score, at=at)
+    move = _move(*last)
+    return Walk(stage, score, move.threshold, move.reason, at)
 
 
 def _why(threshold: Threshold, score: int, events: Iterable[EventFact]) -> str:
@@ -508,11 +584,6 @@ def as_number(value: Any) -> Decimal | None:
 
 
 _plain_number = re.compile(PLAIN_NUMBER)
-
-
-def _tags(properties: Mapping[str, Any]) -> set[str]:
-    tag = properties.get("content_tag")
-    return {tag} if isinstance(tag, str) else set()
 
 
 @cache

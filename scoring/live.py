@@ -3,7 +3,8 @@
 The event pipeline hands each batch to ``events_score`` (through ``scoring.handlers``); other
 apps give or take points with ``scores_adjust`` (a sequence step). Both lock their contacts
 once, write the batch's ledger lines together, add the points and move the contacts through
-the stages their score or events reach (``thresholds_apply``, also used by decay and rescore).
+the stages their score or events reach, looking at the thresholds after every event as a
+rescore does (``engine.stages_walk``; the policy is in ``scoring.plan``), in one move each.
 
 The ledger lines go in by COPY on PostgreSQL (``ledger_write``). Its ORM twin, ``bulk_create``,
 was measured on 6 December 2026 on the scoring benchmark's stream, on a 2-core machine shared
@@ -128,15 +129,10 @@ def events_score(
         )
         lines.extend(contact_lines)
     ledger_write(lines)
+    walks = _batch_steps(contacts, facts_by_contact, lines, thresholds)
     # The pipeline adds these points to the scores in its one write of the batch's contacts.
     points = _points_add(contacts, lines)
-    planned = _thresholds_planned(
-        candidates=[
-            (contact_id, row.stage, row.score, facts_by_contact[contact_id])
-            for contact_id, row in contacts.items()
-        ],
-        thresholds=thresholds,
-    )
+    planned = _walks_planned(walks, thresholds)
     if not planned:
         return Scored(points, [])
     moved = stage_moves_apply(moves=planned, cause=StageChange.Cause.THRESHOLD)
@@ -393,18 +389,60 @@ def _thresholds_planned(
     candidates: Iterable[tuple[int, str, int, Sequence[engine.EventFact]]],
     thresholds: Sequence[engine.Threshold],
 ) -> list[PlannedMove]:
+    """Each (contact id, stage, score now, new events) as one step of its history."""
+    now = timezone.now()
+    walks = [
+        (contact_id, stage, score, [engine.Step(now, 0, tuple(facts))])
+        for contact_id, stage, score, facts in candidates
+    ]
+    return _walks_planned(walks, thresholds)
+
+
+def _batch_steps(
+    contacts: Mapping[int, Locked],
+    facts_by_contact: Mapping[int, Sequence[engine.EventFact]],
+    lines: Sequence[engine.Line],
+    thresholds: Sequence[engine.Threshold],
+) -> list[tuple[int, str, int, list[engine.Step]]]:
+    """Each contact's new events as the steps a rescore will see in its history: one per
+    event that has a ledger line (a machine signal's filtered one too) or that a threshold
+    may qualify on, in time order, from the contact's stage and score before the batch.
+    Thresholds are looked at after every event, as a rescore does, not once for the batch."""
+    points: dict[int, int] = defaultdict(int)
+    lined: set[int] = set()
+    for line in lines:
+        points[line.event_id] += line.points
+        lined.add(line.event_id)
+    walks = []
+    for contact_id, row in contacts.items():
+        facts = sorted(facts_by_contact[contact_id], key=lambda f: (f.occurred_at, f.id))
+        steps = [
+            engine.Step(fact.occurred_at, points.get(fact.id, 0), (fact,))
+            for fact in facts
+            if fact.id in lined or any(t.qualifies(fact) for t in thresholds)
+        ]
+        if steps:
+            walks.append((contact_id, row.stage, row.score, steps))
+    return walks
+
+
+def _walks_planned(
+    walks: Iterable[tuple[int, str, int, Sequence[engine.Step]]],
+    thresholds: Sequence[engine.Threshold],
+) -> list[PlannedMove]:
+    """One move per contact whose steps lead to another stage: from where it is to where
+    they lead (``engine.stages_walk``)."""
     planned = []
-    for contact_id, stage, score, facts in candidates:
-        here = stage
-        for move in engine.stage_moves(stage, score, facts, thresholds):
+    for contact_id, stage, score, steps in walks:
+        walk = engine.stages_walk(stage, score, steps, thresholds)
+        if walk.stage != stage and walk.threshold is not None:
             planned.append(
                 PlannedMove(
                     contact_id=contact_id,
-                    from_stage=here,
-                    to=move.to,
-                    reason=move.reason,
-                    actor_name=move.threshold.actor_name,
+                    from_stage=stage,
+                    to=walk.stage,
+                    reason=walk.reason,
+                    actor_name=walk.threshold.actor_name,
                 )
             )
-            here = move.to
     return planned

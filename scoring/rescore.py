@@ -18,8 +18,8 @@ What is raw SQL here, and why (measured 6 December 2026 on the rescore benchmark
   points arithmetic) are diffed with the present ones in a temporary table and applied with
   INSERT ... SELECT. The ORM twin (rows to Python, diff, ``delete()``, ``bulk_create``) took
   144 s and 85 s where this took 24 s and 21 s: 4 to 6 times slower.
-- ``new_scores`` (the admin's preview) sums the same ``lines_sql`` of every rule in one query:
-  its ORM twin would be the same rows-to-Python pass.
+- ``rules_lines`` (the admin's preview, through ``scoring.plan``) unites the same ``lines_sql``
+  of every rule in one query: its ORM twin would be the same rows-to-Python pass.
 - The score update went back to the ORM (a correlated sum): 13.7 s and 18.7 s against 12.9 s and
   15.8 s for the hashed raw UPDATE, within the 15 % allowed on the whole rescore. Without that
   hash, ``SET LOCAL work_mem``/``jit`` no longer paid either (rule lines 31.5 s and 31.9 s with
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
@@ -62,10 +61,9 @@ from scoring.live import (
     LEDGER_FIELDS,
     active_rules,
     active_thresholds,
-    contacts_lock,
-    thresholds_apply,
 )
 from scoring.models import Rescore, ScoreEntry
+from scoring.plan import plan_apply, plan_build, stored_lines
 from scoring.rule_sql import CountWindow, DayNumber, EpochMicros, faded_sql, matching_events
 
 BATCH_SIZE = 1000
@@ -132,20 +130,9 @@ def _step(run: Rescore, *fields: str) -> None:
 
 
 def stages_apply() -> int:
-    """Move every marketing-stage contact whose score now crosses a threshold. Returns moves."""
-    thresholds = active_thresholds()
-    due = stage_candidates(thresholds)
-    moved = 0
-    for start in range(0, len(due), BATCH_SIZE):
-        chunk = due[start : start + BATCH_SIZE]
-        with transaction.atomic():
-            # Lock, then re-read: a live event may have moved some of them meanwhile.
-            current = [
-                (pk, row.stage, row.score, ())
-                for pk, row in contacts_lock(pk for pk, *_ in chunk).items()
-            ]
-            moved += len(thresholds_apply(candidates=current, thresholds=thresholds))
-    return moved
+    """Give every contact the stage its history leads to under the thresholds now (the plan
+    the preview showed, ``scoring.plan``), from the ledger just rebuilt. Returns moves."""
+    return plan_apply(plan_build(stored_lines(), active_thresholds()))
 
 
 def rescore_sweep() -> int:
@@ -375,63 +362,26 @@ def _unwanted_delete(cursor: CursorWrapper, rule: engine.Rule, select: str, para
     return max(cursor.rowcount, 0)
 
 
-@dataclass(frozen=True)
-class NewScore:
-    contact_id: int
-    stage: str
-    old: int
-    new: int
-
-
-def new_scores(rules: Sequence[engine.Rule], *, now: datetime) -> list[NewScore]:
-    """Every contact whose score the given rules would change, without writing anything."""
+def rules_lines(rules: Sequence[engine.Rule], *, now: datetime) -> tuple[str, list[object]]:
+    """The ledger as these rules would make it, without writing anything, as
+    ``scoring.plan.plan_build`` reads lines (l0 to l4: contact, at, event, points, line id):
+    every active rule's ``lines_sql``, and the lines a rescore keeps (decay, manual, whatever
+    has no event)."""
     selects, params = [], []
     for rule in rules:
         if rule.active:
             sql, rule_params = lines_sql(rule, now=now)
-            selects.append(f"SELECT {LEDGER.contact}, {LEDGER.points} FROM ({sql}) r{len(selects)}")
+            selects.append(
+                f"SELECT {LEDGER.contact} AS l0, {LEDGER.at} AS l1, {LEDGER.event} AS l2, "
+                f"{LEDGER.points} AS l3, CAST(NULL AS bigint) AS l4 FROM ({sql}) r{len(selects)}"
+            )
             params += rule_params
-    # Lines that rescoring keeps: decay, manual, and whatever has no event.
     selects.append(
-        f"SELECT {LEDGER.contact}, {LEDGER.points} FROM {LEDGER.table} WHERE {LEDGER.event} IS NULL"
+        f"SELECT {LEDGER.contact} AS l0, {LEDGER.at} AS l1, CAST(NULL AS bigint) AS l2, "
+        f"{LEDGER.points} AS l3, {LEDGER.id} AS l4 FROM {LEDGER.table} "
+        f"WHERE {LEDGER.event} IS NULL"
     )
-    union = " UNION ALL ".join(selects)
-    sql = (
-        f"SELECT c.{CONTACTS.id}, c.{CONTACTS.stage}, c.{CONTACTS.score}, "
-        f"COALESCE(t.total, 0) FROM {CONTACTS.table} c "
-        f"LEFT JOIN (SELECT {LEDGER.contact}, SUM({LEDGER.points}) AS total FROM ({union}) lines "
-        f"GROUP BY {LEDGER.contact}) t ON t.{LEDGER.contact} = c.{CONTACTS.id} "
-        f"WHERE c.{CONTACTS.score} <> COALESCE(t.total, 0)"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [NewScore(*row) for row in cursor.fetchall()]
-
-
-def stage_candidates(thresholds: Sequence[engine.Threshold]) -> list[tuple[int, str, int]]:
-    """(id, stage, score) of every marketing-stage contact whose score calls for a stage move,
-    in id order.
-
-    Without new events a move depends on the stage and the score alone, so the engine decides
-    once per distinct pair (a few hundred) rather than once per contact, and the database
-    returns only the contacts of the pairs that move.
-    """
-    pairs = (
-        Contact.objects.filter(stage__in=engine.MARKETING_STAGES)
-        .order_by()
-        .values_list("stage", "score")
-        .distinct()
-    )
-    moving: dict[str, list[int]] = {}
-    for stage, score in pairs:
-        if engine.stage_moves(stage, score, [], thresholds):
-            moving.setdefault(stage, []).append(score)
-    if not moving:
-        return []
-    which = Q()
-    for stage, scores in moving.items():
-        which |= Q(stage=stage, score__in=scores)
-    return list(Contact.objects.filter(which).order_by("pk").values_list("pk", "stage", "score"))
+    return " UNION ALL ".join(selects), params
 
 
 def _tz() -> ZoneInfo:

@@ -11,11 +11,13 @@ from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext as _
 
 from contacts import reasons
-from contacts.models import Contact, Event
+from contacts.models import Contact, Event, StageChange
 from contacts.roles import MARKETING, SALES, role_required
 from contacts.views import partial_or_page, visible_contact_or_404
 from scoring import engine
+from scoring.live import active_thresholds
 from scoring.models import ScoreEntry, Threshold
+from scoring.plan import contact_walk
 
 LINES_PER_GROUP = 20
 
@@ -83,6 +85,7 @@ def score_explanation(request: HttpRequest, pk: int) -> HttpResponse:
         .first()
     )
     context = {
+        **stage_reasons_now(contact, move),
         "contact": contact,
         "score_groups": scored,
         "machine_group": machine,
@@ -98,6 +101,26 @@ def score_explanation(request: HttpRequest, pk: int) -> HttpResponse:
     )
     patch_vary_headers(response, ["HX-Request"])
     return response
+
+
+def stage_reasons_now(contact: Contact, move: StageChange | None) -> dict[str, object]:
+    """Why the contact has its stage, in the figures that hold now: when a threshold put it
+    there, the contact's history walked under today's thresholds (``scoring.plan``) names the
+    threshold and the score or event that reaches it, not the figures of the day it moved
+    (a rule since changed may have given those). A person's move is shown as recorded."""
+    if move is None or move.cause != StageChange.Cause.THRESHOLD:
+        return {"stage_now": None}
+    walk = contact_walk(contact, active_thresholds())
+    if walk.stage != contact.stage or walk.threshold is None:
+        # Today's rules lead elsewhere (a rescore is due, or a late event): say so.
+        return {"stage_now": None, "stage_due": walk.stage}
+    return {
+        "stage_now": {
+            "by": reasons.text(walk.threshold.actor_name),
+            "why": reasons.text(walk.reason),
+            "at": walk.at,
+        }
+    }
 
 
 def ledger_groups(contact: Contact) -> list[Group]:

@@ -217,11 +217,9 @@ def test_events_the_handlers_record_are_handled_in_the_same_run_not_a_task_of_th
 
     events_process(event_ids=[demo.pk])
 
-    # lead → MQL → HMQL → SQL: the demo request, then the stage_changed events it caused.
+    # lead → SQL: the demo request, then the stage_changed event it caused.
     assert [(e.type, e.properties.get("to")) for e in handlers.SEEN] == [
         ("demo_request", None),
-        ("stage_changed", "mql"),
-        ("stage_changed", "hmql"),
         ("stage_changed", "sql"),
     ]
     assert not PendingEvent.objects.exists()

@@ -58,25 +58,18 @@ def test_a_pricing_page_view_scores_and_is_explained_in_the_ledger(
     assert contact.stage == "lead"
 
 
-def test_a_demo_request_walks_a_lead_up_to_sql_one_recorded_stage_at_a_time(
+def test_a_demo_request_takes_a_lead_to_sql_in_one_recorded_move(
     django_capture_on_commit_callbacks,
 ):
     contact = ContactFactory(stage="lead")
     record(contact, "demo_request", capture=django_capture_on_commit_callbacks)
 
     assert contact.stage == "sql"
-    changes = list(StageChange.objects.filter(contact=contact).order_by("at", "id"))
-    assert [(c.from_stage, c.to_stage) for c in changes] == [
-        ("lead", "mql"),
-        ("mql", "hmql"),
-        ("hmql", "sql"),
-    ]
-    assert all(
-        c.cause == "threshold"
-        and c.moved_by == "Seuil\xa0: SQL à 60\xa0points ou Démo demandée"
-        and c.reason_text == "Démo demandée"
-        for c in changes
-    )
+    # One move: the contact was never an MQL or an HMQL, so no stay of zero minutes there.
+    change = StageChange.objects.get(contact=contact)
+    assert (change.from_stage, change.to_stage, change.cause) == ("lead", "sql", "threshold")
+    assert change.moved_by == "Seuil\xa0: SQL à 60\xa0points ou Démo demandée"
+    assert change.reason_text == "Démo demandée"
 
 
 def test_the_same_event_sent_twice_scores_once(django_capture_on_commit_callbacks):
@@ -210,6 +203,8 @@ def test_a_stage_change_alone_does_not_send_a_contact_back_up_the_funnel(
     assert contact.stage == "lead"
 
     record(contact, "page_view", capture=django_capture_on_commit_callbacks, url="/prix")
+    assert contact.stage == "lead"  # a touchpoint no rule scores is not a step of its score
+    record(contact, "download", capture=django_capture_on_commit_callbacks)
     assert contact.stage == "sql"
 
 

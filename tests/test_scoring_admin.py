@@ -140,3 +140,74 @@ def test_saving_a_rule_rescores_everyone_and_shows_progress(
     assert page.status_code == 200 and 'data-status="done"' in page.content.decode()
     fragment = admin_client.get(progress, headers={"HX-Request": "true"}).content.decode()
     assert "<html" not in fragment and "100 %" in fragment
+
+
+def leads_who_downloaded(n):
+    from contacts.pipeline import events_process
+    from tests.factories import ContactFactory, EventFactory
+
+    leads = ContactFactory.create_batch(n, stage="lead")
+    events_process(
+        event_ids=[EventFactory(contact=c, type="download", pending=True).pk for c in leads]
+    )
+    return leads
+
+
+DOWNLOAD_65 = {"name": "Download", "event_type": "download", "points": "65", "priority": "10",
+               "active": "on", "cap_period": ""}  # fmt: skip
+
+
+def test_the_preview_says_how_many_new_sqls_reach_the_sales_queue(admin_client):
+    leads_who_downloaded(3)
+    download = ScoreRule.objects.get(name="Download")
+
+    response = admin_client.post(
+        reverse("admin:scoring_scorerule_preview"), {**DOWNLOAD_65, "_rule_id": download.pk}
+    )
+
+    body = response.content.decode()
+    assert "3 nouveaux SQL arriveraient dans la file commerciale." in body
+    assert 'data-move="lead-sql">Lead → SQL\u00a0: 3<' in body
+
+
+def test_a_change_sending_too_many_new_sqls_asks_for_confirmation_first(
+    admin_client, settings, django_capture_on_commit_callbacks
+):
+    from contacts.models import Contact
+    from scoring.models import Rescore
+
+    settings.SCORING_CONFIRM_NEW_SQLS = 2
+    leads_who_downloaded(3)
+    download = ScoreRule.objects.get(name="Download")
+    url = reverse("admin:scoring_scorerule_change", args=[download.pk])
+
+    response = admin_client.post(url, DOWNLOAD_65)
+
+    assert response.status_code == 200  # the form again, nothing saved, nobody rescored
+    body = response.content.decode()
+    assert "enverrait 3\u00a0contacts dans la file commerciale" in body or (
+        "enverrait 3 contacts dans la file commerciale" in body
+    )
+    assert 'name="confirm_new_sqls"' in body
+    assert ScoreRule.objects.get(pk=download.pk).points == 1
+    assert not Rescore.objects.exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(url, {**DOWNLOAD_65, "confirm_new_sqls": "on"})
+
+    assert response.status_code == 302
+    assert ScoreRule.objects.get(pk=download.pk).points == 65
+    assert Contact.objects.sql_queue().count() == 3
+
+
+def test_a_threshold_change_is_confirmed_the_same_way(admin_client, settings):
+    settings.SCORING_CONFIRM_NEW_SQLS = 0
+    leads_who_downloaded(1)
+    sql = Threshold.objects.get(stage="sql")
+    data = {"stage": "sql", "min_score": "1", "event_types": "demo_request", "content_tag": "",
+            "active": "on"}  # fmt: skip
+
+    response = admin_client.post(reverse("admin:scoring_threshold_change", args=[sql.pk]), data)
+
+    assert response.status_code == 200 and 'name="confirm_new_sqls"' in response.content.decode()
+    assert Threshold.objects.get(pk=sql.pk).min_score == 60

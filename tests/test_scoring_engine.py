@@ -148,9 +148,9 @@ def test_scanner_opens_and_clicks_are_recognised(properties, machine):
     [
         ("lead", 19, "page_view", "", []),
         ("lead", 20, "page_view", "", ["mql"]),
-        ("lead", 25, "page_view", "high-intent", ["mql", "hmql"]),
-        ("lead", 5, "demo_request", "", ["mql", "hmql", "sql"]),
-        ("mql", 60, "download", "", ["hmql", "sql"]),
+        ("lead", 25, "page_view", "high-intent", ["hmql"]),  # one move, to the highest
+        ("lead", 5, "demo_request", "", ["sql"]),
+        ("mql", 60, "download", "", ["sql"]),  # never an HMQL: no HMQL stay
         ("mql", 12, "page_view", "", []),  # hysteresis: MQL stays down to 10
         ("mql", 9, "page_view", "", ["lead"]),
         ("hmql", 9, "page_view", "", ["lead"]),
@@ -161,7 +161,7 @@ def test_scanner_opens_and_clicks_are_recognised(properties, machine):
         ("suspect", 100, "demo_request", "", []),  # needs an email first: not scoring's call
     ],
 )
-def test_thresholds_move_one_stage_at_a_time_with_hysteresis(
+def test_thresholds_move_to_the_highest_stage_reached_with_hysteresis(
     stage, score, event_type, tag, expected
 ):
     event = EventFact(1, 7, event_type, T0, {"content_tag": tag} if tag else {})

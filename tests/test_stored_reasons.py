@@ -36,7 +36,7 @@ def test_a_contact_history_reads_in_each_readers_language(
     assert response.status_code == 302
     contact = Contact.objects.get(email="hana@exemple.fr")
     record(contact, "demo_request", capture=django_capture_on_commit_callbacks)
-    assert StageChange.objects.filter(contact=contact).count() == 4  # lead, MQL, HMQL, SQL
+    assert StageChange.objects.filter(contact=contact).count() == 2  # lead, then SQL
     url = reverse("contact-detail", args=[contact.pk])
 
     french = in_language(marketer_client, "fr", url)

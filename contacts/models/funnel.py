@@ -12,8 +12,9 @@ from contacts.models.events import Event
 from contacts.models.people import Contact, LeadSource
 
 # Moves the stage service accepts. Forward along the funnel (a purchase may skip to client),
-# back to lead from marketing stages and from SQL (lost or recycled), HMQL down to MQL, and an
-# ambassador back to client. Nothing returns to suspect: a known person stays known.
+# back to lead from marketing stages and from SQL (lost or recycled), HMQL down to MQL, SQL down
+# to a marketing stage (a rescore finding the rules now stop there), and an ambassador back to
+# client. Nothing returns to suspect: a known person stays known.
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     Contact.Stage.SUSPECT: frozenset({Contact.Stage.LEAD}),
     Contact.Stage.LEAD: frozenset(
@@ -25,7 +26,9 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     Contact.Stage.HMQL: frozenset(
         {Contact.Stage.LEAD, Contact.Stage.MQL, Contact.Stage.SQL, Contact.Stage.CLIENT}
     ),
-    Contact.Stage.SQL: frozenset({Contact.Stage.LEAD, Contact.Stage.CLIENT}),
+    Contact.Stage.SQL: frozenset(
+        {Contact.Stage.LEAD, Contact.Stage.MQL, Contact.Stage.HMQL, Contact.Stage.CLIENT}
+    ),
     Contact.Stage.CLIENT: frozenset({Contact.Stage.AMBASSADOR}),
     Contact.Stage.AMBASSADOR: frozenset({Contact.Stage.CLIENT}),
 }
