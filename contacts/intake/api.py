@@ -235,6 +235,11 @@ class ContactIn(Schema):
     company: Text = ""
     phone: text(40) = ""  # type: ignore[valid-type]
     job_title: text(150) = ""  # type: ignore[valid-type]
+    country: text(100) = ""  # type: ignore[valid-type]
+    industry: text(100) = ""  # type: ignore[valid-type]
+    company_size: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = Field(
+        None, description="Number of employees (fit rules may give points for a range)."
+    )
     utm_source: Text = ""
     utm_medium: Text = ""
     utm_campaign: Text = ""
@@ -271,10 +276,16 @@ class ContactOut(Schema):
     first_name: str
     last_name: str
     company: str
+    job_title: str
+    country: str
+    industry: str
+    company_size: int | None
     external_id: str | None
     time_zone: str
     stage: str
     score: int
+    fit_score: int = Field(description="Fit points: the sum of the fit rules that hold.")
+    fit_grade: str = Field(description="Fit grade, A (best) to D, from the fit score.")
     created_at: datetime
     last_activity_at: datetime | None
     referred_by_id: int | None
