@@ -42,10 +42,10 @@ class FitRule(models.Model):
         _("values"), blank=True, help_text=_("For “is one of”, one per line.")
     )
     number_min = models.PositiveIntegerField(
-        _("from"), null=True, blank=True, help_text=_("For “between”: the lowest (included).")
+        _("range from"), null=True, blank=True, help_text=_("For “between”: the lowest (included).")
     )
     number_max = models.PositiveIntegerField(
-        _("to"), null=True, blank=True, help_text=_("For “between”: the highest (included).")
+        _("range to"), null=True, blank=True, help_text=_("For “between”: the highest (included).")
     )
     points = models.IntegerField(_("points"), help_text=_("Negative to take points away."))
     active = models.BooleanField(_("active"), default=True)
