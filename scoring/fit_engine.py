@@ -14,8 +14,9 @@ from decimal import Decimal
 from typing import Any
 
 # The contact fields a fit rule may look at: text fields, then the one number.
-TEXT_FIELDS = ("job_title", "company", "country", "industry", "first_name", "last_name", "email",
-               "utm_source", "utm_medium", "utm_campaign")  # fmt: skip
+# (Email: "contains @gmail." for free addresses. Not the UTM fields: visits write them around
+# the contact services, and they say where a person came from, not who they are.)
+TEXT_FIELDS = ("job_title", "company", "country", "industry", "email")
 NUMBER_FIELDS = ("company_size",)
 FIELDS = (*TEXT_FIELDS, *NUMBER_FIELDS)
 # How a rule compares: text contains / equals / is one of (whatever the case and the spaces
