@@ -129,7 +129,10 @@ def test_too_few_outcomes_are_refused_with_how_many_are_needed():
     contacts = [ContactFactory() for _ in range(12)]
     outcomes = {c.pk: Known(won=i % 2 == 0) for i, c in enumerate(contacts)}
 
-    with pytest.raises(TooFewOutcomes, match="at least 50 won and 50 lost.*6 won and 6 lost"):
+    # In the site's language (French): "at least 50 won and 50 lost; there are 6 and 6".
+    with pytest.raises(
+        TooFewOutcomes, match="au moins 50 contacts gagnés et 50 perdus.*6 gagnés et 6 perdus"
+    ):
         rules_suggest(outcomes)
 
 
