@@ -85,3 +85,18 @@ def test_the_api_lists_the_grade_with_the_contact(client, graded):
     response = client.get(f"/api/v1/contacts/{graded['D'].pk}",
                           headers={"Authorization": f"Bearer {key}"})  # fmt: skip
     assert (response.json()["fit_score"], response.json()["fit_grade"]) == (-30, "D")
+
+
+def test_the_api_lists_contacts_by_grade_page_by_page(client, graded):
+    from contacts.intake.capture import api_key_create
+
+    headers = {"Authorization": f"Bearer {api_key_create(name='CRM')[1]}"}
+    first = client.get("/api/v1/contacts", {"limit": 2}, headers=headers).json()
+    assert [c["fit_grade"] for c in first["contacts"]] == ["A", "B"]
+    rest = client.get("/api/v1/contacts", {"after": first["next_after"]}, headers=headers).json()
+    assert ([c["fit_grade"] for c in rest["contacts"]], rest["next_after"]) == (["D"], None)
+    only_a = client.get("/api/v1/contacts", {"fit_grade": "A"}, headers=headers).json()
+    assert [(c["first_name"], c["fit_score"]) for c in only_a["contacts"]] == [("Aline", 32)]
+    bad = client.get("/api/v1/contacts", {"fit_grade": "E"}, headers=headers)
+    assert bad.status_code == 400 and "fit_grade" in bad.content.decode()
+    assert client.get("/api/v1/contacts").status_code == 401
