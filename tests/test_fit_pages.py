@@ -100,3 +100,12 @@ def test_the_api_lists_contacts_by_grade_page_by_page(client, graded):
     bad = client.get("/api/v1/contacts", {"fit_grade": "E"}, headers=headers)
     assert bad.status_code == 400 and "fit_grade" in bad.content.decode()
     assert client.get("/api/v1/contacts").status_code == 401
+
+
+def test_the_csv_export_carries_the_fit(marketer_client, graded):
+    response = marketer_client.get(reverse("contact-export"), {"fit_grade": "A"}, **ENGLISH)
+    text = b"".join(response.streaming_content).decode("utf-8-sig").splitlines()
+    header, row = text[0].split(","), text[1].split(",")
+    values = dict(zip(header, row, strict=True))
+    assert (values["Fit score"], values["Fit grade"], values["Company size"]) == ("32", "A", "1500")
+    assert len(text) == 2
