@@ -109,3 +109,13 @@ def test_the_csv_export_carries_the_fit(marketer_client, graded):
     values = dict(zip(header, row, strict=True))
     assert (values["Fit score"], values["Fit grade"], values["Company size"]) == ("32", "A", "1500")
     assert len(text) == 2
+
+
+def test_what_the_next_stage_needs_names_the_grade(marketer_client):
+    from scoring.models import Threshold
+
+    Threshold.objects.filter(stage="sql").update(min_fit_grade="B")
+    lead = ContactFactory(stage="lead")
+    body = marketer_client.get(reverse("score-explanation", args=[lead.pk]), **ENGLISH)
+    hints = body.content.decode().split('data-testid="next-stage">')[1:]
+    assert any("SQL at score ≥ 60 or Demo requested and fit B or better" in h for h in hints)
