@@ -110,7 +110,8 @@ class StageChangeInline(StageChangeColumns, admin.TabularInline):
         return False
 
 
-PROFILE_FIELDS = ["email", "first_name", "last_name", "company", "job_title", "phone", "time_zone"]
+PROFILE_FIELDS = ["email", "first_name", "last_name", "company", "job_title", "phone", "time_zone",
+                  "country", "industry", "company_size"]  # fmt: skip
 
 
 @admin.register(Contact)
@@ -123,12 +124,13 @@ class ContactAdmin(admin.ModelAdmin):
         "company",
         "stage",
         "score",
+        "fit_grade",
         "source",
         "owner",
         "last_activity_at",
         "created_at",
     ]
-    list_filter = ["stage", "source", "owner", "do_not_email", "consent"]
+    list_filter = ["stage", "fit_grade", "source", "owner", "do_not_email", "consent"]
     search_fields = ["email", "first_name", "last_name", "company", "=external_id"]
     list_select_related = ["source", "owner"]
     date_hierarchy = "created_at"
@@ -136,6 +138,8 @@ class ContactAdmin(admin.ModelAdmin):
         "stage",
         "stage_entered_at",
         "score",
+        "fit_score",
+        "fit_grade",
         "owner",
         "claimed_at",
         "consent",
@@ -154,7 +158,17 @@ class ContactAdmin(admin.ModelAdmin):
         ),
         (
             _("Funnel"),
-            {"fields": ["stage", "stage_entered_at", "score", "owner", "claimed_at"]},
+            {
+                "fields": [
+                    "stage",
+                    "stage_entered_at",
+                    "score",
+                    "fit_score",
+                    "fit_grade",
+                    "owner",
+                    "claimed_at",
+                ]
+            },
         ),
         (_("Consent"), {"fields": ["consent", "consent_at", "consent_method", "do_not_email"]}),
         (_("Dates"), {"fields": ["created_at", "updated_at", "last_activity_at", "erased_at"]}),

@@ -71,6 +71,7 @@ SORTS: dict[str, tuple[Any, ...]] = {
     "company": (F("company").asc(), "pk"),
     "stage": (STAGE_RANK.asc(), "-score", "pk"),
     "score": (F("score").asc(), "pk"),
+    "fit": (F("fit_score").asc(), "pk"),
     "last_activity": (F("last_activity_at").asc(nulls_first=True), "pk"),
     "created": (F("created_at").asc(), "pk"),
 }
@@ -115,6 +116,11 @@ class ContactFilterForm(forms.Form):
     )
     score_min = forms.IntegerField(label=_("Score from"), required=False)
     score_max = forms.IntegerField(label=_("Score to"), required=False)
+    fit_grade = forms.ChoiceField(
+        label=_("Fit grade"),
+        required=False,
+        choices=[("", _("Any fit")), *Contact.FitGrade.choices],
+    )
     activity = forms.ChoiceField(label=_("Last activity"), required=False, choices=ACTIVITY_CHOICES)
     sort = forms.ChoiceField(required=False, choices=SORT_CHOICES)
 
@@ -159,7 +165,7 @@ class ContactFilterForm(forms.Form):
         value = self.cleaned_data.get(name) if hasattr(self, "cleaned_data") else None
         return value if value is not None else self.data.get(name, "")
 
-    FILTERS = ("q", "stage", "owner", "source", "score_min", "score_max", "activity")
+    FILTERS = ("q", "stage", "owner", "source", "score_min", "score_max", "fit_grade", "activity")
 
     def selects_everyone(self) -> bool:
         """No filter takes effect (none given, or only ones ignored as nonsense): the list is
@@ -185,6 +191,8 @@ class ContactFilterForm(forms.Form):
             contacts = contacts.filter(score__gte=data["score_min"])
         if data.get("score_max") is not None:
             contacts = contacts.filter(score__lte=data["score_max"])
+        if data.get("fit_grade"):
+            contacts = contacts.filter(fit_grade=data["fit_grade"])
         activity = data.get("activity")
         now = timezone.now()
         if activity in {"7", "30", "90"}:

@@ -83,6 +83,7 @@ class BatchContact:
     stage: str
     score: int
     last_activity_at: datetime | None
+    fit_grade: str = ""  # thresholds may ask for one (read with the lock: no query of its own)
 
 
 @dataclass
@@ -183,7 +184,7 @@ def _contacts_take(
     if not events:
         return [], [], {}
     query = Contact.objects.filter(pk__any={event.contact_id for event in events}).order_by("pk")
-    fields = ("pk", "stage", "score", "last_activity_at")
+    fields = ("pk", "stage", "score", "last_activity_at", "fit_grade")
     rows = query.select_for_update(no_key=True, skip_locked=True).values_list(*fields)
     contacts = {pk: BatchContact(*values) for pk, *values in rows}
     if not contacts:

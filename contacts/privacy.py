@@ -17,6 +17,7 @@ from django.db.models.functions import MD5, Concat
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from contacts.changes import contacts_changed
 from contacts.models import (
     Contact,
     ContactAudit,
@@ -82,7 +83,8 @@ def contact_export_json(*, contact: Contact, actor: AbstractBaseUser | None) -> 
 
 ERASED_FIELDS = {
     "email": None, "first_name": "", "last_name": "", "company": "", "phone": "",
-    "job_title": "", "time_zone": "", "utm_term": "", "utm_content": "", "consent_method": "",
+    "job_title": "", "country": "", "time_zone": "", "utm_term": "", "utm_content": "",
+    "consent_method": "",
 }  # fmt: skip
 
 
@@ -120,6 +122,7 @@ def contact_erase(
     for module in _personal_data_modules():
         module.erase(current)
     ContactAudit.objects.create(contact=current, action=action, actor=actor, note=note, at=now)
+    contacts_changed([current.pk], set(ERASED_FIELDS))  # its fit follows what is left
     contact.refresh_from_db()
     return True
 

@@ -58,6 +58,11 @@ def _threshold(params: dict[str, Any]) -> str:
         parts.append(_("“%(tag)s” content") % {"tag": params["tag"]})
     # Translators: joins the conditions of a threshold, e.g. "score ≥ 60 or Demo requested".
     conditions = f" {_('or')} ".join(str(part) for part in parts)
+    if params.get("fit"):
+        conditions = _("%(conditions)s and fit %(grade)s or better") % {
+            "conditions": conditions,
+            "grade": params["fit"],
+        }
     return _("Threshold: %(stage)s at %(conditions)s") % {
         "stage": _stage(params.get("stage")),
         "conditions": conditions,
@@ -85,6 +90,14 @@ REASONS: dict[str, Label] = {
     "moved_in_admin": _("Moved in admin"),
     "lost": _lost,
     "score_reached": _("Score %(score)s ≥ %(min)s"),
+    "fit_reached": lambda params: (
+        _("%(reached)s, fit %(grade)s ≥ %(min)s")
+        % {
+            "reached": text(str(params.get("reached", ""))),
+            "grade": params.get("grade", ""),
+            "min": params.get("min", ""),
+        }
+    ),
     "score_below": _("Score %(score)s below %(exit)s"),
     "stage_recomputed": _("The rules now reach no further: score %(score)s"),
     "rescore": _("Rescore"),
@@ -102,6 +115,9 @@ REASONS: dict[str, Label] = {
     "import_invalid_email": _("“%(email)s” is not a valid email address."),
     "import_bad_time_zone": _(
         "“%(value)s” is not a time zone; write it as Europe/Paris or America/Montreal."
+    ),
+    "import_bad_company_size": _(
+        "“%(value)s” is not a company size: give a whole number of employees, such as 250."
     ),
     "import_too_long": _too_long,
     "import_external_id_taken": _(

@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.db.models.functions import Lower
 from django.utils.translation import gettext as _
 
+from contacts.changes import contacts_changed
 from contacts.models import (
     Contact,
     StageChange,
@@ -48,6 +49,9 @@ CONTACT_FIELDS = (
     "company",
     "phone",
     "job_title",
+    "country",
+    "industry",
+    "company_size",
     "time_zone",
     "source",
     "utm_source",
@@ -68,6 +72,8 @@ def contact_create(
     _save(contact)
     if contact.email:
         _become_lead(contact, cause=cause, actor=actor, reason=coded("created_with_email"))
+    contacts_changed([contact.pk], None)
+    _fit_reread(contact)
     return contact
 
 
@@ -87,7 +93,19 @@ def contact_update(
         _become_lead(
             contact, cause=StageChange.Cause.USER, actor=actor, reason=coded("email_added")
         )
+    if fields:
+        contacts_changed([contact.pk], set(fields))
+        _fit_reread(contact)
     return contact
+
+
+def _fit_reread(contact: Contact) -> None:
+    """The fit and stage the handlers may have written, on the instance the caller holds."""
+    fresh = Contact.objects.filter(pk=contact.pk).values(
+        "fit_score", "fit_grade", "stage", "stage_entered_at"
+    )
+    for name, value in fresh.first().items():
+        setattr(contact, name, value)
 
 
 @transaction.atomic

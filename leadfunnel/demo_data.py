@@ -151,6 +151,19 @@ JOB_TITLES = (
     "Business developer", "Responsable CRM", "Office manager", "Directeur des opérations",
     "Marketing manager", "Account executive", "Consultant", "Responsable e-commerce",
 )  # fmt: skip
+# Firmographics, and the fit rules the demo installs (editable in admin: Fit rules).
+INDUSTRIES = ("Logiciel", "Commerce", "Industrie", "Services", "Agroalimentaire", "Hôtellerie",
+              "Éducation", "Banque et assurance")  # fmt: skip
+COUNTRIES = ("France", "France", "France", "Belgique", "Suisse", "Canada", "Côte d’Ivoire")
+COMPANY_SIZES = (3, 8, 25, 60, 140, 320, 800, 2500, 12000)
+# (name, field, operator, value or values, (from, to), points)
+FIT_RULES = (
+    ("Décideur", "job_title", "in", "CEO\nCMO\nFondatrice\nHead of Sales", None, 20),
+    ("Directeur ou directrice", "job_title", "contains", "direct", None, 15),
+    ("PME et ETI", "company_size", "between", "", (50, 5000), 10),
+    ("Secteur logiciel", "industry", "equals", "Logiciel", None, 5),
+    ("Très petite entreprise", "company_size", "between", "", (None, 9), -10),
+)
 PHONE_PREFIXES = ("+33 6", "+33 6", "+33 7", "+33 1", "+33 4", "+32 4", "+41 79", "+1 514")
 
 HIGH_INTENT = "high-intent"

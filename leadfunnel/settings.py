@@ -328,6 +328,11 @@ LEADFUNNEL_EVENT_HANDLERS: list[str] = env.list(
         "contacts.reports.rollups.on_event",
     ],
 )
+# Called with the ids of contacts created or whose profile fields changed (a form, admin, the
+# API, an import), in the same transaction (contacts.changes): scoring recomputes their fit.
+LEADFUNNEL_CONTACT_HANDLERS: list[str] = env.list(
+    "LEADFUNNEL_CONTACT_HANDLERS", default=["scoring.handlers.on_contacts_changed"]
+)
 # Email opens and clicks flagged as made by mail scanners are recorded but score nothing.
 SCORE_MACHINE_SIGNALS = env.bool("SCORE_MACHINE_SIGNALS", default=False)
 # A rule or threshold change whose preview sends more contacts than this to the sales queue

@@ -19,6 +19,7 @@ from contacts import reasons
 from contacts.admin import ReadOnlyAdmin
 from contacts.reasons import coded
 from scoring.describe import rule_conditions
+from scoring.fit_admin import FitGradesAdmin, FitRuleAdmin  # noqa: F401 (registers them)
 from scoring.live import active_rules, active_thresholds
 from scoring.models import DecayRule, Rescore, ScoreEntry, ScoreRule, Threshold
 from scoring.preview import Preview, rescore_preview, rules_with
@@ -205,8 +206,8 @@ class DecayRuleAdmin(admin.ModelAdmin):
 @admin.register(Threshold)
 class ThresholdAdmin(RescoreOnSaveMixin, admin.ModelAdmin):
     form = ThresholdForm
-    list_display = ["stage", "min_score", "event_types", "content_tag", "exit_below", "demote",
-                    "active"]  # fmt: skip
+    list_display = ["stage", "min_score", "event_types", "content_tag", "min_fit_grade",
+                    "exit_below", "demote", "active"]  # fmt: skip
     list_filter = ["active", "stage"]
 
 

@@ -72,6 +72,7 @@ def _decay_batch(rule: DecayRule, contact_ids: list[int], as_of: datetime) -> in
     ScoreEntry.objects.bulk_create(entries, ignore_conflicts=True)
     Contact.objects.bulk_update(changed, ["score"])
     thresholds_apply(
-        candidates=[(c.pk, c.stage, c.score, ()) for c in changed], thresholds=thresholds
+        candidates=[(c.pk, c.stage, c.score, (), c.fit_grade) for c in changed],
+        thresholds=thresholds,
     )
     return len(entries)

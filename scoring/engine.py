@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from contacts.reasons import coded
+from scoring.fit_engine import grade_meets
 
 STAGES = ("suspect", "lead", "mql", "hmql", "sql", "client", "ambassador")
 RANK = {stage: rank for rank, stage in enumerate(STAGES)}
@@ -405,20 +406,25 @@ class Threshold:
     exit_below: int | None = None  # hysteresis: leave only below this score
     demote: bool = False  # may fall back to lead
     active: bool = True
+    min_fit_grade: str = ""  # and a fit grade this good or better (A best), e.g. SQL needs B
 
     @property
     def actor_name(self) -> str:
         """Who moved a contact, as a reason code: "Threshold: SQL at 60 points or …"."""
+        fit = {"fit": self.min_fit_grade} if self.min_fit_grade else {}
         return coded(
             "threshold",
             stage=self.stage,
             score=self.min_score,
             events=list(self.event_types),
             tag=self.content_tag,
+            **fit,
         )
 
-    def reached_by(self, score: int, events: Iterable[EventFact]) -> bool:
-        if not self.active:
+    def reached_by(self, score: int, events: Iterable[EventFact], grade: str = "") -> bool:
+        """The score or a qualifying event, and the contact's fit ``grade`` when the
+        threshold asks for one (a contact without a grade then never reaches it)."""
+        if not self.active or not grade_meets(grade, self.min_fit_grade):
             return False
         if self.min_score is not None and score >= self.min_score:
             return True
@@ -438,7 +444,11 @@ class Move:
 
 
 def stage_moves(
-    stage: str, score: int, events: Sequence[EventFact], thresholds: Sequence[Threshold]
+    stage: str,
+    score: int,
+    events: Sequence[EventFact],
+    thresholds: Sequence[Threshold],
+    grade: str = "",
 ) -> list[Move]:
     """The stage move a new score (and the new events) call for: none, or one.
 
@@ -449,18 +459,23 @@ def stage_moves(
     client and ambassador are never moved down by a score (a rescore may find that the rules
     never brought them there: ``stages_walk``).
     """
-    target = _stage_target(stage, score, events, {t.stage: t for t in thresholds if t.active})
-    return [_move(stage, *target, score, events)] if target else []
+    by_stage = {t.stage: t for t in thresholds if t.active}
+    target = _stage_target(stage, score, events, by_stage, grade)
+    return [_move(stage, *target, score, events, grade)] if target else []
 
 
 def _stage_target(
-    stage: str, score: int, events: Sequence[EventFact], by_stage: Mapping[str, Threshold]
+    stage: str,
+    score: int,
+    events: Sequence[EventFact],
+    by_stage: Mapping[str, Threshold],
+    grade: str,
 ) -> tuple[str, Threshold] | None:
     """Where ``stage_moves`` goes and by which threshold; the reason is worded by ``_move``
     (a walk words only its last move)."""
     if stage == "client":
         ambassador = by_stage.get("ambassador")
-        if ambassador and ambassador.reached_by(score, events):
+        if ambassador and ambassador.reached_by(score, events, grade):
             return "ambassador", ambassador
         return None
     if stage not in MARKETING_STAGES:
@@ -470,7 +485,7 @@ def _stage_target(
         if RANK[goal] <= here:
             break
         final = by_stage.get(goal)
-        if final is not None and final.reached_by(score, events):
+        if final is not None and final.reached_by(score, events, grade):
             return goal, final
     current = by_stage.get(stage)
     if current and current.demote and current.exit_below is not None and score < current.exit_below:
@@ -479,11 +494,19 @@ def _stage_target(
 
 
 def _move(
-    stage: str, to: str, threshold: Threshold, score: int, events: Iterable[EventFact]
+    stage: str,
+    to: str,
+    threshold: Threshold,
+    score: int,
+    events: Iterable[EventFact],
+    grade: str = "",
 ) -> Move:
     if RANK[to] < RANK[stage]:
         return Move(to, threshold, coded("score_below", score=score, exit=threshold.exit_below))
-    return Move(to, threshold, _why(threshold, score, events))
+    why = _why(threshold, score, events)
+    if threshold.min_fit_grade:
+        why = coded("fit_reached", reached=why, grade=grade, min=threshold.min_fit_grade)
+    return Move(to, threshold, why)
 
 
 # --- Stages as a function of the history ------------------------------------------------------
@@ -520,26 +543,33 @@ class Walk:
 
 
 def stages_walk(
-    stage: str, score: int, steps: Iterable[Step], thresholds: Sequence[Threshold]
+    stage: str,
+    score: int,
+    steps: Iterable[Step],
+    thresholds: Sequence[Threshold],
+    grade: str = "",
 ) -> Walk:
     """The stage a contact reaches from ``stage`` and ``score`` through ``steps`` (in time
     order) under ``thresholds``: ``stage_moves`` after every step, a person's stage as given.
+    ``grade`` is the contact's fit grade now: a fact about the person, not an event of the
+    history, so it holds at every step (a threshold that asks for a grade is reached only
+    with it, and a grade that changes sends the contact through its walk again).
 
     The one definition of a contact's stage that live scoring (a batch's events, continuing
     from the contact as it is) and a rescore (the whole history, from the contact's first
     stage) both apply, so the two agree whatever order rules and thresholds were edited in.
     """
     by_stage = {t.stage: t for t in thresholds if t.active}
-    last: tuple[str, str, Threshold, int, tuple[EventFact, ...]] | None = None
+    last: tuple[str, str, Threshold, int, tuple[EventFact, ...], str] | None = None
     at = None
     for step in steps:
         score += step.points
         if step.stage:
             stage, last, at = step.stage, None, step.at
             continue
-        target = _stage_target(stage, score, step.facts, by_stage)
+        target = _stage_target(stage, score, step.facts, by_stage, grade)
         if target:
-            last, at = (stage, *target, score, step.facts), step.at
+            last, at = (stage, *target, score, step.facts, grade), step.at
             stage = target[0]
     if last is None:
         return Walk(stage, score, at=at)

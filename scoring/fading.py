@@ -73,5 +73,9 @@ def _fade_batch(rule: engine.Rule, contact_ids: list[int], as_of: datetime) -> i
     for worth, ids in by_worth.items():
         ScoreEntry.objects.filter(pk__any=set(ids)).update(points=worth)
     moved = _add_points(contacts, deltas)
-    thresholds_apply(candidates=[(pk, contacts[pk].stage, contacts[pk].score, ()) for pk in moved])
+    thresholds_apply(
+        candidates=[
+            (pk, contacts[pk].stage, contacts[pk].score, (), contacts[pk].fit_grade) for pk in moved
+        ]
+    )
     return len(stale)

@@ -1,5 +1,7 @@
+from collections.abc import Collection
+
 from contacts.pipeline import Changes, EventBatch
-from scoring import live
+from scoring import fit, fit_engine, live
 
 
 def on_event(batch: EventBatch) -> Changes:
@@ -14,3 +16,11 @@ def on_event(batch: EventBatch) -> Changes:
         thresholds=batch.once("scoring.thresholds", live.active_thresholds),
     )
     return Changes(points=scored.points, events=scored.event_ids)
+
+
+def on_contacts_changed(*, contact_ids: Collection[int], fields: Collection[str] | None) -> None:
+    """LEADFUNNEL_CONTACT_HANDLERS entry: contacts created (``fields`` None) or whose fields
+    changed get their fit score and grade again, and a new grade its stage."""
+    if fields is not None and not set(fields) & set(fit_engine.FIELDS):
+        return
+    fit.fit_recompute(contact_ids=contact_ids)

@@ -106,7 +106,11 @@ def events_score(
     if not facts_by_contact:
         return Scored({}, [])
     held = contacts
-    contacts = {pk: Locked(held[pk].stage, held[pk].score) for pk in facts_by_contact if pk in held}
+    contacts = {
+        pk: Locked(held[pk].stage, held[pk].score, held[pk].fit_grade)
+        for pk in facts_by_contact
+        if pk in held
+    }
     by_type = engine.rules_by_type(rules)
     new_facts = [f for fs in facts_by_contact.values() for f in fs]
     counting = [rule for rule in rules if rule.count_at_least]
@@ -163,7 +167,9 @@ def scores_adjust(*, adjustments: Sequence[Adjustment], at: datetime | None = No
     ]  # fmt: skip
     ledger_write(lines)
     _add_points(contacts, lines)
-    thresholds_apply(candidates=[(pk, row.stage, row.score, []) for pk, row in contacts.items()])
+    thresholds_apply(
+        candidates=[(pk, row.stage, row.score, [], row.fit_grade) for pk, row in contacts.items()]
+    )
     return len(lines)
 
 
@@ -171,18 +177,19 @@ def scores_adjust(*, adjustments: Sequence[Adjustment], at: datetime | None = No
 class Locked:
     stage: str
     score: int
+    fit_grade: str = ""
 
 
 def contacts_lock(contact_ids: Iterable[int]) -> dict[int, Locked]:
     """Lock these contacts in id order (FOR NO KEY UPDATE: event inserts for them don't wait)
-    and read their stage and score, as plain rows: only the few contacts that change stage
-    become model instances."""
+    and read their stage, score and fit grade, as plain rows: only the few contacts that
+    change stage become model instances."""
     return {
-        pk: Locked(stage, score)
-        for pk, stage, score in Contact.objects.select_for_update(no_key=True)
+        pk: Locked(stage, score, grade)
+        for pk, stage, score, grade in Contact.objects.select_for_update(no_key=True)
         .filter(pk__any=set(contact_ids))
         .order_by("pk")
-        .values_list("pk", "stage", "score")
+        .values_list("pk", "stage", "score", "fit_grade")
     }
 
 
@@ -371,11 +378,11 @@ def _add_points(contacts: dict[int, Locked], lines: Iterable[engine.Line]) -> di
 
 def thresholds_apply(
     *,
-    candidates: Iterable[tuple[int, str, int, Sequence[engine.EventFact]]],
+    candidates: Iterable[tuple[int, str, int, Sequence[engine.EventFact], str]],
     thresholds: Sequence[engine.Threshold] | None = None,
 ) -> list[StageChange]:
-    """Move every (contact id, stage, score, new events) through the stages its score or
-    events reach (or back to lead), one recorded StageChange per stage crossed."""
+    """Move every (contact id, stage, score, new events, fit grade) through the stages its
+    score or events reach (or back to lead), one recorded StageChange per stage crossed."""
     if thresholds is None:
         thresholds = active_thresholds()
     planned = _thresholds_planned(candidates=candidates, thresholds=thresholds)
@@ -386,14 +393,15 @@ def thresholds_apply(
 
 def _thresholds_planned(
     *,
-    candidates: Iterable[tuple[int, str, int, Sequence[engine.EventFact]]],
+    candidates: Iterable[tuple[int, str, int, Sequence[engine.EventFact], str]],
     thresholds: Sequence[engine.Threshold],
 ) -> list[PlannedMove]:
-    """Each (contact id, stage, score now, new events) as one step of its history."""
+    """Each (contact id, stage, score now, new events, fit grade) as one step of its
+    history."""
     now = timezone.now()
     walks = [
-        (contact_id, stage, score, [engine.Step(now, 0, tuple(facts))])
-        for contact_id, stage, score, facts in candidates
+        (contact_id, stage, score, [engine.Step(now, 0, tuple(facts))], grade)
+        for contact_id, stage, score, facts, grade in candidates
     ]
     return _walks_planned(walks, thresholds)
 
@@ -403,7 +411,7 @@ def _batch_steps(
     facts_by_contact: Mapping[int, Sequence[engine.EventFact]],
     lines: Sequence[engine.Line],
     thresholds: Sequence[engine.Threshold],
-) -> list[tuple[int, str, int, list[engine.Step]]]:
+) -> list[tuple[int, str, int, list[engine.Step], str]]:
     """Each contact's new events as the steps a rescore will see in its history: one per
     event that has a ledger line (a machine signal's filtered one too) or that a threshold
     may qualify on, in time order, from the contact's stage and score before the batch.
@@ -422,19 +430,19 @@ def _batch_steps(
             if fact.id in lined or any(t.qualifies(fact) for t in thresholds)
         ]
         if steps:
-            walks.append((contact_id, row.stage, row.score, steps))
+            walks.append((contact_id, row.stage, row.score, steps, row.fit_grade))
     return walks
 
 
 def _walks_planned(
-    walks: Iterable[tuple[int, str, int, Sequence[engine.Step]]],
+    walks: Iterable[tuple[int, str, int, Sequence[engine.Step], str]],
     thresholds: Sequence[engine.Threshold],
 ) -> list[PlannedMove]:
     """One move per contact whose steps lead to another stage: from where it is to where
     they lead (``engine.stages_walk``)."""
     planned = []
-    for contact_id, stage, score, steps in walks:
-        walk = engine.stages_walk(stage, score, steps, thresholds)
+    for contact_id, stage, score, steps, grade in walks:
+        walk = engine.stages_walk(stage, score, steps, thresholds, grade)
         if walk.stage != stage and walk.threshold is not None:
             planned.append(
                 PlannedMove(

@@ -324,6 +324,13 @@ class Threshold(models.Model):
         help_text=_("Hysteresis: the score under which the contact falls back to lead."),
     )
     demote = models.BooleanField(_("may fall back to lead"), default=False)
+    min_fit_grade = models.CharField(
+        _("and a fit grade of at least"),
+        max_length=1,
+        blank=True,
+        choices=Contact.FitGrade.choices,
+        help_text=_("e.g. SQL at 60 points and fit B or better. Empty: any fit."),
+    )
     active = models.BooleanField(_("active"), default=True)
 
     class Meta:
@@ -396,6 +403,7 @@ class Threshold(models.Model):
             exit_below=self.exit_below,
             demote=self.demote,
             active=self.active,
+            min_fit_grade=self.min_fit_grade,
         )
 
 
@@ -571,3 +579,10 @@ class Suggestion(models.Model):
     @property
     def running(self) -> bool:
         return self.status in {self.Status.QUEUED, self.Status.RUNNING}
+
+
+# Fit rules and grades live in their own module; imported here so that Django finds them.
+from scoring.fit_models import FitGrades, FitRule  # noqa: E402
+
+__all__ = ["DecayRule", "FitGrades", "FitRule", "Rescore", "ScoreEntry", "ScoreRule",
+           "Suggestion", "Threshold"]  # fmt: skip

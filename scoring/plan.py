@@ -29,7 +29,7 @@ database and read in chunks, so that a million lines never sit in memory at once
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from itertools import groupby
@@ -102,18 +102,23 @@ class Plan:
         return sum(1 for c in self.moving if c.stage == SQL)
 
 
-def plan_build(lines: tuple[str, Sequence[Any]], thresholds: Sequence[engine.Threshold]) -> Plan:
-    """Walk every contact's history under ``thresholds``, its ledger lines being ``lines``
-    (a SELECT of contact, at, event, points, line id: ``stored_lines`` or the rescore's
-    ``rules_lines``). Writes nothing."""
-    contacts = _contacts()
+def plan_build(
+    lines: tuple[str, Sequence[Any]],
+    thresholds: Sequence[engine.Threshold],
+    contact_ids: Collection[int] | None = None,
+) -> Plan:
+    """Walk every contact's history (or only these contacts') under ``thresholds``, with its
+    fit grade now, its ledger lines being ``lines`` (a SELECT of contact, at, event, points,
+    line id: ``stored_lines`` or the rescore's ``rules_lines``). Writes nothing."""
+    which = None if contact_ids is None else Q(contact_id__in=list(contact_ids))
+    contacts = _contacts(None if contact_ids is None else Q(pk__in=list(contact_ids)))
     plan = Plan()
     seen: set[int] = set()
-    for contact_id, rows in groupby(_history(lines, thresholds), key=lambda row: row[0]):
+    for contact_id, rows in groupby(_history(lines, thresholds, which), key=lambda row: row[0]):
         seen.add(contact_id)
         now = contacts.get(contact_id)
         if now is not None:
-            walk = engine.stages_walk(now.start, 0, _steps(rows), thresholds)
+            walk = engine.stages_walk(now.start, 0, _steps(rows), thresholds, now.fit_grade)
             plan.contacts.append(_planned(contact_id, now, walk))
     for contact_id, now in contacts.items():
         if contact_id not in seen:
@@ -150,15 +155,18 @@ def ledger_columns() -> list[str]:
             for name in ("contact", "at", "event", "points", "id")]  # fmt: skip
 
 
-def stored_lines(contact_id: int | None = None) -> tuple[str, list[Any]]:
-    """The ledger as stored (one contact's, or everyone's), as ``plan_build`` reads lines:
-    columns l0 to l4 (contact, at, event, points, line id)."""
+def stored_lines(contact_id: int | Collection[int] | None = None) -> tuple[str, list[Any]]:
+    """The ledger as stored (one contact's, some contacts', or everyone's), as ``plan_build``
+    reads lines: columns l0 to l4 (contact, at, event, points, line id)."""
     columns = ledger_columns()
     select = ", ".join(f"{column} AS l{n}" for n, column in enumerate(columns))
     sql = f"SELECT {select} FROM {connection.ops.quote_name(ScoreEntry._meta.db_table)}"
     if contact_id is None:
         return sql, []
-    return f"{sql} WHERE {columns[0]} = %s", [contact_id]
+    if isinstance(contact_id, int):
+        return f"{sql} WHERE {columns[0]} = %s", [contact_id]
+    ids = sorted(contact_id)
+    return f"{sql} WHERE {columns[0]} IN ({', '.join(['%s'] * len(ids))})", ids
 
 
 def contact_walk(contact: Contact, thresholds: Sequence[engine.Threshold]) -> engine.Walk:
@@ -168,7 +176,7 @@ def contact_walk(contact: Contact, thresholds: Sequence[engine.Threshold]) -> en
     if now is None:
         return engine.Walk(contact.stage, contact.score)
     rows = _history(stored_lines(contact.pk), thresholds, Q(contact_id=contact.pk))
-    return engine.stages_walk(now.start, 0, _steps(rows), thresholds)
+    return engine.stages_walk(now.start, 0, _steps(rows), thresholds, now.fit_grade)
 
 
 # --- Reading the history -------------------------------------------------------------------
@@ -179,6 +187,7 @@ class _Now(NamedTuple):
     score: int
     start: str
     movable: bool  # has an email and no owner: a rescore may move it
+    fit_grade: str
 
 
 def _contacts(which: Q | None = None) -> dict[int, _Now]:
@@ -193,10 +202,10 @@ def _contacts(which: Q | None = None) -> dict[int, _Now]:
                 Q(email__isnull=False, owner__isnull=True), output_field=BooleanField()
             ),
         )
-        .values_list("pk", "stage", "score", "first_stage", "movable")
+        .values_list("pk", "stage", "score", "first_stage", "movable", "fit_grade")
     )
-    return {pk: _Now(stage, score, first or stage, bool(movable))
-            for pk, stage, score, first, movable in rows}  # fmt: skip
+    return {pk: _Now(stage, score, first or stage, bool(movable), grade)
+            for pk, stage, score, first, movable, grade in rows}  # fmt: skip
 
 
 def _planned(contact_id: int, now: _Now, walk: engine.Walk) -> PlannedContact:

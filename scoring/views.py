@@ -15,6 +15,8 @@ from contacts.models import Contact, Event, StageChange
 from contacts.roles import MARKETING, SALES, role_required
 from contacts.views import partial_or_page, visible_contact_or_404
 from scoring import engine
+from scoring.fit import contact_fit
+from scoring.fit_models import FitGrades
 from scoring.live import active_thresholds
 from scoring.models import ScoreEntry, Threshold
 from scoring.plan import contact_walk
@@ -93,6 +95,7 @@ def score_explanation(request: HttpRequest, pk: int) -> HttpResponse:
         "ledger_differs": ledger_total != contact.score,
         "move": move,
         "next_stages": next_stage_hints(contact.stage),
+        **fit_explanation(contact),
     }
     response = render(
         request,
@@ -101,6 +104,27 @@ def score_explanation(request: HttpRequest, pk: int) -> HttpResponse:
     )
     patch_vary_headers(response, ["HX-Request"])
     return response
+
+
+def fit_explanation(contact: Contact) -> dict[str, object]:
+    """Why this fit: each fit rule that holds for the contact's fields, with the value it
+    read and its points (the rules as they are now), and the grade cut-offs."""
+    points, lines = contact_fit(contact)
+    return {
+        "fit_lines": [
+            {
+                "rule": line.rule,
+                "field": Contact._meta.get_field(line.field).verbose_name,
+                "value": intcomma(line.value) if isinstance(line.value, int) else line.value,
+                "points": line.points,
+                "signed_points": signed(line.points),
+            }
+            for line in lines
+        ],
+        "fit_total": points,
+        "fit_differs": points != contact.fit_score,
+        "fit_grades": FitGrades.current(),
+    }
 
 
 def stage_reasons_now(contact: Contact, move: StageChange | None) -> dict[str, object]:
@@ -208,4 +232,10 @@ def _conditions(threshold: Threshold) -> str:
         parts.append(_("“%(tag)s” content") % {"tag": threshold.content_tag})
     # Translators: joins the conditions of a threshold, e.g. "score ≥ 60 or Demo requested".
     separator = _("or")
-    return f" {separator} ".join(parts)
+    conditions = f" {separator} ".join(parts)
+    if conditions and threshold.min_fit_grade:
+        return _("%(conditions)s and fit %(grade)s or better") % {
+            "conditions": conditions,
+            "grade": threshold.min_fit_grade,
+        }
+    return conditions

@@ -14,9 +14,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from contacts.models import Contact
+from contacts.services import contact_update
 from scoring import rescore
 from scoring.live import active_rules
-from scoring.models import ScoreRule, Threshold
+from scoring.models import FitRule, ScoreRule, Threshold
 from scoring.preview import rescore_plan
 from tests.factories import ContactFactory
 from tests.utils import record
@@ -59,11 +60,16 @@ def threshold_edit(draw):
         draw(st.integers(0, mql)),  # MQL's exit score
         draw(st.integers(mql, 90)),  # SQL at
         draw(st.booleans()),  # MQL may fall back
+        draw(st.sampled_from(["", "B"])),  # the fit grade SQL asks for
     )
 
 
+# A contact's job title changes, so does its fit grade (B as a director, D otherwise): a fact
+# about the person, kept at its place among the touchpoints.
+fit_change = st.tuples(st.just("fit"), st.integers(0, CONTACTS - 1), st.booleans())
+
 history = st.lists(
-    st.one_of(touchpoint, touchpoint, touchpoint, rule_edit, threshold_edit()),
+    st.one_of(touchpoint, touchpoint, touchpoint, rule_edit, threshold_edit(), fit_change),
     min_size=1,
     max_size=24,
 )
@@ -81,6 +87,12 @@ def apply(step, contacts, capture, at) -> None:
     kind, *values = step
     if kind == "noop":
         return
+    if kind == "fit":
+        contact, director = values
+        contact_update(
+            contact=contacts[contact], job_title="Directeur" if director else "Stagiaire"
+        )
+        return
     if kind == "event":
         contact, which = values
         event_type, properties = TOUCHPOINTS[which]
@@ -90,11 +102,11 @@ def apply(step, contacts, capture, at) -> None:
         ScoreRule.objects.filter(name=name).update(points=points, active=active)
         rescore_now()
     else:
-        mql, exit_below, sql, demote = values
+        mql, exit_below, sql, demote, grade = values
         Threshold.objects.filter(stage="mql").update(
             min_score=mql, exit_below=exit_below, demote=demote
         )
-        Threshold.objects.filter(stage="sql").update(min_score=sql)
+        Threshold.objects.filter(stage="sql").update(min_score=sql, min_fit_grade=grade)
         rescore_now()
 
 
@@ -113,6 +125,8 @@ def stages_after(steps, capture, *, edits_before=0) -> tuple[list[str], list[str
     """Play ``steps`` in a database of their own (rolled back): each contact's stage, then the
     stages a clean rescore plans and leaves."""
     with transaction.atomic():
+        FitRule.objects.create(name="Director", field="job_title", operator="contains",
+                               value="directeur", points=20)  # fmt: skip
         contacts = ContactFactory.create_batch(CONTACTS, stage="lead")
         for n, step in enumerate(steps):
             apply(step, contacts, capture, T0 + timedelta(minutes=n - edits_before))
@@ -135,13 +149,17 @@ def stages_after(steps, capture, *, edits_before=0) -> tuple[list[str], list[str
 # The testers' case: an SQL made live by a rule that was then taken back.
 @example(steps=[("rule", "Download", 45, True), ("event", 0, 0), ("event", 0, 0),
                 ("rule", "Download", 1, True)])  # fmt: skip
+# SQL needs fit B: a demo request as a D leaves an MQL; becoming B makes it an SQL, D again
+# an MQL, and another demo request as a D leaves it there.
+@example(steps=[("threshold", 20, 10, 60, True, "B"), ("event", 0, 7), ("fit", 0, True),
+                ("event", 0, 0), ("fit", 0, False), ("event", 0, 7)])  # fmt: skip
 def test_stages_after_any_order_of_edits_are_those_of_one_clean_rescore(
     steps, django_capture_on_commit_callbacks
 ):
     capture = django_capture_on_commit_callbacks
     stages, rescored = stages_after(steps, capture)
     # The same touchpoints at the same times, the final rules and thresholds set before them.
-    events_only = [step if step[0] == "event" else ("noop",) for step in steps]
+    events_only = [step if step[0] in {"event", "fit"} else ("noop",) for step in steps]
     final = final_edits(steps)
     clean, _ = stages_after([*final, *events_only], capture, edits_before=len(final))
 

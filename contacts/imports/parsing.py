@@ -25,7 +25,8 @@ from contacts.reasons import coded
 # What a column may become; "" means the column is ignored.
 IMPORT_FIELDS = (
     "email", "external_id", "first_name", "last_name", "company", "phone", "job_title",
-    "time_zone", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content",
+    "country", "industry", "company_size", "time_zone", "utm_source", "utm_medium",
+    "utm_campaign", "utm_term", "utm_content",
 )  # fmt: skip
 IGNORE = ""
 
@@ -45,6 +46,10 @@ HEADER_ALIASES: dict[str, str] = {
     "portable": "phone", "mobile": "phone",
     "job title": "job_title", "fonction": "job_title", "poste": "job_title",
     "titre": "job_title", "title": "job_title",
+    "country": "country", "pays": "country",
+    "industry": "industry", "secteur": "industry", "secteur d activite": "industry",
+    "company size": "company_size", "employees": "company_size", "effectif": "company_size",
+    "taille entreprise": "company_size", "taille de l entreprise": "company_size",
     "time zone": "time_zone", "timezone": "time_zone", "fuseau horaire": "time_zone",
     "fuseau": "time_zone", "tz": "time_zone",
     "utm source": "utm_source", "utm medium": "utm_medium", "utm campaign": "utm_campaign",
@@ -282,12 +287,22 @@ def clean_row(row: Row, mapping: Sequence[str], delimiter: str) -> CleanRow:
         if zone is None:
             raise RowRefused("import_bad_time_zone", value=fields["time_zone"])
         fields["time_zone"] = zone
+    if "company_size" in fields:
+        fields["company_size"] = _company_size(fields["company_size"])
     for name, value in fields.items():
         limit = MAX_LENGTHS[name]
         if limit and len(value) > limit:
             raise RowRefused("import_too_long", field=name, length=len(value), limit=limit)
     key = ("email", email.lower()) if email else ("external_id", str(external_id))
     return CleanRow(line_number=row.line_number, key=key, fields=fields)
+
+
+def _company_size(value: str) -> int:  # type: ignore[return]
+    """A number of employees as people write it: "250", "1 200", "1,200" ("" is refused)."""
+    digits = re.sub(r"[\s\u202f,.']", "", value)
+    if digits.isascii() and digits.isdigit() and len(digits) <= 9:
+        return int(digits)
+    raise RowRefused("import_bad_company_size", value=value)
 
 
 def merge_fields(current: dict[str, str], incoming: dict[str, str], *, overwrite: bool) -> bool:

@@ -32,6 +32,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from contacts.bulk import bulk_update_fast, copy_value
+from contacts.changes import contacts_changed
 from contacts.imports import parsing
 from contacts.models import (
     Contact,
@@ -125,10 +126,12 @@ def batch_apply(job: ImportJob, batch: ImportGroups) -> tuple[Counter[str], list
         counts["merged" if changes else "unchanged"] += len(rows)
     if updated:
         _update_imported(list(updated.values()), sorted(changed_fields), now)
-    if created:
-        _create_imported(job, created, now)
+    created_ids = _create_imported(job, created, now) if created else []
     if become_leads:
         _imported_leads(job, become_leads, at=now)
+    # After the stage changes: a fit that changes a stage continues from the lead.
+    contacts_changed(list(updated), changed_fields)
+    contacts_changed(created_ids, None)
     return counts, refused
 
 
@@ -254,13 +257,14 @@ def _update_imported(contacts: list[KnownContact], names: list[str], now: dateti
     bulk_update_fast(objects, [*names, "updated_at"])
 
 
-def _create_imported(job: ImportJob, people: list[dict[str, str]], now: datetime) -> None:
+def _create_imported(job: ImportJob, people: list[dict[str, str]], now: datetime) -> list[int]:
     """New contacts with an email are leads from the start (no one else can have moved a row
     that did not exist), with the suspect → lead StageChange and event every lead has; those
     known by an external id only are suspects until an email comes."""
     ids = _contacts_insert(people, source_id=job.source_id, now=now)
     leads = [pk for pk, fields in zip(ids, people, strict=True) if "email" in fields]
     _imported_leads(job, leads, at=now, moved=True)
+    return ids
 
 
 def _new_contact(fields: dict[str, str], *, source_id: int | None, now: datetime) -> Contact:

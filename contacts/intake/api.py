@@ -235,6 +235,11 @@ class ContactIn(Schema):
     company: Text = ""
     phone: text(40) = ""  # type: ignore[valid-type]
     job_title: text(150) = ""  # type: ignore[valid-type]
+    country: text(100) = ""  # type: ignore[valid-type]
+    industry: text(100) = ""  # type: ignore[valid-type]
+    company_size: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = Field(
+        None, description="Number of employees (fit rules may give points for a range)."
+    )
     utm_source: Text = ""
     utm_medium: Text = ""
     utm_campaign: Text = ""
@@ -271,13 +276,26 @@ class ContactOut(Schema):
     first_name: str
     last_name: str
     company: str
+    job_title: str
+    country: str
+    industry: str
+    company_size: int | None
     external_id: str | None
     time_zone: str
     stage: str
     score: int
+    fit_score: int = Field(description="Fit points: the sum of the fit rules that hold.")
+    fit_grade: str = Field(description="Fit grade, A (best) to D, from the fit score.")
     created_at: datetime
     last_activity_at: datetime | None
     referred_by_id: int | None
+
+
+class ContactPage(Schema):
+    contacts: list[ContactOut]
+    next_after: int | None = Field(
+        description="Pass it as `after` for the next page; null: this was the last one."
+    )
 
 
 class ContactsOut(Schema):
@@ -421,3 +439,25 @@ def read_contact(request: HttpRequest, contact_id: int) -> Contact:
     if contact is None:
         raise HttpError(404, "No contact has this id.")
     return contact
+
+
+@api.get("/contacts", response={200: ContactPage, **ERRORS},
+         summary="List contacts with their stage, score and fit, by id")  # fmt: skip
+def list_contacts(
+    request: HttpRequest,
+    stage: Literal["suspect", "lead", "mql", "hmql", "sql", "client", "ambassador"] | None = None,
+    fit_grade: Literal["A", "B", "C", "D"] | None = None,
+    after: Annotated[int, Field(ge=0)] = 0,
+    limit: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 100,
+) -> ContactPage:
+    """Contacts in id order, `limit` at a time after the id `after`; only one stage or fit
+    grade if asked (e.g. `?stage=sql&fit_grade=A`)."""
+    contacts = Contact.objects.filter(pk__gt=after).order_by("pk")
+    if stage:
+        contacts = contacts.filter(stage=stage)
+    if fit_grade:
+        contacts = contacts.filter(fit_grade=fit_grade)
+    page = list(contacts[: limit + 1])
+    more = len(page) > limit
+    page = page[:limit]
+    return ContactPage(contacts=page, next_after=page[-1].pk if more else None)

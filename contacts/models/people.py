@@ -223,7 +223,18 @@ class ContactQuerySet(models.QuerySet["Contact"]):
         return {stage: counts.get(stage, 0) for stage in Contact.Stage.values}
 
 
+class FitGrade(models.TextChoices):
+    """A contact's fit, best first (``scoring.fit`` gives it from the fit score)."""
+
+    A = "A", _("A")
+    B = "B", _("B")
+    C = "C", _("C")
+    D = "D", _("D")
+
+
 class Contact(models.Model):
+    FitGrade = FitGrade
+
     class Stage(models.TextChoices):
         # Declaration order is funnel order.
         SUSPECT = "suspect", _("Suspect")
@@ -246,6 +257,14 @@ class Contact(models.Model):
     company = models.CharField(_("company"), max_length=200, blank=True)
     phone = models.CharField(_("phone"), max_length=40, blank=True)
     job_title = models.CharField(_("job title"), max_length=150, blank=True)
+    # Firmographics, for fit rules (scoring.fit). db_default: bulk SQL that leaves them out.
+    country = models.CharField(_("country"), max_length=100, blank=True, default="", db_default="")
+    industry = models.CharField(
+        _("industry"), max_length=100, blank=True, default="", db_default=""
+    )
+    company_size = models.PositiveIntegerField(
+        _("company size"), null=True, blank=True, help_text=_("Number of employees.")
+    )
     # The contact's id in another system (a CRM, a shop): what imports match rows without email
     # on. Stored trimmed, case kept; unique when set.
     external_id = models.CharField(_("external id"), max_length=200, null=True, blank=True)
@@ -282,6 +301,12 @@ class Contact(models.Model):
     stage_entered_at = models.DateTimeField(_("in stage since"), default=timezone.now)
     # Denormalised sum of the scoring ledger; only the scoring services write it.
     score = models.IntegerField(_("score"), default=0, db_index=True)
+    # Fit ("right person", beside the engagement score): the sum of the fit rules that hold
+    # for the contact's fields and its grade; only scoring.fit writes them.
+    fit_score = models.IntegerField(_("fit score"), default=0, db_default=0)
+    fit_grade = models.CharField(
+        _("fit grade"), max_length=1, choices=FitGrade.choices, default="D", db_default="D"
+    )
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,

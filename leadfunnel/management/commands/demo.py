@@ -30,11 +30,15 @@ from leadfunnel.demo_data import (
     ADD_ONS,
     CAMPAIGNS,
     COMPANIES,
+    COMPANY_SIZES,
     CONSENT_METHODS,
+    COUNTRIES,
     DEMO_USERS,
     DOWNLOADS,
     FIRST_NAMES,
+    FIT_RULES,
     HIGH_INTENT,
+    INDUSTRIES,
     JOB_TITLES,
     LAST_NAMES,
     LEAD_FORMS,
@@ -55,7 +59,8 @@ from leadfunnel.demo_data import (
     Channel,
 )
 from nurturing.demo import campaigns_install
-from scoring.models import Rescore
+from scoring.fit import fit_recompute
+from scoring.models import FitRule, Rescore
 from scoring.rescore import rescore_run
 
 Stage = Contact.Stage
@@ -202,6 +207,10 @@ def identify(rng: random.Random, contact: Contact, number: int) -> None:
     contact.first_name, contact.last_name, contact.company = first, last, company
     contact.email = f"{ascii_slug(first)}.{ascii_slug(last)}{number}@{domain}"
     contact.job_title = rng.choice(JOB_TITLES)
+    # A stream of its own: the firmographics leave the rest of the demo as it was.
+    firm = random.Random(number)  # noqa: S311
+    contact.industry, contact.country = firm.choice(INDUSTRIES), firm.choice(COUNTRIES)
+    contact.company_size = firm.choice(COMPANY_SIZES)
     digits = " ".join(f"{rng.randrange(100):02d}" for _ in range(4))
     contact.phone = f"{rng.choice(PHONE_PREFIXES)} {digits}"
 
@@ -529,6 +538,20 @@ def score_history() -> None:
     rescore_run(rescore_id=run.pk, move_stages=False)
 
 
+def fit_install() -> None:
+    """The demo's fit rules (unless some exist), then everyone's fit. No threshold asks for a
+    grade: stages stay as the history has them."""
+    if not FitRule.objects.exists():
+        for name, field, operator, value, bounds, points in FIT_RULES:
+            low, high = bounds or (None, None)
+            FitRule.objects.create(
+                name=name, field=field, operator=operator, points=points,
+                value="" if operator == "in" else value,
+                values=value if operator == "in" else "", number_min=low, number_max=high,
+            )  # fmt: skip
+    fit_recompute()
+
+
 def demo_loaded() -> bool:
     return LeadSource.objects.filter(slug__in=SOURCE_SLUGS).exists()
 
@@ -601,6 +624,7 @@ class Command(BaseCommand):
                 summary = load_funnel(
                     seed=seed, contacts=contacts, events=events, reps=reps, now=timezone.now()
                 )
+                fit_install()
                 score_history()
                 # The demo's history is written already processed: summarise it in one pass.
                 rollups_rebuild()
