@@ -30,7 +30,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('name', models.CharField(max_length=120, verbose_name='name')),
-                ('field', models.CharField(choices=[('job_title', 'job title'), ('company', 'company'), ('country', 'country'), ('industry', 'industry'), ('first_name', 'first name'), ('last_name', 'last name'), ('email', 'email'), ('utm_source', 'UTM source'), ('utm_medium', 'UTM medium'), ('utm_campaign', 'UTM campaign'), ('company_size', 'company size')], max_length=40, verbose_name='contact field')),
+                ('field', models.CharField(choices=[('job_title', 'job title'), ('company', 'company'), ('country', 'country'), ('industry', 'industry'), ('email', 'email'), ('company_size', 'company size')], max_length=40, verbose_name='contact field')),
                 ('operator', models.CharField(choices=[('contains', 'contains'), ('equals', 'equals'), ('in', 'is one of'), ('between', 'is a number between')], max_length=10, verbose_name='condition')),
                 ('value', models.CharField(blank=True, help_text='For “contains” and “equals”. Case and spaces do not matter.', max_length=200, verbose_name='value')),
                 ('values', models.TextField(blank=True, help_text='For “is one of”, one per line.', verbose_name='values')),
