@@ -41,12 +41,7 @@ def home(request: HttpRequest) -> HttpResponse:
         ("touchpoints", _("Touchpoints"), "dashboard-touchpoints"),
         ("scores", _("Score distribution"), "score-distribution-panel"),
     ]
-    today = timezone.localdate()
-    presets = []
-    for days in dashboard.PRESETS:
-        preset = dashboard.Period.last(days, today)
-        label = ngettext("Last %(days)s day", "Last %(days)s days", days) % {"days": days}
-        presets.append({"label": label, "query": preset.query(), "current": preset == period})
+    presets = dashboard.period_presets(period, timezone.localdate())
     context = {
         "period": period,
         "notices": notices,

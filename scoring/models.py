@@ -407,7 +407,48 @@ class Threshold(models.Model):
         )
 
 
-class Rescore(models.Model):
+class BackgroundRun(models.Model):
+    """A piece of work a worker runs for an admin (a rescore, a rule suggestion): who asked,
+    when, and how far it has got, shown while it runs."""
+
+    requested_by = models.ForeignKey(
+        "auth.User", verbose_name=_("requested by"), on_delete=models.SET_NULL, null=True,
+        blank=True, related_name="+",
+    )  # fmt: skip
+    steps_total = models.PositiveIntegerField(_("steps"), default=0)
+    steps_done = models.PositiveIntegerField(_("steps done"), default=0)
+    created_at = models.DateTimeField(_("requested"), default=timezone.now)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_status_display()} {self.created_at:%Y-%m-%d %H:%M}"  # type: ignore[attr-defined]
+
+    @classmethod
+    def claim(cls, pk: int):  # type: ignore[no-untyped-def]
+        """The queued run, marked as running, or None if it is not queued (a task delivered
+        twice, or a run already done): each run is worked on once."""
+        claimed = cls.objects.filter(pk=pk, status="queued").update(
+            status="running", started_at=timezone.now()
+        )
+        return cls.objects.get(pk=pk) if claimed else None
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.steps_done / self.steps_total) if self.steps_total else 0
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class Rescore(BackgroundRun):
     """One full rescore from the events table, with its progress (shown while it runs)."""
 
     class Status(models.TextChoices):
@@ -420,41 +461,18 @@ class Rescore(models.Model):
         _("status"), max_length=10, choices=Status.choices, default=Status.QUEUED
     )
     reason = models.CharField(_("why"), max_length=300, blank=True)
-    requested_by = models.ForeignKey(
-        "auth.User", verbose_name=_("requested by"), on_delete=models.SET_NULL, null=True,
-        blank=True, related_name="+",
-    )  # fmt: skip
-    steps_total = models.PositiveIntegerField(_("steps"), default=0)
-    steps_done = models.PositiveIntegerField(_("steps done"), default=0)
     lines = models.PositiveIntegerField(_("ledger lines"), default=0)
     contacts_changed = models.PositiveIntegerField(_("contacts whose score changed"), default=0)
     stage_moves = models.PositiveIntegerField(_("stage moves"), default=0)
     error = models.TextField(_("error"), blank=True)
-    created_at = models.DateTimeField(_("requested"), default=timezone.now)
-    started_at = models.DateTimeField(_("started"), null=True, blank=True)
-    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(BackgroundRun.Meta):
         verbose_name = _("rescore")
         verbose_name_plural = _("rescores")
-
-    def __str__(self) -> str:
-        return f"{self.get_status_display()} {self.created_at:%Y-%m-%d %H:%M}"
 
     @property
     def reason_text(self) -> str:
         return reasons.text(self.reason)
-
-    @property
-    def percent(self) -> int:
-        return round(100 * self.steps_done / self.steps_total) if self.steps_total else 0
-
-    @property
-    def seconds(self) -> float | None:
-        if self.started_at and self.finished_at:
-            return (self.finished_at - self.started_at).total_seconds()
-        return None
 
 
 class ScoreEntry(models.Model):
@@ -532,7 +550,7 @@ class ScoreEntry(models.Model):
         return f"{self.points:+d} {self.reason}"
 
 
-class Suggestion(models.Model):
+class Suggestion(BackgroundRun):
     """One run of rule suggestions from the contacts' known outcomes (``scoring.suggestions``):
     its progress while it runs, then the suggested rules and how well they rank."""
 
@@ -546,12 +564,7 @@ class Suggestion(models.Model):
     status = models.CharField(
         _("status"), max_length=10, choices=Status.choices, default=Status.QUEUED
     )
-    requested_by = models.ForeignKey(
-        "auth.User", verbose_name=_("requested by"), on_delete=models.SET_NULL, null=True,
-        blank=True, related_name="+",
-    )  # fmt: skip
     steps_total = models.PositiveIntegerField(_("steps"), default=4)
-    steps_done = models.PositiveIntegerField(_("steps done"), default=0)
     won = models.PositiveIntegerField(_("won"), default=0)
     lost = models.PositiveIntegerField(_("lost"), default=0)
     held_out = models.PositiveIntegerField(_("contacts measured on"), default=0)
@@ -560,21 +573,10 @@ class Suggestion(models.Model):
     # [{"condition": {...}, "points": 12, "support": 0.2, "lift": 1.8, "applied": rule id}]
     rules = models.JSONField(_("suggested rules"), default=list, blank=True)
     message = models.TextField(_("message"), blank=True)
-    created_at = models.DateTimeField(_("requested"), default=timezone.now)
-    started_at = models.DateTimeField(_("started"), null=True, blank=True)
-    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(BackgroundRun.Meta):
         verbose_name = _("rule suggestion")
         verbose_name_plural = _("rule suggestions")
-
-    def __str__(self) -> str:
-        return f"{self.get_status_display()} {self.created_at:%Y-%m-%d %H:%M}"
-
-    @property
-    def percent(self) -> int:
-        return round(100 * self.steps_done / self.steps_total) if self.steps_total else 0
 
     @property
     def running(self) -> bool:

@@ -6,9 +6,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
 
-from contacts.reports.dashboard import Period, period_from
+from contacts.reports.dashboard import Period, period_from, period_presets
 from contacts.reports.views import chart
 from contacts.roles import MARKETING, role_required
 from scoring.quality import MIN_PER_CLASS, Band, default_period, score_quality
@@ -48,12 +47,7 @@ def score_quality_page(request: HttpRequest) -> HttpResponse:
             "data": [round(row["band"].rate or 0, 1) for row in bands],
         },
     )
-    today = timezone.localdate()
-    presets = []
-    for days in PRESETS:
-        preset = Period.last(days, today)
-        label = ngettext("Last %(days)s day", "Last %(days)s days", days) % {"days": days}
-        presets.append({"label": label, "query": preset.query(), "current": preset == period})
+    presets = period_presets(period, timezone.localdate(), PRESETS)
     context = {
         "period": period,
         "notices": notices,

@@ -87,12 +87,9 @@ def rescore_run(*, rescore_id: int, move_stages: bool = True) -> Rescore | None:
     Each rule is rebuilt in its own transaction so progress can be shown; scores move to the
     new ledger in one statement at the end. Safe to run twice: a finished run is not redone.
     """
-    claimed = Rescore.objects.filter(pk=rescore_id, status=Rescore.Status.QUEUED).update(
-        status=Rescore.Status.RUNNING, started_at=timezone.now()
-    )
-    if not claimed:
+    run = Rescore.claim(rescore_id)
+    if run is None:
         return None
-    run = Rescore.objects.get(pk=rescore_id)
     rules = active_rules()
     run.steps_total = len(rules) + 3
     run.save(update_fields=["steps_total"])

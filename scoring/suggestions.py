@@ -39,12 +39,9 @@ def suggestion_start(*, requested_by: object = None) -> Suggestion:
 def suggestion_run(*, suggestion_id: int) -> Suggestion | None:
     """Read the outcomes and their contacts' events, fit, measure; the steps are saved as
     they pass so the admin page can show them. Safe to run twice."""
-    claimed = Suggestion.objects.filter(pk=suggestion_id, status=Suggestion.Status.QUEUED).update(
-        status=Suggestion.Status.RUNNING, started_at=timezone.now()
-    )
-    if not claimed:
+    run = Suggestion.claim(suggestion_id)
+    if run is None:
         return None
-    run = Suggestion.objects.get(pk=suggestion_id)
     try:
         _run(run)
     except TooFewOutcomes as refusal:

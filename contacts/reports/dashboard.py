@@ -20,6 +20,7 @@ from django.db.models import Count, Model
 from django.utils import timezone
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from contacts.models import (
     Contact,
@@ -67,6 +68,18 @@ class Period:
 
     def query(self) -> str:
         return urlencode({"from": self.start.isoformat(), "to": self.end.isoformat()})
+
+
+def period_presets(
+    period: Period, today: date, days: Sequence[int] = PRESETS
+) -> list[dict[str, Any]]:
+    """The "last N days" links of a period form: label, query string, whether it is shown now."""
+    presets = []
+    for n in days:
+        preset = Period.last(n, today)
+        label = ngettext("Last %(days)s day", "Last %(days)s days", n) % {"days": n}
+        presets.append({"label": label, "query": preset.query(), "current": preset == period})
+    return presets
 
 
 def period_from(params: Mapping[str, str], today: date) -> tuple[Period, list[str]]:
