@@ -47,6 +47,7 @@ class ScoredOutcome:
     won: bool
     reached: frozenset[str] = frozenset()  # the stages of STAGES_AT_OR_PAST it reached
     score_before: int | None = None  # its ledger's sum just before the outcome
+    fit_grade: str = ""  # its fit grade now (A–D)
 
 
 # --- Statistics (no database) ----------------------------------------------------------------
@@ -125,6 +126,33 @@ def score_bands(known: Sequence[ScoredOutcome]) -> list[Band]:
         high = None if index == count - 1 else low + width - 1
         bands.append(Band(low, high, contacts[index], won[index]))
     return bands
+
+
+@dataclass(frozen=True)
+class GradeRow:
+    """Conversion of the contacts of one fit grade."""
+
+    grade: str
+    contacts: int
+    won: int
+
+    @property
+    def lost(self) -> int:
+        return self.contacts - self.won
+
+    @property
+    def rate(self) -> float | None:
+        return 100 * self.won / self.contacts if self.contacts else None
+
+
+def grade_rows(known: Sequence[ScoredOutcome]) -> list[GradeRow]:
+    """Conversion per fit grade, A to D (a grade nobody has is left out)."""
+    counts: dict[str, list[int]] = {}
+    for contact in known:
+        tally = counts.setdefault(contact.fit_grade, [0, 0])
+        tally[0] += 1
+        tally[1] += contact.won
+    return [GradeRow(grade, n, won) for grade, (n, won) in sorted(counts.items()) if grade]
 
 
 @dataclass(frozen=True)
@@ -229,10 +257,13 @@ def known_outcomes(period: Period) -> list[ScoredOutcome]:
     rows = (
         ContactOutcome.objects.filter(at__gte=start, at__lt=end)
         .annotate(
-            score=F("contact__score"), score_before=Coalesce(Subquery(ledger_before), 0), **reached
+            score=F("contact__score"),
+            score_before=Coalesce(Subquery(ledger_before), 0),
+            fit_grade=F("contact__fit_grade"),
+            **reached,
         )
         .order_by()
-        .values_list("contact_id", "score", "result", "score_before", *reached)
+        .values_list("contact_id", "score", "result", "score_before", "fit_grade", *reached)
     )
     return [
         ScoredOutcome(
@@ -240,11 +271,12 @@ def known_outcomes(period: Period) -> list[ScoredOutcome]:
             score=score,
             won=result == ContactOutcome.Result.WON,
             score_before=score_before,
+            fit_grade=fit_grade,
             reached=frozenset(
                 stage for stage, hit in zip(STAGES_AT_OR_PAST, flags, strict=True) if hit
             ),
         )
-        for contact_id, score, result, score_before, *flags in rows
+        for contact_id, score, result, score_before, fit_grade, *flags in rows
     ]
 
 
@@ -260,6 +292,7 @@ class Quality:
     bands: tuple[Band, ...] = ()
     stage_calls: tuple[StageCall, ...] = ()
     lift: Lift | None = None
+    grades: tuple[GradeRow, ...] = ()
 
     @property
     def total(self) -> int:
@@ -292,6 +325,7 @@ def quality_of(known: Sequence[ScoredOutcome], period: Period) -> Quality:
         bands=tuple(score_bands(known)),
         stage_calls=tuple(stage_calls(known)),
         lift=top_decile_lift(known),
+        grades=tuple(grade_rows(known)),
     )
 
 

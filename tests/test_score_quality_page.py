@@ -174,3 +174,22 @@ def test_points_earned_after_the_outcome_are_left_out_of_the_second_auc(marketer
     assert "juste avant son issue (sans les points gagnés ensuite)\xa0: 0,48" in (
         response.content.decode()
     )
+
+
+def test_conversion_by_fit_grade_shows_which_grades_were_won(marketer_client):
+    outcomes(won=list(range(10, 30)), lost=list(range(20)))
+    # Fit grades as the fit rules would have left them: the won mostly A, the lost mostly D.
+    known = list(Contact.objects.order_by("pk"))
+    won, lost = known[:20], known[20:]
+    Contact.objects.filter(pk__in=[c.pk for c in won[:15]]).update(fit_grade="A")
+    Contact.objects.filter(pk__in=[c.pk for c in won[15:] + lost[:5]]).update(fit_grade="B")
+    Contact.objects.filter(pk__in=[c.pk for c in lost[5:]]).update(fit_grade="D")
+
+    body = marketer_client.get(URL).content.decode()
+
+    grades = body.split('id="grades"')[1].split("</section>")[0]
+    rows = {grade: grades.split(f'data-grade="{grade}"')[1].split("</tr>")[0] for grade in "ABD"}
+    assert 'data-grade="C"' not in grades  # nobody has C
+    assert 'data-figure="contacts">15<' in rows["A"] and "100,0\xa0%" in rows["A"]
+    assert 'data-figure="contacts">10<' in rows["B"] and "50,0\xa0%" in rows["B"]
+    assert 'data-figure="contacts">15<' in rows["D"] and "0,0\xa0%" in rows["D"]

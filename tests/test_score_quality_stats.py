@@ -197,3 +197,19 @@ def test_auc_for_scores_gives_none_with_too_few_outcomes():
     ranking = auc_for_scores({}, today=date(2026, 12, 6), known=known((1, True), (0, False)))
 
     assert not ranking.enough and ranking.current is None and ranking.new is None
+
+
+def test_grade_rows_count_each_grade_and_leave_out_those_nobody_has():
+    from scoring.quality import ScoredOutcome, grade_rows
+
+    known = [
+        ScoredOutcome(contact_id=1, score=0, won=True, fit_grade="A"),
+        ScoredOutcome(contact_id=2, score=0, won=False, fit_grade="A"),
+        ScoredOutcome(contact_id=3, score=0, won=True, fit_grade="A"),
+        ScoredOutcome(contact_id=4, score=0, won=False, fit_grade="D"),
+    ]
+
+    rows = grade_rows(known)
+
+    assert [(r.grade, r.contacts, r.won, r.lost) for r in rows] == [("A", 3, 2, 1), ("D", 1, 0, 1)]
+    assert round(rows[0].rate, 1) == 66.7 and rows[1].rate == 0
