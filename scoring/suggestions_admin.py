@@ -61,6 +61,8 @@ class SuggestionAdmin(ReadOnlyAdmin):
         return HttpResponseRedirect(reverse("admin:scoring_suggestion_review", args=[run.pk]))
 
     def review_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         run = get_object_or_404(Suggestion, pk=pk)
         template = "admin/scoring/suggestion/review.html"
         if getattr(request, "htmx", False) and run.running:
@@ -73,6 +75,8 @@ class SuggestionAdmin(ReadOnlyAdmin):
 
     def preview_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         """What applying the ticked suggestions would do, before anything is saved (htmx)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         run = get_object_or_404(Suggestion, pk=pk)
         chosen = _chosen(request, run)
         preview = None

@@ -15,7 +15,7 @@ from contacts.models import Contact, Event
 from contacts.outcomes import outcome_record
 from scoring.models import ScoreRule, Suggestion
 from scoring.suggest import Events, features
-from tests.factories import ContactFactory
+from tests.factories import ContactFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -125,3 +125,18 @@ def test_a_marketer_without_rule_rights_cannot_start_or_apply(client, marketer):
 
     assert response.status_code in {302, 403}
     assert not Suggestion.objects.exists()
+
+
+def test_staff_without_scoring_rights_cannot_read_or_start_suggestions(
+    client, django_capture_on_commit_callbacks
+):
+    run = Suggestion.objects.create(status="done")
+    client.force_login(UserFactory(username="support", is_staff=True))
+
+    review = client.get(reverse("admin:scoring_suggestion_review", args=[run.pk]))
+    preview = client.post(reverse("admin:scoring_suggestion_preview", args=[run.pk]))
+    with django_capture_on_commit_callbacks(execute=True):
+        start = client.post(reverse("admin:scoring_suggestion_start"))
+
+    assert (review.status_code, preview.status_code, start.status_code) == (403, 403, 403)
+    assert Suggestion.objects.count() == 1
