@@ -38,13 +38,22 @@ def score_quality_page(request: HttpRequest) -> HttpResponse:
     """How well the score ranks the outcomes known in a period."""
     period, notices = outcome_period(request)
     report = score_quality(period)
-    bands = [{"band": band, "label": band_label(band)} for band in report.bands]
+    # Rows of the conversion tables: a key for the row's data attribute, a label, the counts.
+    bands = [
+        {
+            "key": "below" if band.low is None else band.low,
+            "label": band_label(band),
+            "counts": band,
+        }
+        for band in report.bands
+    ]
+    grades = [{"key": row.grade, "label": row.grade, "counts": row} for row in report.grades]
     figure = chart(
         "bar",
         [row["label"] for row in bands],
         {
             "label": _("Won (%)"),
-            "data": [round(row["band"].rate or 0, 1) for row in bands],
+            "data": [round(row["counts"].rate or 0, 1) for row in bands],
         },
     )
     presets = period_presets(period, timezone.localdate(), PRESETS)
@@ -54,6 +63,7 @@ def score_quality_page(request: HttpRequest) -> HttpResponse:
         "presets": presets,
         "report": report,
         "bands": bands,
+        "grades": grades,
         "chart": figure,
         "minimum": MIN_PER_CLASS,
     }
