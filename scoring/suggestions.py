@@ -15,12 +15,14 @@ from typing import Any
 
 import numpy as np
 from django.db import transaction
+from django.db.models import OuterRef, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from contacts import broker
-from contacts.models import Contact, ContactOutcome
+from contacts.models import ContactOutcome
 from contacts.reasons import coded
-from scoring.models import ScoreRule, Suggestion
+from scoring.models import ScoreEntry, ScoreRule, Suggestion
 from scoring.rescore import rescore_start
 from scoring.suggest import Known, TooFewOutcomes, features, outcome_events, suggest
 
@@ -92,12 +94,25 @@ def _step(run: Suggestion) -> None:
 
 
 def _current_auc(contact_ids: list[int], won: np.ndarray) -> float | None:
-    """How today's scores rank the same held-out contacts."""
+    """How today's rules rank the same held-out contacts, each with the points its ledger had
+    just before its outcome: the suggestions learnt only from events before it too, and a
+    client's later points would flatter today's rules."""
     from sklearn.metrics import roc_auc_score
 
     if len(set(won.tolist())) < 2:
         return None
-    scores = dict(Contact.objects.filter(pk__any=set(contact_ids)).values_list("pk", "score"))
+    before = (
+        ScoreEntry.objects.filter(contact=OuterRef("contact"), at__lt=OuterRef("at"))
+        .order_by()
+        .values("contact")
+        .annotate(total=Sum("points"))
+        .values("total")
+    )
+    scores = dict(
+        ContactOutcome.objects.filter(contact_id__any=set(contact_ids))
+        .annotate(before=Coalesce(Subquery(before), 0))
+        .values_list("contact_id", "before")
+    )
     return float(roc_auc_score(won, [scores.get(pk, 0) for pk in contact_ids]))
 
 
