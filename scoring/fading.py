@@ -18,7 +18,7 @@ from django.db.models import Case, F, IntegerField, Value, When
 from django.utils import timezone
 
 from scoring import engine
-from scoring.live import _add_points, active_rules, contacts_lock, site_timezone, thresholds_apply
+from scoring.live import active_rules, contacts_lock, scores_write, site_timezone, thresholds_apply
 from scoring.models import ScoreEntry
 from scoring.rule_sql import DayNumber
 
@@ -72,7 +72,7 @@ def _fade_batch(rule: engine.Rule, contact_ids: list[int], as_of: datetime) -> i
         deltas.append(engine.Line(contact_id, rule.id, 0, worth - points, as_of, ""))
     for worth, ids in by_worth.items():
         ScoreEntry.objects.filter(pk__any=set(ids)).update(points=worth)
-    moved = _add_points(contacts, deltas)
+    moved = scores_write(contacts, deltas)
     thresholds_apply(
         candidates=[
             (pk, contacts[pk].stage, contacts[pk].score, (), contacts[pk].fit_grade) for pk in moved

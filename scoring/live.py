@@ -135,7 +135,7 @@ def events_score(
     ledger_write(lines)
     walks = _batch_steps(contacts, facts_by_contact, lines, thresholds)
     # The pipeline adds these points to the scores in its one write of the batch's contacts.
-    points = _points_add(contacts, lines)
+    points = _points_tally(contacts, lines)
     planned = _walks_planned(walks, thresholds)
     if not planned:
         return Scored(points, [])
@@ -166,7 +166,7 @@ def scores_adjust(*, adjustments: Sequence[Adjustment], at: datetime | None = No
         if a.contact_id in contacts
     ]  # fmt: skip
     ledger_write(lines)
-    _add_points(contacts, lines)
+    scores_write(contacts, lines)
     thresholds_apply(
         candidates=[(pk, row.stage, row.score, [], row.fit_grade) for pk, row in contacts.items()]
     )
@@ -353,7 +353,7 @@ def ledger_write(lines: Sequence[engine.Line]) -> None:
                             line.reason, line.filtered, line.at, now))  # fmt: skip
 
 
-def _points_add(contacts: dict[int, Locked], lines: Iterable[engine.Line]) -> dict[int, int]:
+def _points_tally(contacts: dict[int, Locked], lines: Iterable[engine.Line]) -> dict[int, int]:
     """The lines' points per contact, added to the (locked) contacts' scores as read here."""
     deltas: dict[int, int] = defaultdict(int)
     for line in lines:
@@ -364,10 +364,10 @@ def _points_add(contacts: dict[int, Locked], lines: Iterable[engine.Line]) -> di
     return changed
 
 
-def _add_points(contacts: dict[int, Locked], lines: Iterable[engine.Line]) -> dict[int, int]:
-    """``_points_add``, written to the scores: one UPDATE per distinct number of points (a
+def scores_write(contacts: dict[int, Locked], lines: Iterable[engine.Line]) -> dict[int, int]:
+    """``_points_tally``, written to the scores: one UPDATE per distinct number of points (a
     sequence's adjustments come from a few steps)."""
-    changed = _points_add(contacts, lines)
+    changed = _points_tally(contacts, lines)
     by_delta: dict[int, set[int]] = defaultdict(set)
     for contact_id, delta in changed.items():
         by_delta[delta].add(contact_id)
