@@ -1,4 +1,5 @@
-"""Live scoring, thresholds and decay against the real database, with the shipped defaults."""
+"""Live scoring, thresholds and decay against the real database, with the classic rules the
+suite scores with (conftest.py; the shipped set is tested in test_default_rules.py)."""
 
 from datetime import timedelta
 
@@ -23,7 +24,7 @@ def ledger_sum(contact: Contact) -> int:
     return contact.score_entries.aggregate(total=Sum("points"))["total"] or 0
 
 
-def test_the_classic_defaults_are_shipped():
+def test_the_suite_scores_with_the_classic_rules():
     rules = {r.name: r.points for r in ScoreRule.objects.all()}
     assert rules == {
         "Download": 1, "Newsletter signup": 5, "Email opened": 2, "Email clicked": 10,

@@ -56,6 +56,8 @@ class Event(models.Model):
         NEWSLETTER_UNSUBSCRIBE = "newsletter_unsubscribe", _("Newsletter unsubscribe")
         EMAIL_OPEN = "email_open", _("Email opened")
         EMAIL_CLICK = "email_click", _("Email clicked")
+        EMAIL_BOUNCED = "email_bounced", _("Email bounced")
+        EMAIL_COMPLAINT = "email_complaint", _("Spam complaint")
         DEMO_REQUEST = "demo_request", _("Demo requested")
         TRIAL_STARTED = "trial_started", _("Trial started")
         PURCHASE = "purchase", _("Purchase")
