@@ -37,10 +37,20 @@ def rule_conditions(rule: Rule) -> str:
     if rule.count_at_least and rule.count_within_days:
         parts.append(count_condition(rule.count_at_least, rule.count_within_days))
     if rule.fade_full_days is not None and rule.fade_zero_days is not None:
-        parts.append(
-            _("full points for %(full)s days, none from %(zero)s days")
-            % {"full": rule.fade_full_days, "zero": rule.fade_zero_days}
-        )
+        if rule.fade_zero_days == rule.fade_full_days + 1:  # no fading between: an age limit
+            parts.append(
+                ngettext(
+                    "each one at most %(days)s day old",
+                    "each one at most %(days)s days old",
+                    rule.fade_full_days,
+                )
+                % {"days": rule.fade_full_days}
+            )
+        else:
+            parts.append(
+                _("full points for %(full)s days, none from %(zero)s days")
+                % {"full": rule.fade_full_days, "zero": rule.fade_zero_days}
+            )
     return ", ".join(parts)
 
 

@@ -2,12 +2,15 @@
 
 From contacts whose outcome is known, every condition an ordinary rule can express becomes a
 yes/no feature of each contact ("viewed a page whose URL contains /pricing at least twice
-within 30 days", "downloaded something", "a page view of at least 120 seconds"). A sparse,
+within 30 days", "downloaded something", "a page view of at least 120 seconds"), and recent
+activity becomes a count ("pricing page views at most 30 days old"). A sparse,
 regularised logistic regression (scikit-learn, L1 penalty) keeps the few features that rank
 outcomes best; their weights, scaled and rounded, become integer points. Each suggested rule
-gives its points once per contact (``max_times = 1``), so a contact's score under the
-suggested set is exactly the sum the model ranks by: nothing is lost between the model and
-the rules people read and edit.
+gives its points once per contact (``max_times = 1``), or, for recent activity, for each such
+event while it is at most D days old (a fading rule with full points for D days, none from
+D + 1), so a contact's score under the suggested set is exactly the sum the model ranks by at
+the moment its outcome was decided: nothing is lost between the model and the rules people
+read and edit. Ages count days of the site's calendar, as the scoring engine's do.
 
 The features are computed over arrays of all events at once (numpy), one pass per candidate
 feature, so 100,000 contacts × 1,000,000 events take seconds rather than a Python loop's
@@ -22,15 +25,18 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from contacts.models import Event
+from scoring.engine import day_number
 
 # Not learnt from: the funnel's own records, and what only a customer does (the outcome
 # itself, under another name).
 SYSTEM_TYPES = frozenset({"stage_changed", "purchase", "referral", "review"})
 COUNTS = (1, 2, 3, 5)  # "at least N"
 WINDOWS = (7, 30, 365)  # "within D days" (a score rule's count always has its days)
+RECENT = (7, 30, 90)  # "each one at most D days old"
 QUANTILES = (0.5, 0.75, 0.9)  # thresholds tried on numeric properties
 MAX_VALUES = 20  # a text property with more distinct values is not a condition
 MIN_SUPPORT = 0.01  # a feature fewer than 1 % of the contacts have is not proposed
@@ -51,6 +57,7 @@ class Condition:
     at_least: float | None = None  # numeric: property_name >= at_least
     count: int = 1  # at least this many matching events...
     within_days: int | None = None  # ... within this many days (None: once is enough)
+    recent_days: int | None = None  # each matching event at most this many days old counts
 
     def describe(self) -> dict[str, Any]:
         """The parts of a plain name, for ``contacts.reasons``-style translation."""
@@ -61,11 +68,14 @@ class Condition:
 class Events:
     """Every event of the contacts considered, as parallel arrays (one row per event): the
     event's contact (an index into ``contact_ids``), type, day, the first part of its URL's
-    path, and each property as a column (text: ``None`` where absent; numbers: NaN)."""
+    path, and each property as a column (text: ``None`` where absent; numbers: NaN). Ages are
+    counted from each contact's reference day: the day its outcome was decided, else today."""
 
     contact: np.ndarray
     kind: np.ndarray
     day: np.ndarray  # days since the epoch
+    calendar_day: np.ndarray  # the site calendar's day number (``engine.day_number``)
+    reference_day: np.ndarray  # per contact, the calendar day ages are counted to
     section: np.ndarray
     texts: dict[str, np.ndarray]
     numbers: dict[str, np.ndarray]
@@ -78,16 +88,20 @@ class Events:
         contact_ids: Sequence[int],
         *,
         until: Mapping[int, datetime] | None = None,
+        now: datetime | None = None,
     ) -> Events:
         """``rows`` of (contact id, type, occurred_at, properties), read once (a database
         iterator will do). Left out: machine signals (opens and clicks a mail filter made),
         as the scoring engine leaves them out; the funnel's own events; and a contact's
         events from ``until[contact]`` on."""
         until = until or {}
+        tz = timezone.get_default_timezone()
+        today = day_number(now or timezone.now(), tz)
         position = {pk: i for i, pk in enumerate(contact_ids)}
         contact: list[int] = []
         kind: list[str] = []
         day: list[float] = []
+        calendar_day: list[int] = []
         section: list[str] = []
         texts: dict[str, dict[int, str]] = {}
         numbers: dict[str, dict[int, float]] = {}
@@ -103,6 +117,7 @@ class Events:
             contact.append(position[pk])
             kind.append(type_)
             day.append(at.timestamp() / 86_400)
+            calendar_day.append(day_number(at, tz))
             section.append(_section(_text(properties.get("url"))))
             for key, value in properties.items():
                 if isinstance(value, bool) or key in FREE_TEXT:
@@ -116,6 +131,11 @@ class Events:
             contact=np.array(contact, dtype=np.int64),
             kind=np.array(kind, dtype=object),
             day=np.array(day, dtype=np.float64),
+            calendar_day=np.array(calendar_day, dtype=np.int64),
+            reference_day=np.array(
+                [day_number(until[pk], tz) if pk in until else today for pk in contact_ids],
+                dtype=np.int64,
+            ),
             section=np.array(section, dtype=object),
             texts={key: _column(values, size, None, object) for key, values in texts.items()},
             numbers={
@@ -134,7 +154,7 @@ def _column(values: dict[int, Any], size: int, empty: Any, dtype: Any) -> np.nda
 @dataclass
 class Features:
     conditions: list[Condition]
-    matrix: np.ndarray  # contacts × conditions, 0/1 (uint8)
+    matrix: np.ndarray  # contacts × conditions: 0/1, or a count for recent activity (uint16)
 
 
 @dataclass(frozen=True)
@@ -212,11 +232,11 @@ def features(events: Events) -> Features:
     columns: list[np.ndarray] = []
     for atom, mask in _atoms(events):
         for condition, met in _variants(atom, mask, events, n):
-            share = met.mean() if n else 0.0
-            if MIN_SUPPORT <= share < 1.0:
+            share = np.count_nonzero(met) / n if n else 0.0
+            if MIN_SUPPORT <= share < 1.0 or (condition.recent_days and share >= MIN_SUPPORT):
                 conditions.append(condition)
-                columns.append(met)
-    matrix = np.column_stack(columns).astype(np.uint8) if columns else np.zeros((n, 0), np.uint8)
+                columns.append(np.minimum(met, np.iinfo(np.uint16).max))
+    matrix = np.column_stack(columns).astype(np.uint16) if columns else np.zeros((n, 0), np.uint16)
     # The same column twice (e.g. "at least 2 within 365 days" when nobody has a year of
     # history) is kept once: the simplest wording, which comes first.
     _, first = np.unique(matrix.T, axis=0, return_index=True) if columns else ([], [])
@@ -250,8 +270,9 @@ def _values(column: np.ndarray) -> list[str]:
 
 
 def _variants(atom: Condition, mask: np.ndarray, events: Events, n: int):
-    """The atom with counts ("at least N within D days") and, where its events carry a
-    number, with a threshold on it ("at least one with seconds ≥ 120")."""
+    """The atom with counts ("at least N within D days"), as recent activity (how many of
+    its events are at most D days old) and, where its events carry a number, with a threshold
+    on it ("at least one with seconds ≥ 120")."""
     contacts, days = events.contact[mask], events.day[mask]
     if contacts.size == 0:
         return
@@ -263,6 +284,9 @@ def _variants(atom: Condition, mask: np.ndarray, events: Events, n: int):
                 _with(atom, count=count, within_days=window),
                 _most_within(contacts, days, window, n) >= count,
             )
+    age = events.reference_day[contacts] - events.calendar_day[mask]
+    for window in RECENT:
+        yield _with(atom, recent_days=window), np.bincount(contacts[age <= window], minlength=n)
     for key, values in _numbers(mask, events).items():
         present = ~np.isnan(values)
         for q in QUANTILES:
@@ -348,11 +372,11 @@ def suggest(
         l1_ratio=1.0, C=best[2], solver="liblinear", max_iter=500, random_state=seed
     ).fit(X[train], y[train])
     weights = model.coef_[0]
-    points = _points(weights)
+    points = _points(weights, _typical(found.matrix))
     rate = y.mean() if len(y) else 0.0
     rules = []
     for i in np.flatnonzero(points):
-        has = found.matrix[:, i].astype(bool)
+        has = found.matrix[:, i] > 0
         rules.append(
             Suggestion(
                 condition=found.conditions[i],
@@ -372,9 +396,20 @@ def suggest(
     )
 
 
-def _points(weights: np.ndarray) -> np.ndarray:
-    """Weights as integer points, the strongest worth ``MAX_POINTS``."""
-    strongest = np.abs(weights).max() if weights.size else 0.0
+def _typical(matrix: np.ndarray) -> np.ndarray:
+    """Per feature, what a contact that has it typically has: 1 for a yes/no condition, the
+    90th percentile of the non-zero counts for recent activity."""
+    typical = np.ones(matrix.shape[1])
+    for i in np.flatnonzero(matrix.max(axis=0) > 1):
+        column = matrix[:, i]
+        typical[i] = np.quantile(column[column > 0], 0.9)
+    return typical
+
+
+def _points(weights: np.ndarray, typical: np.ndarray) -> np.ndarray:
+    """Weights as integer points on one scale (so the sum still ranks as the model does):
+    the strongest feature, for a contact that typically has it, is worth ``MAX_POINTS``."""
+    strongest = np.abs(weights * typical).max() if weights.size else 0.0
     if not strongest:
         return np.zeros(len(weights), dtype=np.int64)
     return np.rint(weights * (MAX_POINTS / strongest)).astype(np.int64)

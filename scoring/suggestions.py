@@ -2,8 +2,9 @@
 then reviewed, previewed and applied as ordinary score rules (the model is ``scoring.suggest``).
 
 A suggested rule becomes a ``ScoreRule`` that gives its points once per contact
-(``max_times = 1``) when the contact's events meet its conditions: the same sum the model
-ranks by, so the figures shown before applying are what the rules do after.
+(``max_times = 1``) when the contact's events meet its conditions, or for recent activity for
+each such event while it is at most D days old: the same sum the model ranks by, so the
+figures shown before applying are what the rules do after.
 """
 
 from __future__ import annotations
@@ -138,6 +139,10 @@ def suggested_rule(entry: dict[str, Any]) -> ScoreRule:
     if condition.get("count", 1) > 1:
         rule.count_at_least = condition["count"]
         rule.count_within_days = condition["within_days"]
+    if condition.get("recent_days") is not None:
+        rule.max_times = None
+        rule.fade_full_days = condition["recent_days"]
+        rule.fade_zero_days = condition["recent_days"] + 1
     rule.name = rule.description()[: ScoreRule._meta.get_field("name").max_length]
     return rule
 

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 def test_an_admin_adds_suggested_rules_after_previewing_them(live_server, chromium):
     UserFactory(username="root", is_staff=True, is_superuser=True)
-    seeded_history(300)
+    seeded_history(400)
     before = ScoreRule.objects.count()
 
     with visitor(chromium, live_server.url, "root") as admin:

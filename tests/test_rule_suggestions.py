@@ -99,7 +99,12 @@ def test_suggested_rules_are_reviewed_previewed_and_added_and_score_as_the_model
         )
     assert applied.status_code == 302
     added = list(ScoreRule.objects.filter(active=True))
-    assert len(added) == len(run.rules) and all(rule.max_times == 1 for rule in added)
+    assert len(added) == len(run.rules)
+    # Once per contact, or each recent event while it is at most D days old.
+    recent = [rule for rule in added if rule.fade_full_days is not None]
+    assert recent and all(r.fade_zero_days == r.fade_full_days + 1 and r.max_times is None
+                          for r in recent)  # fmt: skip
+    assert all(rule.max_times == 1 for rule in added if rule not in recent)
 
     # Every contact's score is the sum of the points of the suggestions it meets.
     rows = Event.objects.values_list("contact_id", "type", "occurred_at", "properties")

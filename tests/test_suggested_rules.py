@@ -105,7 +105,7 @@ def test_suggested_rules_rank_held_out_contacts_as_well_as_a_logistic_regression
     crowd = list(people(4000, seed=7, as_of=NOW))
     rows = [(p.key, t.type, t.occurred_at, t.properties) for p in crowd for t in p.touches]
     won = np.array([p.converted for p in crowd])
-    found = features(Events.from_rows(rows, [p.key for p in crowd]))
+    found = features(Events.from_rows(rows, [p.key for p in crowd], now=NOW))
 
     suggested = suggest(found, won, seed=1)
 
@@ -160,3 +160,26 @@ def test_rules_are_suggested_from_the_stored_events_before_each_outcome():
     assert kinds.get("demo_request", 0) > 0 or kinds.get("page_view", 0) < 0
     assert "download" not in kinds
     assert suggested.auc_suggested > 0.8
+
+
+def test_recent_activity_becomes_a_count_and_a_rule_that_scores_each_recent_event():
+    from django.utils import translation
+
+    from scoring.suggestions import suggested_rule
+
+    rows = [
+        (1, "email_click", days_ago(2), {}), (1, "email_click", days_ago(20), {}),
+        (1, "email_click", days_ago(200), {}), (2, "email_click", days_ago(3), {}),
+        (3, "email_click", days_ago(150), {}), (3, "page_view", days_ago(1), {}),
+    ]  # fmt: skip
+    found = features(Events.from_rows(rows, [1, 2, 3], now=days_ago(0)))
+    recent = {c.recent_days: found.matrix[:, i].tolist() for i, c in enumerate(found.conditions)
+              if c.event_type == "email_click" and c.recent_days}  # fmt: skip
+    assert recent[7] == [1, 1, 0] and recent[30] == [2, 1, 0]
+    assert 90 not in recent  # the same column as 30 days: kept once, in the shorter words
+
+    entry = {"condition": {"event_type": "email_click", "count": 1, "recent_days": 30}, "points": 4}
+    with translation.override("en"):  # named in the language of the admin who adds it
+        rule = suggested_rule(entry)
+    assert rule.name == "Email clicked with each one at most 30 days old"
+    assert (rule.fade_full_days, rule.fade_zero_days, rule.max_times) == (30, 31, None)
