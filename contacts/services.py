@@ -60,6 +60,7 @@ CONTACT_FIELDS = (
     "utm_term",
     "utm_content",
     "do_not_email",
+    "do_not_call",
 )
 
 
