@@ -13,6 +13,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
+from contacts.bulk import bulk_copy
 from contacts.models import Contact, ContactOutcome, StageChange
 
 Result = ContactOutcome.Result
@@ -88,8 +89,9 @@ def outcomes_record(*, outcomes: Iterable[tuple[int, str, datetime]], source: st
     nothing, and neither does one that says what is known already, under the date known (a
     file imported again records nothing new). Returns how many outcomes were written."""
     latest: dict[int, tuple[str, datetime]] = {}
+    results = frozenset(Result.values)
     for contact_id, result, at in outcomes:
-        if result not in Result.values:
+        if result not in results:
             raise ValueError(f"unknown outcome {result!r}: one of {Result.values}")
         if timezone.is_naive(at):
             raise ValueError("an outcome's date must be aware (it has no time zone)")
@@ -104,20 +106,23 @@ def outcomes_record(*, outcomes: Iterable[tuple[int, str, datetime]], source: st
         .order_by("contact_id")
     }
     now = timezone.now()
-    written = []
+    new, replaced = [], []
     for contact_id, (result, at) in latest.items():
         current = known.get(contact_id)
         if current is not None and (current.at > at or current.result == result):
             continue
-        written.append(
-            ContactOutcome(
-                contact_id=contact_id, result=result, at=at, source=source, recorded_at=now
-            )
+        outcome = ContactOutcome(
+            contact_id=contact_id, result=result, at=at, source=source, recorded_at=now
         )
+        (new if current is None else replaced).append(outcome)
+    # COPY for the contacts without an outcome yet (most of a first import: bulk_create took
+    # 1.1 s of the 6.5 s a 10,000-row CRM export took, bench ``import`` at scale 0.1); one
+    # recorded meanwhile by someone else breaks the primary key and the import's batch retries.
+    bulk_copy(new)
     ContactOutcome.objects.bulk_create(
-        written,
+        replaced,
         update_conflicts=True,
         unique_fields=["contact"],
         update_fields=["result", "at", "source", "stage_change", "recorded_at"],
     )
-    return len(written)
+    return len(new) + len(replaced)

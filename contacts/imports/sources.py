@@ -81,16 +81,17 @@ def rows_sources_resolve(*, job: ImportJob, rows: Iterable[parsing.CleanRow]) ->
     if not rows:
         return
     known = lead_sources_by_key()
+    keys = {value: source_key(value) for value in {row.fields["source"] for row in rows}}
     spelling: dict[str, str] = {}
     for row in rows:
-        key = source_key(row.fields["source"])
+        key = keys[row.fields["source"]]
         if key not in known:
             spelling.setdefault(key, row.fields["source"][:120])
     if job.create_sources:
         known.update(lead_sources_create(names=[name for key, name in spelling.items() if key]))
     unsourced = 0
     for row in rows:
-        source_id = known.get(source_key(row.fields.pop("source")))
+        source_id = known.get(keys[row.fields.pop("source")])
         row.fields["source_id"] = source_id
         unsourced += source_id is None
     unknown = [name for key, name in spelling.items() if key not in known]
