@@ -348,3 +348,34 @@ def test_the_api_sets_opt_outs_and_never_lifts_them(client, settings):
     client.post(url, body, content_type="application/json", **headers)
     contact = Contact.objects.get()
     assert (contact.do_not_email, contact.do_not_call) == (True, True)
+
+
+def test_a_rep_sees_do_not_call_beside_the_phone(sales_client, sales_rep):
+    from contacts.sales.claims import contact_claim
+    from tests.factories import ContactFactory
+
+    lead = ContactFactory(stage="sql", phone="+33 6 12 34 56 78", do_not_call=True)
+    contact_claim(contact_id=lead.pk, user=sales_rep)
+    page = sales_client.get(reverse("queue-lead", args=[lead.pk])).content.decode()
+    assert 'data-testid="do-not-call">Ne pas appeler<' in page
+
+
+def test_an_admin_adds_an_alias_inline_and_a_clashing_one_is_refused(admin_client, sources):
+    google, direct = sources
+    url = reverse("admin:contacts_leadsource_change", args=[google.pk])
+    form = {
+        "name": "Google", "slug": "google", "channel": "paid", "utm_source": "",
+        "utm_medium": "", "utm_campaign": "", "active": "on",
+        "created_at_0": "2026-01-01", "created_at_1": "00:00:00",
+        "aliases-TOTAL_FORMS": "1", "aliases-INITIAL_FORMS": "0",
+        "aliases-0-alias": "AdWords", "aliases-0-source": str(google.pk),
+        "costs-TOTAL_FORMS": "0", "costs-INITIAL_FORMS": "0",
+    }  # fmt: skip
+    response = admin_client.post(url, form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert LeadSourceAlias.objects.get(source=google).key == "adwords"
+
+    form["aliases-0-alias"] = "direct"  # another source's name
+    response = admin_client.post(url, form)
+    assert response.status_code == 200
+    assert "Une autre source de lead porte ce nom." in response.content.decode()
