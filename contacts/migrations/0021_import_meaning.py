@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 
 # Copied, not imported: a migration keeps the values it shipped with.
-DEFAULT_PLACEHOLDERS = ("Select", "N/A", "NA", "-", "--", "null", "none", "—", "–", "nil", "#N/A")
+DEFAULT_PLACEHOLDERS = ("Select", "N/A", "-", "--", "null", "none", "—", "–", "nil", "#N/A")
 
 
 def add_placeholders(apps, schema_editor):

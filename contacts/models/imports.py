@@ -129,9 +129,10 @@ class ImportRowError(models.Model):
         return reasons.text(self.message)
 
 
-# What CRM and spreadsheet exports write in a cell that holds nothing; the migration that
-# creates ImportPlaceholder stores them, and an admin edits them there.
-DEFAULT_PLACEHOLDERS = ("Select", "N/A", "NA", "-", "--", "null", "none", "—", "–", "nil", "#N/A")
+# What CRM and spreadsheet exports write in a cell that holds nothing ("NA" is not one: it is
+# Namibia in a country column); the migration that creates ImportPlaceholder stores them, and
+# an admin edits them there.
+DEFAULT_PLACEHOLDERS = ("Select", "N/A", "-", "--", "null", "none", "—", "–", "nil", "#N/A")
 
 
 class ImportPlaceholder(models.Model):
