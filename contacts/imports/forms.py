@@ -26,7 +26,10 @@ class ImportUploadForm(forms.Form):
         label=_("Lead source"),
         required=False,
         empty_label=_("(none)"),
-        help_text=_("Given to every imported contact that has no source yet."),
+        help_text=_(
+            "Given to every imported contact that has no source yet, unless a source column "
+            "names one on its row."
+        ),
     )
     overwrite = forms.BooleanField(
         label=_("Overwrite existing values"),

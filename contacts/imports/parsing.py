@@ -86,7 +86,7 @@ HEADER_ALIASES: dict[str, str] = {
     "consent proof": "consent_method", "consent method": "consent_method",
     "preuve du consentement": "consent_method", "consent source": "consent_method",
     "converted": "outcome", "outcome": "outcome", "won lost": "outcome", "won": "outcome",
-    "converti": "outcome", "resultat": "outcome", "issue": "outcome",
+    "converti": "outcome", "gagne perdu": "outcome", "statut gagne perdu": "outcome",
     "outcome date": "outcome_at", "conversion date": "outcome_at",
     "converted date": "outcome_at", "date de conversion": "outcome_at",
     "close date": "outcome_at", "date de cloture": "outcome_at", "date du resultat": "outcome_at",
