@@ -22,6 +22,7 @@ from contacts.models import (
     ImportPlaceholder,
     LeadSource,
     LeadSourceAlias,
+    StageChange,
 )
 from contacts.sales.claims import contact_claim
 from nurturing import enrolment, scheduler, sending
@@ -401,3 +402,22 @@ def test_a_queued_email_is_not_sent_once_an_import_opts_the_contact_out(
     # ...the send refuses it.
     assert sink.received == []
     assert Message.objects.get().status == "suppressed"
+
+
+def test_id_only_rows_stay_suspects_unless_the_file_says_they_are_leads(
+    marketer_client, django_capture_on_commit_callbacks
+):
+    content = b"Customer ID,First Name,Company\r\nc-1,Ann,Acme\r\nc-2,Bob,Beta\r\n"
+    job = upload(marketer_client, content)
+    _page, data = mapping_page(marketer_client, job)
+    del data["rows_are_leads"]  # the marketer unticks it
+    start(marketer_client, job, django_capture_on_commit_callbacks, data)
+    assert set(Contact.objects.values_list("stage", flat=True)) == {"suspect"}
+
+    again = upload(marketer_client, content)
+    _page, data = mapping_page(marketer_client, again)
+    again = start(marketer_client, again, django_capture_on_commit_callbacks, data)
+
+    assert (again.merged_count, again.unchanged_count) == (2, 0)
+    assert set(Contact.objects.values_list("stage", flat=True)) == {"lead"}
+    assert StageChange.objects.filter(to_stage="lead", cause="import").count() == 2

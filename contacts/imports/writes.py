@@ -133,15 +133,16 @@ def batch_apply(job: ImportJob, batch: ImportGroups) -> tuple[Counter[str], list
         if outcome[0]:
             outcomes.append((contact["pk"], 0, *outcome))
         changes = _contact_changes(contact, incoming, job)
-        if contact["stage"] == Contact.Stage.SUSPECT and (
+        becomes_lead = contact["stage"] == Contact.Stage.SUSPECT and (
             "email" in changes or (job.rows_are_leads and _is_lead(contact | changes, job))
-        ):
+        )
+        if becomes_lead:
             become_leads.append(contact["pk"])
         if changes:
             contact.update(changes)
             changed_fields |= set(changes)
             updated[contact["pk"]] = contact
-        counts["merged" if changes else "unchanged"] += len(rows)
+        counts["merged" if changes or becomes_lead else "unchanged"] += len(rows)
     if updated:
         _update_imported(list(updated.values()), sorted(changed_fields), now)
     created_ids = _create_imported(job, created, now) if created else []
@@ -302,7 +303,8 @@ def _update_imported(contacts: list[KnownContact], names: list[str], now: dateti
 def _create_imported(job: ImportJob, people: list[dict[str, str]], now: datetime) -> list[int]:
     """New contacts with an email are leads from the start (no one else can have moved a row
     that did not exist), with the suspect → lead StageChange and event every lead has; those
-    known by an external id only are suspects until an email comes."""
+    known by an external id only are suspects until an email comes, unless the marketer said
+    the file's rows are leads (``ImportJob.rows_are_leads``)."""
     leads = [_is_lead(fields, job) for fields in people]
     ids = _contacts_insert(people, leads, source_id=job.source_id, now=now)
     _imported_leads(job, list(compress(ids, leads)), at=now, moved=True)

@@ -493,7 +493,9 @@ class Contact(models.Model):
 
     @property
     def is_anonymous(self) -> bool:
-        return not self.email
+        """Known to nobody: no email and no external id. A contact a CRM knows by its id is
+        someone (an imported lead), whom the stages may move like any other."""
+        return not self.email and not self.external_id
 
 
 def normalize_email(value: str | None) -> str | None:
