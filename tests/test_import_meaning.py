@@ -29,6 +29,7 @@ from nurturing import enrolment, scheduler, sending
 from nurturing.models import Message
 from tests.factories import ContactFactory, LeadSourceFactory
 from tests.nurturing.helpers import SmtpSink, email_step, sequence_with, smtp_server
+from tests.utils import record
 
 pytestmark = pytest.mark.django_db
 
@@ -421,3 +422,18 @@ def test_id_only_rows_stay_suspects_unless_the_file_says_they_are_leads(
     assert (again.merged_count, again.unchanged_count) == (2, 0)
     assert set(Contact.objects.values_list("stage", flat=True)) == {"lead"}
     assert StageChange.objects.filter(to_stage="lead", cause="import").count() == 2
+
+
+def test_an_imported_lead_known_only_by_its_crm_id_is_scored_on_to_mql(
+    marketer_client, sources, django_capture_on_commit_callbacks
+):
+    job = upload(marketer_client, CRM_EXPORT)
+    _page, data = mapping_page(marketer_client, job)
+    start(marketer_client, job, django_capture_on_commit_callbacks, data)
+    ann = by_id("7927b2df-8bba")
+    assert (ann.email, ann.stage) == (None, "lead")
+
+    record(ann, "page_view", url="/pricing", capture=django_capture_on_commit_callbacks)
+    record(ann, "newsletter_subscribe", capture=django_capture_on_commit_callbacks)
+
+    assert (ann.score, ann.stage) == (20, "mql")
