@@ -12,6 +12,11 @@ rows into contacts_contact.
 Memory: the process's peak RSS (ru_maxrss) right after the timed import, and, in a second run
 on freshly seeded data (tracemalloc slows Python down, so it is not timed), the peak of Python
 allocations during the import.
+
+Then a CRM's export (``run_meaning``): English headers, the CRM's id and an email on 90 % of
+rows, a source per row ("google", "Google", an alias, an unknown value, the "Select"
+placeholder), do-not-email, do-not-call, consent status and date, a 0/1 outcome; rows without
+email imported as leads. Same targets, timed and measured the same way in a fresh process.
 """
 
 from __future__ import annotations
@@ -426,6 +431,169 @@ def run(scale: float) -> list[dict]:
             scale=scale,
             baseline_is="ru_maxrss just before the import (file generated, contacts seeded)",
             tracemalloc_peak_mb=round(traced_peak / 1024 / 1024, 1),
+            **common,
+        ),
+        *run_meaning(scale),
+    ]
+
+
+# A CRM's export with meaning beyond text: a source per row (known names in any case, an
+# alias, an unknown value, the "Select" placeholder), consent and suppression columns and a
+# 0/1 outcome, keyed by the CRM's id with an email on most rows.
+MEANING_HEADER = [
+    "Prospect ID", "Email", "First Name", "Last Name", "Company", "Lead Source", "Do Not Email",
+    "Do Not Call", "Consent", "Consent Date", "Converted", "Job Title",
+]  # fmt: skip
+MEANING_SOURCES = ["google", "Google", "GOOGLE", "Direct Traffic", "Olark Chat", "Select", ""]
+
+
+@dataclass
+class MeaningFile:
+    raw: bytes
+    rows: int
+    do_not_email: int
+    outcomes: int
+    sourced: int
+
+
+def generate_meaning(rows: int, seed_value: int = 43) -> MeaningFile:
+    rng = random.Random(seed_value)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(MEANING_HEADER)
+    do_not_email = outcomes = sourced = 0
+    for n in range(rows):
+        first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+        email = f"{ascii_part(first)}.{ascii_part(last)}{n}@{rng.choice(DOMAINS)}"
+        source = rng.choice(MEANING_SOURCES)
+        opted_out = rng.random() < 0.08
+        converted = rng.choice(["0", "1", "", "0"])
+        writer.writerow([
+            f"crm-{n:07d}", email if rng.random() < 0.9 else "", first, last,
+            rng.choice(COMPANIES), source, "Yes" if opted_out else rng.choice(["No", ""]),
+            rng.choice(["No", "No", "Yes", "Select"]), rng.choice(["granted", "", "Oui", "N/A"]),
+            rng.choice(["2024-03-31", "31/03/2024", ""]), converted,
+            rng.choice(["Select", "Manager", "Director", "N/A"]),
+        ])  # fmt: skip
+        do_not_email += opted_out
+        outcomes += converted != ""
+        sourced += source not in ("Olark Chat", "Select", "")
+    return MeaningFile(buffer.getvalue().encode(), rows, do_not_email, outcomes, sourced)
+
+
+MEANING_MAPPING = [
+    "external_id", "email", "first_name", "last_name", "company", "source", "do_not_email",
+    "do_not_call", "consent", "consent_at", "outcome", "job_title",
+]  # fmt: skip
+
+
+def import_meaning_file(raw: bytes) -> ImportJob:
+    """The CRM export through the same steps as ``import_file``, rows without email as leads."""
+    detected = parsing.detect(raw)
+    upload = SimpleUploadedFile("crm-export.csv", raw, content_type="text/csv")
+    job = import_job_create(
+        upload=upload, detected=detected, source=None, overwrite=False, actor=None
+    )
+    assert job.mapping == MEANING_MAPPING, job.mapping
+    assert import_job_start(job=job, mapping=job.mapping, rows_are_leads=True)
+    job = ImportJob.objects.get(pk=job.pk)
+    assert contacts_import(job=job)
+    job.refresh_from_db()
+    return job
+
+
+def check_meaning(job: ImportJob, data: MeaningFile) -> None:
+    from contacts.models import ContactOutcome
+
+    assert job.status == ImportJob.Status.DONE, (job.status, job.error)
+    assert (job.created_count, job.rejected_count) == (data.rows, 0), job
+    assert Contact.objects.filter(do_not_email=True).count() == data.do_not_email
+    assert Contact.objects.filter(source__isnull=False).count() == data.sourced
+    assert ContactOutcome.objects.count() == data.outcomes
+    assert not Contact.objects.filter(job_title__in=["Select", "N/A"]).exists()
+    assert Contact.objects.filter(stage=Contact.Stage.LEAD).count() == data.rows
+
+
+def _meaning_sources() -> None:
+    from contacts.models import LeadSource, LeadSourceAlias
+
+    LeadSource.objects.get_or_create(name="Google", defaults={"slug": "google"})
+    direct, _created = LeadSource.objects.get_or_create(name="Direct", defaults={"slug": "direct"})
+    LeadSourceAlias.objects.get_or_create(source=direct, alias="Direct traffic")
+
+
+CHILD_MEANING = """
+import json, resource, sys, time
+sys.path.insert(0, {root!r})
+import django
+django.setup()
+from bench.bench_ingest import processing_deferred
+from bench.bench_import import import_meaning_file
+raw = open({path!r}, "rb").read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+with processing_deferred():
+    started = time.perf_counter()
+    job = import_meaning_file(raw)
+    seconds = time.perf_counter() - started
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({{"seconds": seconds, "rss_before": before, "rss_peak": peak, "job": job.pk}}))
+"""
+
+
+def run_meaning(scale: float) -> list[dict]:
+    """The CRM export with a per-row source and consent columns: same targets."""
+    rows = max(1000, int(ROWS * scale))
+    data = generate_meaning(rows)
+    assert len(data.raw) <= IMPORT_MAX_BYTES, len(data.raw)
+    root = str(Path(__file__).resolve().parent.parent)
+    with tempfile.TemporaryDirectory() as media, override_settings(MEDIA_ROOT=media):
+        seed.reset()
+        ImportJob.objects.all().delete()
+        _meaning_sources()
+        with tempfile.NamedTemporaryFile(suffix=".csv", delete=False) as handle:
+            handle.write(data.raw)
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD_MEANING.format(root=root, path=handle.name)],
+            env={**os.environ, "MEDIA_ROOT": media}, capture_output=True, text=True, check=True,
+            cwd=root,
+        ).stdout  # fmt: skip
+        os.unlink(handle.name)
+        measured = json.loads(out.strip().splitlines()[-1])
+        check_meaning(ImportJob.objects.get(pk=measured["job"]), data)
+        ImportJob.objects.all().delete()
+    seed.reset()
+    seconds, target_seconds = measured["seconds"], TARGET_SECONDS * rows / ROWS
+    common = {
+        "rows": rows,
+        "file_mb": round(len(data.raw) / 1024 / 1024, 2),
+        "do_not_email": data.do_not_email,
+        "outcomes": data.outcomes,
+        "with_a_known_source": data.sourced,
+        "file": "CRM export: per-row source, consent and opt-out columns, 0/1 outcome",
+    }
+    return [
+        result(
+            name=NAME,
+            metric=f"seconds to import a {rows:,}-row CRM export with sources and consent",
+            value=seconds,
+            unit="s",
+            baseline=None,
+            target=f"< {target_seconds:g} s ({TARGET_SECONDS} s per {ROWS:,} rows)",
+            passed=seconds < target_seconds,
+            scale=scale,
+            rows_per_s=round(rows / seconds),
+            **common,
+        ),
+        result(
+            name=NAME,
+            metric="peak RSS of the process after the CRM export import (ru_maxrss)",
+            value=measured["rss_peak"],
+            unit="MB",
+            baseline=measured["rss_before"],
+            target=f"< {TARGET_RSS_MB} MB",
+            passed=measured["rss_peak"] < TARGET_RSS_MB,
+            scale=scale,
+            baseline_is="ru_maxrss just before the import",
             **common,
         ),
     ]

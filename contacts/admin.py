@@ -21,7 +21,9 @@ from contacts.models import (
     ContactOutcome,
     Event,
     Form,
+    ImportPlaceholder,
     LeadSource,
+    LeadSourceAlias,
     LeadSourceCost,
     PendingEvent,
     StageChange,
@@ -60,9 +62,17 @@ class LeadSourceCostInline(admin.TabularInline):
     extra = 1
 
 
+class LeadSourceAliasInline(admin.TabularInline):
+    """Other spellings of the source that imports match ("adwords", "Google Ads FR")."""
+
+    model = LeadSourceAlias
+    extra = 1
+    fields = ["alias"]
+
+
 @admin.register(LeadSource)
 class LeadSourceAdmin(admin.ModelAdmin):
-    inlines = [LeadSourceCostInline]
+    inlines = [LeadSourceAliasInline, LeadSourceCostInline]
     list_display = ["name", "channel", "utm_source", "utm_medium", "utm_campaign", "active"]
     list_filter = ["channel", "active"]
     search_fields = ["name", "utm_source", "utm_campaign"]
@@ -130,7 +140,9 @@ class ContactAdmin(admin.ModelAdmin):
         "last_activity_at",
         "created_at",
     ]
-    list_filter = ["stage", "fit_grade", "source", "owner", "do_not_email", "consent"]
+    list_filter = [
+        "stage", "fit_grade", "source", "owner", "do_not_email", "do_not_call", "consent",
+    ]  # fmt: skip
     search_fields = ["email", "first_name", "last_name", "company", "=external_id"]
     list_select_related = ["source", "owner"]
     date_hierarchy = "created_at"
@@ -144,6 +156,7 @@ class ContactAdmin(admin.ModelAdmin):
         "claimed_at",
         "consent",
         "consent_at",
+        "consent_basis",
         "consent_method",
         "created_at",
         "updated_at",
@@ -170,7 +183,19 @@ class ContactAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        (_("Consent"), {"fields": ["consent", "consent_at", "consent_method", "do_not_email"]}),
+        (
+            _("Consent"),
+            {
+                "fields": [
+                    "consent",
+                    "consent_at",
+                    "consent_basis",
+                    "consent_method",
+                    "do_not_email",
+                    "do_not_call",
+                ]
+            },
+        ),
         (_("Dates"), {"fields": ["created_at", "updated_at", "last_activity_at", "erased_at"]}),
     ]
     inlines = [StageChangeInline]
@@ -439,3 +464,11 @@ class ContactOutcomeAdmin(admin.ModelAdmin):
                 request,
                 _("A later outcome was already known for this contact: it was kept."),
             )
+
+
+@admin.register(ImportPlaceholder)
+class ImportPlaceholderAdmin(admin.ModelAdmin):
+    """Cell values every import reads as blank ("Select", "N/A"), whatever their case."""
+
+    list_display = ["value"]
+    search_fields = ["value"]

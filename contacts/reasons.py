@@ -75,6 +75,11 @@ def _lost(params: dict[str, Any]) -> str:
     return f"{reason}: {words}" if words else reason
 
 
+def _import_field(params: dict[str, Any]) -> dict[str, Any]:
+    # contacts.imports.parsing registers the import fields' labels ("import_field").
+    return {**params, "field": label("import_field", params.get("field"))}
+
+
 def _too_long(params: dict[str, Any]) -> str:
     return _("%(field)s is too long (%(length)d characters, at most %(limit)d).") % {
         **params,
@@ -120,6 +125,24 @@ REASONS: dict[str, Label] = {
         "“%(value)s” is not a company size: give a whole number of employees, such as 250."
     ),
     "import_too_long": _too_long,
+    "import_bad_yes_no": lambda params: (
+        _("“%(value)s” in “%(field)s” is not yes or no: write Yes, No, 1, 0, X or leave it blank.")
+        % _import_field(params)
+    ),
+    "import_bad_consent": _(
+        "“%(value)s” is not a consent status: write granted, withdrawn or unknown (or yes, no)."
+    ),
+    "import_bad_legal_basis": _(
+        "“%(value)s” is not a legal basis: write consent, contract, legitimate interest or "
+        "legal obligation."
+    ),
+    "import_bad_outcome": _(
+        "“%(value)s” is not an outcome: write won or lost (or converted 1 or 0, yes or no)."
+    ),
+    "import_bad_date": lambda params: (
+        _("“%(value)s” in “%(field)s” is not a date: write it as 2024-03-31 or 31/03/2024.")
+        % _import_field(params)
+    ),
     "import_external_id_taken": _(
         "The external id “%(id)s” is given with another email on line %(line)d."
     ),

@@ -60,6 +60,7 @@ CONTACT_FIELDS = (
     "utm_term",
     "utm_content",
     "do_not_email",
+    "do_not_call",
 )
 
 
@@ -85,11 +86,11 @@ def contact_update(
     erased contact takes no personal data back (``ContactErased``)."""
     if contact.erased_at and any(fields.get(name) for name in ERASED_FIELDS):
         raise ContactErased
-    was_anonymous = contact.is_anonymous
+    had_email = bool(contact.email)
     for name, value in _clean_fields(fields).items():
         setattr(contact, name, value)
     _save(contact, update_fields=[*fields, "updated_at"])
-    if was_anonymous and contact.email and contact.stage == Contact.Stage.SUSPECT:
+    if not had_email and contact.email and contact.stage == Contact.Stage.SUSPECT:
         _become_lead(
             contact, cause=StageChange.Cause.USER, actor=actor, reason=coded("email_added")
         )

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -146,8 +147,8 @@ def stage_moves_apply(
 
     Moves of one contact are given in path order (lead → MQL → SQL). Each contact jumps to the
     end of its path in one compare-and-set on the stage it started from, so a contact someone
-    else moved, or an anonymous one, is left out whole. Then one INSERT of the StageChanges (one
-    per stage crossed) and one of their ``stage_changed`` events.
+    else moved, or an anonymous one (no email, no external id), is left out whole. Then one
+    INSERT of the StageChanges (one per stage crossed) and one of their ``stage_changed`` events.
     """
     if cause not in StageChange.Cause.values:
         raise ValueError(f"unknown cause {cause!r}")
@@ -178,7 +179,8 @@ def _stages_compare_and_set(ends: dict[int, tuple[str, str]], now: datetime) -> 
         groups[pair].add(pk)
     moved: set[int] = set()
     for (first, last), ids in sorted(groups.items()):
-        count = Contact.objects.filter(pk__any=ids, stage=first, email__isnull=False).update(
+        known = Q(email__isnull=False) | Q(external_id__isnull=False)  # not anonymous
+        count = Contact.objects.filter(known, pk__any=ids, stage=first).update(
             stage=last, stage_entered_at=now, updated_at=now
         )
         if count == len(ids):
@@ -195,7 +197,8 @@ def _stages_compare_and_set(ends: dict[int, tuple[str, str]], now: datetime) -> 
 def _stages_compare_and_set_arrays(ends: dict[int, tuple[str, str]], now: datetime) -> set[int]:
     quote = connection.ops.quote_name
     column = {name: quote(Contact._meta.get_field(name).column)
-              for name in ("stage", "stage_entered_at", "updated_at", "email")}  # fmt: skip
+              for name in ("stage", "stage_entered_at", "updated_at", "email",
+                           "external_id")}  # fmt: skip
     pk = quote(Contact._meta.pk.column)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -204,7 +207,8 @@ def _stages_compare_and_set_arrays(ends: dict[int, tuple[str, str]], now: dateti
             f"{column['updated_at']} = %s "
             "FROM unnest(%s::bigint[], %s::varchar[], %s::varchar[]) AS v(id, first, last) "
             f"WHERE c.{pk} = v.id AND c.{column['stage']} = v.first "
-            f"AND c.{column['email']} IS NOT NULL RETURNING c.{pk}",
+            f"AND (c.{column['email']} IS NOT NULL OR c.{column['external_id']} IS NOT NULL) "
+            f"RETURNING c.{pk}",
             [
                 now, now, array_param(list(ends)),
                 [first for first, _ in ends.values()], [last for _, last in ends.values()],

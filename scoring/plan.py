@@ -186,7 +186,7 @@ class _Now(NamedTuple):
     stage: str
     score: int
     start: str
-    movable: bool  # has an email and no owner: a rescore may move it
+    movable: bool  # known (an email or an external id) and no owner: a rescore may move it
     fit_grade: str
 
 
@@ -199,7 +199,8 @@ def _contacts(which: Q | None = None) -> dict[int, _Now]:
         .annotate(
             first_stage=Subquery(first.values("from_stage")[:1]),
             movable=ExpressionWrapper(
-                Q(email__isnull=False, owner__isnull=True), output_field=BooleanField()
+                (Q(email__isnull=False) | Q(external_id__isnull=False)) & Q(owner__isnull=True),
+                output_field=BooleanField(),
             ),
         )
         .values_list("pk", "stage", "score", "first_stage", "movable", "fit_grade")

@@ -134,7 +134,8 @@ def test_what_is_not_a_csv_is_refused(content):
         ("Phone", "phone"), ("Téléphone", "phone"), ("Tel", "phone"), ("Tél.", "phone"),
         ("Job title", "job_title"), ("Fonction", "job_title"), ("Poste", "job_title"),
         ("Titre", "job_title"), ("utm_source", "utm_source"), ("UTM Campaign", "utm_campaign"),
-        ("Source", ""), ("Remarques", ""),
+        ("Source", "source"), ("Lead Source", "source"), ("Prospect ID", "external_id"),
+            ("Do Not Email", "do_not_email"), ("Converted", "outcome"), ("Remarques", ""),
     ],
 )  # fmt: skip
 def test_common_english_and_french_headers_are_proposed(header, field):
@@ -160,11 +161,12 @@ def test_the_mapping_form_needs_one_email_column_and_no_field_twice():
 def test_a_messy_french_file_imports_with_exact_counts_and_accents(
     marketer_client, marketer, django_capture_on_commit_callbacks
 ):
-    source = LeadSourceFactory(name="Salon VivaTech", slug="vivatech")
+    # The "Source" column names it ("salon", any case); rows without one get the file's.
+    source = LeadSourceFactory(name="Salon", slug="vivatech")
     response = upload(marketer_client, SALON, source=source.pk)
     job = ImportJob.objects.get()
     assert response.url == reverse("contact-import-job", args=[job.pk])
-    assert job.mapping == ["first_name", "last_name", "email", "company", ""]
+    assert job.mapping == ["first_name", "last_name", "email", "company", "source"]
     page = marketer_client.get(response.url).content.decode()
     assert "Café Crème" in page  # first values shown under each column
 

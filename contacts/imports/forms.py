@@ -26,7 +26,10 @@ class ImportUploadForm(forms.Form):
         label=_("Lead source"),
         required=False,
         empty_label=_("(none)"),
-        help_text=_("Given to every imported contact that has no source yet."),
+        help_text=_(
+            "Given to every imported contact that has no source yet, unless a source column "
+            "names one on its row."
+        ),
     )
     overwrite = forms.BooleanField(
         label=_("Overwrite existing values"),
@@ -56,12 +59,30 @@ class ImportUploadForm(forms.Form):
 
 
 class ImportMappingForm(forms.Form):
-    """One select per column of the file: the contact field it fills, or ignore it."""
+    """One select per column of the file: the contact field it fills, or ignore it; then what
+    to do with the lead sources no source matches, and whether rows without email are leads."""
+
+    rows_are_leads = forms.BooleanField(
+        label=_("These rows are leads"),
+        required=False,
+        help_text=_(
+            "For a CRM's export: rows with an external id but no email become leads, "
+            "not anonymous visitors."
+        ),
+    )
+    create_sources = forms.BooleanField(
+        label=_("Create the unknown lead sources listed above"),
+        required=False,
+        help_text=_("Unticked: rows naming an unknown source keep no source."),
+    )
+    # The column whose unknown sources the page listed ("" for none).
+    sources_of = forms.CharField(required=False, widget=forms.HiddenInput)
 
     def __init__(
         self, *args: Any, columns: Sequence[str], mapping: Sequence[str], **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.fields["rows_are_leads"].initial = "external_id" in mapping and "email" not in mapping
         self.columns = list(columns)
         for index, column in enumerate(self.columns):
             self.fields[f"column_{index}"] = forms.ChoiceField(
@@ -85,6 +106,18 @@ class ImportMappingForm(forms.Form):
                 None, _("Choose the column that holds the email address or the external id.")
             )
         return cleaned
+
+    def column_fields(self) -> list[forms.BoundField]:
+        return [self[f"column_{index}"] for index in range(len(self.columns))]
+
+    def source_column(self) -> int | None:
+        """The column chosen (or proposed, unbound) as the per-row source."""
+        for index in range(len(self.columns)):
+            name = f"column_{index}"
+            value = self.data.get(name) if self.is_bound else self.fields[name].initial
+            if value == "source":
+                return index
+        return None
 
     def mapping(self, cleaned: dict[str, Any] | None = None) -> list[str]:
         cleaned = self.cleaned_data if cleaned is None else cleaned

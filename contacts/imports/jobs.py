@@ -15,9 +15,11 @@ from django.utils import timezone
 
 from contacts import broker
 from contacts.imports import parsing
+from contacts.imports.sources import rows_sources_resolve
 from contacts.imports.writes import ImportGroups, batch_apply, row_error
 from contacts.models import (
     ImportJob,
+    ImportPlaceholder,
     ImportRowError,
     LeadSource,
 )
@@ -65,14 +67,28 @@ def import_job_create(
 
 
 @transaction.atomic
-def import_job_start(*, job: ImportJob, mapping: list[str]) -> bool:
-    """Confirm the mapping and queue the import; False if it was already started (two tabs)."""
+def import_job_start(
+    *,
+    job: ImportJob,
+    mapping: list[str],
+    create_sources: bool = False,
+    rows_are_leads: bool = False,
+) -> bool:
+    """Confirm the mapping and queue the import; False if it was already started (two tabs).
+    ``create_sources``: create the lead sources the source column names and none matches (the
+    caller checked the marketer may); ``rows_are_leads``: rows with an external id and no email
+    are leads, not anonymous suspects."""
     now = timezone.now()
     started = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.MAPPING).update(
-        status=ImportJob.Status.QUEUED, mapping=mapping, queued_at=now
+        status=ImportJob.Status.QUEUED,
+        mapping=mapping,
+        queued_at=now,
+        create_sources=create_sources,
+        rows_are_leads=rows_are_leads,
     )
     if started:
         job.status, job.mapping, job.queued_at = ImportJob.Status.QUEUED, mapping, now
+        job.create_sources, job.rows_are_leads = create_sources, rows_are_leads
         transaction.on_commit(lambda: _send_import(job.pk))
     return bool(started)
 
@@ -110,6 +126,8 @@ def contacts_import(*, job: ImportJob) -> bool:
 
 def _import_file(job: ImportJob) -> None:
     groups, errors = _read_job_file(job)
+    if "source" in job.mapping:
+        rows_sources_resolve(job=job, rows=(row for rows in groups.values() for row in rows))
     rows_total = len(errors) + sum(len(rows) for rows in groups.values())
     with transaction.atomic():
         ImportRowError.objects.bulk_create(errors, batch_size=IMPORT_BATCH_SIZE)
@@ -147,10 +165,13 @@ def _read_rows(
     errors: list[ImportRowError],
     with_external_id: set[tuple[str, str]],
 ) -> None:
+    placeholders = ImportPlaceholder.values()
     try:
         for row in parsing.read_rows(text, job.delimiter):
             try:
-                clean = parsing.clean_row(row, job.mapping, job.delimiter)
+                clean = parsing.clean_row(
+                    row, job.mapping, job.delimiter, placeholders=placeholders
+                )
             except parsing.RowRefused as refusal:
                 errors.append(
                     ImportRowError(

@@ -12,6 +12,7 @@ import re
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
@@ -19,6 +20,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from contacts import reasons
+from contacts.imports import meaning
 from contacts.models import Contact, canonical_time_zone
 from contacts.reasons import coded
 
@@ -28,6 +30,13 @@ IMPORT_FIELDS = (
     "country", "industry", "company_size", "time_zone", "utm_source", "utm_medium",
     "utm_campaign", "utm_term", "utm_content",
 )  # fmt: skip
+# What a column may mean beyond a contact's text fields: a per-row lead source, consent and
+# suppression, an outcome (``contacts.imports.meaning`` reads their values).
+MEANING_FIELDS = (
+    "source", "do_not_email", "do_not_call", "unsubscribed", "consent", "consent_at",
+    "consent_basis", "consent_method", "outcome", "outcome_at",
+)  # fmt: skip
+MEANING_FIELDS_SET = frozenset(MEANING_FIELDS)
 IGNORE = ""
 
 # Headers as marketers write them, compared without case, accents or punctuation.
@@ -54,6 +63,33 @@ HEADER_ALIASES: dict[str, str] = {
     "fuseau": "time_zone", "tz": "time_zone",
     "utm source": "utm_source", "utm medium": "utm_medium", "utm campaign": "utm_campaign",
     "utm term": "utm_term", "utm content": "utm_content",
+    # A CRM's own ids: the first such column is proposed as the external id.
+    "prospect id": "external_id", "lead number": "external_id", "lead id": "external_id",
+    "crm id": "external_id", "id client": "external_id", "customer id": "external_id",
+    "record id": "external_id", "contact id": "external_id", "client id": "external_id",
+    "id crm": "external_id", "numero client": "external_id", "id prospect": "external_id",
+    "identifiant client": "external_id", "reference client": "external_id",
+    "source": "source", "lead source": "source", "origine": "source",
+    "source du lead": "source", "source du contact": "source", "origine du lead": "source",
+    "origine du contact": "source", "source de la piste": "source", "contact source": "source",
+    "do not email": "do_not_email", "donotemail": "do_not_email",
+    "email opt out": "do_not_email", "ne pas envoyer d email": "do_not_email",
+    "ne pas envoyer de mail": "do_not_email", "ne pas contacter par email": "do_not_email",
+    "do not call": "do_not_call", "donotcall": "do_not_call", "ne pas appeler": "do_not_call",
+    "unsubscribed": "unsubscribed", "desabonne": "unsubscribed", "desinscrit": "unsubscribed",
+    "consent": "consent", "consentement": "consent", "consent status": "consent",
+    "statut du consentement": "consent", "opt in": "consent", "marketing consent": "consent",
+    "consent date": "consent_at", "date du consentement": "consent_at",
+    "date de consentement": "consent_at", "consent given": "consent_at",
+    "legal basis": "consent_basis", "lawful basis": "consent_basis",
+    "base legale": "consent_basis", "base juridique": "consent_basis",
+    "consent proof": "consent_method", "consent method": "consent_method",
+    "preuve du consentement": "consent_method", "consent source": "consent_method",
+    "converted": "outcome", "outcome": "outcome", "won lost": "outcome", "won": "outcome",
+    "converti": "outcome", "gagne perdu": "outcome", "statut gagne perdu": "outcome",
+    "outcome date": "outcome_at", "conversion date": "outcome_at",
+    "converted date": "outcome_at", "date de conversion": "outcome_at",
+    "close date": "outcome_at", "date de cloture": "outcome_at", "date du resultat": "outcome_at",
 }  # fmt: skip
 
 SAMPLE_BYTES = 8192
@@ -183,13 +219,39 @@ def propose_mapping(columns: Sequence[str]) -> list[str]:
     return mapping
 
 
+MEANING_LABELS = {
+    "source": gettext_lazy("Lead source (per row)"),
+    "do_not_email": gettext_lazy("Do not email"),
+    "do_not_call": gettext_lazy("Do not call"),
+    "unsubscribed": gettext_lazy("Unsubscribed"),
+    "consent": gettext_lazy("Consent status"),
+    "consent_at": gettext_lazy("Consent date"),
+    "consent_basis": gettext_lazy("Legal basis"),
+    "consent_method": gettext_lazy("Consent proof"),
+    "outcome": gettext_lazy("Outcome (won, lost, converted)"),
+    "outcome_at": gettext_lazy("Outcome date"),
+}
+
+
 def field_label(name: str) -> str:
+    if name in MEANING_LABELS:
+        return str(MEANING_LABELS[name])
     return str(Contact._meta.get_field(name).verbose_name).capitalize()
+
+
+def _import_field_label(name: object) -> str:
+    try:
+        return field_label(str(name))
+    except Exception:  # noqa: BLE001 (a field renamed since: its name is all there is)
+        return str(name)
+
+
+reasons.LABELS["import_field"] = _import_field_label
 
 
 def field_choices() -> list[tuple[str, str]]:
     return [(IGNORE, str(gettext_lazy("— ignore this column —")))] + [
-        (name, field_label(name)) for name in IMPORT_FIELDS
+        (name, field_label(name)) for name in (*IMPORT_FIELDS, *MEANING_FIELDS)
     ]
 
 
@@ -242,7 +304,9 @@ class CleanRow:
     # What makes two rows the same person: ("email", lower-cased email), or for a row without
     # email ("external_id", its external id).
     key: tuple[str, str]
-    fields: dict[str, str] = field(default_factory=dict)
+    # Text by contact field; the meaning fields as ``meaning.read_meaning`` leaves them (flags
+    # as booleans, dates as aware datetimes, codes).
+    fields: dict[str, Any] = field(default_factory=dict)
 
 
 class CompiledEmailValidator(EmailValidator):
@@ -259,19 +323,29 @@ class CompiledEmailValidator(EmailValidator):
 
 
 validate_email = CompiledEmailValidator()
-MAX_LENGTHS = {name: Contact._meta.get_field(name).max_length for name in IMPORT_FIELDS}
+MAX_LENGTHS = {
+    name: Contact._meta.get_field(name).max_length for name in (*IMPORT_FIELDS, "consent_method")
+}
+MAX_LENGTHS["source"] = 120  # LeadSource.name, when the import creates it
 
 
-def clean_row(row: Row, mapping: Sequence[str], delimiter: str) -> CleanRow:
+def clean_row(
+    row: Row,
+    mapping: Sequence[str],
+    delimiter: str,
+    *,
+    placeholders: frozenset[str] = frozenset(),
+) -> CleanRow:
     """The row's non-blank values by field, validated; ``RowRefused`` says what is wrong.
 
-    ``mapping`` has one entry per column of the header (``check_shape``)."""
+    ``mapping`` has one entry per column of the header (``check_shape``); a cell whose
+    case-folded value is in ``placeholders`` ("select", "n/a") is blank."""
     check_shape(row, len(mapping), delimiter)
-    fields: dict[str, str] = {}
+    fields: dict[str, Any] = {}
     for target, cell in zip(mapping, row.cells, strict=False):
         if target:
             value = cell.strip()
-            if value:
+            if value and not (placeholders and value.casefold() in placeholders):
                 fields[target] = value
     email = fields.get("email")  # trimmed and not blank, as normalize_email leaves it
     external_id = fields.get("external_id")
@@ -290,9 +364,14 @@ def clean_row(row: Row, mapping: Sequence[str], delimiter: str) -> CleanRow:
     if "company_size" in fields:
         fields["company_size"] = _company_size(fields["company_size"])
     for name, value in fields.items():
-        limit = MAX_LENGTHS[name]
+        limit = MAX_LENGTHS.get(name)
         if limit and len(value) > limit:
             raise RowRefused("import_too_long", field=name, length=len(value), limit=limit)
+    if not MEANING_FIELDS_SET.isdisjoint(fields):
+        try:
+            meaning.read_meaning(fields)
+        except meaning.BadValue as bad:
+            raise RowRefused(bad.code, **bad.params) from bad
     key = ("email", email.lower()) if email else ("external_id", str(external_id))
     return CleanRow(line_number=row.line_number, key=key, fields=fields)
 
@@ -305,7 +384,7 @@ def _company_size(value: str) -> int:  # type: ignore[return]
     raise RowRefused("import_bad_company_size", value=value)
 
 
-def merge_fields(current: dict[str, str], incoming: dict[str, str], *, overwrite: bool) -> bool:
+def merge_fields(current: dict[str, Any], incoming: dict[str, Any], *, overwrite: bool) -> bool:
     """Apply ``incoming`` onto ``current`` in place: blanks are filled, or differing values
     replaced when ``overwrite``. A blank cell never erases anything. True if ``current`` changed."""
     changed = False

@@ -16,6 +16,7 @@ from contacts import reasons
 from contacts.imports import parsing
 from contacts.imports.forms import ImportMappingForm, ImportUploadForm
 from contacts.imports.jobs import import_job_create, import_job_start
+from contacts.imports.sources import UnknownSource, unknown_sources
 from contacts.models import ImportJob
 from contacts.roles import MARKETING, role_required
 from contacts.views import Echo, partial_or_page, spreadsheet_safe
@@ -45,17 +46,43 @@ def import_job(request: HttpRequest, pk: int) -> HttpResponse:
     """The mapping form until the import starts, then its progress (polled by htmx)."""
     job = get_object_or_404(ImportJob.objects.select_related("created_by", "source"), pk=pk)
     form = None
+    unknown: list[UnknownSource] = []
+    may_create_sources = request.user.has_perm("contacts.add_leadsource")
     if job.status == ImportJob.Status.MAPPING:
         form = ImportMappingForm(request.POST or None, columns=job.columns, mapping=job.mapping)
+        source_column = form.source_column()
+        if source_column is not None:
+            unknown = unknown_sources(job, source_column)
+        shown = "" if source_column is None or not unknown else str(source_column)
         if request.method == "POST" and form.is_valid():
-            import_job_start(job=job, mapping=form.mapping())
-            return redirect("contact-import-job", pk=job.pk)
+            create_sources = may_create_sources and form.cleaned_data["create_sources"]
+            if create_sources and form.cleaned_data["sources_of"] != shown:
+                # The source column changed since the page listed its unknown values: the
+                # marketer sees the new list before anything is created or left without source.
+                form.add_error(None, _("Check the unknown lead sources listed below, then start."))
+            else:
+                import_job_start(
+                    job=job,
+                    mapping=form.mapping(),
+                    create_sources=create_sources,
+                    rows_are_leads=form.cleaned_data["rows_are_leads"],
+                )
+                return redirect("contact-import-job", pk=job.pk)
+        form.data = form.data.copy() if form.is_bound else form.data
+        if form.is_bound:
+            form.data["sources_of"] = shown
+        else:
+            form.initial["sources_of"] = shown
     elif request.method == "POST":  # a second submit of the mapping: it has started already
         return redirect("contact-import-job", pk=job.pk)
     context = {
         "job": job,
         "form": form,
-        "columns": list(zip(form, _samples(job), strict=True)) if form is not None else [],
+        "columns": (
+            list(zip(form.column_fields(), _samples(job), strict=True)) if form is not None else []
+        ),
+        "unknown_sources": unknown,
+        "may_create_sources": may_create_sources,
         "errors_shown": job.row_errors.all()[:20],
     }
     response = render(

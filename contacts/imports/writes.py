@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from datetime import datetime
+from itertools import compress
 from typing import Any
 
 from django.db import connection
@@ -34,13 +35,16 @@ from django.utils import timezone
 from contacts.bulk import bulk_update_fast, copy_value
 from contacts.changes import contacts_changed
 from contacts.imports import parsing
+from contacts.imports.consent import consent_changes, opt_outs_win
 from contacts.models import (
     Contact,
+    ContactOutcome,
     ImportJob,
     ImportRowError,
     StageChange,
     Suppression,
 )
+from contacts.outcomes import outcomes_record
 from contacts.reasons import coded
 from contacts.stages import PlannedMove, stage_changes_record, stage_move_many
 
@@ -63,8 +67,12 @@ def row_error(job: ImportJob, row: parsing.CleanRow, message: str) -> ImportRowE
 # What the import reads of a known contact: plain values, no model instances (a batch finds
 # thousands of them).
 IMPORT_PROFILE = tuple(name for name in parsing.IMPORT_FIELDS if name != "email")
+CONSENT_COLUMNS = ("do_not_email", "do_not_call", "consent", "consent_at", "consent_basis",
+                   "consent_method")  # fmt: skip
 
-KNOWN_COLUMNS = ("pk", "email", "stage", "source_id", *IMPORT_PROFILE)
+PROFILE_SET = frozenset(IMPORT_PROFILE)
+
+KNOWN_COLUMNS = ("pk", "email", "stage", "source_id", *IMPORT_PROFILE, *CONSENT_COLUMNS)
 
 KnownContact = dict[str, Any]
 
@@ -88,6 +96,8 @@ def batch_apply(job: ImportJob, batch: ImportGroups) -> tuple[Counter[str], list
     updated: dict[int, KnownContact] = {}
     become_leads: list[int] = []
     changed_fields: set[str] = set()
+    # (contact id, or None and the row of a contact to create; result; date if the file gave it)
+    outcomes: list[tuple[int | None, int, str, datetime | None]] = []
     now = timezone.now()
     suppressed = _suppressed(emails.difference(by_email))
     for (kind, value), rows in batch.items():
@@ -98,11 +108,13 @@ def batch_apply(job: ImportJob, batch: ImportGroups) -> tuple[Counter[str], list
             counts["rejected"] += len(rows)
             continue
         if len(rows) == 1:
-            incoming = rows[0].fields
+            incoming = dict(rows[0].fields)
         else:
             incoming = {}
             for row in rows:
                 parsing.merge_fields(incoming, row.fields, overwrite=job.overwrite)
+            opt_outs_win(incoming, [row.fields for row in rows])
+        outcome = (incoming.pop("outcome", None), incoming.pop("outcome_at", None))
         found_by_email = by_email.get(value) if kind == "email" else None
         found_by_id = by_external_id.get(incoming.get("external_id", ""))
         conflict = _identity_conflict(incoming, found_by_email, found_by_id)
@@ -113,22 +125,39 @@ def batch_apply(job: ImportJob, batch: ImportGroups) -> tuple[Counter[str], list
         contact = found_by_email or found_by_id
         if contact is None:
             created.append(incoming)
+            if outcome[0]:
+                outcomes.append((None, id(incoming), *outcome))
             counts["created"] += 1
             counts["merged"] += len(rows) - 1
             continue
+        if outcome[0]:
+            outcomes.append((contact["pk"], 0, *outcome))
         changes = _contact_changes(contact, incoming, job)
+        becomes_lead = contact["stage"] == Contact.Stage.SUSPECT and (
+            "email" in changes or (job.rows_are_leads and _is_lead(contact | changes, job))
+        )
+        if becomes_lead:
+            become_leads.append(contact["pk"])
         if changes:
-            if "email" in changes and contact["stage"] == Contact.Stage.SUSPECT:
-                become_leads.append(contact["pk"])
             contact.update(changes)
             changed_fields |= set(changes)
             updated[contact["pk"]] = contact
-        counts["merged" if changes else "unchanged"] += len(rows)
+        counts["merged" if changes or becomes_lead else "unchanged"] += len(rows)
     if updated:
         _update_imported(list(updated.values()), sorted(changed_fields), now)
     created_ids = _create_imported(job, created, now) if created else []
     if become_leads:
         _imported_leads(job, become_leads, at=now)
+    if outcomes:
+        # The row dicts of new contacts stand for them until their ids exist.
+        by_id = {id(person): pk for pk, person in zip(created_ids, created, strict=True)}
+        outcomes_record(
+            outcomes=[
+                (pk if pk is not None else by_id[person], result, at or job.started_at or now)
+                for pk, person, result, at in outcomes
+            ],
+            source=ContactOutcome.Source.IMPORT,
+        )
     # After the stage changes: a fit that changes a stage continues from the lead.
     contacts_changed(list(updated), changed_fields)
     contacts_changed(created_ids, None)
@@ -232,7 +261,7 @@ def _contact_changes(
 ) -> dict[str, Any]:
     # The email found the contact (its case as stored is left alone), or the external id did and
     # the contact had no email yet.
-    profile = {name: value for name, value in incoming.items() if name != "email"}
+    profile = {name: value for name, value in incoming.items() if name in PROFILE_SET}
     current = {name: contact[name] for name in profile}
     parsing.merge_fields(current, profile, overwrite=job.overwrite)
     changes: dict[str, Any] = {
@@ -240,9 +269,23 @@ def _contact_changes(
     }
     if incoming.get("email") and not contact["email"]:
         changes["email"] = incoming["email"]
-    if job.source_id and not contact["source_id"]:
+    # A source named on the row (None: named, but unknown) wins over the file's.
+    if "source_id" in incoming:
+        source_id = incoming["source_id"]
+        if source_id and (job.overwrite or not contact["source_id"]):
+            changes["source_id"] = source_id
+    elif job.source_id and not contact["source_id"]:
         changes["source_id"] = job.source_id
+    if "source_id" in changes and changes["source_id"] == contact["source_id"]:
+        del changes["source_id"]
+    changes.update(consent_changes(contact, incoming, overwrite=job.overwrite))
     return changes
+
+
+def _is_lead(fields: dict[str, Any], job: ImportJob) -> bool:
+    """Whether an imported contact is a lead: it has an email, or the marketer said the file's
+    rows are leads (a CRM's export) and it has an external id."""
+    return bool(fields.get("email")) or (job.rows_are_leads and bool(fields.get("external_id")))
 
 
 def _update_imported(contacts: list[KnownContact], names: list[str], now: datetime) -> None:
@@ -260,36 +303,47 @@ def _update_imported(contacts: list[KnownContact], names: list[str], now: dateti
 def _create_imported(job: ImportJob, people: list[dict[str, str]], now: datetime) -> list[int]:
     """New contacts with an email are leads from the start (no one else can have moved a row
     that did not exist), with the suspect → lead StageChange and event every lead has; those
-    known by an external id only are suspects until an email comes."""
-    ids = _contacts_insert(people, source_id=job.source_id, now=now)
-    leads = [pk for pk, fields in zip(ids, people, strict=True) if "email" in fields]
-    _imported_leads(job, leads, at=now, moved=True)
+    known by an external id only are suspects until an email comes, unless the marketer said
+    the file's rows are leads (``ImportJob.rows_are_leads``)."""
+    leads = [_is_lead(fields, job) for fields in people]
+    ids = _contacts_insert(people, leads, source_id=job.source_id, now=now)
+    _imported_leads(job, list(compress(ids, leads)), at=now, moved=True)
     return ids
 
 
-def _new_contact(fields: dict[str, str], *, source_id: int | None, now: datetime) -> Contact:
-    stage = Contact.Stage.LEAD if "email" in fields else Contact.Stage.SUSPECT
-    return Contact(**fields, stage=stage, stage_entered_at=now, created_at=now, source_id=source_id)
+def _new_contact(
+    fields: dict[str, Any], *, lead: bool, source_id: int | None, now: datetime
+) -> Contact:
+    stage = Contact.Stage.LEAD if lead else Contact.Stage.SUSPECT
+    return Contact(
+        **{"source_id": source_id, **fields},
+        stage=stage,
+        stage_entered_at=now,
+        created_at=now,
+    )
 
 
 def _contacts_insert(
-    people: list[dict[str, str]], *, source_id: int | None, now: datetime
+    people: list[dict[str, Any]], leads: list[bool], *, source_id: int | None, now: datetime
 ) -> list[int]:
     """Insert new contacts; their ids, in order. On PostgreSQL by COPY straight from the
     imported values (see the module's docstring for why), every other column as a new contact
     has it, read once from a model instance so the two cannot drift apart; ``bulk_create``
     elsewhere."""
     if connection.vendor != "postgresql":
-        contacts = [_new_contact(fields, source_id=source_id, now=now) for fields in people]
+        contacts = [
+            _new_contact(fields, lead=lead, source_id=source_id, now=now)
+            for fields, lead in zip(people, leads, strict=True)
+        ]
         Contact.objects.bulk_create(contacts)
         return [contact.pk for contact in contacts]
     meta = Contact._meta
     fields = meta.concrete_fields
     quote = connection.ops.quote_name
     templates = {}
-    for has_email, example in ((True, {"email": ""}), (False, {})):
-        template = _new_contact(example, source_id=source_id, now=now)
-        templates[has_email] = [copy_value(field)(template) for field in fields]
+    for lead in (True, False):
+        template = _new_contact({}, lead=lead, source_id=source_id, now=now)
+        templates[lead] = [copy_value(field)(template) for field in fields]
     position = {field.attname: index for index, field in enumerate(fields)}
     id_position = position[meta.pk.attname]
     columns = ", ".join(quote(field.column) for field in fields)
@@ -303,8 +357,8 @@ def _contacts_insert(
         # Table and column names come from the model; the values travel as COPY data.
         copy_sql = f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN"
         with cursor.cursor.copy(copy_sql) as copy:
-            for pk, person in zip(ids, people, strict=True):
-                row = list(templates["email" in person])
+            for pk, person, lead in zip(ids, people, leads, strict=True):
+                row = list(templates[lead])
                 row[id_position] = pk
                 for name, value in person.items():
                     row[position[name]] = value

@@ -254,6 +254,14 @@ class ContactIn(Schema):
         description='An IANA time zone (e.g. America/Montreal) for send windows; "": the site\'s.',
         max_length=64,
     )
+    do_not_email: bool | None = Field(
+        None,
+        description="true: never send this contact marketing email. An opt-out is sticky: false "
+        "or null leaves the contact as it is (only a person lifts an opt-out, on its page).",
+    )
+    do_not_call: bool | None = Field(
+        None, description="true: sales must not phone this contact; sticky like do_not_email."
+    )
 
     @field_validator("time_zone")
     @classmethod
@@ -282,6 +290,8 @@ class ContactOut(Schema):
     company_size: int | None
     external_id: str | None
     time_zone: str
+    do_not_email: bool
+    do_not_call: bool
     stage: str
     score: int
     fit_score: int = Field(description="Fit points: the sum of the fit rules that hold.")
@@ -403,6 +413,9 @@ def _upsert_contacts(payload: ContactsIn) -> ContactsOut:
     for i, item in enumerate(payload.contacts):
         # No email (none sent, "" or null) leaves the contact's email as it is.
         fields = item.dict(exclude_unset=True, exclude={"email", "referrer_id", "referrer_email"})
+        for flag in ("do_not_email", "do_not_call"):  # an opt-out is set, never lifted here
+            if not fields.get(flag):
+                fields.pop(flag, None)
         try:
             results.append(contact_upsert(email=item.email, **fields))
         except DuplicateContact as error:  # an external id another contact has

@@ -10,7 +10,7 @@ from contacts import reasons
 from contacts.models.audit import ContactAudit, Notification
 from contacts.models.events import Event, EventDailyCount, EventQuerySet, EventRow, PendingEvent
 from contacts.models.funnel import ALLOWED_TRANSITIONS, LOST_REASONS, StageChange, StageStay
-from contacts.models.imports import ImportJob, ImportRowError
+from contacts.models.imports import ImportJob, ImportPlaceholder, ImportRowError
 from contacts.models.intake import (
     AnonymousView,
     ApiKey,
@@ -28,10 +28,13 @@ from contacts.models.people import (
     ContactQuerySet,
     FitGrade,
     LeadSource,
+    LeadSourceAlias,
     LeadSourceCost,
     canonical_time_zone,
+    lead_sources_by_key,
     normalize_email,
     source_costs,
+    source_key,
     validate_time_zone,
 )
 
@@ -52,9 +55,11 @@ __all__ = [
     "EventRow",
     "Form",
     "ImportJob",
+    "ImportPlaceholder",
     "ImportRowError",
     "LOST_REASONS",
     "LeadSource",
+    "LeadSourceAlias",
     "LeadSourceCost",
     "Notification",
     "PendingEvent",
@@ -64,9 +69,11 @@ __all__ = [
     "Suppression",
     "Visitor",
     "canonical_time_zone",
+    "lead_sources_by_key",
     "new_form_key",
     "normalize_email",
     "source_costs",
+    "source_key",
     "validate_time_zone",
 ]
 

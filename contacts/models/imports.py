@@ -42,6 +42,16 @@ class ImportJob(models.Model):
         related_name="+",
     )
     overwrite = models.BooleanField(_("overwrite existing values"), default=False)
+    # Chosen in the mapping step: create the lead sources a source column names that none of
+    # the known sources (names, aliases) match; without it those rows keep no source.
+    create_sources = models.BooleanField(_("create unknown sources"), default=False)
+    # Chosen in the mapping step: rows with an external id but no email are leads (a CRM's
+    # export), not anonymous suspects.
+    rows_are_leads = models.BooleanField(_("rows are leads"), default=False)
+    # The source column's values no source matched and that were not created, and how many
+    # rows they left without a source: the report says so.
+    unknown_sources = models.JSONField(_("unknown sources"), default=list, blank=True)
+    unsourced_count = models.PositiveIntegerField(_("rows left without a source"), default=0)
     status = models.CharField(
         _("status"), max_length=20, choices=Status.choices, default=Status.MAPPING
     )
@@ -117,3 +127,32 @@ class ImportRowError(models.Model):
     def reason(self) -> str:
         """The refusal in the reader's language."""
         return reasons.text(self.message)
+
+
+# What CRM and spreadsheet exports write in a cell that holds nothing ("NA" is not one: it is
+# Namibia in a country column); the migration that creates ImportPlaceholder stores them, and
+# an admin edits them there.
+DEFAULT_PLACEHOLDERS = ("Select", "N/A", "-", "--", "null", "none", "—", "–", "nil", "#N/A")
+
+
+class ImportPlaceholder(models.Model):
+    """A cell value read as blank by every import, in every column ("Select", "N/A"…), compared
+    without case or surrounding spaces. A table rather than a setting: the team that meets a new
+    one in its CRM's exports adds it in the admin, without a deployment."""
+
+    value = models.CharField(_("value"), max_length=50, unique=True)
+
+    class Meta:
+        ordering = ["value"]
+        verbose_name = _("blank placeholder")
+        verbose_name_plural = _("blank placeholders")
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def values(cls) -> frozenset[str]:
+        """The placeholders as imports compare them (case-folded, trimmed)."""
+        return frozenset(
+            value.strip().casefold() for value in cls.objects.values_list("value", flat=True)
+        )

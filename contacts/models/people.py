@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import zoneinfo
 from datetime import date, datetime
 from decimal import Decimal
@@ -71,6 +72,60 @@ class LeadSource(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+def source_key(text: str) -> str:
+    """ "Google Ads ", "google-ads", "GOOGLE ADS" → "google ads": what a lead source's name or
+    alias is compared on (no case, accents or punctuation)."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    letters = "".join(char for char in decomposed if not unicodedata.combining(char))
+    return " ".join("".join(char if char.isalnum() else " " for char in letters).split())
+
+
+class LeadSourceAlias(models.Model):
+    """Another way a file or a tool writes a lead source ("adwords" for "Google Ads"): imports
+    match a per-row source on the source's name and on its aliases."""
+
+    source = models.ForeignKey(
+        LeadSource, verbose_name=_("source"), on_delete=models.CASCADE, related_name="aliases"
+    )
+    alias = models.CharField(_("alias"), max_length=120)
+    # source_key(alias): unique, so that one spelling never names two sources.
+    key = models.CharField(_("compared as"), max_length=120, unique=True, editable=False)
+
+    class Meta:
+        ordering = ["alias"]
+        verbose_name = _("lead source alias")
+        verbose_name_plural = _("lead source aliases")
+
+    def __str__(self) -> str:
+        return self.alias
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.key = source_key(self.alias)
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        self.key = source_key(self.alias)
+        if not self.key:
+            raise ValidationError({"alias": _("Write the alias with letters or digits.")})
+        taken = LeadSourceAlias.objects.filter(key=self.key).exclude(pk=self.pk)
+        if taken.exists():
+            raise ValidationError({"alias": _("This alias already names a lead source.")})
+        others = LeadSource.objects.exclude(pk=self.source_id).values_list("name", "slug")
+        if any(self.key in (source_key(name), source_key(slug)) for name, slug in others):
+            raise ValidationError({"alias": _("Another lead source has this name.")})
+
+
+def lead_sources_by_key() -> dict[str, int]:
+    """Lead source ids by ``source_key`` of their names, slugs and aliases."""
+    found: dict[str, int] = {}
+    for pk, name, slug in LeadSource.objects.values_list("pk", "name", "slug"):
+        found.setdefault(source_key(name), pk)
+        found.setdefault(source_key(slug), pk)
+    for key, pk in LeadSourceAlias.objects.values_list("key", "source_id"):
+        found[key] = pk
+    return found
 
 
 class LeadSourceCost(models.Model):
@@ -250,6 +305,13 @@ class Contact(models.Model):
         GRANTED = "granted", _("Granted")
         WITHDRAWN = "withdrawn", _("Withdrawn")
 
+    class LegalBasis(models.TextChoices):
+        # GDPR article 6(1): why the contact's data may be processed for marketing.
+        CONSENT = "consent", _("Consent")
+        CONTRACT = "contract", _("Contract")
+        LEGITIMATE_INTEREST = "legitimate_interest", _("Legitimate interest")
+        LEGAL_OBLIGATION = "legal_obligation", _("Legal obligation")
+
     # Nullable: an anonymous suspect has no email. Stored trimmed; unique whatever the case.
     email = models.EmailField(_("email"), max_length=254, null=True, blank=True)
     first_name = models.CharField(_("first name"), max_length=100, blank=True)
@@ -324,7 +386,17 @@ class Contact(models.Model):
     )
     consent_at = models.DateTimeField(_("consent given"), null=True, blank=True)
     consent_method = models.CharField(_("consent method"), max_length=200, blank=True)
+    consent_basis = models.CharField(
+        _("legal basis"),
+        max_length=30,
+        choices=LegalBasis.choices,
+        blank=True,
+        default="",
+        db_default="",
+    )
     do_not_email = models.BooleanField(_("do not email"), default=False)
+    # Sales must not phone them (the queue and the contact page say so); no effect on email.
+    do_not_call = models.BooleanField(_("do not call"), default=False, db_default=False)
 
     created_at = models.DateTimeField(_("created"), default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -421,7 +493,9 @@ class Contact(models.Model):
 
     @property
     def is_anonymous(self) -> bool:
-        return not self.email
+        """Known to nobody: no email and no external id. A contact a CRM knows by its id is
+        someone (an imported lead), whom the stages may move like any other."""
+        return not self.email and not self.external_id
 
 
 def normalize_email(value: str | None) -> str | None:
