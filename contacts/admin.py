@@ -24,6 +24,7 @@ from contacts.models import (
     LeadSource,
     LeadSourceCost,
     PendingEvent,
+    SavedMapping,
     StageChange,
     Suppression,
     Visitor,
@@ -439,3 +440,21 @@ class ContactOutcomeAdmin(admin.ModelAdmin):
                 request,
                 _("A later outcome was already known for this contact: it was kept."),
             )
+
+
+@admin.register(SavedMapping)
+class SavedMappingAdmin(admin.ModelAdmin):
+    """Mappings are saved from the import's mapping step; here they are listed, renamed or
+    deleted."""
+
+    list_display = ["name", "mapped_columns", "created_by", "updated_at"]
+    search_fields = ["name"]
+    fields = ["name", "mapped_columns", "created_by", "created_at", "updated_at"]
+    readonly_fields = ["mapped_columns", "created_by", "created_at", "updated_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description=_("columns"))
+    def mapped_columns(self, obj: SavedMapping) -> str:
+        return ", ".join(f"{pair.get('header')} → {pair.get('field')}" for pair in obj.columns)
