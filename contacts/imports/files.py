@@ -21,8 +21,9 @@ def detect(raw: bytes) -> parsing.Detected:
         return spreadsheets.detect(raw)
     if raw.startswith(OLE2_SIGNATURE):
         raise parsing.NotACsv(
-            _("This is an old Excel 97-2003 file (.xls). Save it as “Excel workbook (.xlsx)” "
-              "or as CSV and upload that file.")
+            _("This is an old Excel 97-2003 file (.xls) or a workbook protected by a password. "
+              "Save it as “Excel workbook (.xlsx)” without a password, or as CSV, and upload "
+              "that file.")
         )  # fmt: skip
     return parsing.detect(raw)
 

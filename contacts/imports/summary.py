@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
@@ -119,10 +118,10 @@ def _repeated(hashes: array) -> int:
     return len(ordered) - distinct
 
 
-@transaction.atomic
 def import_summary_record(*, job: ImportJob) -> dict[str, Any]:
     """Read the job's file once and store its figures; returns them. A file that cannot be read
-    gets empty figures: the import itself reports why."""
+    gets empty figures: the import itself reports why. Not atomic: the file is read (seconds for
+    a large one) before the one UPDATE, outside any transaction."""
     with job.file.open("rb") as stored:
         raw = stored.read()
     try:
