@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -37,8 +37,12 @@ def saved_mapping_save(
         .first()
     )
     if saved is None:
-        saved = SavedMapping.objects.create(name=name, columns=pairs, created_by=actor)
-        return saved, True
+        try:
+            with transaction.atomic():  # two marketers saving one new name at once
+                saved = SavedMapping.objects.create(name=name, columns=pairs, created_by=actor)
+            return saved, True
+        except IntegrityError:
+            saved = SavedMapping.objects.select_for_update().get(name__iexact=name)
     saved.name, saved.columns, saved.updated_at = name, pairs, timezone.now()
     saved.save(update_fields=["name", "columns", "updated_at"])
     return saved, False
