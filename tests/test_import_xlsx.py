@@ -108,6 +108,23 @@ def test_the_first_non_empty_sheet_is_read_with_its_rows_numbered_as_in_excel():
     assert rows[2].cells[4] == "2024-03-06 14:30:00"
 
 
+def test_a_hidden_sheet_is_not_read():
+    book = Workbook()
+    hidden = book.active
+    hidden.title = "Brouillon"
+    hidden.append(["Email"])
+    hidden.append(["brouillon@exemple.fr"])
+    hidden.sheet_state = "hidden"
+    shown = book.create_sheet("Leads")
+    shown.append(["Courriel", "Nom"])
+    buffer = io.BytesIO()
+    book.save(buffer)
+
+    detected = files.detect(buffer.getvalue())
+
+    assert (detected.sheet, detected.columns) == ("Leads", ["Courriel", "Nom"])
+
+
 def test_cells_past_the_header_are_dropped_and_a_header_may_start_lower():
     content = workbook(
         (

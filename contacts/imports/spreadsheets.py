@@ -17,7 +17,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.utils.translation import gettext as _
-from python_calamine import CalamineError, CalamineWorkbook
+from python_calamine import CalamineError, CalamineWorkbook, SheetTypeEnum, SheetVisibleEnum
 
 from contacts.imports import parsing
 
@@ -40,7 +40,13 @@ def detect(raw: bytes) -> parsing.Detected:
     _check_package(raw)
     try:
         workbook = CalamineWorkbook.from_filelike(io.BytesIO(raw))
-        for name in workbook.sheet_names:
+        # Worksheets a person sees: not a chart, nor a sheet someone hid.
+        names = [
+            sheet.name
+            for sheet in workbook.sheets_metadata
+            if sheet.typ == SheetTypeEnum.WorkSheet and sheet.visible == SheetVisibleEnum.Visible
+        ]
+        for name in names:
             header = next(_sheet_rows(workbook, name), None)
             if header is not None:
                 return parsing.Detected(
