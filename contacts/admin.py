@@ -26,6 +26,7 @@ from contacts.models import (
     LeadSourceAlias,
     LeadSourceCost,
     PendingEvent,
+    SavedMapping,
     StageChange,
     Suppression,
     Visitor,
@@ -472,3 +473,19 @@ class ImportPlaceholderAdmin(admin.ModelAdmin):
 
     list_display = ["value"]
     search_fields = ["value"]
+@admin.register(SavedMapping)
+class SavedMappingAdmin(admin.ModelAdmin):
+    """Mappings are saved from the import's mapping step; here they are listed, renamed or
+    deleted."""
+
+    list_display = ["name", "mapped_columns", "created_by", "updated_at"]
+    search_fields = ["name"]
+    fields = ["name", "mapped_columns", "created_by", "created_at", "updated_at"]
+    readonly_fields = ["mapped_columns", "created_by", "created_at", "updated_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description=_("columns"))
+    def mapped_columns(self, obj: SavedMapping) -> str:
+        return ", ".join(f"{pair.get('header')} → {pair.get('field')}" for pair in obj.columns)

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from contacts import privacy_views, views
+from contacts.imports import mapping_views
 from contacts.imports import views as import_views
 from contacts.intake import views as intake
 from contacts.reports import views as dashboard_views
@@ -21,6 +22,21 @@ urlpatterns = [
         "contacts/import/<int:pk>/errors.csv",
         import_views.import_errors_csv,
         name="contact-import-errors",
+    ),
+    path(
+        "contacts/import/<int:pk>/summary/",
+        mapping_views.import_summary,
+        name="contact-import-summary",
+    ),
+    path(
+        "contacts/import/<int:pk>/mapping/save/",
+        mapping_views.import_mapping_save,
+        name="contact-import-mapping-save",
+    ),
+    path(
+        "contacts/import/<int:pk>/mapping/apply/",
+        mapping_views.import_mapping_apply,
+        name="contact-import-mapping-apply",
     ),
     path("contacts/<int:pk>/", views.contact_detail, name="contact-detail"),
     path("contacts/<int:pk>/edit/", views.contact_edit, name="contact-edit"),

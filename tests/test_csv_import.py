@@ -315,19 +315,24 @@ def test_the_sweep_sends_lost_jobs_again_and_fails_dead_ones(
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    ("content", "name"),
+    ("content", "name", "message"),
     [
-        (b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00" + b"\x00" * 64, "contacts.xlsx"),
-        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 64, "contacts.csv"),
+        # A zip that is no workbook (an .xlsx is read: tests/test_import_xlsx.py).
+        (
+            b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00" + b"\x00" * 64,
+            "contacts.xlsx",
+            "it is damaged or incomplete",
+        ),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 64, "contacts.csv", "not a CSV file"),
     ],
 )
 def test_a_spreadsheet_or_an_image_is_refused_and_nothing_stored(
-    marketer_client, media, content, name
+    marketer_client, media, content, name, message
 ):
     response = upload(marketer_client, content, name)
 
     assert response.status_code == 200
-    assert "not a CSV file" in response.content.decode()
+    assert message in response.content.decode()
     assert not ImportJob.objects.exists()
     assert not any(media.rglob("*.*"))
 

@@ -1,4 +1,5 @@
-"""Forms of the CSV import: the upload (refuses what is not a CSV) and the column mapping."""
+"""Forms of the import: the upload (refuses what is neither a CSV nor an Excel workbook), the
+column mapping, and saving or applying a mapping by name."""
 
 from __future__ import annotations
 
@@ -9,17 +10,25 @@ from django import forms
 from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext_lazy as _
 
-from contacts.imports import parsing
-from contacts.models import LeadSource
+from contacts.imports import files, parsing
+from contacts.models import LeadSource, SavedMapping
 
 IMPORT_MAX_BYTES = 20 * 1024 * 1024
 
 
 class ImportUploadForm(forms.Form):
     file = forms.FileField(
-        label=_("CSV file"),
-        help_text=_("Comma, semicolon or tab separated; UTF-8 or Windows (Excel) encoding."),
-        widget=forms.ClearableFileInput(attrs={"accept": ".csv,.txt,.tsv,text/csv"}),
+        label=_("CSV or Excel file"),
+        help_text=_(
+            "CSV: comma, semicolon or tab separated, UTF-8 or Windows (Excel) encoding. "
+            "Excel (.xlsx): the first sheet that is not empty."
+        ),
+        widget=forms.ClearableFileInput(
+            attrs={
+                "accept": ".csv,.txt,.tsv,text/csv,.xlsx,application/"
+                "vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+            }
+        ),
     )
     source = forms.ModelChoiceField(
         LeadSource.objects.filter(active=True),
@@ -50,7 +59,7 @@ class ImportUploadForm(forms.Form):
         raw = upload.read()
         upload.seek(0)
         try:
-            self.detected = parsing.detect(raw)
+            self.detected = files.detect(raw)
         except parsing.NotACsv as error:
             raise forms.ValidationError(str(error), code="not_csv") from error
         if not any(self.detected.columns):
@@ -122,3 +131,19 @@ class ImportMappingForm(forms.Form):
     def mapping(self, cleaned: dict[str, Any] | None = None) -> list[str]:
         cleaned = self.cleaned_data if cleaned is None else cleaned
         return [cleaned.get(f"column_{index}") or "" for index in range(len(self.columns))]
+
+
+class SavedMappingNameForm(forms.Form):
+    """The name a mapping is saved under (saving again under a name replaces it)."""
+
+    mapping_name = forms.CharField(
+        label=_("Save this mapping as"),
+        max_length=100,
+        help_text=_("To reuse it on a later file: columns are matched by their header."),
+    )
+
+
+class SavedMappingChoiceForm(forms.Form):
+    saved_mapping = forms.ModelChoiceField(
+        SavedMapping.objects.all(), label=_("Saved mapping"), empty_label=None
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Iterator
 from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -12,9 +13,10 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from python_calamine import CalamineError
 
 from contacts import broker
-from contacts.imports import parsing
+from contacts.imports import files, parsing
 from contacts.imports.sources import rows_sources_resolve
 from contacts.imports.writes import ImportGroups, batch_apply, row_error
 from contacts.models import (
@@ -60,6 +62,8 @@ def import_job_create(
         delimiter=detected.delimiter,
         columns=detected.columns,
         mapping=parsing.propose_mapping(detected.columns),
+        file_format=detected.file_format,
+        sheet=detected.sheet,
     )
     job.file.save(job.filename, upload, save=False)
     job.save()
@@ -148,26 +152,27 @@ def _read_job_file(job: ImportJob) -> tuple[ImportGroups, list[ImportRowError]]:
     with job.file.open("rb") as stored:
         raw = stored.read()
     try:
-        text = raw.decode(job.encoding)
+        rows = files.job_rows(job, raw)  # a CSV is decoded here, a workbook read row by row
     except (UnicodeDecodeError, LookupError) as error:
         raise ImportFailed(coded("import_unreadable")) from error
+    del raw  # a CSV's text is all the rows need
     groups: ImportGroups = {}
     errors: list[ImportRowError] = []
     with_external_id: set[tuple[str, str]] = set()
-    _read_rows(job, text, groups, errors, with_external_id)
+    _read_rows(job, rows, groups, errors, with_external_id)
     return _join_external_ids(job, groups, errors, with_external_id), errors
 
 
 def _read_rows(
     job: ImportJob,
-    text: str,
+    rows: Iterator[parsing.Row],
     groups: ImportGroups,
     errors: list[ImportRowError],
     with_external_id: set[tuple[str, str]],
 ) -> None:
     placeholders = ImportPlaceholder.values()
     try:
-        for row in parsing.read_rows(text, job.delimiter):
+        for row in rows:
             try:
                 clean = parsing.clean_row(
                     row, job.mapping, job.delimiter, placeholders=placeholders
@@ -185,7 +190,7 @@ def _read_rows(
             groups.setdefault(clean.key, []).append(clean)
             if "external_id" in clean.fields:
                 with_external_id.add(clean.key)
-    except csv.Error as error:
+    except (csv.Error, CalamineError) as error:
         raise ImportFailed(coded("import_not_csv", cut=True, error=str(error))) from error
 
 

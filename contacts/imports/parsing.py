@@ -122,8 +122,10 @@ class RowRefused(ValueError):
 @dataclass(frozen=True)
 class Detected:
     encoding: str
-    delimiter: str
+    delimiter: str  # "" for a workbook: no quoting to check, see ``check_shape``
     columns: list[str]
+    file_format: str = "csv"  # or "xlsx" (``contacts.imports.spreadsheets``)
+    sheet: str = ""  # the workbook's sheet read
 
 
 def detect(raw: bytes) -> Detected:
@@ -287,7 +289,7 @@ def check_shape(row: Row, columns: int, delimiter: str) -> None:
     cells at the end of rows."""
     if CONTROL_PATTERN.search("".join(row.cells)):
         raise RowRefused("import_control_characters", line=row.line_number)
-    if columns > 1:
+    if columns > 1 and delimiter:
         for cell in row.cells:
             if "\n" in cell and cell.count(delimiter) >= columns - 1:
                 last = max(row.last_line, row.line_number + cell.count("\n"))
@@ -401,5 +403,5 @@ def raw_text(cells: Sequence[str], delimiter: str) -> str:
     """The row as it was written, for the error report; control characters (which PostgreSQL
     text cannot hold: a NUL) become "\ufffd"."""
     buffer = io.StringIO()
-    csv.writer(buffer, delimiter=delimiter, lineterminator="").writerow(cells)
+    csv.writer(buffer, delimiter=delimiter or ",", lineterminator="").writerow(cells)
     return CONTROL_PATTERN.sub("\ufffd", buffer.getvalue())

@@ -1,4 +1,5 @@
-"""The CSV import pages: upload, column mapping then progress, and the rejected rows as CSV."""
+"""The import pages: upload (CSV or XLSX), column mapping then progress, and the rejected rows
+as CSV. The mapping step's summary and saved mappings: ``contacts.imports.mapping_views``."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from contacts.imports import parsing
 from contacts.imports.forms import ImportMappingForm, ImportUploadForm
 from contacts.imports.jobs import import_job_create, import_job_start
 from contacts.imports.sources import UnknownSource, unknown_sources
+from contacts.imports.mapping_views import mapping_context
+from contacts.imports.summary import import_summary_record
 from contacts.models import ImportJob
 from contacts.roles import MARKETING, role_required
 from contacts.views import Echo, partial_or_page, spreadsheet_safe
@@ -36,6 +39,7 @@ def import_upload(request: HttpRequest) -> HttpResponse:
             overwrite=form.cleaned_data["overwrite"],
             actor=request.user,
         )
+        import_summary_record(job=job)  # the pre-import summary's one pass over the file
         return redirect("contact-import-job", pk=job.pk)
     jobs = ImportJob.objects.select_related("created_by", "source")[:10]
     return render(request, "contacts/import_upload.html", {"form": form, "jobs": jobs})
@@ -84,6 +88,7 @@ def import_job(request: HttpRequest, pk: int) -> HttpResponse:
         "unknown_sources": unknown,
         "may_create_sources": may_create_sources,
         "errors_shown": job.row_errors.all()[:20],
+        **(mapping_context(job, form) if form is not None else {}),
     }
     response = render(
         request, partial_or_page(request, "contacts/import_job.html", "progress"), context
@@ -94,6 +99,12 @@ def import_job(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _samples(job: ImportJob) -> list[list[str]]:
     """The first values of each column, to help choose its field."""
+    if job.file_format == ImportJob.FileFormat.XLSX:
+        # A workbook is read whole: its first distinct values, read at upload, stand in.
+        columns = (job.summary or {}).get("columns") or []
+        if len(columns) == len(job.columns):
+            return [column["samples"][:PREVIEW_ROWS] for column in columns]
+        return [[] for _column in job.columns]
     with job.file.open("rb") as stored:
         head = stored.read(PREVIEW_BYTES)
     # The cut may split a character or a line: this is only a preview.

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('contacts', '0020_contact_fit_and_firmographics'),
+        ('contacts', '0022_import_xlsx_saved_mappings'),
     ]
 
     operations = [

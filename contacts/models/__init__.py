@@ -10,7 +10,7 @@ from contacts import reasons
 from contacts.models.audit import ContactAudit, Notification
 from contacts.models.events import Event, EventDailyCount, EventQuerySet, EventRow, PendingEvent
 from contacts.models.funnel import ALLOWED_TRANSITIONS, LOST_REASONS, StageChange, StageStay
-from contacts.models.imports import ImportJob, ImportPlaceholder, ImportRowError
+from contacts.models.imports import ImportJob, ImportPlaceholder, ImportRowError, SavedMapping
 from contacts.models.intake import (
     AnonymousView,
     ApiKey,
@@ -64,6 +64,7 @@ __all__ = [
     "Notification",
     "PendingEvent",
     "SEARCHED_COLUMNS",
+    "SavedMapping",
     "StageChange",
     "StageStay",
     "Suppression",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
@@ -22,6 +23,11 @@ class ImportJob(models.Model):
         RUNNING = "running", _("Running")
         DONE = "done", _("Done")
         FAILED = "failed", _("Failed")
+
+    # What was read (contacts.imports.files): a CSV (encoding, delimiter) or a workbook's sheet.
+    class FileFormat(models.TextChoices):
+        CSV = "csv", "CSV"
+        XLSX = "xlsx", _("Excel workbook")
 
     file = models.FileField(_("file"), upload_to="imports/%Y/%m/")
     filename = models.CharField(_("file name"), max_length=255)
@@ -73,6 +79,12 @@ class ImportJob(models.Model):
     queued_at = models.DateTimeField(_("queued"), null=True, blank=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    file_format = models.CharField(
+        _("file format"), max_length=10, choices=FileFormat.choices, default=FileFormat.CSV
+    )
+    sheet = models.CharField(_("sheet"), max_length=100, blank=True)
+    # The pre-import summary's figures per column (contacts.imports.summary), read at upload.
+    summary = models.JSONField(_("summary"), null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -156,3 +168,32 @@ class ImportPlaceholder(models.Model):
         return frozenset(
             value.strip().casefold() for value in cls.objects.values_list("value", flat=True)
         )
+
+
+class SavedMapping(models.Model):
+    """A column mapping a marketer saved by name, applied to a later file by header names."""
+
+    name = models.CharField(_("name"), max_length=100)
+    # [{"header": "Courriel", "field": "email"}, …]: the mapped columns only, in file order.
+    columns = models.JSONField(_("columns"), default=list)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("saved by"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated"), default=timezone.now)
+
+    class Meta:
+        ordering = [Lower("name")]
+        verbose_name = _("saved import mapping")
+        verbose_name_plural = _("saved import mappings")
+        constraints = [
+            models.UniqueConstraint(Lower("name"), name="savedmapping_name_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
