@@ -575,11 +575,12 @@ MEANING_MAPPING = [
 
 def import_meaning_file(raw: bytes) -> ImportJob:
     """The CRM export through the same steps as ``import_file``, rows without email as leads."""
-    detected = parsing.detect(raw)
+    detected = files.detect(raw)
     upload = SimpleUploadedFile("crm-export.csv", raw, content_type="text/csv")
     job = import_job_create(
         upload=upload, detected=detected, source=None, overwrite=False, actor=None
     )
+    import_summary_record(job=job)  # the upload view's pass, as in ``import_file``
     assert job.mapping == MEANING_MAPPING, job.mapping
     assert import_job_start(job=job, mapping=job.mapping, rows_are_leads=True)
     job = ImportJob.objects.get(pk=job.pk)

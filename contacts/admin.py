@@ -473,6 +473,8 @@ class ImportPlaceholderAdmin(admin.ModelAdmin):
 
     list_display = ["value"]
     search_fields = ["value"]
+
+
 @admin.register(SavedMapping)
 class SavedMappingAdmin(admin.ModelAdmin):
     """Mappings are saved from the import's mapping step; here they are listed, renamed or

@@ -17,8 +17,8 @@ from contacts import reasons
 from contacts.imports import parsing
 from contacts.imports.forms import ImportMappingForm, ImportUploadForm
 from contacts.imports.jobs import import_job_create, import_job_start
-from contacts.imports.sources import UnknownSource, unknown_sources
 from contacts.imports.mapping_views import mapping_context
+from contacts.imports.sources import UnknownSource, unknown_sources
 from contacts.imports.summary import import_summary_record
 from contacts.models import ImportJob
 from contacts.roles import MARKETING, role_required
