@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils.text import slugify
 
-from contacts.imports import parsing
+from contacts.imports import files, parsing
 from contacts.models import (
     ImportJob,
     ImportPlaceholder,
@@ -37,12 +37,16 @@ class UnknownSource:
 def unknown_sources(job: ImportJob, column: int) -> list[UnknownSource]:
     """The values of ``column`` that no lead source matches, most frequent first."""
     with job.file.open("rb") as stored:
-        text = stored.read().decode(job.encoding, errors="replace")
+        raw = stored.read()
+    try:
+        rows = files.job_rows(job, raw)
+    except UnicodeDecodeError:
+        return []  # the import refuses the file and says why; nothing to list here
     placeholders = ImportPlaceholder.values()
     known = lead_sources_by_key()
     spelling: dict[str, str] = {}
     counts: Counter[str] = Counter()
-    for row in parsing.read_rows(text, job.delimiter):
+    for row in rows:
         if column >= len(row.cells):
             continue
         value = row.cells[column].strip()
