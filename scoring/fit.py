@@ -51,6 +51,7 @@ class FitChanges:
 def contact_fit(contact: Contact) -> tuple[int, list[fit_engine.FitLine]]:
     """One contact's fit points with its lines ("why this fit", the contact page)."""
     fields = {name: getattr(contact, name) for name in fit_engine.FIELDS}
+    fields.update(fit_engine.custom_fields_flat(contact.custom_fields))
     return fit_engine.fit_score(fields, active_fit_rules())
 
 
@@ -83,7 +84,7 @@ def fit_recompute(*, contact_ids: Collection[int] | None = None) -> FitChanges:
 def _fit_rows(
     contact_ids: Collection[int] | None,
 ) -> Iterable[tuple[int, dict[str, object], int, str]]:
-    columns = ("pk", *fit_engine.FIELDS, "fit_score", "fit_grade")
+    columns = ("pk", *fit_engine.FIELDS, "custom_fields", "fit_score", "fit_grade")
     if contact_ids is None:
         chunks: Iterable[Collection[int] | None] = [None]
     else:
@@ -93,8 +94,12 @@ def _fit_rows(
         query = Contact.objects.order_by()
         if chunk is not None:
             query = query.filter(pk__in=chunk)
-        for pk, *values, score, grade in query.values_list(*columns).iterator(chunk_size=CHUNK):
-            yield pk, dict(zip(fit_engine.FIELDS, values, strict=True)), score, grade
+        for pk, *values, custom, score, grade in query.values_list(*columns).iterator(
+            chunk_size=CHUNK
+        ):
+            fields = dict(zip(fit_engine.FIELDS, values, strict=True))
+            fields.update(fit_engine.custom_fields_flat(custom))
+            yield pk, fields, score, grade
 
 
 def stages_follow_grades(contact_ids: Collection[int]) -> int:
