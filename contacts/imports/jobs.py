@@ -17,10 +17,12 @@ from contacts import broker
 from contacts.imports import parsing
 from contacts.imports.writes import ImportGroups, batch_apply, row_error
 from contacts.models import (
+    CustomField,
     ImportJob,
     ImportRowError,
     LeadSource,
 )
+from contacts.models.custom_fields import PREFIX as CUSTOM
 from contacts.reasons import coded
 
 logger = logging.getLogger(__name__)
@@ -57,7 +59,7 @@ def import_job_create(
         encoding=detected.encoding,
         delimiter=detected.delimiter,
         columns=detected.columns,
-        mapping=parsing.propose_mapping(detected.columns),
+        mapping=parsing.propose_mapping(detected.columns, list(CustomField.objects.active())),
     )
     job.file.save(job.filename, upload, save=False)
     job.save()
@@ -147,10 +149,12 @@ def _read_rows(
     errors: list[ImportRowError],
     with_external_id: set[tuple[str, str]],
 ) -> None:
+    keys = [target.removeprefix(CUSTOM) for target in job.mapping if target.startswith(CUSTOM)]
+    custom = {field.key: field for field in CustomField.objects.filter(key__in=keys)}
     try:
         for row in parsing.read_rows(text, job.delimiter):
             try:
-                clean = parsing.clean_row(row, job.mapping, job.delimiter)
+                clean = parsing.clean_row(row, job.mapping, job.delimiter, custom)
             except parsing.RowRefused as refusal:
                 errors.append(
                     ImportRowError(

@@ -10,8 +10,9 @@ import csv
 import io
 import re
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
@@ -19,7 +20,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from contacts import reasons
-from contacts.models import Contact, canonical_time_zone
+from contacts.models import Contact, CustomField, canonical_time_zone
+from contacts.models.custom_fields import PREFIX as CUSTOM_PREFIX
 from contacts.reasons import coded
 
 # What a column may become; "" means the column is ignored.
@@ -170,12 +172,17 @@ def header_key(header: str) -> str:
     return " ".join(words.split())
 
 
-def propose_mapping(columns: Sequence[str]) -> list[str]:
-    """A contact field per column (or ``IGNORE``); each field goes to its first column."""
+def propose_mapping(columns: Sequence[str], custom: Sequence[CustomField] = ()) -> list[str]:
+    """A contact field per column (or ``IGNORE``); each field goes to its first column. A
+    header that is a custom field's label or key is proposed as that field."""
     taken: set[str] = set()
     mapping = []
+    aliases = dict(HEADER_ALIASES)
+    for custom_field in custom:
+        for name in (custom_field.key, custom_field.label):
+            aliases.setdefault(header_key(name), f"{CUSTOM_PREFIX}{custom_field.key}")
     for column in columns:
-        target = HEADER_ALIASES.get(header_key(column), IGNORE)
+        target = aliases.get(header_key(column), IGNORE)
         if target in taken:
             target = IGNORE
         taken.add(target)
@@ -187,9 +194,11 @@ def field_label(name: str) -> str:
     return str(Contact._meta.get_field(name).verbose_name).capitalize()
 
 
-def field_choices() -> list[tuple[str, str]]:
-    return [(IGNORE, str(gettext_lazy("— ignore this column —")))] + [
-        (name, field_label(name)) for name in IMPORT_FIELDS
+def field_choices(custom: Sequence[CustomField] = ()) -> list[tuple[str, str]]:
+    return [
+        (IGNORE, str(gettext_lazy("— ignore this column —"))),
+        *((name, field_label(name)) for name in IMPORT_FIELDS),
+        *((f"{CUSTOM_PREFIX}{field.key}", field.label) for field in custom),
     ]
 
 
@@ -242,7 +251,7 @@ class CleanRow:
     # What makes two rows the same person: ("email", lower-cased email), or for a row without
     # email ("external_id", its external id).
     key: tuple[str, str]
-    fields: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, Any] = field(default_factory=dict)
 
 
 class CompiledEmailValidator(EmailValidator):
@@ -262,14 +271,22 @@ validate_email = CompiledEmailValidator()
 MAX_LENGTHS = {name: Contact._meta.get_field(name).max_length for name in IMPORT_FIELDS}
 
 
-def clean_row(row: Row, mapping: Sequence[str], delimiter: str) -> CleanRow:
+def clean_row(
+    row: Row,
+    mapping: Sequence[str],
+    delimiter: str,
+    custom: Mapping[str, CustomField] | None = None,
+) -> CleanRow:
     """The row's non-blank values by field, validated; ``RowRefused`` says what is wrong.
 
-    ``mapping`` has one entry per column of the header (``check_shape``)."""
+    ``mapping`` has one entry per column of the header (``check_shape``); ``custom``: the
+    custom fields it maps by key, whose values come typed ("custom:<key>": 12)."""
     check_shape(row, len(mapping), delimiter)
-    fields: dict[str, str] = {}
+    fields: dict[str, Any] = {}
     for target, cell in zip(mapping, row.cells, strict=False):
-        if target:
+        if target.startswith(CUSTOM_PREFIX):
+            _custom_value(fields, target, cell, custom or {})
+        elif target:
             value = cell.strip()
             if value:
                 fields[target] = value
@@ -290,11 +307,29 @@ def clean_row(row: Row, mapping: Sequence[str], delimiter: str) -> CleanRow:
     if "company_size" in fields:
         fields["company_size"] = _company_size(fields["company_size"])
     for name, value in fields.items():
-        limit = MAX_LENGTHS[name]
+        limit = MAX_LENGTHS.get(name)  # a custom field's parsing checks its own
         if limit and len(value) > limit:
             raise RowRefused("import_too_long", field=name, length=len(value), limit=limit)
     key = ("email", email.lower()) if email else ("external_id", str(external_id))
     return CleanRow(line_number=row.line_number, key=key, fields=fields)
+
+
+def _custom_value(
+    fields: dict[str, Any], target: str, cell: str, custom: Mapping[str, CustomField]
+) -> None:
+    """A custom field's cell, typed as its kind; refused as a company size is when it is not
+    one. A column of a field deleted since the mapping is ignored."""
+    definition = custom.get(target.removeprefix(CUSTOM_PREFIX))
+    value = cell.strip()
+    if definition is None or not value:
+        return
+    try:
+        fields[target] = definition.parse(value)
+    except ValueError as error:
+        raise RowRefused(
+            "import_bad_custom_value", field=definition.label, value=value,
+            kind=definition.kind, choices=", ".join(definition.choice_list()),
+        ) from error  # fmt: skip
 
 
 def _company_size(value: str) -> int:  # type: ignore[return]
@@ -305,14 +340,14 @@ def _company_size(value: str) -> int:  # type: ignore[return]
     raise RowRefused("import_bad_company_size", value=value)
 
 
-def merge_fields(current: dict[str, str], incoming: dict[str, str], *, overwrite: bool) -> bool:
+def merge_fields(current: dict[str, Any], incoming: dict[str, Any], *, overwrite: bool) -> bool:
     """Apply ``incoming`` onto ``current`` in place: blanks are filled, or differing values
     replaced when ``overwrite``. A blank cell never erases anything. True if ``current`` changed."""
     changed = False
     for name, value in incoming.items():
-        if not value or current.get(name) == value:
+        if value in (None, "") or current.get(name) == value:
             continue
-        if overwrite or not current.get(name):
+        if overwrite or current.get(name) in (None, ""):
             current[name] = value
             changed = True
     return changed

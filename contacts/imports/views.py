@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import translation
@@ -13,10 +14,12 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
 from contacts import reasons
+from contacts.custom_field_values import custom_field_create
 from contacts.imports import parsing
 from contacts.imports.forms import ImportMappingForm, ImportUploadForm
 from contacts.imports.jobs import import_job_create, import_job_start
-from contacts.models import ImportJob
+from contacts.models import CustomField, ImportJob
+from contacts.models.custom_fields import PREFIX as CUSTOM
 from contacts.roles import MARKETING, role_required
 from contacts.views import Echo, partial_or_page, spreadsheet_safe
 
@@ -46,16 +49,29 @@ def import_job(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(ImportJob.objects.select_related("created_by", "source"), pk=pk)
     form = None
     if job.status == ImportJob.Status.MAPPING:
-        form = ImportMappingForm(request.POST or None, columns=job.columns, mapping=job.mapping)
+        form = ImportMappingForm(
+            request.POST or None, columns=job.columns, mapping=job.mapping,
+            custom_fields=list(CustomField.objects.active()),
+            may_create_fields=request.user.has_perm("contacts.add_customfield"),
+        )  # fmt: skip
         if request.method == "POST" and form.is_valid():
-            import_job_start(job=job, mapping=form.mapping())
+            mapping = form.mapping()
+            with transaction.atomic():
+                for index, (key, label, kind) in form.new_fields().items():
+                    created = custom_field_create(key=key, label=label, kind=kind)
+                    mapping[index] = f"{CUSTOM}{created.key}"
+                import_job_start(job=job, mapping=mapping)
             return redirect("contact-import-job", pk=job.pk)
     elif request.method == "POST":  # a second submit of the mapping: it has started already
         return redirect("contact-import-job", pk=job.pk)
     context = {
         "job": job,
         "form": form,
-        "columns": list(zip(form, _samples(job), strict=True)) if form is not None else [],
+        "columns": list(
+            zip(form.column_fields(), _samples(job), form.creation_fields(), strict=True)
+        )
+        if form is not None
+        else [],
         "errors_shown": job.row_errors.all()[:20],
     }
     response = render(
