@@ -15,13 +15,13 @@ pytestmark = pytest.mark.django_db
 ENGLISH = {"headers": {"accept-language": "en"}}
 
 FILE = (
-    "Email;Postes;Renouvellement;Offre;Note\r\n"
-    "ana@exemple.fr;1 200;31/03/2027;pro;Rappeler en mars\r\n"  # 2: all good
-    "bob@exemple.fr;beaucoup;2027-01-15;Starter;\r\n"  # 3: not a number
-    "cyd@exemple.fr;12,5;;Gold;\r\n"  # 4: not a choice
-    "dan@exemple.fr;;le 3 mars;;\r\n"  # 5: not a date
-    "eve@exemple.fr;7;;;\r\n"  # 6: good, blanks stay blank
-).encode()
+    b"Email;Postes;Renouvellement;Offre;Note\r\n"
+    b"ana@exemple.fr;1 200;31/03/2027;pro;Rappeler en mars\r\n"  # 2: all good
+    b"bob@exemple.fr;beaucoup;2027-01-15;Starter;\r\n"  # 3: not a number
+    b"cyd@exemple.fr;12,5;;Gold;\r\n"  # 4: not a choice
+    b"dan@exemple.fr;;le 3 mars;;\r\n"  # 5: not a date
+    b"eve@exemple.fr;7;;;\r\n"  # 6: good, blanks stay blank
+)
 
 
 @pytest.fixture(autouse=True)
@@ -108,7 +108,7 @@ def test_an_import_fills_blank_custom_values_and_overwrites_only_when_asked(
 def test_a_column_becomes_a_new_custom_field_in_the_mapping_step(
     admin_client, django_capture_on_commit_callbacks
 ):
-    content = "Email;Budget annuel\r\nana@exemple.fr;12 000\r\nbob@exemple.fr;1,5\r\n".encode()
+    content = b"Email;Budget annuel\r\nana@exemple.fr;12 000\r\nbob@exemple.fr;1,5\r\n"
     job = upload(admin_client, content)
     assert job.mapping == ["email", ""]
     page = admin_client.get(reverse("contact-import-job", args=[job.pk]), **ENGLISH)
@@ -127,12 +127,10 @@ def test_a_new_field_needs_an_ignored_column_and_a_free_key(
     admin_client, django_capture_on_commit_callbacks
 ):
     CustomField.objects.create(key="budget", label="Budget", kind="number")
-    job = upload(admin_client, "Email;Budget;Pays\r\nana@exemple.fr;12;FR\r\n".encode())
+    job = upload(admin_client, b"Email;Budget;Pays\r\nana@exemple.fr;12;FR\r\n")
     job.mapping = ["email", "", "country"]
     job.save()
-    response = start(
-        admin_client, job, django_capture_on_commit_callbacks, new_1="on", new_2="on"
-    )
+    response = start(admin_client, job, django_capture_on_commit_callbacks, new_1="on", new_2="on")
     body = response.content.decode()
     assert "A custom field “budget” exists already: choose it in the list." in body
     assert "This column fills a field already." in body
@@ -143,7 +141,7 @@ def test_a_new_field_needs_an_ignored_column_and_a_free_key(
 def test_a_marketer_without_the_permission_cannot_create_fields(
     marketer_client, django_capture_on_commit_callbacks
 ):
-    job = upload(marketer_client, "Email;Budget\r\nana@exemple.fr;12\r\n".encode())
+    job = upload(marketer_client, b"Email;Budget\r\nana@exemple.fr;12\r\n")
     page = marketer_client.get(reverse("contact-import-job", args=[job.pk]), **ENGLISH)
     assert "create as a custom field" not in page.content.decode()
     start(marketer_client, job, django_capture_on_commit_callbacks, new_1="on", kind_1="number")

@@ -97,7 +97,7 @@ def test_a_fit_rule_on_a_custom_field_changes_the_grade_and_names_the_field(
     why = marketer_client.get(reverse("score-explanation", args=[ana.pk]), **ENGLISH)
     assert "<strong>Clients Pro</strong> · Offre: <span>Pro</span>" in why.content.decode()
     listing = admin_client.get(reverse("admin:scoring_fitrule_changelist")).content.decode()
-    assert "<td class=\"field-field_name\">Offre</td>" in listing
+    assert '<td class="field-field_name">Offre</td>' in listing
 
 
 def test_writing_a_custom_value_regrades_the_contact(custom):

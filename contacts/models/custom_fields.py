@@ -9,18 +9,24 @@ numbers as JSON numbers (``(custom_fields -> 'seats') >= 10`` compares numbers o
 ``json_extract`` does on SQLite), dates as ISO ``YYYY-MM-DD`` strings (their text order is
 their date order), a choice as the choice's own spelling.
 
-List filters and segments (``contacts.custom_field_values.custom_filter``) use
-containment on PostgreSQL for a choice or an exact value (``custom_fields @> '{"plan": "pro"}'``),
-which the GIN index ``contact_custom_fields_gin`` (contacts migration 0023) serves; ranges
-(number min/max, date from/to) and text contains read the column of the contacts the other
-filters leave. Measured on PostgreSQL, 100,000 contacts each with a number, a date and a choice
-(figures in ``contacts.custom_field_values``).
+List filters and segments (``contacts.custom_field_values.custom_filter``) find a choice by
+containment on PostgreSQL (``custom_fields @> '{"plan": "pro"}'``), which the GIN index
+``contact_custom_fields_gin`` (jsonb_path_ops, contacts migration 0023) serves when the value
+is selective: 50 contacts of 100,000 counted in 24 ms against 199 ms by a scan. Ranges (number
+min/max, date from/to) and "text contains" read the column of the rows the other filters leave,
+as a range on an unindexed column does: counting 100,000 contacts, a number range took
+118-160 ms against 79-132 ms for the same range on ``company_size``, a date range 108-162 ms,
+a text contains 96-128 ms against 79-83 ms on ``last_name`` (PostgreSQL 15, 6 December 2026,
+the shared 2-core machine at load 9, interleaved runs). A B-tree per key would need DDL each
+time an admin adds a field; the contact list caps its count at 10,001 and pages in its own
+index order, so that cost is paid once per filtered page.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -146,8 +152,6 @@ def _key_errors(key: str) -> dict[str, Any]:
 
 def key_from_label(label: str) -> str:
     """ "Nombre de postes" → "nombre_de_postes": a key for a column turned into a field."""
-    import unicodedata
-
     decomposed = unicodedata.normalize("NFKD", label.casefold())
     letters = "".join(char for char in decomposed if not unicodedata.combining(char))
     words = re.sub(r"[^a-z0-9]+", "_", letters).strip("_")
