@@ -32,7 +32,8 @@ class CustomFieldForm(forms.ModelForm):
         data = super().clean() or {}
         if self.instance.pk and not self.errors and {"kind", "choices"} & set(self.changed_data):
             kind = data.get("kind", self.instance.kind)
-            choices = [line.strip() for line in data.get("choices", "").splitlines() if line]
+            choices = [line.strip() for line in data.get("choices", "").splitlines()]
+            choices = [choice for choice in choices if choice]
             count, example = conversion_problems(self.instance, kind, choices)
             if count:
                 raise forms.ValidationError(conversion_message(count, example, kind))

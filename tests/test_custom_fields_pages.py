@@ -76,6 +76,19 @@ def test_the_edit_form_changes_and_clears_custom_values(marketer_client, people)
     assert Contact.objects.get(pk=ana.pk).custom_fields["seats"] == 1500
 
 
+def test_a_new_contact_takes_custom_values_and_an_erased_one_loses_them(marketer_client, people):
+    response = marketer_client.post(
+        reverse("contact-create"),
+        {"email": "zoe@exemple.fr", "time_zone": "", "cf_seats": "3", "cf_plan": "Pro"},
+    )
+    assert response.status_code == 302, response.content.decode()
+    zoe = Contact.objects.get(email="zoe@exemple.fr")
+    assert zoe.custom_fields == {"seats": 3, "plan": "Pro"}
+    erase = marketer_client.post(reverse("contact-erase", args=[zoe.pk]), {"confirm": "on"})
+    assert erase.status_code == 302
+    assert Contact.objects.get(pk=zoe.pk).custom_fields == {}
+
+
 @pytest.mark.parametrize(
     ("_case", "filters", "names"),
     [

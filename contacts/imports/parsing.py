@@ -191,6 +191,8 @@ def propose_mapping(columns: Sequence[str], custom: Sequence[CustomField] = ()) 
 
 
 def field_label(name: str) -> str:
+    if name.startswith(CUSTOM_PREFIX):  # a custom field: its key (field_choices has its label)
+        return name.removeprefix(CUSTOM_PREFIX)
     return str(Contact._meta.get_field(name).verbose_name).capitalize()
 
 
