@@ -107,6 +107,11 @@ def test_a_kind_change_that_would_lose_values_is_refused_and_changes_nothing(adm
     )
     seats.refresh_from_db()
     assert seats.kind == "text"
+    french = admin_client.post(
+        reverse("admin:contacts_customfield_change", args=[seats.pk]),
+        field_post(key="seats", label="Postes", kind="number"),
+    ).content.decode()
+    assert "1 contacts ont une valeur qui n’est pas de type «\u00a0nombre\u00a0»" in french
     stored = [values["seats"] for values in Contact.objects.values_list("custom_fields", flat=True)]
     assert sorted(stored) == ["12", "beaucoup"]
 

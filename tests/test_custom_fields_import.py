@@ -84,6 +84,9 @@ def test_custom_columns_are_proposed_typed_and_bad_values_refuse_their_row(
     assert "“beaucoup” is not a number for “Postes”: write it as 1200 or 4.5." in body
     assert "“Gold” is not a choice of “Offre”: Starter, Pro." in body
     assert "“le 3 mars” is not a date for “Renouvellement”" in body
+    french = marketer_client.get(reverse("contact-import-job", args=[job.pk])).content.decode()
+    nbsp = "\u00a0"  # before the colon and inside the quotes, as French writes them
+    assert f"«{nbsp}beaucoup{nbsp}» n’est pas un nombre pour «{nbsp}Postes{nbsp}»{nbsp}:" in french
 
 
 def test_an_import_fills_blank_custom_values_and_overwrites_only_when_asked(
