@@ -6,6 +6,7 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from contacts.models import Contact, CustomField
@@ -140,5 +141,6 @@ def test_admin_refuses_a_bad_custom_field_rule(admin_client, custom, _case, data
 
 def test_a_rule_on_a_deleted_field_is_refused_on_save(custom):
     stale = FitRule(name="x", field="custom:gone", operator="equals", value="a", points=5)
-    with pytest.raises(Exception, match="No custom field has this key any more"):
+    with pytest.raises(ValidationError) as refused:
         stale.full_clean()
+    assert refused.value.message_dict["field"] == ["Plus aucun champ personnalisé n’a cette clé."]
