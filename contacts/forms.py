@@ -9,6 +9,8 @@ from django.db.models import Case, F, IntegerField, Q, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from contacts import custom_field_forms
+from contacts.custom_field_values import active_custom_fields
 from contacts.models import Contact, LeadSource, Suppression, canonical_time_zone
 from contacts.privacy import ContactSuppressed
 from contacts.roles import SALES
@@ -21,6 +23,14 @@ class ContactForm(forms.ModelForm):
     class Meta:
         model = Contact
         fields = list(CONTACT_FIELDS)
+
+    def __init__(self, *args: Any, custom_fields: bool = False, **kwargs: Any) -> None:
+        """``custom_fields``: an input per active custom field too (the contact's edit page);
+        the values come back as ``cleaned_data["custom_fields"]``."""
+        super().__init__(*args, **kwargs)
+        self.custom = active_custom_fields() if custom_fields else []
+        values = self.instance.custom_fields or {}
+        self.fields.update(custom_field_forms.value_fields(self.custom, values))
 
     def clean_email(self) -> str | None:
         email = self.cleaned_data.get("email") or None
@@ -57,6 +67,8 @@ class ContactForm(forms.ModelForm):
             raise forms.ValidationError(
                 _("Give at least an email, a name, a company or a phone number."), code="empty"
             )
+        if self.custom:
+            data["custom_fields"] = custom_field_forms.values_from(data, self.custom)
         return data
 
 
@@ -137,6 +149,11 @@ class ContactFilterForm(forms.Form):
             ("none", _("Unassigned")),
             *((str(user.pk), user.get_full_name() or user.get_username()) for user in reps),
         ]
+        self.custom = active_custom_fields()
+        self.fields.update(custom_field_forms.filter_fields(self.custom))
+
+    def custom_filter_rows(self) -> list[dict[str, Any]]:
+        return custom_field_forms.filter_rows(self, self.custom)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -171,7 +188,8 @@ class ContactFilterForm(forms.Form):
         """No filter takes effect (none given, or only ones ignored as nonsense): the list is
         every contact. Enrolling "everyone" needs an explicit choice, not an empty query."""
         self.is_valid()
-        return all(self.cleaned_data.get(name) in (None, "") for name in self.FILTERS)
+        custom = [name for name in self.fields if name.startswith(custom_field_forms.PREFIX)]
+        return all(self.cleaned_data.get(name) in (None, "") for name in [*self.FILTERS, *custom])
 
     def filter(self, contacts: Any) -> Any:
         self.is_valid()  # fills cleaned_data with the fields that are valid
@@ -201,6 +219,7 @@ class ContactFilterForm(forms.Form):
             contacts = contacts.filter(last_activity_at__lt=now - timedelta(days=90))
         elif activity == "never":
             contacts = contacts.filter(last_activity_at__isnull=True)
+        contacts = custom_field_forms.filters_apply(contacts, data, self.custom)
         return contacts.order_by(*self.ordering())
 
     def current_sort(self) -> str:

@@ -87,6 +87,18 @@ def _too_long(params: dict[str, Any]) -> str:
     }
 
 
+def _bad_custom_value(params: dict[str, Any]) -> str:
+    """A custom field's cell that is not of its kind ("“abc” is not a number for “Seats”")."""
+    expected = {
+        "number": _("“%(value)s” is not a number for “%(field)s”: write it as 1200 or 4.5."),
+        "date": _(
+            "“%(value)s” is not a date for “%(field)s”: write it as 2026-03-31 or 31/03/2026."
+        ),
+        "choice": _("“%(value)s” is not a choice of “%(field)s”: %(choices)s."),
+    }.get(str(params.get("kind")), _("The value of “%(field)s” is too long."))
+    return str(expected) % {"value": "", "field": "", "choices": "", **params}
+
+
 REASONS: dict[str, Label] = {
     # Why a contact moved (StageChange.reason) and who moved it (StageChange.actor_name).
     "created_with_email": _("Created with an email address"),
@@ -143,6 +155,7 @@ REASONS: dict[str, Label] = {
         _("“%(value)s” in “%(field)s” is not a date: write it as 2024-03-31 or 31/03/2024.")
         % _import_field(params)
     ),
+    "import_bad_custom_value": _bad_custom_value,
     "import_external_id_taken": _(
         "The external id “%(id)s” is given with another email on line %(line)d."
     ),

@@ -12,6 +12,7 @@ from django.db.models.functions import Lower
 from django.utils.translation import gettext as _
 
 from contacts.changes import contacts_changed
+from contacts.custom_field_values import custom_values_merge
 from contacts.models import (
     Contact,
     StageChange,
@@ -62,6 +63,9 @@ CONTACT_FIELDS = (
     "do_not_email",
     "do_not_call",
 )
+# Besides CONTACT_FIELDS: ``custom_fields``, the values of custom fields by key (typed, as
+# contacts.custom_field_values checks them); an update merges them, None clears one.
+CUSTOM_FIELDS = "custom_fields"
 
 
 @transaction.atomic
@@ -69,6 +73,8 @@ def contact_create(
     *, actor: AbstractBaseUser | None = None, cause: str = StageChange.Cause.USER, **fields: Any
 ) -> Contact:
     """Create a contact; one who left an email is a lead, recorded as a stage change."""
+    if CUSTOM_FIELDS in fields:
+        fields[CUSTOM_FIELDS] = custom_values_merge({}, fields[CUSTOM_FIELDS] or {})
     contact = Contact(**_clean_fields(fields))
     _save(contact)
     if contact.email:
@@ -87,6 +93,12 @@ def contact_update(
     if contact.erased_at and any(fields.get(name) for name in ERASED_FIELDS):
         raise ContactErased
     had_email = bool(contact.email)
+    if CUSTOM_FIELDS in fields:
+        merged = custom_values_merge(contact.custom_fields, fields[CUSTOM_FIELDS] or {})
+        if merged == contact.custom_fields:
+            del fields[CUSTOM_FIELDS]
+        else:
+            fields[CUSTOM_FIELDS] = merged
     for name, value in _clean_fields(fields).items():
         setattr(contact, name, value)
     _save(contact, update_fields=[*fields, "updated_at"])
@@ -164,7 +176,7 @@ def contact_ids_by_email(emails: Iterable[str], *, create_missing: bool) -> dict
 
 
 def _clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(fields) - set(CONTACT_FIELDS)
+    unknown = set(fields) - {*CONTACT_FIELDS, CUSTOM_FIELDS}
     if unknown:
         raise TypeError(f"unknown contact fields: {sorted(unknown)}")
     if "email" in fields:

@@ -16,6 +16,7 @@ from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
 
 from contacts import services
+from contacts.custom_field_values import active_custom_fields, custom_values_shown
 from contacts.forms import ContactFilterForm, ContactForm
 from contacts.models import Contact
 from contacts.roles import MARKETING, SALES, role_required
@@ -114,13 +115,16 @@ def contact_export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse
         )
         query = request.GET.urlencode()
         return redirect(reverse("contact-list") + (f"?{query}" if query else ""))
-    contacts = selected.values_list(*(f for _, f in EXPORT_COLUMNS))
+    contacts = selected.values_list(*(f for _, f in EXPORT_COLUMNS), "custom_fields")
+    custom = active_custom_fields()  # a column each, after the contact's own fields
     french = get_language() == "fr"
     writer = csv.writer(Echo(), delimiter=";" if french else ",")
 
     def rows() -> Iterator[str]:
-        yield "\ufeff" + writer.writerow([str(label) for label, _ in EXPORT_COLUMNS])
-        for row in contacts.iterator(chunk_size=2000):
+        labels = [str(label) for label, _ in EXPORT_COLUMNS] + [field.label for field in custom]
+        yield "\ufeff" + writer.writerow(labels)
+        for *row, values in contacts.iterator(chunk_size=2000):
+            row += [(values or {}).get(field.key) for field in custom]
             yield writer.writerow([spreadsheet_safe(value) for value in row])
 
     response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
@@ -148,6 +152,7 @@ def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
     events = Paginator(contact.events.all(), TIMELINE_PER_PAGE).get_page(request.GET.get("events"))
     context = {
         "contact": contact,
+        "custom_values": custom_values_shown(contact, active_custom_fields()),
         "events": events,
         "stage_changes": contact.stage_changes.select_related("actor"),
         "referrals": visible.filter(referred_by=contact).order_by("pk")[:50],
@@ -164,7 +169,7 @@ def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(MARKETING)
 def contact_create(request: HttpRequest) -> HttpResponse:
-    form = ContactForm(request.POST if request.method == "POST" else None)
+    form = ContactForm(request.POST if request.method == "POST" else None, custom_fields=True)
     if request.method == "POST" and form.is_valid():
         try:
             contact = services.contact_create(actor=request.user, **form.cleaned_data)
@@ -184,7 +189,9 @@ def contact_edit(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("contact-detail", pk=contact.pk)
     # The form validates a copy, so a refused edit leaves the contact as it was.
     form = ContactForm(
-        request.POST if request.method == "POST" else None, instance=Contact.objects.get(pk=pk)
+        request.POST if request.method == "POST" else None,
+        instance=Contact.objects.get(pk=pk),
+        custom_fields=True,
     )
     if request.method == "POST" and form.is_valid():
         try:

@@ -51,6 +51,7 @@ class FitChanges:
 def contact_fit(contact: Contact) -> tuple[int, list[fit_engine.FitLine]]:
     """One contact's fit points with its lines ("why this fit", the contact page)."""
     fields = {name: getattr(contact, name) for name in fit_engine.FIELDS}
+    fields.update(fit_engine.custom_fields_flat(contact.custom_fields))
     return fit_engine.fit_score(fields, active_fit_rules())
 
 
@@ -63,7 +64,8 @@ def fit_recompute(*, contact_ids: Collection[int] | None = None) -> FitChanges:
     grades = FitGrades.current()
     changes = FitChanges()
     groups: dict[tuple[int, str], list[int]] = defaultdict(list)
-    for pk, fields, score, grade in _fit_rows(contact_ids):
+    custom = any(rule.field.startswith(fit_engine.CUSTOM_PREFIX) for rule in rules)
+    for pk, fields, score, grade in _fit_rows(contact_ids, custom=custom):
         new_score, new_grade = fit_engine.fit(fields, rules, grades)
         if (new_score, new_grade) != (score, grade):
             groups[(new_score, new_grade)].append(pk)
@@ -81,9 +83,16 @@ def fit_recompute(*, contact_ids: Collection[int] | None = None) -> FitChanges:
 
 
 def _fit_rows(
-    contact_ids: Collection[int] | None,
+    contact_ids: Collection[int] | None, *, custom: bool = True
 ) -> Iterable[tuple[int, dict[str, object], int, str]]:
-    columns = ("pk", *fit_engine.FIELDS, "fit_score", "fit_grade")
+    """(id, fields, fit score, grade) of these contacts (None: everyone), in chunks. Their
+    custom field values only when ``custom`` (a rule reads one): decoding them costs more than
+    the other columns together. 100,000 contacts with four custom values each, PostgreSQL,
+    6 December 2026, shared machine at load 7: reading the columns 0.4 s, with the custom
+    values 1.3 s; everyone recomputed with nothing to change, two rules on contact fields
+    2.5 s, two more on custom fields 5.1 s."""
+    names = (*fit_engine.FIELDS, "custom_fields") if custom else fit_engine.FIELDS
+    columns = ("pk", *names, "fit_score", "fit_grade")
     if contact_ids is None:
         chunks: Iterable[Collection[int] | None] = [None]
     else:
@@ -94,7 +103,10 @@ def _fit_rows(
         if chunk is not None:
             query = query.filter(pk__in=chunk)
         for pk, *values, score, grade in query.values_list(*columns).iterator(chunk_size=CHUNK):
-            yield pk, dict(zip(fit_engine.FIELDS, values, strict=True)), score, grade
+            fields = dict(zip(names, values, strict=True))
+            if custom:
+                fields.update(fit_engine.custom_fields_flat(fields.pop("custom_fields")))
+            yield pk, fields, score, grade
 
 
 def stages_follow_grades(contact_ids: Collection[int]) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.humanize.templatetags.humanize import intcomma
 from django.db import models
@@ -13,7 +14,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from scoring.fit import fit_recompute
-from scoring.fit_models import FitGrades, FitRule
+from scoring.fit_models import FitGrades, FitRule, field_choices, field_label
 
 
 class FitRecomputeMixin:
@@ -47,13 +48,28 @@ class FitRecomputeMixin:
         self._recompute(request)
 
 
+class FitRuleForm(forms.ModelForm):
+    # The contact's fields and the custom fields as they are when the form is built.
+    field = forms.ChoiceField(label=_("contact field"), choices=field_choices)
+
+    class Meta:
+        model = FitRule
+        fields = ["name", "field", "operator", "value", "values", "number_min", "number_max",
+                  "day", "points", "active"]  # fmt: skip
+
+
 @admin.register(FitRule)
 class FitRuleAdmin(FitRecomputeMixin, admin.ModelAdmin):
-    list_display = ["name", "field", "operator", "condition_value", "points", "active"]
+    form = FitRuleForm
+    list_display = ["name", "field_name", "operator", "condition_value", "points", "active"]
     list_filter = ["active", "field", "operator"]
     search_fields = ["name", "value", "values"]
-    fields = ["name", "field", "operator", "value", "values", "number_min", "number_max",
+    fields = ["name", "field", "operator", "value", "values", "number_min", "number_max", "day",
               "points", "active"]  # fmt: skip
+
+    @admin.display(description=_("contact field"), ordering="field")
+    def field_name(self, rule: FitRule) -> str:
+        return field_label(rule.field)
 
     @admin.display(description=_("value"))
     def condition_value(self, rule: FitRule) -> str:
@@ -63,6 +79,8 @@ class FitRuleAdmin(FitRecomputeMixin, admin.ModelAdmin):
             return f"{low} – {high}"
         if rule.operator == FitRule.Operator.IN:
             return ", ".join(rule.value_list())
+        if rule.day is not None:
+            return rule.day.isoformat()
         return rule.value
 
 

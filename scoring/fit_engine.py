@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -23,6 +24,11 @@ FIELDS = (*TEXT_FIELDS, *NUMBER_FIELDS)
 # around), or a number within a range (either bound may be left open; both included).
 TEXT_OPERATORS = ("contains", "equals", "in")
 NUMBER_OPERATORS = ("between",)
+# A custom field (``contacts.models.custom_fields``) is named "custom:<key>"; a date one is
+# compared with "before" and "after" (the day itself excluded); its values come as stored,
+# dates as ISO text, numbers as int or float.
+CUSTOM_PREFIX = "custom:"
+DATE_OPERATORS = ("before", "after")
 GRADES = ("A", "B", "C", "D")  # best first
 
 
@@ -38,14 +44,24 @@ class FitRule:
     number_min: Decimal | int | None = None  # for "between"
     number_max: Decimal | int | None = None
     active: bool = True
+    day: date | None = None  # for "before" and "after"
 
     def holds(self, fields: Mapping[str, Any]) -> bool:
         """Whether the contact's ``fields`` meet the rule (a blank field meets none)."""
         if not self.active:
             return False
         value = fields.get(self.field)
+        if self.operator in DATE_OPERATORS:
+            day = _day(value)
+            if day is None or self.day is None:
+                return False
+            return day < self.day if self.operator == "before" else day > self.day
         if self.operator == "between":
-            if value is None or isinstance(value, bool) or not isinstance(value, int | Decimal):
+            if value is None or isinstance(value, bool):
+                return False
+            if isinstance(value, float):
+                value = Decimal(str(value))
+            if not isinstance(value, int | Decimal):
                 return False
             if self.number_min is not None and value < self.number_min:
                 return False
@@ -114,6 +130,23 @@ def grade_meets(grade: str, least: str) -> bool:
     if not least:
         return True
     return grade in GRADES and GRADES.index(grade) <= GRADES.index(least)
+
+
+def _day(value: Any) -> date | None:
+    """A date, or the date an ISO text writes; None for anything else."""
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def custom_fields_flat(values: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A contact's custom field values as the rules name them ("custom:<key>")."""
+    return {f"{CUSTOM_PREFIX}{key}": value for key, value in (values or {}).items()}
 
 
 def _folded(value: Any) -> str:

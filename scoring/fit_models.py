@@ -9,12 +9,30 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from contacts.models import Contact
+from contacts.models import Contact, CustomField
 from scoring import fit_engine
 
 
 def _field_label(name: str) -> str:
     return Contact._meta.get_field(name).verbose_name
+
+
+def field_label(name: str) -> str:
+    """What a rule's field is called: a contact field's name, a custom field's label."""
+    if name.startswith(fit_engine.CUSTOM_PREFIX):
+        key = name.removeprefix(fit_engine.CUSTOM_PREFIX)
+        found = CustomField.objects.filter(key=key).values_list("label", flat=True).first()
+        return found or key
+    return str(_field_label(name))
+
+
+def field_choices() -> list[tuple[str, object]]:
+    """The contact's fields, then the custom fields (read when a form is built)."""
+    custom = CustomField.objects.order_by("position", "label").values_list("key", "label")
+    return [
+        *((name, _field_label(name)) for name in fit_engine.FIELDS),
+        *((f"{fit_engine.CUSTOM_PREFIX}{key}", label) for key, label in custom),
+    ]
 
 
 class FitRule(models.Model):
@@ -26,11 +44,13 @@ class FitRule(models.Model):
         EQUALS = "equals", _("equals")
         IN = "in", _("is one of")
         BETWEEN = "between", _("is a number between")
-
-    FIELD_CHOICES = [(name, _field_label(name)) for name in fit_engine.FIELDS]
+        BEFORE = "before", _("is a date before")
+        AFTER = "after", _("is a date after")
 
     name = models.CharField(_("name"), max_length=120)
-    field = models.CharField(_("contact field"), max_length=40, choices=FIELD_CHOICES)
+    # A contact field (fit_engine.FIELDS) or "custom:<key>": the choices are read when a form
+    # is built (``field_choices``: custom fields come and go), and checked by ``clean``.
+    field = models.CharField(_("contact field"), max_length=40)
     operator = models.CharField(_("condition"), max_length=10, choices=Operator.choices)
     value = models.CharField(
         _("value"),
@@ -46,6 +66,9 @@ class FitRule(models.Model):
     )
     number_max = models.PositiveIntegerField(
         _("range to"), null=True, blank=True, help_text=_("For “between”: the highest (included).")
+    )
+    day = models.DateField(
+        _("date"), null=True, blank=True, help_text=_("For “before” and “after” (a date field).")
     )
     points = models.IntegerField(_("points"), help_text=_("Negative to take points away."))
     active = models.BooleanField(_("active"), default=True)
@@ -63,12 +86,26 @@ class FitRule(models.Model):
     def value_list(self) -> tuple[str, ...]:
         return tuple(line.strip() for line in self.values.splitlines() if line.strip())
 
+    def custom_field(self) -> CustomField | None:
+        if not self.field.startswith(fit_engine.CUSTOM_PREFIX):
+            return None
+        key = self.field.removeprefix(fit_engine.CUSTOM_PREFIX)
+        return CustomField.objects.filter(key=key).first()
+
     def clean(self) -> None:
         errors: dict[str, str] = {}
         if self.points == 0:
             errors["points"] = _("A rule must give or take at least one point.")
-        numeric = self.field in fit_engine.NUMBER_FIELDS
-        if self.operator == self.Operator.BETWEEN:
+        custom = self.custom_field()
+        kind = custom.kind if custom is not None else ""
+        if self.field and not self.field.startswith(fit_engine.CUSTOM_PREFIX):
+            if self.field not in fit_engine.FIELDS:
+                errors["field"] = _("Choose a contact field.")
+        numeric = self.field in fit_engine.NUMBER_FIELDS or kind == CustomField.Kind.NUMBER
+        dated = kind == CustomField.Kind.DATE
+        if self.operator in fit_engine.DATE_OPERATORS or dated:
+            errors.update(self._date_errors(dated))
+        elif self.operator == self.Operator.BETWEEN:
             if self.field and not numeric:
                 errors["operator"] = _(
                     "“Between” compares numbers: choose company size, or a text condition."
@@ -84,7 +121,9 @@ class FitRule(models.Model):
             if self.value or self.values.strip():
                 errors["value"] = _("A range takes numbers only: leave the values empty.")
         elif self.operator:
-            if numeric:
+            if numeric and custom is not None:
+                errors["operator"] = _("This field is a number: use “is a number between”.")
+            elif numeric:
                 errors["operator"] = _("Company size is a number: use “is a number between”.")
             if self.operator == self.Operator.IN:
                 if not self.value_list():
@@ -97,8 +136,44 @@ class FitRule(models.Model):
                 errors["values"] = _("Only “is one of” takes a list of values.")
             if self.number_min is not None or self.number_max is not None:
                 errors["number_min"] = _("Only “is a number between” takes numbers.")
+            if kind == CustomField.Kind.CHOICE and not {"values", "value"} & set(errors):
+                errors.update(self._choice_errors(custom))
+        if self.day is not None and not (self.operator in fit_engine.DATE_OPERATORS or dated):
+            errors["day"] = _("Only “before” and “after” take a date.")
+        if self.field.startswith(fit_engine.CUSTOM_PREFIX) and custom is None:
+            errors["field"] = _("No custom field has this key any more.")
         if errors:
             raise ValidationError(errors)
+
+    def _date_errors(self, dated: bool) -> dict[str, str]:
+        errors: dict[str, str] = {}
+        if not dated:
+            errors["operator"] = _("“Before” and “after” compare dates: choose a date field.")
+        elif self.operator not in fit_engine.DATE_OPERATORS:
+            errors["operator"] = _("This field is a date: use “is a date before” or “after”.")
+        if self.day is None:
+            errors["day"] = _("Give the date to compare with.")
+        if self.value or self.values.strip():
+            errors["value"] = _("A date condition takes a date only: leave the values empty.")
+        if self.number_min is not None or self.number_max is not None:
+            errors["number_min"] = _("Only “is a number between” takes numbers.")
+        return errors
+
+    def _choice_errors(self, custom: CustomField | None) -> dict[str, str]:
+        if custom is None:
+            return {}
+        if self.operator == self.Operator.CONTAINS:
+            return {"operator": _("This field is a choice: use “equals” or “is one of”.")}
+        known = {choice.casefold() for choice in custom.choice_list()}
+        given = self.value_list() if self.operator == self.Operator.IN else [self.value.strip()]
+        unknown = [value for value in given if value.casefold() not in known]
+        if unknown:
+            name = "values" if self.operator == self.Operator.IN else "value"
+            return {
+                name: _("“%(value)s” is not one of the choices: %(choices)s.")
+                % {"value": unknown[0], "choices": ", ".join(custom.choice_list())}
+            }
+        return {}
 
     def to_engine(self) -> fit_engine.FitRule:
         return fit_engine.FitRule(
@@ -112,6 +187,7 @@ class FitRule(models.Model):
             number_min=None if self.number_min is None else Decimal(self.number_min),
             number_max=None if self.number_max is None else Decimal(self.number_max),
             active=self.active,
+            day=self.day,
         )
 
 

@@ -21,6 +21,6 @@ def on_event(batch: EventBatch) -> Changes:
 def on_contacts_changed(*, contact_ids: Collection[int], fields: Collection[str] | None) -> None:
     """LEADFUNNEL_CONTACT_HANDLERS entry: contacts created (``fields`` None) or whose fields
     changed get their fit score and grade again, and a new grade its stage."""
-    if fields is not None and not set(fields) & set(fit_engine.FIELDS):
+    if fields is not None and not set(fields) & {*fit_engine.FIELDS, "custom_fields"}:
         return
     fit.fit_recompute(contact_ids=contact_ids)

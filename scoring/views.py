@@ -16,7 +16,7 @@ from contacts.roles import MARKETING, SALES, role_required
 from contacts.views import partial_or_page, visible_contact_or_404
 from scoring import engine
 from scoring.fit import contact_fit
-from scoring.fit_models import FitGrades
+from scoring.fit_models import FitGrades, field_label
 from scoring.live import active_thresholds
 from scoring.models import ScoreEntry, Threshold
 from scoring.plan import contact_walk
@@ -114,7 +114,7 @@ def fit_explanation(contact: Contact) -> dict[str, object]:
         "fit_lines": [
             {
                 "rule": line.rule,
-                "field": Contact._meta.get_field(line.field).verbose_name,
+                "field": field_label(line.field),
                 "value": intcomma(line.value) if isinstance(line.value, int) else line.value,
                 "points": line.points,
                 "signed_points": signed(line.points),

@@ -20,11 +20,13 @@ from contacts.imports import files, parsing
 from contacts.imports.sources import rows_sources_resolve
 from contacts.imports.writes import ImportGroups, batch_apply, row_error
 from contacts.models import (
+    CustomField,
     ImportJob,
     ImportPlaceholder,
     ImportRowError,
     LeadSource,
 )
+from contacts.models.custom_fields import PREFIX as CUSTOM
 from contacts.reasons import coded
 
 logger = logging.getLogger(__name__)
@@ -61,7 +63,7 @@ def import_job_create(
         encoding=detected.encoding,
         delimiter=detected.delimiter,
         columns=detected.columns,
-        mapping=parsing.propose_mapping(detected.columns),
+        mapping=parsing.propose_mapping(detected.columns, list(CustomField.objects.active())),
         file_format=detected.file_format,
         sheet=detected.sheet,
     )
@@ -171,11 +173,13 @@ def _read_rows(
     with_external_id: set[tuple[str, str]],
 ) -> None:
     placeholders = ImportPlaceholder.values()
+    keys = [target.removeprefix(CUSTOM) for target in job.mapping if target.startswith(CUSTOM)]
+    custom = {field.key: field for field in CustomField.objects.filter(key__in=keys)}
     try:
         for row in rows:
             try:
                 clean = parsing.clean_row(
-                    row, job.mapping, job.delimiter, placeholders=placeholders
+                    row, job.mapping, job.delimiter, custom, placeholders=placeholders
                 )
             except parsing.RowRefused as refusal:
                 errors.append(

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 from contacts.imports.forms import ImportMappingForm, SavedMappingChoiceForm, SavedMappingNameForm
 from contacts.imports.saved import import_job_remap, mapping_from_saved, saved_mapping_save
 from contacts.imports.summary import import_summary_record, summary_for
-from contacts.models import ImportJob, SavedMapping
+from contacts.models import CustomField, ImportJob, SavedMapping
 from contacts.roles import MARKETING, role_required
 
 
@@ -49,7 +49,10 @@ def import_summary(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(ImportJob, pk=pk)
     if job.status != ImportJob.Status.MAPPING:
         return redirect("contact-import-job", pk=job.pk)
-    form = ImportMappingForm(request.GET, columns=job.columns, mapping=job.mapping)
+    form = ImportMappingForm(
+        request.GET, columns=job.columns, mapping=job.mapping,
+        custom_fields=list(CustomField.objects.active()),
+    )  # fmt: skip
     context = {"job": job, **mapping_context(job, form)}
     return render(request, "contacts/import_summary.html", context)
 
@@ -61,7 +64,10 @@ def import_mapping_save(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(ImportJob, pk=pk)
     if job.status != ImportJob.Status.MAPPING:
         return redirect("contact-import-job", pk=job.pk)
-    form = ImportMappingForm(request.POST, columns=job.columns, mapping=job.mapping)
+    form = ImportMappingForm(
+        request.POST, columns=job.columns, mapping=job.mapping,
+        custom_fields=list(CustomField.objects.active()),
+    )  # fmt: skip
     name_form = SavedMappingNameForm(request.POST)
     valid = form.is_valid()
     import_job_remap(job=job, mapping=form.mapping())

@@ -10,7 +10,7 @@ import csv
 import io
 import re
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,8 @@ from django.utils.translation import gettext_lazy
 
 from contacts import reasons
 from contacts.imports import meaning
-from contacts.models import Contact, canonical_time_zone
+from contacts.models import Contact, CustomField, canonical_time_zone
+from contacts.models.custom_fields import PREFIX as CUSTOM_PREFIX
 from contacts.reasons import coded
 
 # What a column may become; "" means the column is ignored.
@@ -208,12 +209,17 @@ def header_key(header: str) -> str:
     return " ".join(words.split())
 
 
-def propose_mapping(columns: Sequence[str]) -> list[str]:
-    """A contact field per column (or ``IGNORE``); each field goes to its first column."""
+def propose_mapping(columns: Sequence[str], custom: Sequence[CustomField] = ()) -> list[str]:
+    """A contact field per column (or ``IGNORE``); each field goes to its first column. A
+    header that is a custom field's label or key is proposed as that field."""
     taken: set[str] = set()
     mapping = []
+    aliases = dict(HEADER_ALIASES)
+    for custom_field in custom:
+        for name in (custom_field.key, custom_field.label):
+            aliases.setdefault(header_key(name), f"{CUSTOM_PREFIX}{custom_field.key}")
     for column in columns:
-        target = HEADER_ALIASES.get(header_key(column), IGNORE)
+        target = aliases.get(header_key(column), IGNORE)
         if target in taken:
             target = IGNORE
         taken.add(target)
@@ -238,6 +244,8 @@ MEANING_LABELS = {
 def field_label(name: str) -> str:
     if name in MEANING_LABELS:
         return str(MEANING_LABELS[name])
+    if name.startswith(CUSTOM_PREFIX):  # a custom field: its key (field_choices has its label)
+        return name.removeprefix(CUSTOM_PREFIX)
     return str(Contact._meta.get_field(name).verbose_name).capitalize()
 
 
@@ -251,9 +259,11 @@ def _import_field_label(name: object) -> str:
 reasons.LABELS["import_field"] = _import_field_label
 
 
-def field_choices() -> list[tuple[str, str]]:
-    return [(IGNORE, str(gettext_lazy("— ignore this column —")))] + [
-        (name, field_label(name)) for name in (*IMPORT_FIELDS, *MEANING_FIELDS)
+def field_choices(custom: Sequence[CustomField] = ()) -> list[tuple[str, str]]:
+    return [
+        (IGNORE, str(gettext_lazy("— ignore this column —"))),
+        *((name, field_label(name)) for name in (*IMPORT_FIELDS, *MEANING_FIELDS)),
+        *((f"{CUSTOM_PREFIX}{field.key}", field.label) for field in custom),
     ]
 
 
@@ -335,20 +345,27 @@ def clean_row(
     row: Row,
     mapping: Sequence[str],
     delimiter: str,
+    custom: Mapping[str, CustomField] | None = None,
     *,
     placeholders: frozenset[str] = frozenset(),
 ) -> CleanRow:
     """The row's non-blank values by field, validated; ``RowRefused`` says what is wrong.
 
-    ``mapping`` has one entry per column of the header (``check_shape``); a cell whose
+    ``mapping`` has one entry per column of the header (``check_shape``); ``custom``: the
+    custom fields it maps by key, whose values come typed ("custom:<key>": 12); a cell whose
     case-folded value is in ``placeholders`` ("select", "n/a") is blank."""
     check_shape(row, len(mapping), delimiter)
     fields: dict[str, Any] = {}
     for target, cell in zip(mapping, row.cells, strict=False):
-        if target:
-            value = cell.strip()
-            if value and not (placeholders and value.casefold() in placeholders):
-                fields[target] = value
+        if not target:
+            continue
+        value = cell.strip()
+        if not value or (placeholders and value.casefold() in placeholders):
+            continue
+        if target.startswith(CUSTOM_PREFIX):
+            _custom_value(fields, target, value, custom or {})
+        else:
+            fields[target] = value
     email = fields.get("email")  # trimmed and not blank, as normalize_email leaves it
     external_id = fields.get("external_id")
     if not email and not external_id:
@@ -366,7 +383,7 @@ def clean_row(
     if "company_size" in fields:
         fields["company_size"] = _company_size(fields["company_size"])
     for name, value in fields.items():
-        limit = MAX_LENGTHS.get(name)
+        limit = MAX_LENGTHS.get(name)  # a custom field's parsing checks its own
         if limit and len(value) > limit:
             raise RowRefused("import_too_long", field=name, length=len(value), limit=limit)
     if not MEANING_FIELDS_SET.isdisjoint(fields):
@@ -376,6 +393,24 @@ def clean_row(
             raise RowRefused(bad.code, **bad.params) from bad
     key = ("email", email.lower()) if email else ("external_id", str(external_id))
     return CleanRow(line_number=row.line_number, key=key, fields=fields)
+
+
+def _custom_value(
+    fields: dict[str, Any], target: str, cell: str, custom: Mapping[str, CustomField]
+) -> None:
+    """A custom field's cell, typed as its kind; refused as a company size is when it is not
+    one. A column of a field deleted since the mapping is ignored."""
+    definition = custom.get(target.removeprefix(CUSTOM_PREFIX))
+    value = cell.strip()
+    if definition is None or not value:
+        return
+    try:
+        fields[target] = definition.parse(value)
+    except ValueError as error:
+        raise RowRefused(
+            "import_bad_custom_value", field=definition.label, value=value,
+            kind=definition.kind, choices=", ".join(definition.choice_list()),
+        ) from error  # fmt: skip
 
 
 def _company_size(value: str) -> int:  # type: ignore[return]
@@ -391,9 +426,9 @@ def merge_fields(current: dict[str, Any], incoming: dict[str, Any], *, overwrite
     replaced when ``overwrite``. A blank cell never erases anything. True if ``current`` changed."""
     changed = False
     for name, value in incoming.items():
-        if not value or current.get(name) == value:
+        if value in (None, "") or current.get(name) == value:
             continue
-        if overwrite or not current.get(name):
+        if overwrite or current.get(name) in (None, ""):
             current[name] = value
             changed = True
     return changed

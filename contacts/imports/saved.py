@@ -15,7 +15,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from contacts.imports import parsing
-from contacts.models import ImportJob, SavedMapping
+from contacts.models import CustomField, ImportJob, SavedMapping
 
 
 @transaction.atomic
@@ -51,7 +51,7 @@ def saved_mapping_save(
 def mapping_from_saved(saved: SavedMapping, columns: Sequence[str]) -> list[str]:
     """A field per column of a new file (or ``IGNORE``), matched on header names; each field
     goes to its first column, as the proposed mapping does."""
-    offered = {value for value, _label in parsing.field_choices()}
+    offered = {value for value, _label in parsing.field_choices(list(CustomField.objects.active()))}
     by_header: dict[str, str] = {}
     for pair in saved.columns:
         if pair.get("field") in offered:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import translation
@@ -14,13 +15,15 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
 from contacts import reasons
+from contacts.custom_field_values import custom_field_create
 from contacts.imports import parsing
 from contacts.imports.forms import ImportMappingForm, ImportUploadForm
 from contacts.imports.jobs import import_job_create, import_job_start
 from contacts.imports.mapping_views import mapping_context
 from contacts.imports.sources import UnknownSource, unknown_sources
 from contacts.imports.summary import import_summary_record
-from contacts.models import ImportJob
+from contacts.models import CustomField, ImportJob
+from contacts.models.custom_fields import PREFIX as CUSTOM
 from contacts.roles import MARKETING, role_required
 from contacts.views import Echo, partial_or_page, spreadsheet_safe
 
@@ -53,7 +56,11 @@ def import_job(request: HttpRequest, pk: int) -> HttpResponse:
     unknown: list[UnknownSource] = []
     may_create_sources = request.user.has_perm("contacts.add_leadsource")
     if job.status == ImportJob.Status.MAPPING:
-        form = ImportMappingForm(request.POST or None, columns=job.columns, mapping=job.mapping)
+        form = ImportMappingForm(
+            request.POST or None, columns=job.columns, mapping=job.mapping,
+            custom_fields=list(CustomField.objects.active()),
+            may_create_fields=request.user.has_perm("contacts.add_customfield"),
+        )  # fmt: skip
         source_column = form.source_column()
         if source_column is not None:
             unknown = unknown_sources(job, source_column)
@@ -65,12 +72,17 @@ def import_job(request: HttpRequest, pk: int) -> HttpResponse:
                 # marketer sees the new list before anything is created or left without source.
                 form.add_error(None, _("Check the unknown lead sources listed below, then start."))
             else:
-                import_job_start(
-                    job=job,
-                    mapping=form.mapping(),
-                    create_sources=create_sources,
-                    rows_are_leads=form.cleaned_data["rows_are_leads"],
-                )
+                mapping = form.mapping()
+                with transaction.atomic():
+                    for index, (key, label, kind) in form.new_fields().items():
+                        created = custom_field_create(key=key, label=label, kind=kind)
+                        mapping[index] = f"{CUSTOM}{created.key}"
+                    import_job_start(
+                        job=job,
+                        mapping=mapping,
+                        create_sources=create_sources,
+                        rows_are_leads=form.cleaned_data["rows_are_leads"],
+                    )
                 return redirect("contact-import-job", pk=job.pk)
         form.data = form.data.copy() if form.is_bound else form.data
         if form.is_bound:
@@ -82,9 +94,11 @@ def import_job(request: HttpRequest, pk: int) -> HttpResponse:
     context = {
         "job": job,
         "form": form,
-        "columns": (
-            list(zip(form.column_fields(), _samples(job), strict=True)) if form is not None else []
-        ),
+        "columns": list(
+            zip(form.column_fields(), _samples(job), form.creation_fields(), strict=True)
+        )
+        if form is not None
+        else [],
         "unknown_sources": unknown,
         "may_create_sources": may_create_sources,
         "errors_shown": job.row_errors.all()[:20],

@@ -21,6 +21,7 @@ Erased emails are read through the ORM (``__any``, one array parameter).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from datetime import datetime
@@ -44,6 +45,7 @@ from contacts.models import (
     StageChange,
     Suppression,
 )
+from contacts.models.custom_fields import PREFIX as CUSTOM
 from contacts.outcomes import outcomes_record
 from contacts.reasons import coded
 from contacts.stages import PlannedMove, stage_changes_record, stage_move_many
@@ -72,7 +74,9 @@ CONSENT_COLUMNS = ("do_not_email", "do_not_call", "consent", "consent_at", "cons
 
 PROFILE_SET = frozenset(IMPORT_PROFILE)
 
-KNOWN_COLUMNS = ("pk", "email", "stage", "source_id", *IMPORT_PROFILE, *CONSENT_COLUMNS)
+KNOWN_COLUMNS = (
+    "pk", "email", "stage", "source_id", *IMPORT_PROFILE, *CONSENT_COLUMNS, "custom_fields",
+)  # fmt: skip
 
 KnownContact = dict[str, Any]
 
@@ -124,9 +128,10 @@ def batch_apply(job: ImportJob, batch: ImportGroups) -> tuple[Counter[str], list
             continue
         contact = found_by_email or found_by_id
         if contact is None:
-            created.append(incoming)
+            person = _custom_folded(incoming)
+            created.append(person)
             if outcome[0]:
-                outcomes.append((None, id(incoming), *outcome))
+                outcomes.append((None, id(person), *outcome))
             counts["created"] += 1
             counts["merged"] += len(rows) - 1
             continue
@@ -228,7 +233,11 @@ def _known_contact_rows(emails: set[str], external_ids: set[str]) -> list[KnownC
     with connection.cursor() as cursor:
         cursor.execute(sql, [list(emails), list(external_ids)])  # psycopg adapts the lists
         names = [*KNOWN_COLUMNS, "lowered"]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        found = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    for contact in found:  # jsonb comes as text: Django's connection leaves it to the field
+        if isinstance(contact["custom_fields"], str):
+            contact["custom_fields"] = json.loads(contact["custom_fields"])
+    return found
 
 
 def _suppressed(emails: set[str]) -> set[str]:
@@ -261,12 +270,20 @@ def _contact_changes(
 ) -> dict[str, Any]:
     # The email found the contact (its case as stored is left alone), or the external id did and
     # the contact had no email yet.
+    custom = {name: value for name, value in incoming.items() if name.startswith(CUSTOM)}
     profile = {name: value for name, value in incoming.items() if name in PROFILE_SET}
     current = {name: contact[name] for name in profile}
     parsing.merge_fields(current, profile, overwrite=job.overwrite)
     changes: dict[str, Any] = {
         name: value for name, value in current.items() if value != contact[name]
     }
+    if custom:
+        stored = contact["custom_fields"] or {}
+        values = {f"{CUSTOM}{key}": value for key, value in stored.items()}
+        parsing.merge_fields(values, custom, overwrite=job.overwrite)
+        merged = _custom_folded(values).get("custom_fields", {})
+        if merged != stored:
+            changes["custom_fields"] = merged
     if incoming.get("email") and not contact["email"]:
         changes["email"] = incoming["email"]
     # A source named on the row (None: named, but unknown) wins over the file's.
@@ -286,6 +303,19 @@ def _is_lead(fields: dict[str, Any], job: ImportJob) -> bool:
     """Whether an imported contact is a lead: it has an email, or the marketer said the file's
     rows are leads (a CRM's export) and it has an external id."""
     return bool(fields.get("email")) or (job.rows_are_leads and bool(fields.get("external_id")))
+
+
+def _custom_folded(fields: dict[str, Any]) -> dict[str, Any]:
+    """Fields with the custom ones ("custom:<key>") gathered into ``custom_fields``."""
+    if not any(name.startswith(CUSTOM) for name in fields):
+        return fields
+    folded: dict[str, Any] = {"custom_fields": {}}
+    for name, value in fields.items():
+        if name.startswith(CUSTOM):
+            folded["custom_fields"][name.removeprefix(CUSTOM)] = value
+        else:
+            folded[name] = value
+    return folded
 
 
 def _update_imported(contacts: list[KnownContact], names: list[str], now: datetime) -> None:
@@ -361,7 +391,7 @@ def _contacts_insert(
                 row = list(templates[lead])
                 row[id_position] = pk
                 for name, value in person.items():
-                    row[position[name]] = value
+                    row[position[name]] = json.dumps(value) if name == "custom_fields" else value
                 copy.write_row(row)
     return ids
 

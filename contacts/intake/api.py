@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
-from django.utils import timezone
+from django.utils import timezone, translation
 from ninja import Field, NinjaAPI, Schema
 from ninja.errors import HttpError
 from ninja.errors import ValidationError as NinjaValidationError
@@ -23,6 +23,7 @@ from ninja.security import HttpBearer
 from pydantic import AfterValidator, BeforeValidator, WithJsonSchema, field_validator
 
 from contacts import ratelimit
+from contacts.custom_field_values import active_custom_fields, custom_values_accept
 from contacts.events import NewEvent, events_record_many
 from contacts.models import (
     ApiKey,
@@ -263,6 +264,17 @@ class ContactIn(Schema):
         None, description="true: sales must not phone this contact; sticky like do_not_email."
     )
 
+    custom_fields: dict[str, Any] | None = Field(
+        None,
+        description="Custom field values by key, typed as each field's kind: text, a number, "
+        'a date as "YYYY-MM-DD", one of the choices; null clears a value. Keys left out stay.',
+    )
+
+    @field_validator("custom_fields")
+    @classmethod
+    def storable_custom_fields(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _storable(value)
+
     @field_validator("time_zone")
     @classmethod
     def known_time_zone(cls, value: str | None) -> str | None:
@@ -296,6 +308,7 @@ class ContactOut(Schema):
     score: int
     fit_score: int = Field(description="Fit points: the sum of the fit rules that hold.")
     fit_grade: str = Field(description="Fit grade, A (best) to D, from the fit score.")
+    custom_fields: dict[str, Any] = Field(description="Custom field values by key.")
     created_at: datetime
     last_activity_at: datetime | None
     referred_by_id: int | None
@@ -407,6 +420,7 @@ def _upsert_contacts(payload: ContactsIn) -> ContactsOut:
         if not item.email and not (item.external_id or "").strip()
     ]
     referrers = [_referrer(i, item, errors) for i, item in enumerate(payload.contacts)]
+    custom = _custom_values(payload.contacts, errors)
     if errors:
         raise NinjaValidationError(errors)
     results = []
@@ -416,6 +430,9 @@ def _upsert_contacts(payload: ContactsIn) -> ContactsOut:
         for flag in ("do_not_email", "do_not_call"):  # an opt-out is set, never lifted here
             if not fields.get(flag):
                 fields.pop(flag, None)
+        fields.pop("custom_fields", None)
+        if custom[i]:
+            fields["custom_fields"] = custom[i]
         try:
             results.append(contact_upsert(email=item.email, **fields))
         except DuplicateContact as error:  # an external id another contact has
@@ -432,6 +449,28 @@ def _upsert_contacts(payload: ContactsIn) -> ContactsOut:
         updated=len(results) - created,
         contacts=[contact for contact, _ in results],
     )
+
+
+def _custom_values(items: list[ContactIn], errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each item's custom field values, typed; an unknown key or a value of the wrong type is
+    an error on ``custom_fields.<key>``."""
+    if not any(item.custom_fields for item in items):
+        return [{} for _item in items]
+    fields = active_custom_fields()
+    values = []
+    with translation.override("en"):  # the API speaks English, as its other messages
+        for i, item in enumerate(items):
+            clean, problems = custom_values_accept(item.custom_fields or {}, fields)
+            values.append(clean)
+            errors += [
+                {
+                    "loc": ["body", "payload", "contacts", i, "custom_fields", key],
+                    "msg": message,
+                    "type": "value_error",
+                }
+                for key, message in problems.items()
+            ]
+    return values
 
 
 def _referrer(index: int, item: ContactIn, errors: list[dict[str, Any]]) -> Contact | None:

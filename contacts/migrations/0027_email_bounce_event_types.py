@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('contacts', '0022_import_xlsx_saved_mappings'),
+        ('contacts', '0023_custom_fields'),
     ]
 
     operations = [

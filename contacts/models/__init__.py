@@ -8,6 +8,7 @@ from django.db import models
 
 from contacts import reasons
 from contacts.models.audit import ContactAudit, Notification
+from contacts.models.custom_fields import CustomField
 from contacts.models.events import Event, EventDailyCount, EventQuerySet, EventRow, PendingEvent
 from contacts.models.funnel import ALLOWED_TRANSITIONS, LOST_REASONS, StageChange, StageStay
 from contacts.models.imports import ImportJob, ImportPlaceholder, ImportRowError, SavedMapping
@@ -48,6 +49,7 @@ __all__ = [
     "ContactMerge",
     "ContactOutcome",
     "ContactQuerySet",
+    "CustomField",
     "Event",
     "FitGrade",
     "EventDailyCount",

@@ -369,6 +369,11 @@ class Contact(models.Model):
     fit_grade = models.CharField(
         _("fit grade"), max_length=1, choices=FitGrade.choices, default="D", db_default="D"
     )
+    # Admin-defined fields (contacts.models.custom_fields): key → typed value. Only
+    # contacts.custom_field_values checks what goes in.
+    custom_fields = models.JSONField(
+        _("custom fields"), default=dict, blank=True, db_default=models.Value("{}")
+    )
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,

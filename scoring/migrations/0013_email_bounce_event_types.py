@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('scoring', '0011_fit_rules_grades_threshold_fit'),
+        ('scoring', '0012_fit_rules_custom_fields'),
     ]
 
     operations = [
