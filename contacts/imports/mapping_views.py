@@ -35,8 +35,8 @@ def _chosen_mapping(form: ImportMappingForm, job: ImportJob) -> list[str]:
     if not form.is_bound:
         return list(job.mapping)
     chosen = []
-    for index, name in enumerate(form.fields):
-        offered = {value for value, _label in form.fields[name].choices}
+    for index in range(len(form.columns)):
+        offered = {value for value, _label in form.fields[f"column_{index}"].choices}
         value = form.data.get(f"column_{index}", "")
         chosen.append(value if value in offered else "")
     return chosen
@@ -94,7 +94,7 @@ def import_mapping_apply(request: HttpRequest, pk: int) -> HttpResponse:
     form = SavedMappingChoiceForm(request.POST)
     if job.status == ImportJob.Status.MAPPING and form.is_valid():
         saved = form.cleaned_data["saved_mapping"]
-        mapping = mapping_from_saved(saved, job.columns)
+        mapping = mapping_from_saved(saved, job.columns, list(CustomField.objects.active()))
         import_job_remap(job=job, mapping=mapping)
         matched = sum(1 for target in mapping if target)
         messages.success(

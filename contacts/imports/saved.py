@@ -48,10 +48,13 @@ def saved_mapping_save(
     return saved, False
 
 
-def mapping_from_saved(saved: SavedMapping, columns: Sequence[str]) -> list[str]:
+def mapping_from_saved(
+    saved: SavedMapping, columns: Sequence[str], custom: Sequence[CustomField] = ()
+) -> list[str]:
     """A field per column of a new file (or ``IGNORE``), matched on header names; each field
-    goes to its first column, as the proposed mapping does."""
-    offered = {value for value, _label in parsing.field_choices(list(CustomField.objects.active()))}
+    goes to its first column, as the proposed mapping does. ``custom``: the active custom
+    fields, which the import offers too."""
+    offered = {value for value, _label in parsing.field_choices(custom)}
     by_header: dict[str, str] = {}
     for pair in saved.columns:
         if pair.get("field") in offered:
