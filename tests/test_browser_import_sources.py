@@ -10,7 +10,8 @@ from django.urls import reverse
 from playwright.sync_api import expect
 
 from contacts.imports.jobs import contacts_import
-from contacts.models import Contact, ImportJob, LeadSource
+from contacts.models import Contact, ImportJob, ImportPlaceholder, LeadSource
+from contacts.models.imports import DEFAULT_PLACEHOLDERS
 from tests.browser_pages import PHONE, visitor
 from tests.factories import LeadSourceFactory, UserFactory
 from tests.test_import_meaning import CRM_EXPORT
@@ -22,6 +23,10 @@ def test_unknown_sources_are_listed_and_created_on_confirmation(
     live_server, chromium, settings, tmp_path
 ):
     settings.MEDIA_ROOT = tmp_path
+    # A transactional test may run after another one emptied the tables the migrations filled.
+    ImportPlaceholder.objects.bulk_create(
+        [ImportPlaceholder(value=value) for value in DEFAULT_PLACEHOLDERS], ignore_conflicts=True
+    )
     claire = UserFactory(username="claire", roles=["marketing"])
     claire.user_permissions.add(Permission.objects.get(codename="add_leadsource"))
     LeadSourceFactory(name="Google", slug="google")
