@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from contacts.models import Contact, Event, EventDailyCount, EventRow, StageChange, StageStay
 from contacts.pipeline import EventBatch
+from contacts.reports.dashboard import stage_rank_sql
 
 
 def on_event(batch: EventBatch) -> None:
@@ -81,14 +82,20 @@ def _event_counts_add(events: Sequence[EventRow]) -> None:
 
 # Each stage change as the stay it ended: since the contact's previous change (or its creation)
 # until this one. Read from the stage history itself, so the order in which workers process the
-# events does not matter.
+# events does not matter. A first arrival is the contact's first move up into a stage (from a
+# lower one): a demotion (MQL back to lead) and a second promotion are not new arrivals.
 STAYS_SQL = """
 INSERT INTO {stays}
-    (stage_change_id, source_id, stage, entered_at, left_at, next_stage)
-SELECT h.id, k.source_id, h.from_stage, COALESCE(h.previous_at, k.created_at), h.at, h.to_stage
+    (stage_change_id, source_id, contact_id, stage, entered_at, left_at, next_stage,
+     first_arrival)
+SELECT h.id, k.source_id, h.contact_id, h.from_stage, COALESCE(h.previous_at, k.created_at),
+       h.at, h.to_stage, (h.up AND h.arrival = 1)
 FROM (
     SELECT s.id, s.contact_id, s.from_stage, s.to_stage, s.at,
-           LAG(s.at) OVER (PARTITION BY s.contact_id ORDER BY s.at, s.id) AS previous_at
+           LAG(s.at) OVER (PARTITION BY s.contact_id ORDER BY s.at, s.id) AS previous_at,
+           {up} AS up,
+           ROW_NUMBER() OVER (PARTITION BY s.contact_id, s.to_stage, {up}
+                              ORDER BY s.at, s.id) AS arrival
     FROM {changes_table} s {{contacts}}
 ) h
 JOIN {contacts_table} k ON k.id = h.contact_id
@@ -103,6 +110,7 @@ def _stays_sql(*, contacts: str, changes: str) -> str:
         stays=quote(StageStay._meta.db_table),
         changes_table=quote(StageChange._meta.db_table),
         contacts_table=quote(Contact._meta.db_table),
+        up=f"{stage_rank_sql('s.to_stage')} > {stage_rank_sql('s.from_stage')}",
     ).format(contacts=contacts, changes=changes)
 
 
