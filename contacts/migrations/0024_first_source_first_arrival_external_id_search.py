@@ -18,17 +18,16 @@ def rank(column):
 
 
 UP = f"{rank('to_stage')} > {rank('from_stage')}"
-STAYS_FILL = [
-    "UPDATE contacts_stagestay SET contact_id = (SELECT c.contact_id FROM contacts_stagechange c "
-    "WHERE c.id = contacts_stagestay.stage_change_id)",
-    f"""UPDATE contacts_stagestay SET first_arrival = (stage_change_id IN (
-        SELECT id FROM (
-            SELECT id, {UP} AS up, ROW_NUMBER() OVER (
-                PARTITION BY contact_id, to_stage, {UP} ORDER BY at, id) AS arrival
-            FROM contacts_stagechange
-        ) h WHERE h.up AND h.arrival = 1
-    ))""",
-]
+# One pass over the stage history (UPDATE … FROM: PostgreSQL, and SQLite since 3.33).
+STAYS_FILL = f"""
+UPDATE contacts_stagestay SET contact_id = h.contact_id, first_arrival = (h.up AND h.arrival = 1)
+FROM (
+    SELECT id, contact_id, {UP} AS up,
+           ROW_NUMBER() OVER (PARTITION BY contact_id, to_stage, {UP} ORDER BY at, id) AS arrival
+    FROM contacts_stagechange
+) h
+WHERE h.id = contacts_stagestay.stage_change_id
+"""
 
 SEARCH_COLUMNS = ("email", "first_name", "last_name", "company", "external_id")
 SEARCH_LIST = ", ".join(SEARCH_COLUMNS)
@@ -86,9 +85,12 @@ def forward(apps, schema_editor):
         "UPDATE contacts_contact SET first_source_id = source_id "
         "WHERE source_id IS NOT NULL AND first_source_id IS NULL"
     )
-    for sql in STAYS_FILL:
-        schema_editor.execute(sql)
+    schema_editor.execute(STAYS_FILL)
     if schema_editor.connection.vendor == "postgresql":
+        # The updates above queued the deferred foreign-key checks: run them now, or the DDL
+        # that follows on these tables (triggers, the new index) is refused.
+        schema_editor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        schema_editor.execute("SET CONSTRAINTS ALL DEFERRED")
         for sql in SEARCH_FORWARD:
             schema_editor.execute(sql)
 
