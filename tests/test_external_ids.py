@@ -34,15 +34,13 @@ def call(client, method, path, body, key):
 
 def events_of(contact: Contact) -> list[str]:
     return sorted(
-        Event.objects.filter(contact=contact).exclude(type="stage_changed").values_list(
-            "type", flat=True
-        )
+        Event.objects.filter(contact=contact)
+        .exclude(type="stage_changed")
+        .values_list("type", flat=True)
     )
 
 
-def test_a_batch_stores_the_events_of_known_external_ids_and_refuses_each_unknown_one(
-    client, key
-):
+def test_a_batch_stores_the_events_of_known_external_ids_and_refuses_each_unknown_one(client, key):
     ana = ContactFactory(email=None, external_id="7c1f-0001", stage="suspect")
     bruno = ContactFactory(email="bruno@exemple.fr", external_id="660737")
     batch = {"events": [
