@@ -80,12 +80,11 @@ def velocity(start: date, end: date) -> None:
 
 def sources(start: date, end: date) -> None:
     low, high = Period(start, end).bounds()
-    # People, not moves: first arrivals only, by the contact's source as it is now.
+    # People, not moves: first arrivals only (the stays carry the contact's source now).
     fetch(
-        "SELECT c.source_id, s.next_stage, count(*) FROM contacts_stagestay s "
-        "JOIN contacts_contact c ON c.id = s.contact_id "
-        "WHERE s.first_arrival AND s.left_at >= %s AND s.left_at < %s "
-        "AND s.next_stage IN ('lead', 'mql', 'sql', 'client') GROUP BY 1, 2",
+        "SELECT source_id, next_stage, count(*) FROM contacts_stagestay "
+        "WHERE first_arrival AND left_at >= %s AND left_at < %s "
+        "AND next_stage IN ('lead', 'mql', 'sql', 'client') GROUP BY 1, 2",
         [low, high],
     )
     fetch(

@@ -16,6 +16,7 @@ from contacts.reports.rollups import rollups_rebuild
 from contacts.services import contact_create, contact_update
 from contacts.stages import stage_move
 from tests.factories import ContactFactory, LeadSourceFactory
+from tests.test_csv_import import media, run_import  # noqa: F401 (media: a fixture)
 from tests.test_dashboard import FEBRUARY, figure, panel, paris
 
 pytestmark = pytest.mark.django_db
@@ -124,3 +125,31 @@ def test_the_first_source_is_set_once_and_shown_on_the_contact_page(db, marketer
     page = marketer_client.get(reverse("contact-detail", args=[known.pk])).content.decode()
     assert 'data-testid="source">Salon' in page
     assert 'data-testid="first-source">Google Ads<' in page
+
+
+@pytest.mark.usefixtures("media")
+def test_a_source_an_import_fills_in_later_moves_the_people_in_the_panel(
+    crm, marketer_client, django_capture_on_commit_callbacks
+):
+    dan = ContactFactory(first_name="Dan", email="dan@exemple.fr", stage="suspect")
+    walk(dan, ("lead", paris(2, 14)), ("mql", paris(2, 15)), ("lead", paris(2, 16)))
+    process_all()
+    assert rows(panel(marketer_client, "dashboard-sources"), "Aucune source") == (
+        "1",
+        "1",
+        "0",
+        "0",
+    )
+
+    run_import(
+        marketer_client,
+        django_capture_on_commit_callbacks,
+        b"email,first_name\ndan@exemple.fr,Dan\n",
+        source=crm["google"].pk,
+    )
+
+    html = panel(marketer_client, "dashboard-sources")
+    assert 'data-source="Aucune source"' not in html
+    assert rows(html, "Google Ads") == ("1", "1", "0", "0")
+    dan.refresh_from_db()
+    assert dan.first_source == crm["google"]

@@ -4,9 +4,10 @@ from django.db import migrations, models
 # Issue 14, points 2 and 5.
 # - Contact.first_source: the first source a contact had, kept when its source changes later;
 #   filled from today's source (the best first touch known).
-# - StageStay.contact and first_arrival: the sources panel counts people (a contact once per
-#   stage, at its first move up into it) by the contact's source as it is now. Filled from the
-#   stage history, as contacts.reports.rollups writes them.
+# - StageStay.contact, first_arrival and first_source: the sources panel counts people (a
+#   contact once per stage, at its first move up into it) by the contact's source as it is now
+#   (stays now carry the contact's current source and first source, kept in step). Filled from
+#   the stage history and the contacts, as contacts.reports.rollups writes them.
 # - contact_search.external_id (PostgreSQL): the list search finds a contact by its external id;
 #   the triggers of 0012 copy the column too.
 STAGES = ["suspect", "lead", "mql", "hmql", "sql", "client", "ambassador"]
@@ -20,12 +21,14 @@ def rank(column):
 UP = f"{rank('to_stage')} > {rank('from_stage')}"
 # One pass over the stage history (UPDATE … FROM: PostgreSQL, and SQLite since 3.33).
 STAYS_FILL = f"""
-UPDATE contacts_stagestay SET contact_id = h.contact_id, first_arrival = (h.up AND h.arrival = 1)
+UPDATE contacts_stagestay SET contact_id = h.contact_id, first_arrival = (h.up AND h.arrival = 1),
+    source_id = k.source_id, first_source_id = k.first_source_id
 FROM (
     SELECT id, contact_id, {UP} AS up,
            ROW_NUMBER() OVER (PARTITION BY contact_id, to_stage, {UP} ORDER BY at, id) AS arrival
     FROM contacts_stagechange
 ) h
+JOIN contacts_contact k ON k.id = h.contact_id
 WHERE h.id = contacts_stagestay.stage_change_id
 """
 
@@ -134,6 +137,18 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name="stagestay",
+            name="first_source",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="contacts.leadsource",
+            ),
+        ),
+        migrations.AddField(
+            model_name="stagestay",
             name="first_arrival",
             field=models.BooleanField(
                 db_default=False, default=False, verbose_name="first arrival"
@@ -150,8 +165,12 @@ class Migration(migrations.Migration):
             model_name="stagestay",
             index=models.Index(
                 condition=models.Q(("first_arrival", True)),
-                fields=["left_at", "next_stage", "contact"],
+                fields=["left_at", "next_stage", "source", "first_source"],
                 name="stagestay_first_arrival",
             ),
+        ),
+        migrations.AddIndex(
+            model_name="stagestay",
+            index=models.Index(fields=["contact"], name="stagestay_contact"),
         ),
     ]

@@ -228,12 +228,12 @@ def sources(period: Period, by: str = "source") -> dict[str, Any]:
     if by not in SOURCE_GROUPINGS:
         raise ValueError(f"unknown grouping {by!r}")
     start, end = period.bounds()
-    # One pass over the partial index stagestay_first_arrival, joined to the contacts by id.
+    # One range of the partial index stagestay_first_arrival (the stays carry the sources).
     counts = (
         StageStay.objects.filter(
             first_arrival=True, left_at__gte=start, left_at__lt=end, next_stage__in=SOURCE_STAGES
         )
-        .values_list(f"contact__{by}", "next_stage")
+        .values_list(by, "next_stage")
         .annotate(n=Count("*"))
         .order_by()
     )

@@ -16,12 +16,12 @@ database; the ORM would bring every row through Python).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date, datetime
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, Exists, OuterRef, Subquery
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -35,6 +35,31 @@ def on_event(batch: EventBatch) -> None:
     transaction that takes the events off the queue, so each event counts exactly once even
     when its task is delivered twice."""
     rollups_add(batch.events)
+
+
+def on_contacts_changed(*, contact_ids: Collection[int], fields: Collection[str] | None) -> None:
+    """LEADFUNNEL_CONTACT_HANDLERS entry: contacts whose source changed (a form, an edit, the
+    API, an import) carry it to their stays, so the sources panel counts them under their
+    source as it is now. A new contact has no stays yet: they will read its source."""
+    if fields is None or not {"source", "source_id"} & set(fields):
+        return
+    stays_follow_sources(list(contact_ids))
+
+
+# Contacts per statement: an import tells a hundred thousand at once.
+CHUNK = 5000
+
+
+def stays_follow_sources(contact_ids: Sequence[int]) -> None:
+    """Copy the contacts' source and first source to their stays (only the stays that differ)."""
+    for start in range(0, len(contact_ids), CHUNK):
+        contact = Contact.objects.filter(pk=OuterRef("contact_id"))
+        now = contact.values("source_id")[:1]
+        first = contact.values("first_source_id")[:1]
+        StageStay.objects.filter(contact_id__any=set(contact_ids[start : start + CHUNK])).exclude(
+            Exists(contact.filter(source_id=OuterRef("source_id"),
+                                  first_source_id=OuterRef("first_source_id")))
+        ).update(source_id=Subquery(now), first_source_id=Subquery(first))  # fmt: skip
 
 
 def rollups_add(events: Sequence[EventRow]) -> None:
@@ -86,9 +111,10 @@ def _event_counts_add(events: Sequence[EventRow]) -> None:
 # lower one): a demotion (MQL back to lead) and a second promotion are not new arrivals.
 STAYS_SQL = """
 INSERT INTO {stays}
-    (stage_change_id, source_id, contact_id, stage, entered_at, left_at, next_stage,
-     first_arrival)
-SELECT h.id, k.source_id, h.contact_id, h.from_stage, COALESCE(h.previous_at, k.created_at),
+    (stage_change_id, source_id, first_source_id, contact_id, stage, entered_at, left_at,
+     next_stage, first_arrival)
+SELECT h.id, k.source_id, k.first_source_id, h.contact_id, h.from_stage,
+       COALESCE(h.previous_at, k.created_at),
        h.at, h.to_stage, (h.up AND h.arrival = 1)
 FROM (
     SELECT s.id, s.contact_id, s.from_stage, s.to_stage, s.at,
