@@ -4,8 +4,9 @@ none of them): each handler of ``settings.LEADFUNNEL_CONTACT_HANDLERS`` (read li
 in the caller's transaction. Scoring recomputes their fit (``scoring.handlers``).
 
 Before the handlers, contacts keeps its own record of first touch: a contact that has a source
-and no first source yet takes it as its first source, once (``Contact.first_source``). Every
-path that writes a contact's source tells this function (services, imports, erasure)."""
+and no first source yet takes it as its first source, once (``Contact.first_source``). The
+paths that write a contact's source tell this function: the services (forms, admin, the API,
+the contact pages) and imports."""
 
 from __future__ import annotations
 
