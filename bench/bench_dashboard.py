@@ -210,7 +210,7 @@ def run(scale: float) -> list[dict]:
     search_where = (
         "c.id IN (SELECT contact_id FROM contact_search WHERE upper(email::text) LIKE upper(%s) "
         "OR upper(first_name::text) LIKE upper(%s) OR upper(last_name::text) LIKE upper(%s) "
-        "OR upper(company::text) LIKE upper(%s))"
+        "OR upper(company::text) LIKE upper(%s) OR upper(external_id::text) LIKE upper(%s))"
     )
     rare = "%4242%"
     pages += [
@@ -220,9 +220,9 @@ def run(scale: float) -> list[dict]:
          bare.score_distribution),
         ("contact list", marketer_client, "/contacts/", lambda: bare.contact_list("true", [])),
         ("contact list, search a common name", marketer_client, "/contacts/?q=martin",
-         lambda: bare.contact_list(search_where, [like] * 4)),
+         lambda: bare.contact_list(search_where, [like] * 5)),
         ("contact list, search a rare number", marketer_client, "/contacts/?q=4242",
-         lambda: bare.contact_list(search_where, [rare] * 4)),
+         lambda: bare.contact_list(search_where, [rare] * 5)),
         ("contact list, stage + score filter", marketer_client, "/contacts/?stage=sql&score_min=50",
          lambda: bare.contact_list("c.stage = 'sql' AND c.score >= 50", [])),
         ("contact list, source + last 7 days", marketer_client,
