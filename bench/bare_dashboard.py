@@ -80,9 +80,10 @@ def velocity(start: date, end: date) -> None:
 
 def sources(start: date, end: date) -> None:
     low, high = Period(start, end).bounds()
+    # People, not moves: first arrivals only (the stays carry the contact's source now).
     fetch(
         "SELECT source_id, next_stage, count(*) FROM contacts_stagestay "
-        "WHERE left_at >= %s AND left_at < %s "
+        "WHERE first_arrival AND left_at >= %s AND left_at < %s "
         "AND next_stage IN ('lead', 'mql', 'sql', 'client') GROUP BY 1, 2",
         [low, high],
     )

@@ -71,7 +71,7 @@ def seed(contacts: int, events: int, rep_id: int) -> None:
         INSERT INTO contacts_contact (email, first_name, last_name, company, phone, job_title,
             utm_source, utm_medium, utm_campaign, utm_term, utm_content, stage,
             stage_entered_at, score, consent, consent_method, do_not_email, created_at,
-            updated_at, last_activity_at, source_id)
+            updated_at, last_activity_at, source_id, first_source_id)
         SELECT
             CASE WHEN r < 0.35 THEN NULL ELSE 'contact' || i || '@exemple' || (i %% 97) || '.fr' END,
             (ARRAY['Élodie','Jérôme','Zoé','Hélène','Bruno','Claire','Noël','Agnès'])[1 + i %% 8],
@@ -83,10 +83,11 @@ def seed(contacts: int, events: int, rep_id: int) -> None:
             now(), (r * 120)::int, 'unknown', '', false,
             now() - (i %% 365) * interval '1 day' - (i %% 1440) * interval '1 minute', now(),
             CASE WHEN i %% 10 = 0 THEN NULL ELSE now() - (i %% 200) * interval '1 hour' END,
+            (SELECT min(id) FROM contacts_leadsource) + i %% %s,
             (SELECT min(id) FROM contacts_leadsource) + i %% %s
         FROM (SELECT i, random() AS r FROM generate_series(1, %s) i) AS g
         """,
-        [SOURCES, contacts],
+        [SOURCES, SOURCES, contacts],
     )
     print(f"   contacts: {time.monotonic() - started:.0f} s", flush=True)
     # Each contact walked the funnel one stage at a time up to where it is now, a few hours
@@ -209,7 +210,7 @@ def run(scale: float) -> list[dict]:
     search_where = (
         "c.id IN (SELECT contact_id FROM contact_search WHERE upper(email::text) LIKE upper(%s) "
         "OR upper(first_name::text) LIKE upper(%s) OR upper(last_name::text) LIKE upper(%s) "
-        "OR upper(company::text) LIKE upper(%s))"
+        "OR upper(company::text) LIKE upper(%s) OR upper(external_id::text) LIKE upper(%s))"
     )
     rare = "%4242%"
     pages += [
@@ -219,9 +220,9 @@ def run(scale: float) -> list[dict]:
          bare.score_distribution),
         ("contact list", marketer_client, "/contacts/", lambda: bare.contact_list("true", [])),
         ("contact list, search a common name", marketer_client, "/contacts/?q=martin",
-         lambda: bare.contact_list(search_where, [like] * 4)),
+         lambda: bare.contact_list(search_where, [like] * 5)),
         ("contact list, search a rare number", marketer_client, "/contacts/?q=4242",
-         lambda: bare.contact_list(search_where, [rare] * 4)),
+         lambda: bare.contact_list(search_where, [rare] * 5)),
         ("contact list, stage + score filter", marketer_client, "/contacts/?stage=sql&score_min=50",
          lambda: bare.contact_list("c.stage = 'sql' AND c.score >= 50", [])),
         ("contact list, source + last 7 days", marketer_client,

@@ -150,7 +150,7 @@ def search_raw(text: str) -> list[int]:
     clauses, params = [], []
     for word in text.split():
         pattern = f"%{connection.ops.prep_for_like_query(word)}%"
-        columns = ("email", "first_name", "last_name", "company")
+        columns = ("email", "first_name", "last_name", "company", "external_id")
         clauses.append("(" + " OR ".join(f"UPPER({c}::text) LIKE UPPER(%s)" for c in columns) + ")")
         params.extend([pattern] * len(columns))
     sql = f"SELECT contact_id FROM contact_search WHERE {' AND '.join(clauses)}"  # noqa: S608

@@ -149,6 +149,7 @@ class ContactAdmin(admin.ModelAdmin):
     list_select_related = ["source", "owner"]
     date_hierarchy = "created_at"
     readonly_fields = [
+        "first_source",  # set once, from the first source the contact had
         "stage",
         "stage_entered_at",
         "score",
@@ -169,7 +170,7 @@ class ContactAdmin(admin.ModelAdmin):
         (None, {"fields": [*PROFILE_FIELDS, "external_id"]}),
         (
             _("Source"),
-            {"fields": ["source", *UTM_FIELDS, "referred_by"]},
+            {"fields": ["source", "first_source", *UTM_FIELDS, "referred_by"]},
         ),
         (
             _("Funnel"),

@@ -175,6 +175,48 @@ def contact_ids_by_email(emails: Iterable[str], *, create_missing: bool) -> dict
     return found
 
 
+def contact_ids_by_external_id(external_ids: Iterable[str]) -> dict[str, int]:
+    """External id -> contact id, in one query. Ids are compared as stored: trimmed, case kept
+    (the unique constraint of contacts 0006 is on the exact value)."""
+    wanted = {value.strip() for value in external_ids if value and value.strip()}
+    if not wanted:
+        return {}
+    return dict(Contact.objects.filter(external_id__any=wanted).values_list("external_id", "pk"))
+
+
+class ExternalIdConflict(DuplicateContact):
+    """The email given belongs to a contact that another system already knows by another id."""
+
+
+@transaction.atomic
+def contact_ensure(*, external_id: str, email: str | None = None) -> tuple[Contact, bool]:
+    """The contact an integration names by its external id: the one that has it; else the one
+    with this email, if it has no external id yet (it takes this one); else a new contact (a
+    lead with the email, an anonymous suspect without). Returns (contact, created). An email
+    whose contact has another external id is refused (``ExternalIdConflict``): one person
+    is not two records of the other system."""
+    external_id = external_id.strip()
+    found = Contact.objects.filter(external_id=external_id).first()
+    if found is not None:
+        return found, False
+    email = normalize_email(email)
+    if email:
+        by_email = Contact.objects.filter(email__iexact=email).first()
+        if by_email is not None:
+            if by_email.external_id:
+                raise ExternalIdConflict(_("The contact with this email has another external id."))
+            return contact_update(contact=by_email, external_id=external_id), False
+    try:
+        with transaction.atomic():
+            return contact_create(email=email, external_id=external_id,
+                                  cause=StageChange.Cause.SYSTEM), True  # fmt: skip
+    except DuplicateContact:  # made by a concurrent request between our read and write
+        found = Contact.objects.filter(external_id=external_id).first()
+        if found is None:
+            raise
+        return found, False
+
+
 def _clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
     unknown = set(fields) - {*CONTACT_FIELDS, CUSTOM_FIELDS}
     if unknown:

@@ -80,6 +80,7 @@ def contact_list(request: HttpRequest) -> HttpResponse:
 
 EXPORT_COLUMNS = [
     (gettext_lazy("Email"), "email"),
+    (gettext_lazy("External id"), "external_id"),
     (gettext_lazy("First name"), "first_name"),
     (gettext_lazy("Last name"), "last_name"),
     (gettext_lazy("Company"), "company"),
@@ -93,6 +94,7 @@ EXPORT_COLUMNS = [
     (gettext_lazy("Industry"), "industry"),
     (gettext_lazy("Company size"), "company_size"),
     (gettext_lazy("Source"), "source__name"),
+    (gettext_lazy("First source"), "first_source__name"),
     (gettext_lazy("Owner"), "owner__username"),
     (gettext_lazy("Created"), "created_at"),
     (gettext_lazy("Last activity"), "last_activity_at"),
@@ -146,7 +148,9 @@ def spreadsheet_safe(value: object) -> object:
 @role_required(MARKETING, SALES)
 def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
     contact = visible_contact_or_404(
-        request, pk, Contact.objects.select_related("source", "owner", "referred_by")
+        request,
+        pk,
+        Contact.objects.select_related("source", "first_source", "owner", "referred_by"),
     )
     visible = Contact.objects.visible_to(request.user)
     events = Paginator(contact.events.all(), TIMELINE_PER_PAGE).get_page(request.GET.get("events"))

@@ -329,9 +329,14 @@ LEADFUNNEL_EVENT_HANDLERS: list[str] = env.list(
     ],
 )
 # Called with the ids of contacts created or whose profile fields changed (a form, admin, the
-# API, an import), in the same transaction (contacts.changes): scoring recomputes their fit.
+# API, an import), in the same transaction (contacts.changes): scoring recomputes their fit;
+# the dashboard's stage stays take a changed source (the sources panel counts by it).
 LEADFUNNEL_CONTACT_HANDLERS: list[str] = env.list(
-    "LEADFUNNEL_CONTACT_HANDLERS", default=["scoring.handlers.on_contacts_changed"]
+    "LEADFUNNEL_CONTACT_HANDLERS",
+    default=[
+        "scoring.handlers.on_contacts_changed",
+        "contacts.reports.rollups.on_contacts_changed",
+    ],
 )
 # Email opens and clicks flagged as made by mail scanners are recorded but score nothing.
 SCORE_MACHINE_SIGNALS = env.bool("SCORE_MACHINE_SIGNALS", default=False)

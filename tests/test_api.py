@@ -44,6 +44,9 @@ def test_events_for_a_new_email_create_the_lead_and_a_retry_stores_nothing_twice
         "stored": 0,
         "duplicates": 2,
         "event_ids": [],
+        "refused": 0,
+        "errors": [],
+        "contacts_created": 0,
     }
     contact = Contact.objects.get(email="zoe@exemple.fr")
     assert (

@@ -235,6 +235,10 @@ EVENT_ITEMS = [
     ("_email", {"email": "zoe@exemple.fr"}, True),
     ("_contact_id", {"contact_id": KNOWN_ID}, True),
     ("_blank_email_and_contact_id", {"email": "", "contact_id": KNOWN_ID}, True),
+    # An unknown external id is accepted as a request: that event is refused in the answer.
+    ("_unknown_external_id", {"external_id": "CRM-404"}, True),
+    ("_external_id_made_when_asked", {"external_id": "CRM-7", "create_contact": True}, True),
+    ("_blank_external_id_alone", {"external_id": " "}, False),
     ("_blank_email_alone", {"email": ""}, False),
     ("_null_email_alone", {"email": None}, False),
     ("_nobody", {}, False),

@@ -31,7 +31,7 @@ def test_the_filtered_list_exports_with_accents_and_no_formulas(marketer_client)
 
     assert response["Content-Type"].startswith("text/csv")
     header, *rows = read(response)
-    assert header[:3] == ["E-mail", "Prénom", "Nom"]
+    assert header[:4] == ["E-mail", "Identifiant externe", "Prénom", "Nom"]
     assert len(rows) == 1
     row = dict(zip(header, rows[0], strict=True))
     assert (row["Prénom"], row["Nom"]) == ("Hélène", "Dupré")

@@ -182,7 +182,8 @@ def test_velocity_panel_shows_durations(funnel, marketer_client):
 
 def test_sources_count_arrivals_per_source_with_cost_per_lead_and_per_client(funnel):
     # Salon: leads B G, MQLs A B, SQLs A B G, client A; 600.00 in February.
-    # Google Ads: leads C H I, MQLs C I, SQL H, client F; 140.00 (half of a 280.00 cost).
+    # Google Ads: leads C H (I fell back from MQL to lead: a lead since January, not a new
+    # one), MQLs C I, SQL H, client F; 140.00 (half of a 280.00 cost).
     # No source: D became a lead. E (anonymous) never moved.
     figures = dashboard.sources(FEBRUARY)
     rows = {
@@ -191,17 +192,17 @@ def test_sources_count_arrivals_per_source_with_cost_per_lead_and_per_client(fun
         for row in [*figures["rows"], figures["total"]]
     }  # fmt: skip
     assert rows == {
-        "Google Ads": (3, 2, 1, 1, Decimal("140.00"), Decimal("46.67"), Decimal("140.00")),
+        "Google Ads": (2, 2, 1, 1, Decimal("140.00"), Decimal("70.00"), Decimal("140.00")),
         "Salon": (2, 2, 3, 1, Decimal("600.00"), Decimal("300.00"), Decimal("600.00")),
         "Aucune source": (1, 0, 0, 0, None, None, None),
-        "Total": (6, 4, 4, 2, Decimal("740.00"), Decimal("123.33"), Decimal("370.00")),
+        "Total": (5, 4, 4, 2, Decimal("740.00"), Decimal("148.00"), Decimal("370.00")),
     }
     assert [row["name"] for row in figures["rows"]] == ["Google Ads", "Salon", "Aucune source"]
 
 
 def test_sources_panel_shows_costs_in_the_users_language(funnel, marketer_client):
     html = panel(marketer_client, "dashboard-sources")
-    assert figure(html, 'data-source="Google Ads"', "cost_per_lead") == "46,67"
+    assert figure(html, 'data-source="Google Ads"', "cost_per_lead") == "70,00"
     assert figure(html, 'data-source="Total"', "cost") == "740,00"
     assert figure(html, 'data-source="Aucune source"', "cost") == "—"
 

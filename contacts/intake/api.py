@@ -35,7 +35,15 @@ from contacts.models import (
 )
 from contacts.privacy import ContactSuppressed
 from contacts.referrals import contact_referral_link, referrer_find
-from contacts.services import DuplicateContact, contact_ids_by_email, contact_upsert
+from contacts.services import (
+    ContactErased,
+    DuplicateContact,
+    contact_ensure,
+    contact_ids_by_email,
+    contact_ids_by_external_id,
+    contact_update,
+    contact_upsert,
+)
 
 MAX_BATCH = 1000
 MAX_PROPERTIES_BYTES = 16_384
@@ -166,21 +174,41 @@ Text = text(200)
 EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
 
 
-def known_by(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+def known_by(name: str, schema: dict[str, Any], **others: dict[str, Any]) -> dict[str, Any]:
     """The schema of an item known by its email or, without one, by another field."""
     return {
         "anyOf": [
             {"required": ["email"], "properties": {"email": {"type": "string", "minLength": 1}}},
-            {"required": [name], "properties": {name: schema}},
+            *(
+                {"required": [field], "properties": {field: field_schema}}
+                for field, field_schema in {name: schema, **others}.items()
+            ),
         ]
     }
 
 
+EXTERNAL_ID_SCHEMA = {"type": "string", "pattern": r"\S"}
+
+
 class EventIn(Schema):
-    model_config = {"json_schema_extra": known_by("contact_id", {"type": "integer"})}
+    model_config = {
+        "json_schema_extra": known_by(
+            "contact_id", {"type": "integer"}, external_id=EXTERNAL_ID_SCHEMA
+        )
+    }
 
     email: Email = None
     contact_id: int | None = Field(None, gt=0, lt=2**63)
+    external_id: Text | None = Field(
+        None,
+        description="The contact's id in your system (CRM, shop). An unknown one refuses this "
+        "event alone (see `errors`), unless `create_contact` is true.",
+    )
+    create_contact: bool = Field(
+        False,
+        description="With `external_id`: an unknown one becomes a new contact (with `email` "
+        "if given: a lead; without: an anonymous suspect) instead of refusing the event.",
+    )
     type: Literal[EVENT_TYPES]  # type: ignore[valid-type]
     occurred_at: datetime | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
@@ -217,16 +245,30 @@ class EventsIn(Schema):
     events: Annotated[list[EventIn], Field(min_length=1, max_length=MAX_BATCH)]
 
 
+class ItemError(Schema):
+    index: int = Field(description="The event's position in the batch, from 0.")
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
 class EventsOut(Schema):
     stored: int
     duplicates: int
     event_ids: list[int]
+    refused: int = Field(0, description="Events refused one by one (listed in `errors`).")
+    errors: list[ItemError] = Field(
+        default_factory=list,
+        description="Why each refused event was refused (e.g. an unknown external id); the "
+        "other events of the batch are stored.",
+    )
+    contacts_created: int = Field(
+        0, description="Contacts made for unknown external ids (`create_contact`)."
+    )
 
 
 class ContactIn(Schema):
-    model_config = {
-        "json_schema_extra": known_by("external_id", {"type": "string", "pattern": r"\S"})
-    }
+    model_config = {"json_schema_extra": known_by("external_id", EXTERNAL_ID_SCHEMA)}
 
     email: Email = Field(
         None, description='"" or null: no email; the contact is then known by its external_id.'
@@ -337,14 +379,18 @@ ERRORS = {400: Problem, 401: Problem, 403: Problem, 413: Problem, 429: Problem}
 @api.post("/events", response={200: EventsOut, **ERRORS}, summary="Send events (a batch)")
 def send_events(request: HttpRequest, payload: EventsIn) -> EventsOut:
     """Store each event once per idempotency key: a retried batch stores nothing twice.
-    An event names its contact by `contact_id` or `email` (an unknown email becomes a lead).
-    A batch with one bad event is refused whole, so a corrected retry is simple."""
+    An event names its contact by `contact_id`, else `external_id` (your system's id), else
+    `email` (an unknown email becomes a lead). An unknown external id refuses that event
+    alone: it is listed in `errors` (its position in `index`) and the other events are stored;
+    send it again once the contact exists, or with `create_contact: true` to make the contact.
+    Any other bad event (a malformed field, an unknown `contact_id`) refuses the batch whole
+    with a 400, so a corrected retry is simple."""
     with transaction.atomic():
         return _send_events(payload)
 
 
 def _send_events(payload: EventsIn) -> EventsOut:
-    contact_ids = _resolve_contacts(payload.events)
+    contact_ids, refused, created = _resolve_contacts(payload.events)
     new = [
         NewEvent(
             contact_id=contact_ids[i],
@@ -355,40 +401,110 @@ def _send_events(payload: EventsIn) -> EventsOut:
             idempotency_key=event.idempotency_key,
         )
         for i, event in enumerate(payload.events)
+        if i not in refused
     ]
-    ids = events_record_many(events=new)
-    return EventsOut(stored=len(ids), duplicates=len(new) - len(ids), event_ids=ids)
+    ids = events_record_many(events=new) if new else []
+    return EventsOut(
+        stored=len(ids),
+        duplicates=len(new) - len(ids),
+        event_ids=ids,
+        refused=len(refused),
+        errors=[{"index": i, **refused[i]} for i in sorted(refused)],
+        contacts_created=created,
+    )
 
 
-def _resolve_contacts(events: list[EventIn]) -> list[int]:
+def _external_id(event: EventIn) -> str | None:
+    """The external id an event names its contact by (a contact_id, if given, comes first)."""
+    if event.contact_id:
+        return None
+    return (event.external_id or "").strip() or None
+
+
+def _resolve_contacts(
+    events: list[EventIn],
+) -> tuple[list[int], dict[int, dict[str, Any]], int]:
+    """Each event's contact id; the events refused one by one (index -> error); the number of
+    contacts made for unknown external ids. Raises the 400 that refuses the batch whole."""
     errors = []
     by_id = {e.contact_id for e in events if e.contact_id}
     known_ids = set(Contact.objects.filter(pk__in=by_id).values_list("pk", flat=True))
-    emails = [e.email for e in events if e.email and not e.contact_id]
-    suppressed = Suppression.suppressed(emails)
+    # An email is read for the events known by it, and to make a contact for an external id.
+    uses_email = [
+        i for i, e in enumerate(events)
+        if e.email and not e.contact_id and (not _external_id(e) or e.create_contact)
+    ]  # fmt: skip
+    suppressed = Suppression.suppressed([events[i].email for i in uses_email])
     if suppressed:
         raise NinjaValidationError(
             [
-                _error(i, "email", str(ContactSuppressed(e.email)))
-                for i, e in enumerate(events)
-                if e.email in suppressed and not e.contact_id
+                _error(i, "email", str(ContactSuppressed(events[i].email)))
+                for i in uses_email
+                if events[i].email in suppressed
             ]
         )
-    by_email = contact_ids_by_email(emails, create_missing=True)
+    by_external_id, refused, created = _contacts_by_external_id(events)
+    by_email = contact_ids_by_email(
+        [e.email for e in events if e.email and not e.contact_id and not _external_id(e)],
+        create_missing=True,
+    )
     resolved = []
     for i, event in enumerate(events):
+        external_id = _external_id(event)
         if event.contact_id:
             if event.contact_id not in known_ids:
                 errors.append(_error(i, "contact_id", "No contact has this id."))
             resolved.append(event.contact_id)
+        elif external_id:
+            if external_id not in by_external_id and i not in refused:
+                refused[i] = _refusal(i, "external_id", "No contact has this external id: "
+                                      "send the contact first, or set create_contact.",
+                                      "unknown_external_id")  # fmt: skip
+            resolved.append(by_external_id.get(external_id, 0))
         elif event.email:
             resolved.append(by_email[event.email.lower()])
         else:
-            errors.append(_error(i, "email", "Give the contact's email or contact_id."))
+            errors.append(
+                _error(i, "email", "Give the contact's email, external_id or contact_id.")
+            )
             resolved.append(0)
     if errors:
         raise NinjaValidationError(errors)
-    return resolved
+    return resolved, refused, created
+
+
+def _contacts_by_external_id(
+    events: list[EventIn],
+) -> tuple[dict[str, int], dict[int, dict[str, Any]], int]:
+    """External id -> contact id for the events known by one, one query; the unknown ones
+    whose events ask for it become contacts (``contact_ensure``). Returns that map, the
+    events refused because their contact could not be made, and how many were made."""
+    named = {i: external_id for i, e in enumerate(events) if (external_id := _external_id(e))}
+    if not named:
+        return {}, {}, 0
+    found = contact_ids_by_external_id(named.values())
+    wanted: dict[str, str | None] = {}  # unknown external id -> the first email given with it
+    for i, external_id in named.items():
+        if external_id not in found and events[i].create_contact:
+            wanted[external_id] = wanted.get(external_id) or events[i].email
+    refused: dict[int, dict[str, Any]] = {}
+    created = 0
+    for external_id, email in wanted.items():
+        try:
+            contact, made = contact_ensure(external_id=external_id, email=email)
+        except DuplicateContact:
+            message = "The contact with this email has another external id."
+            for i, other in named.items():
+                if other == external_id and events[i].create_contact:
+                    refused[i] = _refusal(i, "email", message, "external_id_conflict")
+            continue
+        found[external_id] = contact.pk
+        created += made
+    return found, refused, created
+
+
+def _refusal(index: int, field: str, message: str, kind: str) -> dict[str, Any]:
+    return {"loc": ["body", "payload", "events", index, field], "msg": message, "type": kind}
 
 
 def _error(index: int, field: str, message: str, items: str = "events") -> dict[str, Any]:
@@ -490,6 +606,74 @@ def read_contact(request: HttpRequest, contact_id: int) -> Contact:
     contact = Contact.objects.filter(pk=contact_id).first()
     if contact is None:
         raise HttpError(404, "No contact has this id.")
+    return contact
+
+
+class ContactChange(ContactIn):
+    """The fields to change; all optional. `email` or `external_id` blank or null: left as is."""
+
+    model_config = {"json_schema_extra": None}
+
+
+@api.get("/contacts/external/{path:external_id}",
+         response={200: ContactOut, 404: Problem, **ERRORS},
+         summary="Read a contact by its external id")  # fmt: skip
+def read_contact_by_external_id(request: HttpRequest, external_id: str) -> Contact:
+    """The contact whose external id (your system's id) is exactly this one."""
+    contact = Contact.objects.filter(external_id=external_id.strip()).first()
+    if contact is None:
+        raise HttpError(404, "No contact has this external id.")
+    return contact
+
+
+@api.patch("/contacts/external/{path:external_id}",
+           response={200: ContactOut, 404: Problem, **ERRORS},
+           summary="Update a contact found by its external id")  # fmt: skip
+def update_contact_by_external_id(
+    request: HttpRequest, external_id: str, payload: ContactChange
+) -> Contact:
+    """Fields sent overwrite, fields left out stay. An `external_id` in the body renames it
+    (one another contact has is a 400); an `email` sets or changes the contact's email."""
+    with transaction.atomic():
+        contact = (
+            Contact.objects.select_for_update().filter(external_id=external_id.strip()).first()
+        )
+        if contact is None:
+            raise HttpError(404, "No contact has this external id.")
+        return _change_contact(contact, payload)
+
+
+def _change_contact(contact: Contact, payload: ContactChange) -> Contact:
+    fields = payload.dict(exclude_unset=True, exclude={"referrer_id", "referrer_email"})
+    for name in ("email", "external_id"):
+        if not (fields.get(name) or "").strip():
+            fields.pop(name, None)
+    problems = []
+    others = Contact.objects.exclude(pk=contact.pk)
+    if "email" in fields and others.filter(email__iexact=fields["email"]).exists():
+        problems.append(("email", "Another contact has this email."))
+    if "external_id" in fields and others.filter(external_id=fields["external_id"]).exists():
+        problems.append(("external_id", "Another contact has this external id."))
+    if fields.get("email") and Suppression.suppressed([fields["email"]]):
+        problems.append(("email", str(ContactSuppressed(fields["email"]))))
+    referrer = None
+    if payload.referrer_id is not None or payload.referrer_email:
+        referrer = referrer_find(
+            {"referrer_id": payload.referrer_id, "referrer_email": payload.referrer_email}
+        )
+        if referrer is None:
+            problems.append(("referrer_id", "No contact is this referrer."))
+    if problems:
+        raise NinjaValidationError(
+            [{"loc": ["body", "payload", field], "msg": message, "type": "value_error"}
+             for field, message in problems]
+        )  # fmt: skip
+    try:
+        contact_update(contact=contact, **fields)
+    except (DuplicateContact, ContactErased) as error:  # a race lost, or erased data
+        raise HttpError(400, str(error)) from error
+    if referrer is not None:
+        contact_referral_link(contact=contact, referrer=referrer)
     return contact
 
 

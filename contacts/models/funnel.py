@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -136,21 +137,36 @@ class StageChange(models.Model):
 class StageStay(models.Model):
     """A stage change read as the stay it ended: the contact was in ``stage`` from
     ``entered_at`` (its previous change, or its creation) until ``left_at``, then went to
-    ``next_stage``. One narrow row per StageChange, with the contact's source, so velocity,
-    conversion and sources are range scans without joins. ``events_process`` adds the rows of
-    each batch's ``stage_changed`` events; ``manage.py rollup_rebuild`` recomputes them."""
+    ``next_stage``. One narrow row per StageChange, so velocity and conversion are range scans
+    without joins. ``first_arrival``: the contact's first move up into ``next_stage`` (a move
+    from a lower stage; a demotion never is), so the sources panel counts each person once per
+    stage. ``source`` and ``first_source`` are the contact's as they are now: a change of the
+    contact's source is copied to its stays (``rollups.on_contacts_changed``), so the panel
+    groups people by their source without a join. ``events_process`` adds the rows of each
+    batch's ``stage_changed`` events; ``manage.py rollup_rebuild`` recomputes them."""
 
     stage_change = models.OneToOneField(
         StageChange, on_delete=models.CASCADE, primary_key=True, related_name="+"
     )
+    # The contact's source and first source, as they are now (kept in step, see above).
     source = models.ForeignKey(
         LeadSource, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
         db_index=False,
+    )  # fmt: skip
+    first_source = models.ForeignKey(
+        LeadSource, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        db_index=False,
+    )  # fmt: skip
+    # Null only for rows older than contacts 0024 that it could not fill (none are expected).
+    contact = models.ForeignKey(
+        Contact, on_delete=models.CASCADE, null=True, blank=True, related_name="+",
+        db_index=False,  # stagestay_contact
     )  # fmt: skip
     stage = models.CharField(_("stage"), max_length=20, choices=Contact.Stage.choices)
     entered_at = models.DateTimeField(_("entered"))
     left_at = models.DateTimeField(_("left"))
     next_stage = models.CharField(_("next stage"), max_length=20, choices=Contact.Stage.choices)
+    first_arrival = models.BooleanField(_("first arrival"), default=False, db_default=False)
 
     class Meta:
         verbose_name = _("stage stay")
@@ -158,6 +174,15 @@ class StageStay(models.Model):
         indexes = [
             models.Index(fields=["left_at"], name="stagestay_left_at"),
             models.Index(fields=["entered_at"], name="stagestay_entered_at"),
+            # The sources panel: first arrivals in a period by stage and source, read from the
+            # index alone (key columns rather than INCLUDE, which only PostgreSQL has).
+            models.Index(
+                fields=["left_at", "next_stage", "source", "first_source"],
+                condition=Q(first_arrival=True),
+                name="stagestay_first_arrival",
+            ),
+            # A contact's stays, when its source changes.
+            models.Index(fields=["contact"], name="stagestay_contact"),
         ]
 
     def __str__(self) -> str:

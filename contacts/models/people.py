@@ -41,7 +41,8 @@ def validate_time_zone(value: str | None) -> None:
 
 
 class LeadSource(models.Model):
-    """Where a contact first came from (first touch), e.g. "Google Ads – brand"."""
+    """Where a contact comes from, e.g. "Google Ads – brand" (``Contact.source`` now,
+    ``Contact.first_source`` the first one it had)."""
 
     class Channel(models.TextChoices):
         ORGANIC = "organic", _("Organic search")
@@ -176,7 +177,7 @@ def source_costs(start: date, end: date) -> dict[int, Decimal]:
     return totals
 
 
-SEARCHED_COLUMNS = ("email", "first_name", "last_name", "company")
+SEARCHED_COLUMNS = ("email", "first_name", "last_name", "company", "external_id")
 
 
 def _every_word(words: list[str]) -> Q:
@@ -201,6 +202,7 @@ class ContactSearch(models.Model):
     first_name = models.CharField(max_length=100, null=True)
     last_name = models.CharField(max_length=100, null=True)
     company = models.CharField(max_length=200, null=True)
+    external_id = models.CharField(max_length=200, null=True)  # contacts 0024
 
     class Meta:
         managed = False
@@ -212,7 +214,8 @@ class ContactSearch(models.Model):
 
 class ContactQuerySet(models.QuerySet["Contact"]):
     def search(self, text: str) -> ContactQuerySet:
-        """Contacts whose email, name or company contain every word, whatever the case.
+        """Contacts whose email, name, company or external id contain every word, whatever
+        the case.
 
         PostgreSQL answers from contact_search (contacts migration 0012, model
         ``ContactSearch``), a narrow copy of those columns that triggers keep in step, with one
@@ -349,6 +352,17 @@ class Contact(models.Model):
         blank=True,
         related_name="contacts",
         db_index=False,  # contact_source_activity (PostgreSQL, 0009) starts with it
+    )
+    # The first source the contact ever had (first touch), kept when ``source`` changes later
+    # (an import, an edit): set once by ``contacts.changes.contacts_changed``.
+    first_source = models.ForeignKey(
+        LeadSource,
+        verbose_name=_("first source"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,  # read through the contact, never searched by
     )
     utm_source = models.CharField(_("UTM source"), max_length=200, blank=True)
     utm_medium = models.CharField(_("UTM medium"), max_length=200, blank=True)

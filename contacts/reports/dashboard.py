@@ -215,13 +215,25 @@ def share(part: int, whole: int) -> Decimal | None:
 # --- Sources and cost -------------------------------------------------------------------------
 
 
-def sources(period: Period) -> dict[str, Any]:
-    """Per lead source: arrivals as lead, MQL, SQL and client in the period, what
-    the source cost over the period, and the cost per lead and per client."""
+# How the sources panel groups contacts: by their source as it is now, or by the first one.
+SOURCE_GROUPINGS = ("source", "first_source")
+
+
+def sources(period: Period, by: str = "source") -> dict[str, Any]:
+    """Per lead source: the people who arrived as lead, MQL, SQL and client in the period (each
+    contact counted once per stage, at its first move up into it: going back and forth between
+    lead and MQL is not a new lead), what the source cost over the period, and the cost per
+    lead and per client. Contacts are grouped by their source as it is now, so a source set
+    after the moves counts (``by="first_source"``: by the first source they had)."""
+    if by not in SOURCE_GROUPINGS:
+        raise ValueError(f"unknown grouping {by!r}")
     start, end = period.bounds()
+    # One range of the partial index stagestay_first_arrival (the stays carry the sources).
     counts = (
-        StageStay.objects.filter(left_at__gte=start, left_at__lt=end, next_stage__in=SOURCE_STAGES)
-        .values_list("source_id", "next_stage")
+        StageStay.objects.filter(
+            first_arrival=True, left_at__gte=start, left_at__lt=end, next_stage__in=SOURCE_STAGES
+        )
+        .values_list(by, "next_stage")
         .annotate(n=Count("*"))
         .order_by()
     )

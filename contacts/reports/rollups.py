@@ -16,17 +16,18 @@ database; the ORM would bring every row through Python).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date, datetime
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, Exists, OuterRef, Subquery
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from contacts.models import Contact, Event, EventDailyCount, EventRow, StageChange, StageStay
 from contacts.pipeline import EventBatch
+from contacts.reports.dashboard import stage_rank_sql
 
 
 def on_event(batch: EventBatch) -> None:
@@ -34,6 +35,31 @@ def on_event(batch: EventBatch) -> None:
     transaction that takes the events off the queue, so each event counts exactly once even
     when its task is delivered twice."""
     rollups_add(batch.events)
+
+
+def on_contacts_changed(*, contact_ids: Collection[int], fields: Collection[str] | None) -> None:
+    """LEADFUNNEL_CONTACT_HANDLERS entry: contacts whose source changed (a form, an edit, the
+    API, an import) carry it to their stays, so the sources panel counts them under their
+    source as it is now. A new contact has no stays yet: they will read its source."""
+    if fields is None or not {"source", "source_id"} & set(fields):
+        return
+    stays_follow_sources(list(contact_ids))
+
+
+# Contacts per statement: an import tells a hundred thousand at once.
+CHUNK = 5000
+
+
+def stays_follow_sources(contact_ids: Sequence[int]) -> None:
+    """Copy the contacts' source and first source to their stays (only the stays that differ)."""
+    for start in range(0, len(contact_ids), CHUNK):
+        contact = Contact.objects.filter(pk=OuterRef("contact_id"))
+        now = contact.values("source_id")[:1]
+        first = contact.values("first_source_id")[:1]
+        StageStay.objects.filter(contact_id__any=set(contact_ids[start : start + CHUNK])).exclude(
+            Exists(contact.filter(source_id=OuterRef("source_id"),
+                                  first_source_id=OuterRef("first_source_id")))
+        ).update(source_id=Subquery(now), first_source_id=Subquery(first))  # fmt: skip
 
 
 def rollups_add(events: Sequence[EventRow]) -> None:
@@ -81,14 +107,21 @@ def _event_counts_add(events: Sequence[EventRow]) -> None:
 
 # Each stage change as the stay it ended: since the contact's previous change (or its creation)
 # until this one. Read from the stage history itself, so the order in which workers process the
-# events does not matter.
+# events does not matter. A first arrival is the contact's first move up into a stage (from a
+# lower one): a demotion (MQL back to lead) and a second promotion are not new arrivals.
 STAYS_SQL = """
 INSERT INTO {stays}
-    (stage_change_id, source_id, stage, entered_at, left_at, next_stage)
-SELECT h.id, k.source_id, h.from_stage, COALESCE(h.previous_at, k.created_at), h.at, h.to_stage
+    (stage_change_id, source_id, first_source_id, contact_id, stage, entered_at, left_at,
+     next_stage, first_arrival)
+SELECT h.id, k.source_id, k.first_source_id, h.contact_id, h.from_stage,
+       COALESCE(h.previous_at, k.created_at),
+       h.at, h.to_stage, (h.up AND h.arrival = 1)
 FROM (
     SELECT s.id, s.contact_id, s.from_stage, s.to_stage, s.at,
-           LAG(s.at) OVER (PARTITION BY s.contact_id ORDER BY s.at, s.id) AS previous_at
+           LAG(s.at) OVER (PARTITION BY s.contact_id ORDER BY s.at, s.id) AS previous_at,
+           {up} AS up,
+           ROW_NUMBER() OVER (PARTITION BY s.contact_id, s.to_stage, {up}
+                              ORDER BY s.at, s.id) AS arrival
     FROM {changes_table} s {{contacts}}
 ) h
 JOIN {contacts_table} k ON k.id = h.contact_id
@@ -103,6 +136,7 @@ def _stays_sql(*, contacts: str, changes: str) -> str:
         stays=quote(StageStay._meta.db_table),
         changes_table=quote(StageChange._meta.db_table),
         contacts_table=quote(Contact._meta.db_table),
+        up=f"{stage_rank_sql('s.to_stage')} > {stage_rank_sql('s.from_stage')}",
     ).format(contacts=contacts, changes=changes)
 
 

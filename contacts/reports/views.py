@@ -96,7 +96,9 @@ def velocity_panel(request: HttpRequest) -> HttpResponse:
 @role_required(MARKETING)
 def sources_panel(request: HttpRequest) -> HttpResponse:
     period, notices = period_of(request)
-    figures = dashboard.sources(period)
+    by = request.GET.get("by", "source")
+    by = by if by in dashboard.SOURCE_GROUPINGS else "source"
+    figures = dashboard.sources(period, by=by)
     rows = figures["rows"]
     figure = chart(
         "bar",
@@ -109,7 +111,7 @@ def sources_panel(request: HttpRequest) -> HttpResponse:
         "contacts/panels/sources.html",
         period,
         notices,
-        {"rows": rows, "total": figures["total"], "chart": figure},
+        {"rows": rows, "total": figures["total"], "chart": figure, "by": by},
     )
 
 
