@@ -11,6 +11,7 @@ from contacts.models.audit import ContactAudit, Notification
 from contacts.models.events import Event, EventDailyCount, EventQuerySet, EventRow, PendingEvent
 from contacts.models.funnel import ALLOWED_TRANSITIONS, LOST_REASONS, StageChange, StageStay
 from contacts.models.imports import ImportJob, ImportRowError
+from contacts.models.inbound import InboundDelivery, InboundSource
 from contacts.models.intake import (
     AnonymousView,
     ApiKey,
@@ -53,6 +54,8 @@ __all__ = [
     "Form",
     "ImportJob",
     "ImportRowError",
+    "InboundDelivery",
+    "InboundSource",
     "LOST_REASONS",
     "LeadSource",
     "LeadSourceCost",

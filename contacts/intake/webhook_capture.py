@@ -1,0 +1,249 @@
+"""Recording what a form tool posted to an inbound webhook: each submission makes or completes
+a contact and records a ``form_submit`` event, once per sender's submission id; every delivery
+leaves a row in the log an admin reads (accepted, already received, refused and why).
+
+Like the form endpoint (``/f/<key>/``), everything is stored before the sender hears "ok",
+and nothing on the way needs Redis: the event goes to the workers through
+``events_send_on_commit``, whose broker send is skipped while the broker is down (the sweep
+takes the event later). The commit waits for the disk (``contacts.durability``): the sender
+was told "stored".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from contacts import ratelimit
+from contacts.events import event_record
+from contacts.intake.webhooks import (
+    SIGNATURE_HEADERS,
+    PayloadRefused,
+    Submission,
+    signature_problem,
+    submissions_read,
+)
+from contacts.models import Consent, Contact, Event, InboundDelivery, InboundSource, StageChange
+from contacts.privacy import ContactSuppressed
+from contacts.services import UTM_FIELDS, ContactErased, contact_update, contact_upsert
+
+logger = logging.getLogger(__name__)
+
+# Refused deliveries logged per endpoint and minute: anyone who knows a URL can post to it,
+# and a flood of forged posts must not become a flood of rows.
+REFUSED_LOGGED_PER_MINUTE = 60
+# Deliveries older than this are deleted, now and then, as new ones arrive.
+LOG_DAYS = 30
+PRUNE_EVERY = 100
+Status = InboundDelivery.Status
+
+
+class NoIdentity(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Received:
+    """What became of a delivery: the answer for the sender, and the log row (None when the
+    row was not written: a refusal past REFUSED_LOGGED_PER_MINUTE)."""
+
+    status: str
+    http_status: int
+    reason: str
+    delivery: InboundDelivery | None
+
+
+def delivery_receive(*, source: InboundSource, body: bytes, signature: str | None) -> Received:
+    """Check, read and record one POST to ``source``'s endpoint; always logged (refusals
+    within REFUSED_LOGGED_PER_MINUTE)."""
+    if not source.active:
+        return _refuse(source, body, 404, _("This webhook is switched off."))
+    problem = signature_problem(source.kind, source.secret, body, signature)
+    if problem:
+        return _refuse(source, body, 401 if not signature else 403, problem)
+    try:
+        payload = _json(body)
+    except ValueError as error:
+        return _refuse(source, body, 400, _("Not JSON: %(error)s") % {"error": error})
+    try:
+        submissions = submissions_read(source.kind, payload, source.mapping)
+    except PayloadRefused as refusal:
+        if refusal.ignored:  # answered 2xx: the sender need not send it again
+            return _log(source, body, Status.IGNORED, 200, refusal.reason)
+        return _refuse(source, body, 422, refusal.reason)
+    return _record(source, body, submissions)
+
+
+def _json(body: bytes) -> object:
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError as error:
+        raise ValueError(str(error)) from error
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{error.msg} (line {error.lineno}, column {error.colno})") from error
+
+
+def _record(source: InboundSource, body: bytes, submissions: list[Submission]) -> Received:
+    """Each submission in its own savepoint, the log row in the same transaction: one commit.
+    A submission that cannot be recorded is skipped with its reason (Mautic batches several)."""
+    digest = hashlib.sha256(body).hexdigest()[:40]
+    recorded, skipped, contact_id, http_status = 0, [], None, 200
+    with transaction.atomic():
+        for position, submission in enumerate(submissions):
+            # No id from the sender: the same body sent twice is still one submission.
+            key = submission.submission_id or f"sha256:{digest}:{position}"
+            try:
+                contact_id, created = inbound_submission_record(
+                    source=source, submission=submission, idempotency_key=f"in:{source.pk}:{key}"
+                )
+            except NoIdentity:
+                skipped.append(_("No valid email nor external id in the submission."))
+                http_status = 422  # the sender may show it to whoever set the form up
+                continue
+            except (ContactSuppressed, ContactErased) as refusal:
+                skipped.append(str(refusal))  # sending it again would change nothing: 2xx
+                continue
+            recorded += created
+        ids = ", ".join(s.submission_id for s in submissions if s.submission_id)
+        if len(skipped) == len(submissions):
+            status = Status.REFUSED
+        else:
+            status, http_status = (Status.ACCEPTED if recorded else Status.DUPLICATE), 200
+        reason = " ".join(dict.fromkeys(skipped))
+        if status == Status.DUPLICATE and not reason:
+            reason = _("Already received: nothing recorded twice.")
+        return _log(source, body, status, http_status, reason, contact_id=contact_id, ids=ids)
+
+
+@transaction.atomic
+def inbound_submission_record(
+    *, source: InboundSource, submission: Submission, idempotency_key: str
+) -> tuple[int, bool]:
+    """One submission: its contact made or completed (blanks filled, nothing known is
+    overwritten; an opt-out is kept, never undone), the consent with its proof, and a
+    form_submit event stored once per ``idempotency_key``. Returns (contact id, recorded)."""
+    known = Event.objects.filter(idempotency_key=idempotency_key).values_list("contact_id")
+    if known:  # a retry: the contact is left as the first delivery made it
+        return known[0][0], False
+    fields = dict(submission.contact)
+    email, external_id = fields.pop("email", None), fields.pop("external_id", None)
+    if not email and not external_id:
+        raise NoIdentity
+    if email:
+        contact, created = contact_upsert(email=email, cause=StageChange.Cause.SYSTEM)
+    else:
+        contact, created = contact_upsert(
+            email=None, external_id=external_id, cause=StageChange.Cause.SYSTEM
+        )
+    blanks = {
+        name: value for name, value in fields.items()
+        if name not in UTM_FIELDS and value and not getattr(contact, name)
+    }  # fmt: skip
+    if (
+        external_id
+        and not contact.external_id
+        and not Contact.objects.filter(external_id=external_id).exists()
+    ):
+        blanks["external_id"] = external_id
+    if created or not contact.source_id:  # first touch: where this person came from
+        if source.source_id:
+            blanks["source"] = source.source
+        blanks.update({name: fields[name] for name in UTM_FIELDS if fields.get(name)})
+    if submission.do_not_email and not contact.do_not_email:
+        blanks["do_not_email"] = True
+    if blanks:
+        contact_update(contact=contact, **blanks)
+    if submission.consent:
+        _consent_record(source, submission, contact)
+    form_name = source.form_name or submission.form_name or source.name
+    event_record(
+        contact=contact,
+        type=Event.Type.FORM_SUBMIT,
+        occurred_at=_occurred_at(submission),
+        properties={
+            **submission.answers,
+            "form": submission.form_id or source.key,
+            "form_name": form_name,
+            "sender": source.kind,
+            "submission_id": submission.submission_id,
+            "url": submission.url,
+        },
+        source="webhook",
+        idempotency_key=idempotency_key,
+    )
+    return contact.pk, True
+
+
+def _consent_record(source: InboundSource, submission: Submission, contact: Contact) -> None:
+    wording = submission.consent_wording or _(
+        "Consent given in the %(sender)s form “%(form)s”."
+    ) % {"sender": source.get_kind_display(), "form": submission.form_name or source.name}
+    at = _occurred_at(submission)
+    Consent.objects.create(
+        contact=contact, form=None, wording=wording, wording_version=1, ip=None,
+        page=submission.url, at=at,
+    )  # fmt: skip
+    method = f"webhook:{source.kind}:{submission.form_id or source.key}"[:200]
+    Contact.objects.filter(pk=contact.pk).update(
+        consent=Contact.Consent.GRANTED, consent_at=at, consent_method=method
+    )
+
+
+def _occurred_at(submission: Submission):  # noqa: ANN202
+    now = timezone.now()
+    # A sender's clock ahead of ours would put the event in the future of every report.
+    if submission.occurred_at is None or submission.occurred_at > now:
+        return now
+    return submission.occurred_at
+
+
+# -- the log ------------------------------------------------------------------------------
+
+
+def _refuse(source: InboundSource, body: bytes, http_status: int, reason: str) -> Received:
+    wait = ratelimit.seconds_to_wait(f"inbound-refused:{source.key}", REFUSED_LOGGED_PER_MINUTE)
+    if wait:
+        logger.info("Inbound webhook %s: refusal not logged (%s): %s", source.pk, http_status,
+                    reason)  # fmt: skip
+        return Received(Status.REFUSED, http_status, reason, None)
+    return _log(source, body, Status.REFUSED, http_status, reason)
+
+
+def _log(
+    source: InboundSource,
+    body: bytes,
+    status: str,
+    http_status: int,
+    reason: str,
+    *,
+    contact_id: int | None = None,
+    ids: str = "",
+) -> Received:
+    text = body[: InboundDelivery.PAYLOAD_KEPT * 4].decode("utf-8", errors="replace")
+    delivery = InboundDelivery.objects.create(
+        source=source, status=status, http_status=http_status, reason=str(reason)[:300],
+        submission_ids=ids[:300], contact_id=contact_id,
+        payload=text[: InboundDelivery.PAYLOAD_KEPT], payload_bytes=len(body),
+    )  # fmt: skip
+    if delivery.pk % PRUNE_EVERY == 0:
+        inbound_deliveries_prune()
+    return Received(status, http_status, str(reason), delivery)
+
+
+def inbound_deliveries_prune(*, days: int = LOG_DAYS) -> int:
+    """Forget deliveries older than ``days``; returns how many."""
+    deleted, _counts = InboundDelivery.objects.filter(
+        received_at__lt=timezone.now() - timedelta(days=days)
+    ).delete()
+    return deleted
+
+
+def signature_header(source: InboundSource) -> str:
+    return SIGNATURE_HEADERS[source.kind]
