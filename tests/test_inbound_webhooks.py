@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from django.urls import reverse
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from contacts.models import (
     Consent,
@@ -193,7 +195,9 @@ def test_a_wrong_signature_is_refused_with_403_and_logged_with_its_reason(client
     assert Contact.objects.count() == 0
     delivery = InboundDelivery.objects.get()
     assert (delivery.status, delivery.http_status) == ("refused", 403)
-    assert delivery.reason == f"L’en-tête {next(iter(SIGNED[kind](b'')))} ne correspond pas au corps."
+    assert (
+        delivery.reason == f"L’en-tête {next(iter(SIGNED[kind](b'')))} ne correspond pas au corps."
+    )
 
 
 def test_a_missing_signature_is_refused_with_401(client):
@@ -351,3 +355,37 @@ def test_the_log_keeps_only_the_beginning_of_a_huge_payload(client):
     assert delivery.payload_bytes == len(body) and delivery.payload_truncated
     event = Event.objects.get(type="form_submit")
     assert len(event.properties["notes"]) == 1000
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5)
+    ),
+    max_leaves=25,
+)
+SHAPED = {
+    "typeform": lambda answers: {"event_type": "form_response",
+                                 "form_response": {"token": "t", "answers": answers}},
+    "tally": lambda fields: {"eventType": "FORM_RESPONSE", "data": {"fields": fields}},
+    "mautic": lambda results: {"mautic.form_on_submit": [{"submission": {"results": results}}]},
+    "generic": lambda anything: anything,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", sorted(SHAPED))
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(inner=JSON)
+def test_whatever_a_signed_sender_posts_the_answer_is_never_a_server_error(client, kind, inner):
+    source = InboundSource.objects.filter(kind=kind).first() or endpoint(
+        kind, mapping={"email": "a.email", "external_id": "0", "properties.x": "b.0.c"}
+    )  # fmt: skip
+    body = json.dumps(SHAPED[kind](inner)).encode()
+
+    response = post(client, source, body)
+
+    assert response.status_code in (200, 400, 422), response.content

@@ -30,9 +30,23 @@ from contacts.intake.webhooks import (
     signature_problem,
     submissions_read,
 )
-from contacts.models import Consent, Contact, Event, InboundDelivery, InboundSource, StageChange
+from contacts.models import (
+    Consent,
+    Contact,
+    Event,
+    InboundDelivery,
+    InboundSource,
+    StageChange,
+    normalize_email,
+)
 from contacts.privacy import ContactSuppressed
-from contacts.services import UTM_FIELDS, ContactErased, contact_update, contact_upsert
+from contacts.services import (
+    UTM_FIELDS,
+    ContactErased,
+    DuplicateContact,
+    contact_create,
+    contact_update,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -136,23 +150,40 @@ def inbound_submission_record(
     email, external_id = fields.pop("email", None), fields.pop("external_id", None)
     if not email and not external_id:
         raise NoIdentity
-    if email:
-        contact, created = contact_upsert(email=email, cause=StageChange.Cause.SYSTEM)
-    else:
-        contact, created = contact_upsert(
-            email=None, external_id=external_id, cause=StageChange.Cause.SYSTEM
-        )
+    contact = _known(email, external_id)
+    # Another person's external id is not taken over: the contact is kept without it.
+    taken = (
+        bool(external_id)
+        and (contact is None or contact.external_id != external_id)
+        and Contact.objects.filter(external_id=external_id).exists()
+    )
+    if contact is None:
+        # A new person, made with everything at once: one save, one fit and one "changed".
+        first = {name: value for name, value in fields.items() if value}
+        if external_id and not taken:
+            first["external_id"] = external_id
+        if source.source_id:
+            first["source"] = source.source
+        if submission.do_not_email:
+            first["do_not_email"] = True
+        try:
+            contact = contact_create(email=email, cause=StageChange.Cause.SYSTEM, **first)
+        except DuplicateContact:  # made by a concurrent delivery since: completed below
+            contact = _known(email, external_id)
+            if contact is None:
+                raise
+        else:
+            _form_submit_record(source, submission, contact, idempotency_key)
+            return contact.pk, True
     blanks = {
         name: value for name, value in fields.items()
         if name not in UTM_FIELDS and value and not getattr(contact, name)
     }  # fmt: skip
-    if (
-        external_id
-        and not contact.external_id
-        and not Contact.objects.filter(external_id=external_id).exists()
-    ):
+    if external_id and not taken and not contact.external_id:
         blanks["external_id"] = external_id
-    if created or not contact.source_id:  # first touch: where this person came from
+    if email and not contact.email:  # known by its external id until now
+        blanks["email"] = email
+    if not contact.source_id:  # first touch: where this person came from
         if source.source_id:
             blanks["source"] = source.source
         blanks.update({name: fields[name] for name in UTM_FIELDS if fields.get(name)})
@@ -160,6 +191,24 @@ def inbound_submission_record(
         blanks["do_not_email"] = True
     if blanks:
         contact_update(contact=contact, **blanks)
+    _form_submit_record(source, submission, contact, idempotency_key)
+    return contact.pk, True
+
+
+def _known(email: str | None, external_id: str | None) -> Contact | None:
+    """The person with this email (whatever its case), else the one with this external id
+    and no email yet (as ``contact_upsert`` matches)."""
+    if email:
+        found = Contact.objects.filter(email__iexact=normalize_email(email)).first()
+        if found is not None or not external_id:
+            return found
+        return Contact.objects.filter(external_id=external_id, email__isnull=True).first()
+    return Contact.objects.filter(external_id=external_id).first()
+
+
+def _form_submit_record(
+    source: InboundSource, submission: Submission, contact: Contact, idempotency_key: str
+) -> None:
     if submission.consent:
         _consent_record(source, submission, contact)
     form_name = source.form_name or submission.form_name or source.name
@@ -178,7 +227,6 @@ def inbound_submission_record(
         source="webhook",
         idempotency_key=idempotency_key,
     )
-    return contact.pk, True
 
 
 def _consent_record(source: InboundSource, submission: Submission, contact: Contact) -> None:

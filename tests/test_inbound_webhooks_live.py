@@ -1,0 +1,61 @@
+"""Inbound webhooks on the production server (gunicorn), over real HTTP, with Redis stopped
+under it: signed deliveries are still stored and answered fast, a forged one still refused."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+
+import pytest
+
+from contacts.models import Contact, Event, InboundDelivery, InboundSource
+from tests.test_inbound_webhooks import SECRET, SIGNED, sample
+from tests.test_redis_outage import gunicorn, post, throwaway_redis
+from tests.utils import free_port
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.reliability,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server on the PATH"),
+]
+
+
+def test_signed_deliveries_are_stored_while_redis_is_down_and_forgeries_refused():
+    sources = {
+        kind: InboundSource.objects.create(name=kind, kind=kind, secret=SECRET)
+        for kind in ("typeform", "tally", "mautic")
+    }
+    port = free_port()
+    redis = throwaway_redis(port)
+    server, base = gunicorn(f"redis://127.0.0.1:{port}/0")
+
+    def deliver(kind: str, headers: dict | None = None) -> tuple[int, float]:
+        body = sample(kind)
+        url = f"{base}/hooks/in/{sources[kind].key}/"
+        return post(url, body, "application/json", **(headers or SIGNED[kind](body)))
+
+    try:
+        up = deliver("typeform")  # Redis up: the server holds live connections to it
+        redis.send_signal(signal.SIGKILL)
+        down = [deliver("tally"), deliver("mautic"), deliver("typeform")]
+        forged = deliver("tally", {"Tally-Signature": "Zm9yZ2Vk"})
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        redis.kill()
+        redis.wait(timeout=20)
+
+    print(f"answers: up {up}, Redis down {down}, forged {forged}")
+    assert up[0] == 200
+    assert [status for status, _ in down] == [200, 200, 200]
+    assert max(seconds for _, seconds in down) < 5
+    assert forged[0] == 403
+    assert Event.objects.filter(type="form_submit").count() == 3  # the retry is not twice
+    assert set(Contact.objects.values_list("email", flat=True)) >= {
+        "elodie.martin@brasserie-dupre.fr", "karim.benali@atelier-nord.fr",
+        "sophie.lefevre@cabinet-lefevre.fr",
+    }  # fmt: skip
+    assert list(InboundDelivery.objects.order_by("pk").values_list("status", flat=True)) == [
+        "accepted", "accepted", "accepted", "duplicate", "refused",
+    ]  # fmt: skip
