@@ -38,17 +38,18 @@ CONNECTIONS = 16
 SECRET = "bench-inbound-secret"
 SAMPLE = ROOT / "tests" / "data" / "webhooks" / "tally.json"
 
-# Each thread numbers its requests; the run's nonce keeps them apart from an earlier run's.
+# Each thread numbers its requests (``thread_number`` is a global the main state sets in each
+# thread's state after loading the script); each wrk run has its own nonce.
 NUMBERING = """
-local thread_number, counter = 0, 0
+local counter = 0
 local threads = {}
 setup = function(thread)
-  thread:set("thread_number", #threads + 1)
   table.insert(threads, thread)
+  thread:set("thread_number", #threads)
 end
 local function next_id()
   counter = counter + 1
-  return string.format("%(nonce)s-%%d-%%d", thread_number, counter)
+  return string.format("%s-%d-%d", nonce, thread_number, counter)
 end
 """
 SIGNED = """
@@ -105,6 +106,7 @@ def template() -> str:
 
 def wrk(url: str, *, seconds: int, script: str, paced: bool) -> dict[str, float]:
     """Requests/s, p50/p95/p99 (ms) and answered requests; fails on any non-2xx answer."""
+    script = f'local nonce = "{os.urandom(4).hex()}"\n' + script
     if paced:
         script = CLOCK + PACED % {"interval_ms": 1000 * 2 / OFFERED_RATE} + script
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as file:
@@ -162,10 +164,8 @@ def run(scale: float) -> list[dict]:
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     hook, form_url = f"{base}/hooks/in/{source.key}/", f"{base}/f/{form.key}/"
-    nonce = os.urandom(4).hex()
-    numbering = NUMBERING % {"nonce": nonce}
-    signed = numbering + SIGNED % {"secret": SECRET, "template": template()}
-    posted = numbering + FORM % {}
+    signed = NUMBERING + SIGNED % {"secret": SECRET, "template": template()}
+    posted = NUMBERING + FORM % {}
     runs: dict[str, dict[str, float]] = {}
     try:
         wait_up(f"{base}/healthz")

@@ -440,4 +440,5 @@ class ContactOutcomeAdmin(admin.ModelAdmin):
                 _("A later outcome was already known for this contact: it was kept."),
             )
 
+
 import contacts.intake.webhook_admin  # noqa: E402, F401 (registers the inbound webhook admin)

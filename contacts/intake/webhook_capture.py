@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from contacts import ratelimit
+from contacts import broker, ratelimit
 from contacts.events import event_record
 from contacts.intake.webhooks import (
     SIGNATURE_HEADERS,
@@ -56,6 +56,8 @@ REFUSED_LOGGED_PER_MINUTE = 60
 # Deliveries older than this are deleted, now and then, as new ones arrive.
 LOG_DAYS = 30
 PRUNE_EVERY = 100
+# A delivery still waiting this long after it came lost its task: the sweep takes it.
+SWEEP_AFTER = 30.0
 Status = InboundDelivery.Status
 
 
@@ -75,41 +77,75 @@ class Received:
 
 
 def delivery_receive(*, source: InboundSource, body: bytes, signature: str | None) -> Received:
-    """Check, read and record one POST to ``source``'s endpoint; always logged (refusals
-    within REFUSED_LOGGED_PER_MINUTE)."""
+    """Check one POST to ``source``'s endpoint and keep it for the workers: the answer the
+    sender gets, and its row in the log (refusals logged within REFUSED_LOGGED_PER_MINUTE).
+
+    What the sender can be told at once is checked here (switched off, signature, JSON, a
+    payload with no submission or no one to attach it to); recording the submissions waits
+    for a worker (``inbound_delivery_process``), so that the sender hears "ok" after one
+    small commit, however busy the contact tables are."""
     if not source.active:
         return _refuse(source, body, 404, _("This webhook is switched off."))
     problem = signature_problem(source.kind, source.secret, body, signature)
     if problem:
         return _refuse(source, body, 401 if not signature else 403, problem)
     try:
-        payload = _json(body)
-    except ValueError as error:
-        return _refuse(source, body, 400, _("Not JSON: %(error)s") % {"error": error})
+        text = body.decode(json.detect_encoding(body))
+        payload = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as error:
+        return _refuse(source, body, 400, _("Not JSON: %(error)s") % {"error": _problem(error)})
     try:
         submissions = submissions_read(source.kind, payload, source.mapping)
     except PayloadRefused as refusal:
         if refusal.ignored:  # answered 2xx: the sender need not send it again
             return _log(source, body, Status.IGNORED, 200, refusal.reason)
         return _refuse(source, body, 422, refusal.reason)
-    return _record(source, body, submissions)
-
-
-def _json(body: bytes) -> object:
-    try:
-        return json.loads(body)
-    except UnicodeDecodeError as error:
-        raise ValueError(str(error)) from error
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{error.msg} (line {error.lineno}, column {error.colno})") from error
-
-
-def _record(source: InboundSource, body: bytes, submissions: list[Submission]) -> Received:
-    """Each submission in its own savepoint, the log row in the same transaction: one commit.
-    A submission that cannot be recorded is skipped with its reason (Mautic batches several)."""
-    digest = hashlib.sha256(body).hexdigest()[:40]
-    recorded, skipped, contact_id, http_status = 0, [], None, 200
+    if not any(s.contact.get("email") or s.contact.get("external_id") for s in submissions):
+        return _refuse(source, body, 422, _("No valid email nor external id in the submission."))
     with transaction.atomic():
+        delivery = InboundDelivery.objects.create(
+            source=source, status=Status.RECEIVED, http_status=200, payload=text,
+            payload_bytes=len(body), submission_ids=_ids(submissions),
+        )  # fmt: skip
+        # Without a broker, the sweep (SWEEP_AFTER) finds the delivery in the table.
+        transaction.on_commit(
+            lambda: broker.send("contacts.tasks.process_inbound_delivery_task", delivery.pk),
+            robust=True,
+        )
+    return Received(Status.RECEIVED, 200, "", delivery)
+
+
+def _problem(error: Exception) -> str:
+    if isinstance(error, json.JSONDecodeError):
+        return f"{error.msg} (line {error.lineno}, column {error.colno})"
+    return str(error)
+
+
+def _ids(submissions: list[Submission]) -> str:
+    return ", ".join(s.submission_id for s in submissions if s.submission_id)[:300]
+
+
+def inbound_delivery_process(*, delivery_id: int) -> bool:
+    """Record a received delivery's submissions (a worker's job): each in its own savepoint,
+    the log row's outcome in the same transaction. False if another worker has it or had it."""
+    with transaction.atomic():
+        delivery = (
+            InboundDelivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("source")
+            .filter(pk=delivery_id, status=Status.RECEIVED)
+            .first()
+        )
+        if delivery is None:
+            return False
+        source = delivery.source
+        try:
+            payload = json.loads(delivery.payload)
+            submissions = submissions_read(source.kind, payload, source.mapping)
+        except (ValueError, PayloadRefused) as refusal:  # the mapping changed since
+            _outcome(delivery, Status.REFUSED, str(getattr(refusal, "reason", refusal)))
+            return True
+        digest = hashlib.sha256(delivery.payload.encode()).hexdigest()[:40]
+        recorded, skipped, contact_id = 0, [], None
         for position, submission in enumerate(submissions):
             # No id from the sender: the same body sent twice is still one submission.
             key = submission.submission_id or f"sha256:{digest}:{position}"
@@ -119,21 +155,41 @@ def _record(source: InboundSource, body: bytes, submissions: list[Submission]) -
                 )
             except NoIdentity:
                 skipped.append(_("No valid email nor external id in the submission."))
-                http_status = 422  # the sender may show it to whoever set the form up
                 continue
             except (ContactSuppressed, ContactErased) as refusal:
-                skipped.append(str(refusal))  # sending it again would change nothing: 2xx
+                skipped.append(str(refusal))
                 continue
             recorded += created
-        ids = ", ".join(s.submission_id for s in submissions if s.submission_id)
         if len(skipped) == len(submissions):
             status = Status.REFUSED
         else:
-            status, http_status = (Status.ACCEPTED if recorded else Status.DUPLICATE), 200
+            status = Status.ACCEPTED if recorded else Status.DUPLICATE
         reason = " ".join(dict.fromkeys(skipped))
         if status == Status.DUPLICATE and not reason:
             reason = _("Already received: nothing recorded twice.")
-        return _log(source, body, status, http_status, reason, contact_id=contact_id, ids=ids)
+        _outcome(delivery, status, reason, contact_id=contact_id)
+    return True
+
+
+def _outcome(
+    delivery: InboundDelivery, status: str, reason: str, *, contact_id: int | None = None
+) -> None:
+    delivery.status, delivery.reason, delivery.contact_id = status, str(reason)[:300], contact_id
+    delivery.payload = delivery.payload[: InboundDelivery.PAYLOAD_KEPT]  # the log is bounded
+    delivery.save(update_fields=["status", "reason", "contact_id", "payload"])
+
+
+def inbound_deliveries_sweep(*, older_than: float = SWEEP_AFTER) -> int:
+    """Process the deliveries still waiting ``older_than`` seconds after they came (their
+    task was lost, or the broker was down); returns how many were processed here."""
+    waiting = (
+        InboundDelivery.objects.filter(
+            status=Status.RECEIVED, received_at__lt=timezone.now() - timedelta(seconds=older_than)
+        )
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:1000]
+    )
+    return sum(inbound_delivery_process(delivery_id=pk) for pk in waiting)
 
 
 @transaction.atomic

@@ -80,12 +80,14 @@ class InboundSource(models.Model):
 
 
 class InboundDelivery(models.Model):
-    """One POST to an inbound endpoint and what came of it. The body is kept for reading,
-    cut at ``PAYLOAD_KEPT`` characters."""
+    """One POST to an inbound endpoint and what came of it. A delivery is ``received`` (its
+    whole body kept) until a worker records its submissions; then its body is cut at
+    ``PAYLOAD_KEPT`` characters, kept for reading."""
 
     PAYLOAD_KEPT = 16_384
 
     class Status(models.TextChoices):
+        RECEIVED = "received", _("Received, being recorded")
         ACCEPTED = "accepted", _("Accepted")
         DUPLICATE = "duplicate", _("Already received")
         IGNORED = "ignored", _("Ignored (not a form submission)")
@@ -114,6 +116,12 @@ class InboundDelivery(models.Model):
         verbose_name_plural = _("inbound deliveries")
         indexes = [
             models.Index(fields=["source", "-received_at"], name="inbound_delivery_recent"),
+            # The sweep's: partial, few deliveries wait at any time.
+            models.Index(
+                fields=["received_at"],
+                condition=models.Q(status="received"),
+                name="inbound_delivery_waiting",
+            ),
         ]
 
     def __str__(self) -> str:
