@@ -421,3 +421,71 @@ def test_a_delivery_whose_task_was_lost_is_recorded_by_the_sweep_once(client):
 
     assert (delivery.status, delivery.contact.email) == ("accepted", "karim.benali@atelier-nord.fr")
     assert Event.objects.filter(type="form_submit").count() == 1
+
+
+def test_a_submission_with_the_external_id_of_a_contact_without_email_completes_it(post):
+    known = ContactFactory(email=None, external_id="CRM-42", stage="suspect", first_name="")
+    source = endpoint(
+        "generic", mapping={"email": "email", "external_id": "crm", "first_name": "name"}
+    )
+    body = json.dumps({"email": "nadia@exemple.fr", "crm": "CRM-42", "name": "Nadia"}).encode()
+
+    assert post(source, body).status_code == 200
+
+    known.refresh_from_db()
+    assert (known.email, known.first_name, known.stage) == ("nadia@exemple.fr", "Nadia", "lead")
+    assert Contact.objects.count() == 1
+
+
+def test_another_persons_external_id_is_not_taken_over(post):
+    ContactFactory(email="autre@exemple.fr", external_id="CRM-42")
+    source = endpoint("generic", mapping={"email": "email", "external_id": "crm"})
+    body = json.dumps({"email": "nadia@exemple.fr", "crm": "CRM-42"}).encode()
+
+    assert post(source, body).status_code == 200
+
+    new = Contact.objects.get(email="nadia@exemple.fr")
+    assert new.external_id is None
+    assert statuses() == ["accepted"]
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    client.force_login(admin_user)
+    return client
+
+
+def test_the_admin_shows_the_address_and_header_to_give_the_sender(admin_client):
+    source = endpoint("tally")
+
+    page = admin_client.get(reverse("admin:contacts_inboundsource_change", args=[source.pk]))
+
+    html = page.content.decode()
+    assert f"http://testserver/hooks/in/{source.key}/" in html
+    assert "Tally-Signature" in html
+
+
+def test_the_admin_refuses_a_mapping_to_an_unknown_field(admin_client):
+    response = admin_client.post(reverse("admin:contacts_inboundsource_add"), {
+        "name": "Zapier", "kind": "generic", "secret": "abc", "mapping": '{"emial": "a.b"}',
+        "active": "on",
+    })  # fmt: skip
+
+    assert response.status_code == 200
+    assert "Cibles inconnues" in response.content.decode()
+    assert not InboundSource.objects.exists()
+
+
+def test_the_delivery_log_lists_refusals_with_their_reason(admin_client, post):
+    source = endpoint("typeform")
+    post(source, sample("typeform"), {"Typeform-Signature": "sha256=faux"})
+    post(source, sample("typeform"))
+
+    page = admin_client.get(reverse("admin:contacts_inbounddelivery_changelist"))
+
+    html = page.content.decode()
+    assert "L’en-tête Typeform-Signature ne correspond pas au corps." in html
+    assert "Accepté" in html and "Refusé" in html
+    delivery = InboundDelivery.objects.get(status="accepted")
+    detail = admin_client.get(reverse("admin:contacts_inbounddelivery_change", args=[delivery.pk]))
+    assert "elodie.martin@brasserie-dupre.fr" in detail.content.decode()

@@ -1,12 +1,18 @@
 """Recording what a form tool posted to an inbound webhook: each submission makes or completes
 a contact and records a ``form_submit`` event, once per sender's submission id; every delivery
-leaves a row in the log an admin reads (accepted, already received, refused and why).
+leaves a row in the log an admin reads (received, accepted, already received, refused and why).
 
-Like the form endpoint (``/f/<key>/``), everything is stored before the sender hears "ok",
-and nothing on the way needs Redis: the event goes to the workers through
-``events_send_on_commit``, whose broker send is skipped while the broker is down (the sweep
-takes the event later). The commit waits for the disk (``contacts.durability``): the sender
-was told "stored".
+Two steps, so that a sender hears "ok" after one small commit (Tally gives up after 10 s,
+Typeform after 30 s, and both advise answering at once):
+1. ``delivery_receive`` (the request): what can be refused at once is refused (switched off,
+   signature, not JSON, no submission, no one to attach it to); the rest is kept whole as a
+   ``received`` row, committed before the answer, the commit waiting for the disk
+   (``contacts.durability``: the sender was told "stored"), and a task is sent after commit.
+2. ``inbound_delivery_process`` (a worker): the submissions are recorded, the row says what
+   came of them. A task lost with a down broker is no lead lost: the sweep
+   (``inbound_deliveries_sweep``, on beat) takes every row still ``received``.
+Nothing on the request's way needs Redis: ``broker.send`` skips a down broker, the refusal
+log's limiter counts in memory meanwhile (``contacts.ratelimit``).
 """
 
 from __future__ import annotations
