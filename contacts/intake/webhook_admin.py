@@ -23,8 +23,8 @@ from contacts.models import InboundDelivery, InboundSource
 SCHEMES = {
     "typeform": _("Typeform signs with this secret: paste it as the webhook's secret."),
     "tally": _("Tally signs with this secret: paste it as the webhook's signing secret."),
-    "mautic": _("Mautic shows its own secret under Configuration › Webhook settings: "
-                "copy it into the secret field here."),
+    "mautic": _("Mautic signs with the Secret field of its webhook form: paste this secret "
+                "there (or Mautic's into the field here: the same on both sides)."),
     "generic": _("Send the hex HMAC-SHA256 of the raw body, keyed with the secret, as "
                  "“sha256=<hex>”."),
 }  # fmt: skip

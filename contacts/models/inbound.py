@@ -42,8 +42,8 @@ class InboundSource(models.Model):
         max_length=200,
         default=new_inbound_secret,
         help_text=_(
-            "The secret the sender signs with: paste this one into Typeform or Tally, or the "
-            "one Mautic shows into this field."
+            "The secret the sender signs with: paste it into the webhook settings of "
+            "Typeform, Tally or Mautic (Mautic's Secret field)."
         ),
     )
     form_name = models.CharField(
