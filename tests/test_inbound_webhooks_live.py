@@ -6,11 +6,17 @@ from __future__ import annotations
 
 import shutil
 import signal
+import threading
 
 import pytest
+from django.db import connection
 
-from contacts.intake.webhook_capture import inbound_deliveries_sweep
-from contacts.models import Contact, Event, InboundDelivery, InboundSource
+from contacts.intake import webhook_capture
+from contacts.intake.webhook_capture import (
+    inbound_deliveries_sweep,
+    inbound_delivery_process,
+)
+from contacts.models import Consent, Contact, Event, InboundDelivery, InboundSource
 from tests.test_inbound_webhooks import SECRET, SIGNED, sample
 from tests.test_redis_outage import gunicorn, post, throwaway_redis
 from tests.utils import free_port
@@ -65,4 +71,53 @@ def test_signed_deliveries_are_stored_while_redis_is_down_and_forgeries_refused(
     }  # fmt: skip
     assert list(InboundDelivery.objects.order_by("pk").values_list("status", flat=True)) == [
         "accepted", "accepted", "accepted", "duplicate", "refused",
+    ]  # fmt: skip
+
+
+def test_two_workers_recording_the_same_submission_at_once_record_it_once(monkeypatch):
+    """A sender's retry arrives while its first delivery waits: two workers take one each,
+    and both read "no such person yet" before either writes (a barrier between the read and
+    the write, where a race would hurt)."""
+    source = InboundSource.objects.create(name="tally", kind="tally", secret=SECRET)
+    body = sample("tally")
+    deliveries = [  # as kept by the web process, whose tasks are not run here
+        InboundDelivery.objects.create(
+            source=source, status="received", http_status=200, payload=body.decode(),
+            payload_bytes=len(body),
+        ).pk
+        for _ in range(2)
+    ]  # fmt: skip
+    read_both, paused = threading.Barrier(2), threading.local()
+    known = webhook_capture._known
+
+    def known_then_wait(*args):
+        found = known(*args)
+        if not getattr(paused, "done", False):
+            paused.done = True
+            read_both.wait(timeout=10)
+        return found
+
+    monkeypatch.setattr(webhook_capture, "_known", known_then_wait)
+    failures = []
+
+    def work(delivery_id: int) -> None:
+        try:
+            inbound_delivery_process(delivery_id=delivery_id)
+        except BaseException as error:  # reported below, not lost in the thread
+            failures.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work, args=(pk,)) for pk in deliveries]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert not failures, failures
+    assert Contact.objects.filter(email="karim.benali@atelier-nord.fr").count() == 1
+    assert Event.objects.filter(type="form_submit").count() == 1
+    assert Consent.objects.count() == 1
+    assert sorted(InboundDelivery.objects.values_list("status", flat=True)) == [
+        "accepted", "duplicate",
     ]  # fmt: skip

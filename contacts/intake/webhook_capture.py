@@ -235,8 +235,7 @@ def inbound_submission_record(
             if contact is None:
                 raise
         else:
-            _form_submit_record(source, submission, contact, idempotency_key)
-            return contact.pk, True
+            return contact.pk, _form_submit_record(source, submission, contact, idempotency_key)
     blanks = {
         name: value for name, value in fields.items()
         if name not in UTM_FIELDS and value and not getattr(contact, name)
@@ -253,8 +252,7 @@ def inbound_submission_record(
         blanks["do_not_email"] = True
     if blanks:
         contact_update(contact=contact, **blanks)
-    _form_submit_record(source, submission, contact, idempotency_key)
-    return contact.pk, True
+    return contact.pk, _form_submit_record(source, submission, contact, idempotency_key)
 
 
 def _known(email: str | None, external_id: str | None) -> Contact | None:
@@ -270,11 +268,11 @@ def _known(email: str | None, external_id: str | None) -> Contact | None:
 
 def _form_submit_record(
     source: InboundSource, submission: Submission, contact: Contact, idempotency_key: str
-) -> None:
-    if submission.consent:
-        _consent_record(source, submission, contact)
+) -> bool:
+    """The event and the consent; False (and no second consent) if a concurrent delivery of
+    the same submission stored the event first."""
     form_name = source.form_name or submission.form_name or source.name
-    event_record(
+    _event, created = event_record(
         contact=contact,
         type=Event.Type.FORM_SUBMIT,
         occurred_at=_occurred_at(submission),
@@ -289,6 +287,9 @@ def _form_submit_record(
         source="webhook",
         idempotency_key=idempotency_key,
     )
+    if created and submission.consent:
+        _consent_record(source, submission, contact)
+    return created
 
 
 def _consent_record(source: InboundSource, submission: Submission, contact: Contact) -> None:
