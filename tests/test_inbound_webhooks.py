@@ -232,7 +232,7 @@ def test_a_body_altered_after_signing_is_refused(post):
 @pytest.mark.parametrize(
     "_case, body",
     [("truncated", b'{"event_type": "form_response", "form_'), ("not utf-8", b"\xff\xfe{}"),
-     ("empty", b""), ("text", b"bonjour")],
+     ("empty", b""), ("text", b"bonjour"), ("a NUL byte", b"{\x00}")],
 )  # fmt: skip
 def test_a_signed_body_that_is_not_json_gets_400_never_500(post, _case, body):
     source = endpoint("typeform")
@@ -489,3 +489,15 @@ def test_the_delivery_log_lists_refusals_with_their_reason(admin_client, post):
     delivery = InboundDelivery.objects.get(status="accepted")
     detail = admin_client.get(reverse("admin:contacts_inbounddelivery_change", args=[delivery.pk]))
     assert "elodie.martin@brasserie-dupre.fr" in detail.content.decode()
+
+
+def test_a_nul_character_in_an_answer_is_dropped_not_a_failure(post):
+    source = endpoint("typeform")
+    body = sample("typeform").replace(b'"text": "Brasserie', b'"text": "\\u0000Brasserie')
+
+    assert post(source, body).status_code == 200
+
+    contact = Contact.objects.get(email="elodie.martin@brasserie-dupre.fr")
+    assert contact.company == "Brasserie Dupré"
+    assert Event.objects.get(type="form_submit").properties["company"] == "Brasserie Dupré"
+    assert statuses() == ["accepted"]

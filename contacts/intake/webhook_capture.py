@@ -23,7 +23,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -133,7 +133,25 @@ def _ids(submissions: list[Submission]) -> str:
 
 def inbound_delivery_process(*, delivery_id: int) -> bool:
     """Record a received delivery's submissions (a worker's job): each in its own savepoint,
-    the log row's outcome in the same transaction. False if another worker has it or had it."""
+    the log row's outcome in the same transaction. False if another worker has it or had it.
+
+    A delivery that fails for a reason of its own (a value the database refuses, a bug) is
+    marked failed, its body kept, rather than tried by every sweep for ever; a database that
+    is away leaves it received for the next sweep."""
+    try:
+        return _process(delivery_id)
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception as error:
+        logger.exception("Inbound delivery %s could not be recorded", delivery_id)
+        reason = _("Could not be recorded: %(error)s") % {"error": type(error).__name__}
+        InboundDelivery.objects.filter(pk=delivery_id, status=Status.RECEIVED).update(
+            status=Status.FAILED, reason=reason[:300]
+        )
+        return True
+
+
+def _process(delivery_id: int) -> bool:
     with transaction.atomic():
         delivery = (
             InboundDelivery.objects.select_for_update(skip_locked=True, of=("self",))
@@ -338,6 +356,7 @@ def _log(
     ids: str = "",
 ) -> Received:
     text = body[: InboundDelivery.PAYLOAD_KEPT * 4].decode("utf-8", errors="replace")
+    text = text.replace("\x00", "\ufffd")  # PostgreSQL keeps no NUL
     delivery = InboundDelivery.objects.create(
         source=source, status=status, http_status=http_status, reason=str(reason)[:300],
         submission_ids=ids[:300], contact_id=contact_id,

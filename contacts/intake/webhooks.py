@@ -378,8 +378,9 @@ def _submission(
     consent = "consent" in found and _truthy(found["consent"].value)
     properties = {}
     for answer in [answer for answer in answers if answer.recorded][:MAX_ANSWERS]:
-        if answer.key and answer.key[:100] not in properties:
-            properties[answer.key[:100]] = _property(answer.value)
+        key = _text(answer.key)[:100]
+        if key and key not in properties:
+            properties[key] = _property(answer.value)
     properties.update(extra or {})
     return Submission(
         submission_id=submission_id[:150],
@@ -410,12 +411,12 @@ def _property(value: Any) -> Any:
         return [_property(item) for item in value[:MAX_LIST] if not isinstance(item, dict | list)]
     if isinstance(value, dict):
         return _text(value.get("label", value.get("text", "")))[:MAX_TEXT]
-    return str(value)[:MAX_TEXT]
+    return _text(value)[:MAX_TEXT]
 
 
 def _text(value: Any) -> str:
     if isinstance(value, str):
-        return value
+        return value.replace("\x00", "")  # PostgreSQL keeps no NUL, in text nor in JSON
     if isinstance(value, bool) or value is None:
         return ""
     if isinstance(value, int | float):
