@@ -493,3 +493,6 @@ class SavedMappingAdmin(admin.ModelAdmin):
     @admin.display(description=_("columns"))
     def mapped_columns(self, obj: SavedMapping) -> str:
         return ", ".join(f"{pair.get('header')} → {pair.get('field')}" for pair in obj.columns)
+
+
+import contacts.intake.webhook_admin  # noqa: E402, F401 (registers the inbound webhook admin)

@@ -7,6 +7,7 @@ from contacts.imports.jobs import (
     imports_sweep,
 )
 from contacts.intake.page_views import anonymous_views_purge, page_views_drain
+from contacts.intake.webhook_capture import inbound_deliveries_sweep, inbound_delivery_process
 from contacts.pipeline import events_process, events_sweep
 from contacts.privacy import contacts_purge_inactive
 from contacts.sales.claims import claims_release_stale
@@ -53,3 +54,13 @@ def purge_inactive_contacts_task() -> int:
 @shared_task
 def purge_anonymous_views_task() -> int:
     return anonymous_views_purge()
+
+
+@shared_task
+def process_inbound_delivery_task(delivery_id: int) -> bool:
+    return inbound_delivery_process(delivery_id=delivery_id)
+
+
+@shared_task
+def sweep_inbound_deliveries_task() -> int:
+    return inbound_deliveries_sweep()

@@ -4,6 +4,7 @@ from contacts import privacy_views, views
 from contacts.imports import mapping_views
 from contacts.imports import views as import_views
 from contacts.intake import views as intake
+from contacts.intake import webhook_views
 from contacts.reports import views as dashboard_views
 from contacts.sales import views as queue_views
 
@@ -50,5 +51,6 @@ urlpatterns = [
     path("queue/leads/<int:pk>/", queue_views.queue_lead, name="queue-lead"),
     path("f/<slug:key>/", intake.form_post, name="form-post"),
     path("t/", intake.beacon, name="beacon"),
+    path("hooks/in/<slug:key>/", webhook_views.inbound_webhook, name="inbound-webhook"),
     path("t.js", intake.tracker_js, name="tracker-js"),
 ]

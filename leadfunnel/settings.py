@@ -283,6 +283,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "scoring.tasks.sweep_rescores_task",
         "schedule": 60.0,
     },
+    "sweep-inbound-deliveries": {
+        "task": "contacts.tasks.sweep_inbound_deliveries_task",
+        "schedule": 15.0,
+    },
     "sweep-imports": {
         "task": "contacts.tasks.sweep_imports_task",
         "schedule": 60.0,

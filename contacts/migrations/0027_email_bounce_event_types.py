@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('contacts', '0024_first_source_first_arrival_external_id_search'),
+        ('contacts', '0025_inbound_webhooks'),
     ]
 
     operations = [

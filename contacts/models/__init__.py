@@ -12,6 +12,7 @@ from contacts.models.custom_fields import CustomField
 from contacts.models.events import Event, EventDailyCount, EventQuerySet, EventRow, PendingEvent
 from contacts.models.funnel import ALLOWED_TRANSITIONS, LOST_REASONS, StageChange, StageStay
 from contacts.models.imports import ImportJob, ImportPlaceholder, ImportRowError, SavedMapping
+from contacts.models.inbound import InboundDelivery, InboundSource
 from contacts.models.intake import (
     AnonymousView,
     ApiKey,
@@ -59,6 +60,8 @@ __all__ = [
     "ImportJob",
     "ImportPlaceholder",
     "ImportRowError",
+    "InboundDelivery",
+    "InboundSource",
     "LOST_REASONS",
     "LeadSource",
     "LeadSourceAlias",
