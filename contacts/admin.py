@@ -439,3 +439,7 @@ class ContactOutcomeAdmin(admin.ModelAdmin):
                 request,
                 _("A later outcome was already known for this contact: it was kept."),
             )
+
+
+# Outbound webhooks: their own module, registered with the rest of the app's admin.
+import contacts.webhooks.admin  # noqa: E402, F401

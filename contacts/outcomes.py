@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from contacts.models import Contact, ContactOutcome, StageChange
+from contacts.webhooks.outbox import webhooks_outcome_recorded
 
 Result = ContactOutcome.Result
 Source = ContactOutcome.Source
@@ -50,6 +51,7 @@ def outcome_record(
             "recorded_at": timezone.now(),
         },
     )
+    webhooks_outcome_recorded(outcome)
     return outcome
 
 

@@ -10,6 +10,7 @@ from contacts.intake.page_views import anonymous_views_purge, page_views_drain
 from contacts.pipeline import events_process, events_sweep
 from contacts.privacy import contacts_purge_inactive
 from contacts.sales.claims import claims_release_stale
+from contacts.webhooks.delivery import deliveries_send, webhooks_tick
 
 
 @shared_task
@@ -53,3 +54,13 @@ def purge_inactive_contacts_task() -> int:
 @shared_task
 def purge_anonymous_views_task() -> int:
     return anonymous_views_purge()
+
+
+@shared_task
+def send_webhooks_task() -> int:
+    return deliveries_send()
+
+
+@shared_task
+def webhooks_tick_task() -> dict[str, int]:
+    return webhooks_tick()

@@ -131,7 +131,7 @@ def batch_apply(job: ImportJob, batch: ImportGroups) -> tuple[Counter[str], list
         _imported_leads(job, become_leads, at=now)
     # After the stage changes: a fit that changes a stage continues from the lead.
     contacts_changed(list(updated), changed_fields)
-    contacts_changed(created_ids, None)
+    contacts_changed(created_ids, None, imported=True)
     return counts, refused
 
 

@@ -34,6 +34,12 @@ from contacts.models.people import (
     source_costs,
     validate_time_zone,
 )
+from contacts.models.webhooks import (
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEventType,
+    WebhookSubscription,
+)
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
@@ -63,6 +69,10 @@ __all__ = [
     "StageStay",
     "Suppression",
     "Visitor",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEventType",
+    "WebhookSubscription",
     "canonical_time_zone",
     "new_form_key",
     "normalize_email",
