@@ -118,7 +118,10 @@ class WebhookDelivery(models.Model):
     lease_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     delivered_at = models.DateTimeField(_("delivered"), null=True, blank=True)
+    # The last answer (the log of every try that failed is in WebhookAttempt).
     response_status = models.PositiveIntegerField(_("last response status"), null=True, blank=True)
+    response_body = models.TextField(_("last response (start)"), blank=True)
+    duration_ms = models.PositiveIntegerField(_("last duration (ms)"), null=True, blank=True)
     error = models.TextField(_("last error"), blank=True)
 
     objects = WebhookDeliveryQuerySet.as_manager()
@@ -146,7 +149,8 @@ class WebhookDelivery(models.Model):
 
 
 class WebhookAttempt(models.Model):
-    """One try of a delivery: what the receiver answered (or why nothing came back)."""
+    """A try of a delivery that did not succeed: what the receiver answered, or why nothing came
+    back (the successful try is on the delivery itself: one write per delivery sent)."""
 
     id = models.BigAutoField(primary_key=True)
     delivery = models.ForeignKey(

@@ -100,7 +100,8 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     list_select_related = ["subscription"]
     fields = [
         "webhook_id", "subscription", "event_type", "contact_id", "status", "attempts",
-        "next_attempt_at", "delivered_at", "response_status", "error", "payload",
+        "next_attempt_at", "delivered_at", "response_status", "response_body", "duration_ms",
+        "error", "payload",
     ]  # fmt: skip
     readonly_fields = fields
     inlines = [WebhookAttemptInline]
