@@ -285,11 +285,11 @@ def test_a_failing_receiver_is_retried_with_backoff_then_disabled_and_admins_tol
     assert not subscription.active and subscription.disabled_at is not None
     [notice] = mail.outbox
     assert notice.to == [admin_user.email]
-    assert notice.subject == "Webhook « CRM Pipedrive » désactivé"
+    assert notice.subject == "Webhook «\xa0CRM Pipedrive\xa0» désactivé"
     assert "HTTP 500" in notice.body and receiver.url in notice.body
     client.force_login(admin_user)
     index = client.get(reverse("admin:index")).content.decode()
-    assert "Le webhook « CRM Pipedrive » a été désactivé" in index
+    assert "Le webhook «\xa0CRM Pipedrive\xa0» a été désactivé" in index
 
     contact_create(email="trois@exemple.fr")  # nothing new is queued for it
     assert WebhookDelivery.objects.count() == 2
