@@ -356,3 +356,18 @@ def test_an_import_sends_its_new_contacts_only_to_subscriptions_that_include_imp
     assert set(WebhookDelivery.objects.values_list("subscription", flat=True)) == {everything.pk}
     assert deliveries_send() == 3
     assert Contact.objects.count() == 3
+
+
+def test_erasing_a_contact_deletes_its_deliveries_and_what_waited_is_not_sent(
+    receiver, admin_user
+):
+    from contacts.privacy import contact_erase
+
+    subscribe(receiver, event_types=["contact.created"])
+    contact = contact_create(email="oubliez-moi@exemple.fr")
+    assert WebhookDelivery.objects.filter(contact_id=contact.pk).exists()
+
+    contact_erase(contact=contact, actor=admin_user)
+
+    assert not WebhookDelivery.objects.exists()
+    assert deliveries_send() == 0 and receiver.received == []
