@@ -358,9 +358,7 @@ def test_an_import_sends_its_new_contacts_only_to_subscriptions_that_include_imp
     assert Contact.objects.count() == 3
 
 
-def test_erasing_a_contact_deletes_its_deliveries_and_what_waited_is_not_sent(
-    receiver, admin_user
-):
+def test_erasing_a_contact_deletes_its_deliveries_and_what_waited_is_not_sent(receiver, admin_user):
     from contacts.privacy import contact_erase
 
     subscribe(receiver, event_types=["contact.created"])
