@@ -369,3 +369,35 @@ def test_erasing_a_contact_deletes_its_deliveries_and_what_waited_is_not_sent(re
 
     assert not WebhookDelivery.objects.exists()
     assert deliveries_send() == 0 and receiver.received == []
+
+
+def test_a_csv_import_posts_its_contacts_and_leads_only_where_imports_are_included(
+    marketer_client, receiver, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    from contacts.models import ImportJob
+    from tests.test_csv_import import run_import
+
+    settings.MEDIA_ROOT = tmp_path
+    crm = subscribe(
+        receiver, event_types=["contact.created", "contact.stage_entered"], include_imports=True
+    )
+    subscribe(None, url=receiver.url, name="Slack", event_types=["contact.stage_entered"])
+
+    run_import(
+        marketer_client,
+        django_capture_on_commit_callbacks,
+        b"email,first_name\nana@exemple.fr,Ana\nbob@exemple.fr,Bob\n",
+    )
+
+    assert ImportJob.objects.get().created_count == 2
+    assert set(WebhookDelivery.objects.values_list("subscription", flat=True)) == {crm.pk}
+    sent = sorted(
+        (r.payload["type"], r.payload["data"]["contact"]["email"]) for r in receiver.received
+    )
+    assert sent == [
+        ("contact.created", "ana@exemple.fr"),
+        ("contact.created", "bob@exemple.fr"),
+        ("contact.stage_entered", "ana@exemple.fr"),
+        ("contact.stage_entered", "bob@exemple.fr"),
+    ]
+    assert all(r.verified for r in receiver.received)
