@@ -496,3 +496,6 @@ class SavedMappingAdmin(admin.ModelAdmin):
 
 
 import contacts.intake.webhook_admin  # noqa: E402, F401 (registers the inbound webhook admin)
+
+# Outbound webhooks: their own module, registered with the rest of the app's admin.
+import contacts.webhooks.admin  # noqa: E402, F401

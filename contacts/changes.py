@@ -6,7 +6,8 @@ in the caller's transaction. Scoring recomputes their fit (``scoring.handlers``)
 Before the handlers, contacts keeps its own record of first touch: a contact that has a source
 and no first source yet takes it as its first source, once (``Contact.first_source``). The
 paths that write a contact's source tell this function: the services (forms, admin, the API,
-the contact pages) and imports."""
+the contact pages) and imports. New contacts are also announced to webhook subscriptions
+(``contacts.webhooks``: ``imported`` says an import made them)."""
 
 from __future__ import annotations
 
@@ -17,13 +18,18 @@ from django.db.models import F
 from django.utils.module_loading import import_string
 
 from contacts.models import Contact
+from contacts.webhooks.outbox import webhooks_contacts_created
 
 
-def contacts_changed(contact_ids: Collection[int], fields: Collection[str] | None) -> None:
+def contacts_changed(
+    contact_ids: Collection[int], fields: Collection[str] | None, *, imported: bool = False
+) -> None:
     if not contact_ids:
         return
     if fields is None or "source" in fields or "source_id" in fields:
         _first_sources_keep(contact_ids)
+    if fields is None:
+        webhooks_contacts_created(list(contact_ids), imported=imported)
     for path in settings.LEADFUNNEL_CONTACT_HANDLERS:
         import_string(path)(contact_ids=contact_ids, fields=fields)
 

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from contacts.bulk import bulk_copy
 from contacts.models import Contact, ContactOutcome, StageChange
+from contacts.webhooks.outbox import webhooks_outcome_recorded
 
 Result = ContactOutcome.Result
 Source = ContactOutcome.Source
@@ -51,6 +52,7 @@ def outcome_record(
             "recorded_at": timezone.now(),
         },
     )
+    webhooks_outcome_recorded(outcome)
     return outcome
 
 

@@ -22,6 +22,7 @@ from contacts.models import (
     Contact,
     ContactAudit,
     Suppression,
+    WebhookDelivery,
 )
 from contacts.reasons import coded
 
@@ -119,6 +120,8 @@ def contact_erase(
     current.consents.all().delete()
     current.visitors.all().delete()
     current.merges.update(visitor_id="")
+    # Webhook bodies are copies of the contact: the log goes, and what was waiting is not sent.
+    WebhookDelivery.objects.filter(contact_id=current.pk).delete()
     for module in _personal_data_modules():
         module.erase(current)
     ContactAudit.objects.create(contact=current, action=action, actor=actor, note=note, at=now)

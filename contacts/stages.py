@@ -25,6 +25,7 @@ from contacts.models import (
     PendingEvent,
     StageChange,
 )
+from contacts.webhooks.outbox import webhooks_stages_entered
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ def stage_move(
     contact.stage, contact.stage_entered_at = to, now
     # Its key names a StageChange created just now: it cannot exist yet, no need to look.
     event_insert(contact=contact, **change.event_fields(), send=send)
+    webhooks_stages_entered([change])
     return change
 
 
@@ -292,6 +294,20 @@ def stage_changes_record(
     if not moves:
         return StageMoves([], [])
     moved = _stage_changes_insert(moves, cause, at, objects=objects)
+    webhooks_stages_entered(
+        moved.changes
+        if objects
+        else (
+            StageChange(
+                contact_id=move.contact_id,
+                from_stage=move.from_stage,
+                to_stage=move.to,
+                cause=cause,
+                at=at,
+            )
+            for move in moves
+        )  # fmt: skip
+    )
     if send:
         events_send_on_commit(moved.event_ids)
     return moved

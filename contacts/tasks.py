@@ -11,6 +11,7 @@ from contacts.intake.webhook_capture import inbound_deliveries_sweep, inbound_de
 from contacts.pipeline import events_process, events_sweep
 from contacts.privacy import contacts_purge_inactive
 from contacts.sales.claims import claims_release_stale
+from contacts.webhooks.delivery import deliveries_send, webhooks_tick
 
 
 @shared_task
@@ -64,3 +65,12 @@ def process_inbound_delivery_task(delivery_id: int) -> bool:
 @shared_task
 def sweep_inbound_deliveries_task() -> int:
     return inbound_deliveries_sweep()
+
+
+def send_webhooks_task() -> int:
+    return deliveries_send()
+
+
+@shared_task
+def webhooks_tick_task() -> dict[str, int]:
+    return webhooks_tick()

@@ -23,6 +23,7 @@ PERIODS = {
     "nurturing-tick": "NURTURING_TICK_SECONDS",
     "drain-page-views": "PAGE_VIEW_DRAIN_SECONDS",
     "sweep-unprocessed-events": "EVENT_SWEEP_SECONDS",
+    "webhooks-tick": "WEBHOOK_TICK_SECONDS",
 }
 AT_LEAST_ONE = (
     "CLAIM_RELEASE_HOURS",
@@ -33,6 +34,9 @@ AT_LEAST_ONE = (
     "EVENT_MAX_ATTEMPTS",
     "CONTACTS_PER_PAGE",
     "DATA_UPLOAD_MAX_MEMORY_SIZE",
+    "WEBHOOK_MAX_ATTEMPTS",
+    "WEBHOOK_DISABLE_AFTER_FAILURES",
+    "WEBHOOK_RETRY_SECONDS",
 )
 AT_LEAST_ZERO = (
     "NURTURING_DAILY_EMAIL_CAP",
@@ -129,6 +133,27 @@ def check_counts(**kwargs: Any) -> list[CheckMessage]:
             errors.append(_error(6, f"{name} is {value}: it must be 0 or more.",
                                  "Leave it unset for the default."))  # fmt: skip
     return errors
+
+
+@register(TAG)
+def check_webhooks(**kwargs: Any) -> list[CheckMessage]:
+    from contacts.webhooks.delivery import send_margin_seconds
+
+    timeout, lease = settings.WEBHOOK_TIMEOUT_SECONDS, settings.WEBHOOK_LEASE_SECONDS
+    if timeout <= 0:
+        return [_error(11, f"WEBHOOK_TIMEOUT_SECONDS is {timeout}: it must be above 0.",
+                       "Leave it unset for 10 s.")]  # fmt: skip
+    if lease <= send_margin_seconds():
+        return [
+            _error(
+                12,
+                f"WEBHOOK_LEASE_SECONDS is {lease}: no webhook would ever be sent. A send stops "
+                f"taking deliveries {send_margin_seconds()} s before its lease runs out (the "
+                "timeout and 5 s), so the lease must be longer than that.",
+                f"Set it to 120 (the default) or at least {send_margin_seconds() + 60}.",
+            )
+        ]
+    return []
 
 
 def refuse_to_start_on_errors(process: str) -> None:

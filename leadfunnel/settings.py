@@ -309,6 +309,12 @@ CELERY_BEAT_SCHEDULE = {
         # A tick that waited longer than this in the queue is dropped: the next one does its work.
         "options": {"expires": 30},
     },
+    # Outbound webhooks: free deliveries a dead worker held, and send what is due (retries).
+    "webhooks-tick": {
+        "task": "contacts.tasks.webhooks_tick_task",
+        "schedule": env.float("WEBHOOK_TICK_SECONDS", default=5.0),
+        "options": {"expires": 30},
+    },
     "apply-decay": {
         "task": "scoring.tasks.apply_decay_task",
         "schedule": crontab(hour=3, minute=15),
@@ -388,6 +394,18 @@ NURTURING_REQUIRE_CONSENT = env.bool("NURTURING_REQUIRE_CONSENT", default=False)
 # A send task holds the messages it claimed this long; the reaper frees them after a crash.
 NURTURING_SEND_LEASE_SECONDS = env.int("NURTURING_SEND_LEASE_SECONDS", default=300)
 NURTURING_MAX_ATTEMPTS = env.int("NURTURING_MAX_ATTEMPTS", default=8)
+# Outbound webhooks (contacts.webhooks): a POST waits this long for an answer; a failed delivery
+# is tried again after WEBHOOK_RETRY_SECONDS, doubled at each attempt up to
+# WEBHOOK_RETRY_MAX_SECONDS, WEBHOOK_MAX_ATTEMPTS times in all; a subscription is disabled (and
+# the admins told) after WEBHOOK_DISABLE_AFTER_FAILURES failed attempts in a row.
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+WEBHOOK_RETRY_SECONDS = env.int("WEBHOOK_RETRY_SECONDS", default=60)
+WEBHOOK_RETRY_MAX_SECONDS = env.int("WEBHOOK_RETRY_MAX_SECONDS", default=6 * 3600)
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=10)
+WEBHOOK_DISABLE_AFTER_FAILURES = env.int("WEBHOOK_DISABLE_AFTER_FAILURES", default=20)
+# A send task holds the deliveries it claimed this long; after a crash they go again (with the
+# same webhook-id) once it has run out. Longer than the timeout (checks.py).
+WEBHOOK_LEASE_SECONDS = env.int("WEBHOOK_LEASE_SECONDS", default=120)
 CONTACTS_PER_PAGE = env.int("CONTACTS_PER_PAGE", default=50)
 
 # LOG_LEVEL applies to runserver's request lines too (`make run` sets WARNING: errors only).

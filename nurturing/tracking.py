@@ -12,6 +12,7 @@ from contacts.events import event_record
 from contacts.machine_signals import is_machine_signal
 from contacts.models import Contact, Event
 from contacts.services import contact_update
+from contacts.webhooks.outbox import webhooks_unsubscribed
 from nurturing import rendering, safe_html
 from nurturing.enrolment import enrollments_end
 from nurturing.models import Enrollment, Message
@@ -110,4 +111,5 @@ def contact_unsubscribe(*, contact: Contact, message: Message | None = None) -> 
             source="email",
             idempotency_key=f"unsubscribe:{contact.pk}:{message.pk if message else 'page'}",
         )
+        webhooks_unsubscribed(contact, via="email link")
     return not already

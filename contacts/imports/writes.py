@@ -165,7 +165,7 @@ def batch_apply(job: ImportJob, batch: ImportGroups) -> tuple[Counter[str], list
         )
     # After the stage changes: a fit that changes a stage continues from the lead.
     contacts_changed(list(updated), changed_fields)
-    contacts_changed(created_ids, None)
+    contacts_changed(created_ids, None, imported=True)
     return counts, refused
 
 

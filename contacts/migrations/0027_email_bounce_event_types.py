@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('contacts', '0025_inbound_webhooks'),
+        ('contacts', '0026_outbound_webhooks'),
     ]
 
     operations = [

@@ -39,6 +39,12 @@ from contacts.models.people import (
     source_key,
     validate_time_zone,
 )
+from contacts.models.webhooks import (
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEventType,
+    WebhookSubscription,
+)
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
@@ -74,6 +80,10 @@ __all__ = [
     "StageStay",
     "Suppression",
     "Visitor",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEventType",
+    "WebhookSubscription",
     "canonical_time_zone",
     "lead_sources_by_key",
     "new_form_key",
