@@ -564,13 +564,16 @@ class Suggestion(BackgroundRun):
     status = models.CharField(
         _("status"), max_length=10, choices=Status.choices, default=Status.QUEUED
     )
-    steps_total = models.PositiveIntegerField(_("steps"), default=4)
+    steps_total = models.PositiveIntegerField(_("steps"), default=5)
     won = models.PositiveIntegerField(_("won"), default=0)
     lost = models.PositiveIntegerField(_("lost"), default=0)
     held_out = models.PositiveIntegerField(_("contacts measured on"), default=0)
     auc_suggested = models.FloatField(_("AUC of the suggested rules"), null=True, blank=True)
     auc_current = models.FloatField(_("AUC of the current scores"), null=True, blank=True)
-    # [{"condition": {...}, "points": 12, "support": 0.2, "lift": 1.8, "applied": rule id}]
+    auc_fit = models.FloatField(_("AUC of the suggested fit rules"), null=True, blank=True)
+    auc_fit_current = models.FloatField(_("AUC of the current fit"), null=True, blank=True)
+    # [{"kind": "score" or "fit", "condition": {...}, "points": 12, "support": 0.2,
+    #   "lift": 1.8, "applied": rule id}]
     rules = models.JSONField(_("suggested rules"), default=list, blank=True)
     message = models.TextField(_("message"), blank=True)
 

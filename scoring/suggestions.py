@@ -19,13 +19,19 @@ from django.db import transaction
 from django.db.models import OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.text import capfirst
+from django.utils.translation import gettext as _
 
 from contacts import broker
-from contacts.models import ContactOutcome
+from contacts.models import Contact, ContactOutcome
 from contacts.reasons import coded
+from scoring.fit import fit_recompute
+from scoring.fit_models import FitRule
 from scoring.models import ScoreEntry, ScoreRule, Suggestion
 from scoring.rescore import rescore_start
 from scoring.suggest import Known, TooFewOutcomes, features, outcome_events, suggest
+from scoring.suggest_fit import FieldCondition, fit_features, outcome_people
 
 SUGGEST_TASK = "scoring.tasks.suggest_rules_task"
 logger = logging.getLogger(__name__)
@@ -81,12 +87,34 @@ def _run(run: Suggestion) -> None:
     run.held_out = len(held_out)
     run.auc_suggested = suggested.auc_suggested
     run.auc_current = _current_auc(held_out, won[suggested.held_out])
-    run.rules = [
-        {"condition": rule.condition.describe(), "points": rule.points,
-         "support": round(rule.support, 4), "lift": round(rule.lift, 2)}
-        for rule in suggested.rules
-    ]  # fmt: skip
+    run.rules = _entries(suggested.rules)
     _step(run)
+    # Fit, on its own axis: the same contacts and the same held-out part (same seed).
+    found_fit = fit_features(outcome_people(events.contact_ids.tolist()))
+    if found_fit.matrix.shape[1]:
+        fit_suggested = suggest(found_fit, won)
+        run.auc_fit = fit_suggested.auc_suggested
+        run.auc_fit_current = _current_fit_auc(held_out, won[suggested.held_out])
+        run.rules += _entries(fit_suggested.rules, kind="fit")
+    _step(run)
+
+
+def _entries(suggested: Sequence[Any], kind: str = "score") -> list[dict[str, Any]]:
+    return [
+        {"kind": kind, "condition": rule.condition.describe(), "points": rule.points,
+         "support": round(rule.support, 4), "lift": round(rule.lift, 2)}
+        for rule in suggested
+    ]  # fmt: skip
+
+
+def _current_fit_auc(contact_ids: list[int], won: np.ndarray) -> float | None:
+    """How today's fit scores rank the same held-out contacts."""
+    from sklearn.metrics import roc_auc_score
+
+    if len(set(won.tolist())) < 2:
+        return None
+    fit = dict(Contact.objects.filter(pk__any=set(contact_ids)).values_list("pk", "fit_score"))
+    return float(roc_auc_score(won, [fit.get(pk, 0) for pk in contact_ids]))
 
 
 def _step(run: Suggestion) -> None:
@@ -120,8 +148,15 @@ def _current_auc(contact_ids: list[int], won: np.ndarray) -> float | None:
 # --- From suggestion to rule ----------------------------------------------------------------
 
 
-def suggested_rule(entry: dict[str, Any]) -> ScoreRule:
-    """The score rule (not saved) a suggestion stands for, named in plain words."""
+def is_fit(entry: dict[str, Any]) -> bool:
+    return entry.get("kind") == "fit"
+
+
+def suggested_rule(entry: dict[str, Any]) -> ScoreRule | FitRule:
+    """The score rule, or fit rule, (not saved) a suggestion stands for, named in plain
+    words."""
+    if is_fit(entry):
+        return suggested_fit_rule(entry)
     condition = entry["condition"]
     rule = ScoreRule(
         event_type=condition["event_type"],
@@ -147,12 +182,39 @@ def suggested_rule(entry: dict[str, Any]) -> ScoreRule:
     return rule
 
 
+def suggested_fit_rule(entry: dict[str, Any]) -> FitRule:
+    condition = FieldCondition(**entry["condition"])
+    rule = FitRule(
+        field=condition.field, operator=condition.operator, value=condition.value,
+        number_min=condition.minimum, number_max=condition.maximum, points=entry["points"],
+    )  # fmt: skip
+    rule.name = _fit_rule_name(condition)[: FitRule._meta.get_field("name").max_length]
+    return rule
+
+
+def _fit_rule_name(condition: FieldCondition) -> str:
+    """ "Job title contains director", "Country is France", "Company size at least 50"."""
+    label = capfirst(Contact._meta.get_field(condition.field).verbose_name)
+    if condition.operator == "contains":
+        return _("%(field)s contains %(value)s") % {"field": label, "value": condition.value}
+    if condition.operator == "equals":
+        return _("%(field)s is %(value)s") % {"field": label, "value": condition.value}
+    if condition.minimum is not None:
+        return _("%(field)s at least %(number)s") % {
+            "field": label, "number": number_format(condition.minimum, force_grouping=True)
+        }  # fmt: skip
+    return _("%(field)s at most %(number)s") % {
+        "field": label, "number": number_format(condition.maximum, force_grouping=True)
+    }  # fmt: skip
+
+
 @transaction.atomic
 def suggestions_apply(
     *, suggestion: Suggestion, indexes: Sequence[int], requested_by: object = None
 ) -> list[ScoreRule]:
-    """Save the chosen suggestions as active score rules (each once: applying twice adds
-    nothing) and rescore everyone with them. Returns the rules created."""
+    """Save the chosen suggestions as active score and fit rules (each once: applying twice
+    adds nothing), rescore everyone with the score rules and recompute everyone's fit with
+    the fit rules. Returns the rules created."""
     suggestion = Suggestion.objects.select_for_update().get(pk=suggestion.pk)
     created = []
     for index in sorted(set(indexes)):
@@ -165,7 +227,11 @@ def suggestions_apply(
         created.append(rule)
     if created:
         suggestion.save(update_fields=["rules"])
+    scoring = [rule for rule in created if isinstance(rule, ScoreRule)]
+    if scoring:
         rescore_start(
-            reason=coded("rescore_suggested", count=len(created)), requested_by=requested_by
+            reason=coded("rescore_suggested", count=len(scoring)), requested_by=requested_by
         )
+    if len(scoring) < len(created):
+        fit_recompute()
     return created

@@ -16,7 +16,7 @@ from contacts.admin import ReadOnlyAdmin
 from scoring.live import active_rules
 from scoring.models import Suggestion
 from scoring.preview import rescore_preview
-from scoring.suggestions import suggested_rule, suggestion_start, suggestions_apply
+from scoring.suggestions import is_fit, suggested_rule, suggestion_start, suggestions_apply
 
 
 @admin.register(Suggestion)
@@ -68,7 +68,10 @@ class SuggestionAdmin(ReadOnlyAdmin):
         if getattr(request, "htmx", False) and run.running:
             template += "#progress"
         rows = [(i, entry, suggested_rule(entry)) for i, entry in enumerate(run.rules)]
+        fit_rows = [row for row in rows if is_fit(row[1])]
+        rows = [row for row in rows if not is_fit(row[1])]
         context = {**self.admin_site.each_context(request), "run": run, "rows": rows,
+                   "fit_rows": fit_rows,
                    "opts": Suggestion._meta, "may_apply": self._may_apply(request),
                    "title": gettext("Suggested rules")}  # fmt: skip
         return render(request, template, context)
@@ -80,9 +83,11 @@ class SuggestionAdmin(ReadOnlyAdmin):
         run = get_object_or_404(Suggestion, pk=pk)
         chosen = _chosen(request, run)
         preview = None
-        if chosen:
+        if any(not is_fit(run.rules[i]) for i in chosen):
             added = []
             for i in chosen:
+                if is_fit(run.rules[i]):
+                    continue  # fit moves no points: its grades are shown, not previewed
                 rule = suggested_rule(run.rules[i])
                 rule.pk = -(i + 1)  # not saved: an id no saved rule has
                 added.append(rule.to_engine())

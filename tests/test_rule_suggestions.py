@@ -145,3 +145,58 @@ def test_staff_without_scoring_rights_cannot_read_or_start_suggestions(
 
     assert (review.status_code, preview.status_code, start.status_code) == (403, 403, 403)
     assert Suggestion.objects.count() == 1
+
+
+def test_fit_rules_are_suggested_from_contact_fields_and_added_as_fit_rules(
+    admin_client, django_capture_on_commit_callbacks
+):
+    """Directors buy, students and free-mail addresses rarely do; every visit is alike."""
+    import random
+
+    from scoring.fit_models import FitRule
+    from scoring.suggest_fit import fit_features, outcome_people
+
+    rng = random.Random(5)
+    titles = ["Marketing Director", "Sales Director", "Student", "Project Manager", "Analyst"]
+    contacts = []
+    for n in range(600):
+        title, gmail = rng.choice(titles), rng.random() < 0.3
+        chance = (0.75 if "Director" in title else 0.1 if title == "Student" else 0.35) * (
+            0.4 if gmail else 1
+        )
+        contact = ContactFactory(
+            job_title=title, company_size=rng.choice([5, 40, 300]),
+            email=f"p{n}@{'gmail.com' if gmail else f'firm{n % 40}.fr'}",
+        )  # fmt: skip
+        contact.events.create(type="page_view", properties={"url": "/blog/a"})
+        outcome_record(contact=contact, result="won" if rng.random() < chance else "lost",
+                       source="import")  # fmt: skip
+        contacts.append(contact)
+
+    run = start(admin_client, django_capture_on_commit_callbacks)
+    run.refresh_from_db()
+    fit = [(i, entry) for i, entry in enumerate(run.rules) if entry["kind"] == "fit"]
+    by_value = {entry["condition"].get("value"): entry["points"] for _, entry in fit}
+    assert by_value.get("director", 0) > 0 and by_value.get("@gmail.", 0) < 0, by_value
+    assert run.auc_fit > 0.7 and run.auc_fit > run.auc_fit_current
+
+    review = admin_client.get(reverse("admin:scoring_suggestion_review", args=[run.pk]))
+    text = review.content.decode()
+    assert 'id="fit-suggestions"' in text and 'data-figure="auc-fit"' in text
+    assert "Fonction contient director" in text  # named in the admin's French
+
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(reverse("admin:scoring_suggestion_apply", args=[run.pk]),
+                          {"rule": [str(i) for i, _ in fit]})  # fmt: skip
+    assert FitRule.objects.count() == len(fit)
+    assert not ScoreRule.objects.filter(name__contains="contient").exists()
+
+    # Each contact's fit score is the sum of the fit suggestions it meets.
+    found = fit_features(outcome_people([c.pk for c in contacts]))
+    expected = np.zeros(len(contacts), dtype=np.int64)
+    for _, entry in fit:
+        column = next(i for i, c in enumerate(found.conditions)
+                      if c.describe() == entry["condition"])  # fmt: skip
+        expected += found.matrix[:, column].astype(np.int64) * entry["points"]
+    fit_scores = dict(Contact.objects.values_list("pk", "fit_score"))
+    assert [fit_scores[c.pk] for c in contacts] == expected.tolist()
