@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from contacts.bulk import bulk_copy
 from contacts.models import Contact, ContactOutcome, StageChange
-from contacts.webhooks.outbox import webhooks_outcome_recorded
+from contacts.webhooks.outbox import webhooks_outcome_recorded, webhooks_outcomes_recorded
 
 Result = ContactOutcome.Result
 Source = ContactOutcome.Source
@@ -127,4 +127,5 @@ def outcomes_record(*, outcomes: Iterable[tuple[int, str, datetime]], source: st
         unique_fields=["contact"],
         update_fields=["result", "at", "source", "stage_change", "recorded_at"],
     )
+    webhooks_outcomes_recorded([*new, *replaced])
     return len(new) + len(replaced)

@@ -67,6 +67,7 @@ def sweep_inbound_deliveries_task() -> int:
     return inbound_deliveries_sweep()
 
 
+@shared_task
 def send_webhooks_task() -> int:
     return deliveries_send()
 

@@ -401,3 +401,26 @@ def test_a_csv_import_posts_its_contacts_and_leads_only_where_imports_are_includ
         ("contact.stage_entered", "bob@exemple.fr"),
     ]
     assert all(r.verified for r in receiver.received)
+
+
+def test_an_imported_outcome_column_posts_each_outcome_where_imports_are_included(
+    marketer_client, receiver, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    from tests.test_csv_import import run_import
+
+    settings.MEDIA_ROOT = tmp_path
+    crm = subscribe(receiver, event_types=["contact.outcome_recorded"], include_imports=True)
+    subscribe(None, url=receiver.url, name="Slack", event_types=["contact.outcome_recorded"])
+
+    run_import(
+        marketer_client,
+        django_capture_on_commit_callbacks,
+        b"email,first_name,converted\nana@exemple.fr,Ana,1\nbob@exemple.fr,Bob,0\n",
+    )
+
+    assert set(WebhookDelivery.objects.values_list("subscription", flat=True)) == {crm.pk}
+    sent = sorted(
+        (r.payload["data"]["contact"]["email"], r.payload["data"]["result"])
+        for r in receiver.received
+    )
+    assert sent == [("ana@exemple.fr", "won"), ("bob@exemple.fr", "lost")]

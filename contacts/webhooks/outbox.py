@@ -78,9 +78,20 @@ def webhooks_stages_entered(changes: Iterable[StageChange]) -> int:
 
 
 def webhooks_outcome_recorded(outcome: ContactOutcome) -> int:
-    data = {"result": outcome.result, "at": outcome.at, "recorded_from": outcome.source}
-    imported = outcome.source == ContactOutcome.Source.IMPORT
-    return _queue(EventType.OUTCOME_RECORDED, [(outcome.contact_id, data, imported)])
+    return webhooks_outcomes_recorded([outcome])
+
+
+def webhooks_outcomes_recorded(outcomes: Iterable[ContactOutcome]) -> int:
+    """Outcomes written one by one (sales, the API, admin) or by an import's batch."""
+    return _queue(
+        EventType.OUTCOME_RECORDED,
+        (
+            (outcome.contact_id,
+             {"result": outcome.result, "at": outcome.at, "recorded_from": outcome.source},
+             outcome.source == ContactOutcome.Source.IMPORT)
+            for outcome in outcomes
+        ),
+    )  # fmt: skip
 
 
 def webhooks_unsubscribed(contact: Contact, *, via: str) -> int:
