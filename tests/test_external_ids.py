@@ -198,3 +198,22 @@ def test_the_contact_page_and_the_export_show_the_external_id(marketer_client):
     assert header[:2] == ["E-mail", "Identifiant externe"]
     assert row[:2] == ["ines@exemple.fr", "660737"]
     assert "Première source" in header
+
+
+def test_a_change_by_external_id_checks_custom_fields_and_never_lifts_an_opt_out(client, key):
+    from contacts.custom_field_values import custom_field_create
+
+    custom_field_create(key="seats", label="Sièges", kind="number")
+    ContactFactory(email="ines@exemple.fr", external_id="CRM-9", do_not_email=True)
+    path = "contacts/external/CRM-9"
+
+    wrong = call(client, "patch", path, {"custom_fields": {"seats": "beaucoup"}}, key)
+    assert wrong.status_code == 400
+    assert wrong.json()["detail"][0]["loc"] == ["body", "payload", "custom_fields", "seats"]
+    unknown = call(client, "patch", path, {"custom_fields": {"nope": 1}}, key)
+    assert unknown.status_code == 400
+
+    kept = call(client, "patch", path, {"custom_fields": {"seats": 40}, "do_not_email": False}, key)
+    assert kept.status_code == 200, kept.content
+    ines = Contact.objects.get(external_id="CRM-9")
+    assert ines.custom_fields == {"seats": 40} and ines.do_not_email is True

@@ -648,7 +648,18 @@ def _change_contact(contact: Contact, payload: ContactChange) -> Contact:
     for name in ("email", "external_id"):
         if not (fields.get(name) or "").strip():
             fields.pop(name, None)
+    for flag in ("do_not_email", "do_not_call"):  # an opt-out is set, never lifted here
+        if not fields.get(flag):
+            fields.pop(flag, None)
     problems = []
+    if "custom_fields" in fields:
+        with translation.override("en"):
+            custom, wrong = custom_values_accept(
+                fields.pop("custom_fields") or {}, active_custom_fields()
+            )
+        problems += [(f"custom_fields.{key}", message) for key, message in wrong.items()]
+        if custom:
+            fields["custom_fields"] = custom
     others = Contact.objects.exclude(pk=contact.pk)
     if "email" in fields and others.filter(email__iexact=fields["email"]).exists():
         problems.append(("email", "Another contact has this email."))
@@ -665,7 +676,8 @@ def _change_contact(contact: Contact, payload: ContactChange) -> Contact:
             problems.append(("referrer_id", "No contact is this referrer."))
     if problems:
         raise NinjaValidationError(
-            [{"loc": ["body", "payload", field], "msg": message, "type": "value_error"}
+            [{"loc": ["body", "payload", *field.split(".")], "msg": message,
+              "type": "value_error"}
              for field, message in problems]
         )  # fmt: skip
     try:
