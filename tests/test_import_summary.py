@@ -115,3 +115,18 @@ def test_an_external_id_column_repeated_is_reported():
         "1 ligne reprend l’identifiant externe d’une ligne précédente\u00a0: elle est fusionnée "
         "avec la première."
     ]
+
+
+@pytest.mark.django_db
+def test_placeholders_count_as_blank_in_the_summary(marketer_client):
+    job = upload(
+        marketer_client,
+        b"Email,Job Title\nana@exemple.fr,Select\nbob@exemple.fr,N/A\nzoe@exemple.fr,-\n",
+        "crm.csv",
+    )
+
+    page = marketer_client.get(reverse("contact-import-job", args=[job.pk])).content.decode()
+
+    assert job.mapping == ["email", "job_title"]
+    assert "La colonne «\u00a0Job Title\u00a0» est vide" in page  # "Select" is nobody's job
+    assert "Select" not in page.split('data-summary="rows"')[1]

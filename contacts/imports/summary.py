@@ -23,7 +23,7 @@ from django.utils.translation import ngettext
 
 from contacts import reasons
 from contacts.imports import files, parsing
-from contacts.models import ImportJob
+from contacts.models import ImportJob, ImportPlaceholder
 
 SAMPLES = 5  # distinct values shown per column
 LINES_SHOWN = 5  # line numbers given with a warning
@@ -41,10 +41,18 @@ class _Column:
     emails: int = 0
 
 
-def file_figures(rows: Iterable[parsing.Row], width: int, *, delimiter: str) -> dict[str, Any]:
+def file_figures(
+    rows: Iterable[parsing.Row],
+    width: int,
+    *,
+    delimiter: str,
+    placeholders: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
     """The mapping-independent figures of a file's data rows (``width``: the header's columns).
 
-    ``rows`` are a workbook's whole rows (cells past the header included) or a CSV's records."""
+    ``rows`` are a workbook's whole rows (cells past the header included) or a CSV's records;
+    a cell whose case-folded value is one of ``placeholders`` ("select") is blank, as the
+    import reads it."""
     columns = [_Column() for _ in range(width)]
     seen_samples: list[set[str]] = [set() for _ in range(width)]
     shape: dict[str, dict[str, Any]] = {code: {"count": 0, "lines": []} for code in SHAPE_CODES}
@@ -64,7 +72,7 @@ def file_figures(rows: Iterable[parsing.Row], width: int, *, delimiter: str) -> 
             _note(beyond_header, row.line_number)
         for index, cell in enumerate(row.cells[:width]):
             value = cell.strip()
-            if not value:
+            if not value or value.casefold() in placeholders:
                 continue
             column = columns[index]
             column.filled += 1
@@ -126,7 +134,10 @@ def import_summary_record(*, job: ImportJob) -> dict[str, Any]:
         raw = stored.read()
     try:
         rows = files.job_rows(job, raw, whole=True)
-        figures = file_figures(rows, len(job.columns), delimiter=job.delimiter)
+        figures = file_figures(
+            rows, len(job.columns), delimiter=job.delimiter,
+            placeholders=ImportPlaceholder.values(),
+        )  # fmt: skip
     except Exception:  # noqa: BLE001 (a summary never blocks an import; the job reports errors)
         figures = {"rows": None, "columns": []}
     ImportJob.objects.filter(pk=job.pk).update(summary=figures)
