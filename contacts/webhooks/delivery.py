@@ -270,7 +270,7 @@ def _attempt(delivery: Outgoing, answer: Answer, at: datetime) -> WebhookAttempt
 
 def _record_success(delivery: Outgoing, answer: Answer) -> None:
     """One UPDATE, in autocommit: the answer is kept on the delivery (attempt rows are for the
-    tries that failed). By measurement (``make bench BENCH=webhooks_out``, scale 0.1, the shared
+    tries that failed). By measurement (``make bench BENCH=webhooks``, scale 0.1, the shared
     2-core machine at load 9-10, 6 December): a transaction that also inserted an attempt row and
     reset the subscription's count sent 84 deliveries/s with one worker and 78/s with two; this
     sends 155/s and 289/s (the target is 200/s with two)."""

@@ -193,7 +193,7 @@ def run(scale: float) -> list[dict]:
     two_per_s, one_per_s = count / two_seconds, count / one_seconds
     return [
         result(
-            name="webhooks_out",
+            name="webhooks",
             metric="outbound webhook deliveries/s to a local receiver, two worker slots "
             "(claimed, signed, POSTed, each answer recorded)",
             value=two_per_s,
@@ -207,7 +207,7 @@ def run(scale: float) -> list[dict]:
             **common,
         ),
         result(
-            name="webhooks_out",
+            name="webhooks",
             metric="outbound webhook deliveries/s, one worker slot",
             value=one_per_s,
             unit="deliveries/s",

@@ -38,7 +38,7 @@ from bench import seed
 from bench.bench_beacon import CLOCK, PACED, free_port, wait_up, workers_cpu_seconds
 from bench.common import result
 
-NAME = "webhooks_in"
+NAME = "webhooks"
 ROOT = Path(__file__).resolve().parent.parent
 OFFERED_RATE = 300
 CONNECTIONS = 16
