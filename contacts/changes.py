@@ -5,8 +5,8 @@ in the caller's transaction. Scoring recomputes their fit (``scoring.handlers``)
 
 Before the handlers, contacts keeps its own record of first touch: a contact that has a source
 and no first source yet takes it as its first source, once (``Contact.first_source``). The
-paths that write a contact's source tell this function: the services (forms, admin, the API,
-the contact pages) and imports."""
+services set it on the instance they save and say so (``first_sources=False``: no query per
+contact); imports and any other bulk writer leave it to this function."""
 
 from __future__ import annotations
 
@@ -19,10 +19,12 @@ from django.utils.module_loading import import_string
 from contacts.models import Contact
 
 
-def contacts_changed(contact_ids: Collection[int], fields: Collection[str] | None) -> None:
+def contacts_changed(
+    contact_ids: Collection[int], fields: Collection[str] | None, *, first_sources: bool = True
+) -> None:
     if not contact_ids:
         return
-    if fields is None or "source" in fields or "source_id" in fields:
+    if first_sources and (fields is None or "source" in fields or "source_id" in fields):
         _first_sources_keep(contact_ids)
     for path in settings.LEADFUNNEL_CONTACT_HANDLERS:
         import_string(path)(contact_ids=contact_ids, fields=fields)
