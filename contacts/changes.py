@@ -5,9 +5,10 @@ in the caller's transaction. Scoring recomputes their fit (``scoring.handlers``)
 
 Before the handlers, contacts keeps its own record of first touch: a contact that has a source
 and no first source yet takes it as its first source, once (``Contact.first_source``). The
-paths that write a contact's source tell this function: the services (forms, admin, the API,
-the contact pages) and imports. New contacts are also announced to webhook subscriptions
-(``contacts.webhooks``: ``imported`` says an import made them)."""
+services set it on the instance they save and say so (``first_sources=False``: no query per
+contact); imports and any other bulk writer leave it to this function. New contacts are also
+announced to webhook subscriptions (``contacts.webhooks``: ``imported`` says an import made
+them)."""
 
 from __future__ import annotations
 
@@ -22,11 +23,15 @@ from contacts.webhooks.outbox import webhooks_contacts_created
 
 
 def contacts_changed(
-    contact_ids: Collection[int], fields: Collection[str] | None, *, imported: bool = False
+    contact_ids: Collection[int],
+    fields: Collection[str] | None,
+    *,
+    imported: bool = False,
+    first_sources: bool = True,
 ) -> None:
     if not contact_ids:
         return
-    if fields is None or "source" in fields or "source_id" in fields:
+    if first_sources and (fields is None or "source" in fields or "source_id" in fields):
         _first_sources_keep(contact_ids)
     if fields is None:
         webhooks_contacts_created(list(contact_ids), imported=imported)

@@ -76,10 +76,11 @@ def contact_create(
     if CUSTOM_FIELDS in fields:
         fields[CUSTOM_FIELDS] = custom_values_merge({}, fields[CUSTOM_FIELDS] or {})
     contact = Contact(**_clean_fields(fields))
+    contact.first_source_id = contact.source_id  # first touch: the source it starts with
     _save(contact)
     if contact.email:
         _become_lead(contact, cause=cause, actor=actor, reason=coded("created_with_email"))
-    contacts_changed([contact.pk], None)
+    contacts_changed([contact.pk], None, first_sources=False)
     _fit_reread(contact)
     return contact
 
@@ -101,13 +102,17 @@ def contact_update(
             fields[CUSTOM_FIELDS] = merged
     for name, value in _clean_fields(fields).items():
         setattr(contact, name, value)
-    _save(contact, update_fields=[*fields, "updated_at"])
+    first_touch = []
+    if contact.first_source_id is None and contact.source_id is not None:
+        contact.first_source_id = contact.source_id  # its first source, kept from now on
+        first_touch = ["first_source"]
+    _save(contact, update_fields=[*fields, *first_touch, "updated_at"])
     if not had_email and contact.email and contact.stage == Contact.Stage.SUSPECT:
         _become_lead(
             contact, cause=StageChange.Cause.USER, actor=actor, reason=coded("email_added")
         )
     if fields:
-        contacts_changed([contact.pk], set(fields))
+        contacts_changed([contact.pk], set(fields), first_sources=False)
         _fit_reread(contact)
     return contact
 
