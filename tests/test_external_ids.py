@@ -217,3 +217,13 @@ def test_a_change_by_external_id_checks_custom_fields_and_never_lifts_an_opt_out
     assert kept.status_code == 200, kept.content
     ines = Contact.objects.get(external_id="CRM-9")
     assert ines.custom_fields == {"seats": 40} and ines.do_not_email is True
+
+
+def test_a_lead_known_by_its_crm_id_only_is_named_by_it(marketer_client):
+    lead = ContactFactory(email=None, first_name="", last_name="", external_id="00Q7", stage="lead")
+
+    page = marketer_client.get(reverse("contact-detail", args=[lead.pk])).content.decode()
+    listing = marketer_client.get(reverse("contact-list"), {"q": "00Q7"}).content.decode()
+
+    assert "Contact 00Q7" in page and "Contact 00Q7" in listing
+    assert "Visiteur anonyme" not in page

@@ -508,7 +508,11 @@ class Contact(models.Model):
     def display_name(self) -> str:
         if self.erased_at:
             return _("Erased contact #%(id)s") % {"id": self.pk}
-        return self.full_name or self.email or _("Anonymous visitor #%(id)s") % {"id": self.pk}
+        if self.full_name or self.email:
+            return self.full_name or self.email
+        if self.external_id:  # a CRM's lead known by its id only
+            return _("Contact %(external_id)s") % {"external_id": self.external_id}
+        return _("Anonymous visitor #%(id)s") % {"id": self.pk}
 
     @property
     def is_anonymous(self) -> bool:
