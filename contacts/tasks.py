@@ -7,7 +7,11 @@ from contacts.imports.jobs import (
     imports_sweep,
 )
 from contacts.intake.page_views import anonymous_views_purge, page_views_drain
-from contacts.intake.webhook_capture import inbound_deliveries_sweep, inbound_delivery_process
+from contacts.intake.webhook_capture import (
+    inbound_deliveries_record,
+    inbound_deliveries_sweep,
+    inbound_delivery_process,
+)
 from contacts.pipeline import events_process, events_sweep
 from contacts.privacy import contacts_purge_inactive
 from contacts.sales.claims import claims_release_stale
@@ -65,6 +69,11 @@ def process_inbound_delivery_task(delivery_id: int) -> bool:
 @shared_task
 def sweep_inbound_deliveries_task() -> int:
     return inbound_deliveries_sweep()
+
+
+@shared_task
+def record_inbound_deliveries_task() -> int:
+    return inbound_deliveries_record()
 
 
 @shared_task

@@ -501,3 +501,34 @@ def test_a_nul_character_in_an_answer_is_dropped_not_a_failure(post):
     assert contact.company == "Brasserie Dupré"
     assert Event.objects.get(type="form_submit").properties["company"] == "Brasserie Dupré"
     assert statuses() == ["accepted"]
+
+
+def tally_from(email: str, response_id: str) -> bytes:
+    payload = json.loads(sample("tally"))
+    payload["data"]["responseId"] = payload["data"]["submissionId"] = response_id
+    for field in payload["data"]["fields"]:
+        if field.get("type") == "INPUT_EMAIL":
+            field["value"] = email
+    return json.dumps(payload).encode()
+
+
+@pytest.mark.redis
+def test_a_burst_asks_a_worker_once_and_every_delivery_is_recorded(post, settings):
+    from contacts.intake import tracking
+    from contacts.intake.webhook_capture import KICK, inbound_deliveries_record
+    from tests.utils import redis_test_url
+
+    settings.PAGE_VIEW_QUEUE_URL = redis_test_url()  # the tests' own Redis database
+    tracking.client().delete(KICK)
+    source = endpoint("tally")
+    assert post(source, tally_from("a@exemple.fr", "r-1")).status_code == 200
+    assert statuses() == ["accepted"]  # the worker asked, it recorded, then let the next ask
+
+    tracking.client().set(KICK, "1", px=60_000)  # a worker was asked a moment ago
+    assert post(source, tally_from("b@exemple.fr", "r-2")).status_code == 200
+    assert post(source, tally_from("c@exemple.fr", "r-3")).status_code == 200
+    assert statuses() == ["accepted", "received", "received"]  # no task per post
+
+    assert inbound_deliveries_record() == 2  # that worker takes them all
+    assert statuses() == ["accepted"] * 3 and not tracking.client().exists(KICK)
+    assert Contact.objects.filter(email__in=["b@exemple.fr", "c@exemple.fr"]).count() == 2
