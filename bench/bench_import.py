@@ -9,9 +9,9 @@ own message nor the scoring of the new leads' ``stage_changed`` events runs insi
 is the event workers' job. The baseline, in the same run, is a raw COPY of as many new contact
 rows into contacts_contact.
 
-Memory: the process's peak RSS (ru_maxrss) right after the timed import, and, in a second run
-on freshly seeded data (tracemalloc slows Python down, so it is not timed), the peak of Python
-allocations during the import.
+Memory: the import process's peak RSS (VmHWM: ru_maxrss would carry the generator's) right
+after the timed import, and, in a second run on freshly seeded data (tracemalloc slows Python
+down, so it is not timed), the peak of Python allocations during the import.
 
 Then a CRM's export (``run_meaning``): English headers, the CRM's id and an email on 90 % of
 rows, a source per row ("google", "Google", an alias, an unknown value, the "Select"
@@ -349,14 +349,14 @@ sys.path.insert(0, {root!r})
 import django
 django.setup()
 from bench.bench_ingest import processing_deferred
-from bench.bench_import import import_file
+from bench.bench_import import high_water_mb, import_file
 raw = open({path!r}, "rb").read()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+before = high_water_mb()
 with processing_deferred():
     started = time.perf_counter()
     job = import_file(raw, {name!r})
     seconds = time.perf_counter() - started
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = high_water_mb()
 print(json.dumps({{"seconds": seconds, "rss_before": before, "rss_peak": peak, "job": job.pk,
                   "summary_seconds": job.summary_seconds}}))
 """
@@ -400,6 +400,17 @@ def workbook_read_seconds(raw: bytes) -> float:
     seconds = time.perf_counter() - started
     assert count > 0
     return seconds
+
+
+def high_water_mb() -> float:
+    """This program's peak RSS (VmHWM): unlike ru_maxrss, which a child started by fork and exec
+    inherits from its parent (the benchmark's generator, 460 MB once it has built the
+    workbook), it starts afresh with the program."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def rss_mb() -> float:
@@ -479,14 +490,14 @@ def run(scale: float) -> list[dict]:
         ),
         result(
             name=NAME,
-            metric="peak RSS of the process after the import (ru_maxrss)",
+            metric="peak RSS of the process after the import (VmHWM)",
             value=rss_peak,
             unit="MB",
             baseline=rss_before,
             target=f"< {TARGET_RSS_MB} MB",
             passed=rss_peak < TARGET_RSS_MB,
             scale=scale,
-            baseline_is="ru_maxrss just before the import (file generated, contacts seeded)",
+            baseline_is="VmHWM just before the import (Django loaded, file read in)",
             tracemalloc_peak_mb=round(traced_peak / 1024 / 1024, 1),
             **common,
         ),
@@ -509,14 +520,14 @@ def run(scale: float) -> list[dict]:
         ),
         result(
             name=NAME,
-            metric="peak RSS of the process after the XLSX import (ru_maxrss)",
+            metric="peak RSS of the process after the XLSX import (VmHWM)",
             value=xlsx["rss_peak"],
             unit="MB",
             baseline=xlsx["rss_before"],
             target=f"< {TARGET_RSS_MB} MB per {ROWS:,} rows",
             passed=xlsx["rss_peak"] < TARGET_RSS_MB * max(1.0, rows / ROWS),
             scale=scale,
-            baseline_is="ru_maxrss just before the import (Django loaded, workbook read in)",
+            baseline_is="VmHWM just before the import (Django loaded, workbook read in)",
             **{**common, "file_mb": round(len(workbook) / 1024 / 1024, 2)},
         ),
         *run_meaning(scale),
@@ -615,14 +626,14 @@ sys.path.insert(0, {root!r})
 import django
 django.setup()
 from bench.bench_ingest import processing_deferred
-from bench.bench_import import import_meaning_file
+from bench.bench_import import high_water_mb, import_meaning_file
 raw = open({path!r}, "rb").read()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+before = high_water_mb()
 with processing_deferred():
     started = time.perf_counter()
     job = import_meaning_file(raw)
     seconds = time.perf_counter() - started
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = high_water_mb()
 print(json.dumps({{"seconds": seconds, "rss_before": before, "rss_peak": peak, "job": job.pk}}))
 """
 
@@ -673,14 +684,14 @@ def run_meaning(scale: float) -> list[dict]:
         ),
         result(
             name=NAME,
-            metric="peak RSS of the process after the CRM export import (ru_maxrss)",
+            metric="peak RSS of the process after the CRM export import (VmHWM)",
             value=measured["rss_peak"],
             unit="MB",
             baseline=measured["rss_before"],
             target=f"< {TARGET_RSS_MB} MB",
             passed=measured["rss_peak"] < TARGET_RSS_MB,
             scale=scale,
-            baseline_is="ru_maxrss just before the import",
+            baseline_is="VmHWM just before the import (Django loaded, file read in)",
             **common,
         ),
     ]
