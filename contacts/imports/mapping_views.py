@@ -54,7 +54,7 @@ def import_summary(request: HttpRequest, pk: int) -> HttpResponse:
         custom_fields=list(CustomField.objects.active()),
     )  # fmt: skip
     context = {"job": job, **mapping_context(job, form)}
-    return render(request, "contacts/import_summary.html", context)
+    return render(request, "contacts/import_summary_body.html", context)
 
 
 @require_POST
