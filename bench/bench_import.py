@@ -349,16 +349,16 @@ sys.path.insert(0, {root!r})
 import django
 django.setup()
 from bench.bench_ingest import processing_deferred
-from bench.bench_import import high_water_mb, import_file
+from bench.bench_import import high_water_mb, import_file, import_meaning_file
 raw = open({path!r}, "rb").read()
 before = high_water_mb()
 with processing_deferred():
     started = time.perf_counter()
-    job = import_file(raw, {name!r})
+    job = {call}
     seconds = time.perf_counter() - started
 peak = high_water_mb()
 print(json.dumps({{"seconds": seconds, "rss_before": before, "rss_peak": peak, "job": job.pk,
-                  "summary_seconds": job.summary_seconds}}))
+                  "summary_seconds": getattr(job, "summary_seconds", None)}}))
 """
 
 
@@ -368,7 +368,7 @@ def import_in_child(raw: bytes, media: str, name: str = "salon-2024.csv") -> dic
         handle.write(raw)
     env = {**os.environ, "MEDIA_ROOT": media}
     out = subprocess.run(
-        [sys.executable, "-c", CHILD.format(root=root, path=handle.name, name=name)],
+        [sys.executable, "-c", CHILD.format(root=root, path=handle.name, call=f"import_file(raw, {name!r})")],
         env=env, capture_output=True, text=True, check=True, cwd=root,
     ).stdout  # fmt: skip
     os.unlink(handle.name)
@@ -620,24 +620,6 @@ def _meaning_sources() -> None:
     LeadSourceAlias.objects.get_or_create(source=direct, alias="Direct traffic")
 
 
-CHILD_MEANING = """
-import json, resource, sys, time
-sys.path.insert(0, {root!r})
-import django
-django.setup()
-from bench.bench_ingest import processing_deferred
-from bench.bench_import import high_water_mb, import_meaning_file
-raw = open({path!r}, "rb").read()
-before = high_water_mb()
-with processing_deferred():
-    started = time.perf_counter()
-    job = import_meaning_file(raw)
-    seconds = time.perf_counter() - started
-peak = high_water_mb()
-print(json.dumps({{"seconds": seconds, "rss_before": before, "rss_peak": peak, "job": job.pk}}))
-"""
-
-
 def run_meaning(scale: float) -> list[dict]:
     """The CRM export with a per-row source and consent columns: same targets."""
     rows = max(1000, int(ROWS * scale))
@@ -651,7 +633,7 @@ def run_meaning(scale: float) -> list[dict]:
         with tempfile.NamedTemporaryFile(suffix=".csv", delete=False) as handle:
             handle.write(data.raw)
         out = subprocess.run(
-            [sys.executable, "-c", CHILD_MEANING.format(root=root, path=handle.name)],
+            [sys.executable, "-c", CHILD.format(root=root, path=handle.name, call="import_meaning_file(raw)")],
             env={**os.environ, "MEDIA_ROOT": media}, capture_output=True, text=True, check=True,
             cwd=root,
         ).stdout  # fmt: skip
