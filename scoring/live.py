@@ -413,14 +413,16 @@ def _batch_steps(
     thresholds: Sequence[engine.Threshold],
 ) -> list[tuple[int, str, int, list[engine.Step], str]]:
     """Each contact's new events as the steps a rescore will see in its history: one per
-    event that has a ledger line (a machine signal's filtered one too) or that a threshold
-    may qualify on, in time order, from the contact's stage and score before the batch.
+    event that has a ledger line of some points or that a threshold may qualify on, in time
+    order, from the contact's stage and score before the batch (a line of no points, such as
+    a faded or filtered one, changes nothing a threshold looks at: ``scoring.plan``).
     Thresholds are looked at after every event, as a rescore does, not once for the batch."""
     points: dict[int, int] = defaultdict(int)
     lined: set[int] = set()
     for line in lines:
         points[line.event_id] += line.points
-        lined.add(line.event_id)
+        if line.points:
+            lined.add(line.event_id)
     walks = []
     for contact_id, row in contacts.items():
         facts = sorted(facts_by_contact[contact_id], key=lambda f: (f.occurred_at, f.id))

@@ -21,6 +21,11 @@ rules and thresholds as they are now, never of the order they were edited in.
 - Live scoring follows the order events arrive in, a rescore the order they happened in: the
   two agree when events arrive in time order (the usual case); a rescore settles late ones.
 
+A ledger line of no points (a faded page view, a machine signal's filtered line) is not a
+step: it changes neither the score nor what a threshold qualifies on, and live scoring makes
+no step of it either. Leaving them out read 0.83 million lines instead of 1.23 million in the
+rescore benchmark's ledger under the shipped rules (a third of the stages phase).
+
 Raw SQL: the history is one UNION ALL of ORM querysets and the ledger lines' SELECT (the
 rescore's own ``lines_sql`` for a preview, the stored ledger after a rescore), sorted by the
 database and read in chunks, so that a million lines never sit in memory at once.
@@ -249,7 +254,7 @@ def _history(
     lines_sql, lines_params = lines
     parts.append((
         f"SELECT l0, l1, CASE WHEN l2 IS NULL THEN {LINE} ELSE {EVENT} END, COALESCE(l2, l4), "
-        f"l3, '', '', '' FROM ({lines_sql}) AS lines",
+        f"l3, '', '', '' FROM ({lines_sql}) AS lines WHERE l3 <> 0",
         lines_params,
     ))  # fmt: skip
     qualifying = _qualifying_events(thresholds, which)
