@@ -17,7 +17,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from contacts.models import Contact
+from contacts.models import Contact, ContactAudit
 
 # A stronger state replaces a weaker one, never the other way round: a complaint says more
 # than a bounce, a hard bounce more than soft ones.
@@ -79,8 +79,17 @@ def contact_email_status_clear(
     email may go to it, and soft bounces count afresh from now. Returns False if it was fine."""
     if not contact.email_status:
         return False
+    was = contact.email_status
     contact.email_status = Contact.EmailStatus.OK
     contact.email_status_at = as_of or timezone.now()
     contact.email_status_detail = ""
     contact.save(update_fields=[*EMAIL_STATUS_FIELDS, "updated_at"])
+    ContactAudit.objects.create(
+        contact=contact,
+        action=ContactAudit.Action.EMAIL_CLEARED,
+        actor=actor,
+        owner_id=contact.owner_id,
+        note=was,
+        at=contact.email_status_at,
+    )
     return True

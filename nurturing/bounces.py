@@ -29,7 +29,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Max, Q
+from django.db.models import Count, F, Max, Q, QuerySet
 from django.utils import timezone
 
 from contacts.email_status import EmailStatusChange, contacts_email_status_set
@@ -38,6 +38,7 @@ from contacts.models import Contact, Event
 from contacts.services import contact_ids_by_email
 from nurturing.enrolment import enrollments_end
 from nurturing.models import Bounce, Enrollment, Message
+from nurturing.outbox import owner_bounce_message
 
 Kind = Bounce.Kind
 
@@ -235,7 +236,8 @@ COMPLAINS_FROM = {*AFTER_SENDING, Message.Status.BOUNCED}
 
 
 def _note(report: Report) -> str:
-    return " ".join(part for part in (report.kind, report.status, report.diagnostic) if part)[:500]
+    """The kind as a code (``Message.delivery_note_text`` translates it), then the words."""
+    return f"{report.kind}: {report.status} {report.diagnostic}".strip()[:500]
 
 
 def _mark_messages(stored: list[_Matched]) -> None:
@@ -296,6 +298,7 @@ def _act_on_contacts(stored: list[_Matched], now: datetime) -> list[int]:
             unsubscribed[contact_id] = item.message and item.message["pk"]
     changes += _too_many_soft(soft, now)
     suppressed = contacts_email_status_set(changes=changes)
+    _tell_owners(stored, set(suppressed), now)
     if complainers:
         enrollments_end(
             enrollments=Enrollment.objects.filter(contact_id__in=complainers),
@@ -313,24 +316,54 @@ def _too_many_soft(contact_ids: set[int], now: datetime) -> list[EmailStatusChan
     last NURTURING_SOFT_BOUNCE_DAYS days, and since a person last cleared the address."""
     if not contact_ids:
         return []
-    since = now - timedelta(days=settings.NURTURING_SOFT_BOUNCE_DAYS)
     counts = (
-        Bounce.objects.filter(contact_id__in=contact_ids, kind=Kind.SOFT, occurred_at__gte=since)
-        .filter(
-            Q(contact__email_status_at__isnull=True)
-            | Q(occurred_at__gt=F("contact__email_status_at"))
-        )
+        soft_bounces_counting(contact_ids, now)
         .values("contact_id")
         .annotate(count=Count("pk"), last=Max("occurred_at"))
         .filter(count__gte=settings.NURTURING_SOFT_BOUNCE_LIMIT)
         .order_by()
     )
     return [
-        EmailStatusChange(
-            row["contact_id"], Contact.EmailStatus.SOFT_BOUNCES, row["last"], f"{row['count']}"
-        )  # fmt: skip
+        EmailStatusChange(row["contact_id"], Contact.EmailStatus.SOFT_BOUNCES, row["last"])
         for row in counts
     ]
+
+
+def _tell_owners(stored: list[_Matched], suppressed: set[int], now: datetime) -> None:
+    """A note to the owner of each contact whose address has just bounced hard, through the
+    outbox (filed with the enrolment of the email that bounced: a bounce about no email of
+    ours tells no one)."""
+    notes = {}
+    for item in stored:
+        contact = item.contact
+        if (
+            item.report.kind == Kind.HARD
+            and contact is not None
+            and contact["pk"] in suppressed
+            and contact["pk"] not in notes
+            and item.message is not None
+        ):
+            note = owner_bounce_message(
+                contact=contact,
+                enrollment_id=item.message["enrollment_id"],
+                bounce_id=item.bounce.pk,
+                detail=f"{item.report.status} {item.report.diagnostic}".strip(),
+                as_of=now,
+            )
+            if note is not None:
+                notes[contact["pk"]] = note
+    Message.objects.bulk_create(notes.values())
+
+
+def soft_bounces_counting(contact_ids: Iterable[int], as_of: datetime) -> QuerySet[Bounce]:
+    """The soft bounces of these contacts that count toward refusing their address: those of
+    the last NURTURING_SOFT_BOUNCE_DAYS days, after a person last cleared it."""
+    since = as_of - timedelta(days=settings.NURTURING_SOFT_BOUNCE_DAYS)
+    return Bounce.objects.filter(
+        contact_id__in=contact_ids, kind=Kind.SOFT, occurred_at__gte=since
+    ).filter(
+        Q(contact__email_status_at__isnull=True) | Q(occurred_at__gt=F("contact__email_status_at"))
+    )
 
 
 def _unsubscribe(unsubscribed: dict[int, int | None]) -> None:
