@@ -46,7 +46,7 @@ from django.utils import timezone
 
 from contacts.email_status import contacts_email_status_set
 from contacts.events import NewEvent, events_record_many
-from contacts.models import Contact, Event
+from contacts.models import Contact, Event, normalize_email
 from contacts.services import contact_ids_by_email
 from nurturing.enrolment import enrollments_end
 from nurturing.models import Bounce, Enrollment, Message
@@ -87,11 +87,12 @@ def record_reports(reports: Iterable[Report]) -> Recorded:
     """Record delivery reports and act on them (see the module docstring), ``BATCH_SIZE`` at a
     time, each batch in its own transaction. Idempotent: a report seen before (same source
     and reference) is counted as a duplicate and changes nothing."""
+    reports = list(reports)
+    unknown = {report.kind for report in reports} - set(Kind.values)
+    if unknown:  # a caller's mistake: nothing is recorded
+        raise ValueError(f"unknown report kinds {sorted(unknown)}")
     result = Recorded()
     for batch in _batches(reports, BATCH_SIZE):
-        unknown = {report.kind for report in batch} - set(Kind.values)
-        if unknown:
-            raise ValueError(f"unknown report kinds {sorted(unknown)}")
         _record_batch(batch, result)
     return result
 
@@ -191,7 +192,7 @@ def _match(reports: list[Report], now: datetime, result: Recorded) -> list[_Matc
     matched = []
     for report in reports:
         message = messages.get(report.message_id) if report.message_id is not None else None
-        contact_id = message["contact_id"] if message else by_email.get(report.email.lower())
+        contact_id = message["contact_id"] if message else by_email.get(_address(report.email))
         if message is None and contact_id is not None:
             message = messages.get(latest.get(contact_id))
         contact = contacts.get(contact_id) if contact_id is not None else None
@@ -214,6 +215,10 @@ def _match(reports: list[Report], now: datetime, result: Recorded) -> list[_Matc
         )
         matched.append(_Matched(report, bounce, message, contact))
     return matched
+
+
+def _address(email: str) -> str:
+    return (normalize_email(email) or "").lower()
 
 
 def _store(matched: list[_Matched], result: Recorded) -> list[_Matched]:

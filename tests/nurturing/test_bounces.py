@@ -252,3 +252,23 @@ def test_a_hard_bounce_tells_the_contacts_owner_by_email(
     assert "changé d’entreprise" in text and "5.1.1 User unknown" in text
     note = Message.objects.get(internal=True)
     assert note.enrollment_id == message.enrollment_id and note.status == "sent"
+
+
+def test_the_shipped_score_rules_take_points_for_a_bounce_and_a_complaint(
+    django_capture_on_commit_callbacks,
+):
+    import importlib
+
+    from django.apps import apps
+
+    shipped = importlib.import_module("scoring.migrations.0014_better_defaults")
+    shipped.install_better_defaults(apps, None)
+    bounced, complained = ContactFactory(), ContactFactory()
+    first, second = sent_message(bounced), sent_message(complained)
+
+    record(Report(kind=Kind.HARD, message_id=first.pk, source="mailbox"),
+           Report(kind=Kind.COMPLAINT, message_id=second.pk, source="mailbox"),
+           capture=django_capture_on_commit_callbacks)  # fmt: skip
+
+    bounced.refresh_from_db(), complained.refresh_from_db()
+    assert bounced.score < 0 and complained.score < bounced.score
