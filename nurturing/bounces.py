@@ -41,7 +41,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Concat, Left, Trim
+from django.db.models.functions import Coalesce, Concat, Left, Trim
 from django.utils import timezone
 
 from contacts.email_status import contacts_email_status_set
@@ -204,7 +204,7 @@ def _match(reports: list[Report], now: datetime, result: Recorded) -> list[_Matc
         bounce = Bounce(
             contact_id=contact and contact["pk"],
             message_id=message and message["pk"],
-            email=(report.email or (message and message["to"]) or "")[:254],
+            email=(normalize_email(report.email) or (message and message["to"]) or "")[:254],
             kind=report.kind,
             status=report.status[:20],
             diagnostic=report.diagnostic[:500],
@@ -256,7 +256,8 @@ BOUNCED, COMPLAINED = Message.Status.BOUNCED.value, Message.Status.COMPLAINED.va
 def _mark_messages(stored: list[_Matched], now: datetime) -> None:
     """The messages' final state, and their latest report of this batch as their note, in one
     statement for the batch (the note comes from the rows just stored). A message that bounced
-    and was marked as spam in one batch was marked as spam."""
+    and was marked as spam in one batch was marked as spam; one in doubt that a report is about
+    was received by the mail server."""
     bounced, complained, noted = set(), set(), set()
     for item in stored:
         if item.message is None:
@@ -267,11 +268,17 @@ def _mark_messages(stored: list[_Matched], now: datetime) -> None:
         elif item.report.kind == Kind.COMPLAINT:
             complained.add(item.message["pk"])
     latest = _latest_of_batch(now, message=OuterRef("pk"))
+    in_doubt = Q(status=Message.Status.IN_DOUBT)
     Message.objects.filter(pk__in=noted).update(
         status=Case(
             When(Q(pk__in=complained, status__in=COMPLAINS_FROM), then=Value(COMPLAINED)),
             When(Q(pk__in=bounced, status__in=BOUNCES_FROM), then=Value(BOUNCED)),
+            # Any report proves the mail server had it: no longer in doubt, never resent.
+            When(in_doubt, then=Value(Message.Status.SENT.value)),
             default=F("status"),
+        ),
+        sent_at=Case(
+            When(in_doubt, then=Coalesce("handed_over_at", Value(now))), default=F("sent_at")
         ),
         delivery_note=Subquery(latest.values(note=Left(NOTE, 500))[:1]),
     )

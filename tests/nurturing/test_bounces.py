@@ -272,3 +272,20 @@ def test_the_shipped_score_rules_take_points_for_a_bounce_and_a_complaint(
 
     bounced.refresh_from_db(), complained.refresh_from_db()
     assert bounced.score < 0 and complained.score < bounced.score
+
+
+def test_a_report_about_an_email_in_doubt_settles_it(django_capture_on_commit_callbacks):
+    bounced, deferred = ContactFactory(), ContactFactory()
+    first, second = sent_message(bounced), sent_message(deferred)
+    handed_over = timezone.now() - timedelta(minutes=5)
+    Message.objects.filter(pk__in=[first.pk, second.pk]).update(
+        status="in_doubt", sent_at=None, handed_over_at=handed_over
+    )
+
+    record(Report(kind=Kind.HARD, message_id=first.pk, source="mailbox"),
+           Report(kind=Kind.DEFERRED, message_id=second.pk, source="esp:ses"),
+           capture=django_capture_on_commit_callbacks)  # fmt: skip
+
+    first.refresh_from_db(), second.refresh_from_db()
+    assert (first.status, second.status) == ("bounced", "sent")
+    assert first.sent_at == second.sent_at == handed_over
