@@ -17,6 +17,13 @@ from contacts.models import Contact
 from nurturing import engine, rendering
 from nurturing.models import Enrollment, Message, Sequence, Step
 
+# Why a failing address gets no marketing email (reason codes, see nurturing.models.REASONS).
+EMAIL_STATUS_REASONS = {
+    Contact.EmailStatus.HARD_BOUNCE: "hard bounce",
+    Contact.EmailStatus.SOFT_BOUNCES: "soft bounces",
+    Contact.EmailStatus.COMPLAINT: "spam complaint",
+}
+
 
 def emailable(contact: dict[str, Any]) -> str:
     """Why marketing email may not go to this contact now ("" if it may)."""
@@ -24,6 +31,8 @@ def emailable(contact: dict[str, Any]) -> str:
         return "no email address"
     if contact.get("do_not_email"):
         return "do not email"
+    if contact.get("email_status"):
+        return EMAIL_STATUS_REASONS[contact["email_status"]]
     if contact.get("consent") == Contact.Consent.WITHDRAWN:
         return "consent withdrawn"
     if settings.NURTURING_REQUIRE_CONSENT and contact.get("consent") != Contact.Consent.GRANTED:
@@ -99,6 +108,38 @@ def owner_message(
         enrollment_id=row.pk, step=step, contact_id=row.contact_id, internal=True,
         to=contact["owner__email"], subject=subject[:300], body_text=body,
         message_id=rendering.message_id_header(row.pk, step.pk),
+        next_attempt_at=as_of, created_at=as_of,
+    )  # fmt: skip
+
+
+def owner_bounce_message(
+    *, contact: dict[str, Any], enrollment_id: int, bounce_id: int, detail: str, as_of: datetime
+) -> Message | None:
+    """A note to the contact's owner that email to the contact now bounces for good: in B2B
+    that often means the person left the company (None when it has no owner). Filed with the
+    enrolment of the email that bounced; no step."""
+    if not contact.get("owner__email"):
+        return None
+    name = f"{contact.get('first_name', '')} {contact.get('last_name', '')}".strip()
+    with override(settings.LANGUAGE_CODE):
+        subject = _("%(contact)s: their email address no longer works") % {
+            "contact": name or contact.get("email")
+        }
+        body = _(
+            "Email to %(contact)s (%(email)s) bounced for good (%(detail)s): no marketing email "
+            "goes to this address any more.\n\nThis person may have changed companies: check "
+            "the address, or find who took over.\n\n%(url)s\n"
+        ) % {
+            "contact": name or contact.get("email"),
+            "email": contact.get("email"),
+            "detail": detail or "—",
+            "url": rendering.absolute(reverse("contact-detail", args=[contact["pk"]])),
+        }
+    domain = settings.DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip(" >") or "localhost"
+    return Message(
+        enrollment_id=enrollment_id, step=None, contact_id=contact["pk"], internal=True,
+        to=contact["owner__email"], subject=subject[:300], body_text=body,
+        message_id=f"<nurturing.{enrollment_id}.bounce.{bounce_id}@{domain}>",
         next_attempt_at=as_of, created_at=as_of,
     )  # fmt: skip
 
