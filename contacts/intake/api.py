@@ -7,7 +7,7 @@ validators check emails, and nothing reaches the services unchecked.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from django.conf import settings
@@ -267,6 +267,9 @@ class EventsOut(Schema):
     )
 
 
+LegalBasis = Literal["consent", "contract", "legitimate_interest", "legal_obligation", ""]
+
+
 class ContactIn(Schema):
     model_config = {"json_schema_extra": known_by("external_id", EXTERNAL_ID_SCHEMA)}
 
@@ -304,6 +307,25 @@ class ContactIn(Schema):
     )
     do_not_call: bool | None = Field(
         None, description="true: sales must not phone this contact; sticky like do_not_email."
+    )
+    consent_basis: LegalBasis | None = Field(
+        None,
+        description="The legal basis for marketing email (GDPR 6(1)); legitimate interest holds "
+        "for a work address once the person was informed (legitimate_interest_notice_on). "
+        'null: as it is; "": none.',
+    )
+    legitimate_interest_notice_on: date | None = Field(
+        None,
+        description="The day the person was told of the processing and of their right to object "
+        '("YYYY-MM-DD"); null clears it.',
+    )
+    open_tracking_consent: bool | None = Field(
+        None,
+        description="true: the person consented to the tracking of email opens (recorded now); "
+        "false: they did not, or withdrew it. Left out: as it is.",
+    )
+    open_tracking_consent_source: text(200) = Field(  # type: ignore[valid-type]
+        "", description='Where the open-tracking consent was given (default "api").'
     )
 
     custom_fields: dict[str, Any] | None = Field(
@@ -346,6 +368,9 @@ class ContactOut(Schema):
     time_zone: str
     do_not_email: bool
     do_not_call: bool
+    consent_basis: str
+    legitimate_interest_notice_on: date | None
+    open_tracking_consent_at: datetime | None
     stage: str
     score: int
     fit_score: int = Field(description="Fit points: the sum of the fit rules that hold.")
@@ -546,6 +571,7 @@ def _upsert_contacts(payload: ContactsIn) -> ContactsOut:
         for flag in ("do_not_email", "do_not_call"):  # an opt-out is set, never lifted here
             if not fields.get(flag):
                 fields.pop(flag, None)
+        _open_tracking_fields(fields)
         fields.pop("custom_fields", None)
         if custom[i]:
             fields["custom_fields"] = custom[i]
@@ -609,6 +635,25 @@ def read_contact(request: HttpRequest, contact_id: int) -> Contact:
     return contact
 
 
+def _open_tracking_fields(fields: dict[str, Any], since: datetime | None = None) -> None:
+    """A null ``consent_basis`` left out; ``open_tracking_consent`` (true/false) as the
+    contact's fields: the consent's date
+    (``since``, when it was given before, else now) and source, or none."""
+    if fields.get("consent_basis", "") is None:
+        fields.pop("consent_basis")
+    source = fields.pop("open_tracking_consent_source", "") or "api"
+    if "open_tracking_consent" not in fields:
+        return
+    given = fields.pop("open_tracking_consent")
+    if given is None:
+        return
+    fields["open_tracking_consent_at"] = (since or timezone.now()) if given else None
+    if given and not since:
+        fields["open_tracking_consent_source"] = source
+    elif not given:
+        fields["open_tracking_consent_source"] = ""
+
+
 class ContactChange(ContactIn):
     """The fields to change; all optional. `email` or `external_id` blank or null: left as is."""
 
@@ -651,6 +696,7 @@ def _change_contact(contact: Contact, payload: ContactChange) -> Contact:
     for flag in ("do_not_email", "do_not_call"):  # an opt-out is set, never lifted here
         if not fields.get(flag):
             fields.pop(flag, None)
+    _open_tracking_fields(fields, since=contact.open_tracking_consent_at)
     problems = []
     if "custom_fields" in fields:
         with translation.override("en"):
