@@ -12,7 +12,6 @@ Reasons are codes (stored on messages, the same in every language); ``REASONS`` 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from fnmatch import fnmatchcase
 from typing import Any
 
 from django.conf import settings
@@ -47,13 +46,25 @@ def email_domain(email: str | None) -> str:
 
 
 def is_personal_address(email: str | None) -> bool:
-    """On a free-mail domain (``PERSONAL_EMAIL_DOMAINS``, where "hotmail.*" is any hotmail)."""
+    """On a free-mail domain (``PERSONAL_EMAIL_DOMAINS``)."""
     domain = email_domain(email)
     return bool(domain) and any(
-        fnmatchcase(domain, pattern.strip().lower())
+        _domain_matches(domain, pattern.strip().lower())
         for pattern in settings.PERSONAL_EMAIL_DOMAINS
         if pattern.strip()
     )
+
+
+def _domain_matches(domain: str, pattern: str) -> bool:
+    """``pattern`` is a domain, or a name and ".*": that name under any country or generic
+    ending (hotmail.fr, hotmail.co.uk), not under someone's domain (outlook.example.fr)."""
+    if not pattern.endswith(".*"):
+        return domain == pattern
+    name = pattern[:-1]
+    if not domain.startswith(name):
+        return False
+    ending = domain[len(name) :].split(".")
+    return len(ending) <= 2 and all(0 < len(label) <= 3 for label in ending)
 
 
 def basis_of(contact: Mapping[str, Any]) -> str:

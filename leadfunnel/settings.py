@@ -398,15 +398,16 @@ NURTURING_REQUIRE_CONSENT = env.bool("NURTURING_REQUIRE_CONSENT", default=False)
 NURTURING_OPEN_TRACKING = env.str("NURTURING_OPEN_TRACKING", default="consent")
 # Free-mail domains: an address there is a person's own, on which legitimate interest (B2B
 # prospecting) does not apply; "hotmail.*" stands for every hotmail domain.
-PERSONAL_EMAIL_DOMAINS = env.list(
-    "PERSONAL_EMAIL_DOMAINS",
-    default=[
-        "gmail.com", "googlemail.com", "orange.fr", "wanadoo.fr", "free.fr", "sfr.fr",
-        "neuf.fr", "laposte.net", "bbox.fr", "numericable.fr", "club-internet.fr", "aliceadsl.fr",
-        "hotmail.*", "live.*", "msn.com", "outlook.*", "yahoo.*", "ymail.com", "icloud.com",
-        "me.com", "mac.com", "aol.com", "gmx.*", "protonmail.com", "proton.me", "tutanota.com",
-    ],
-)  # fmt: skip
+FREE_MAIL_DOMAINS = [
+    "gmail.com", "googlemail.com", "orange.fr", "wanadoo.fr", "free.fr", "sfr.fr", "neuf.fr",
+    "laposte.net", "bbox.fr", "numericable.fr", "club-internet.fr", "aliceadsl.fr", "hotmail.*",
+    "live.*", "msn.com", "outlook.*", "yahoo.*", "ymail.com", "icloud.com", "me.com", "mac.com",
+    "aol.com", "gmx.*", "protonmail.com", "proton.me", "tutanota.com",
+]  # fmt: skip
+# Empty (or unset): the list above.
+PERSONAL_EMAIL_DOMAINS = [
+    domain for domain in env.list("PERSONAL_EMAIL_DOMAINS", default=[]) if domain.strip()
+] or FREE_MAIL_DOMAINS
 # A send task holds the messages it claimed this long; the reaper frees them after a crash.
 NURTURING_SEND_LEASE_SECONDS = env.int("NURTURING_SEND_LEASE_SECONDS", default=300)
 NURTURING_MAX_ATTEMPTS = env.int("NURTURING_MAX_ATTEMPTS", default=8)

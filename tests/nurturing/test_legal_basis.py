@@ -75,6 +75,7 @@ def test_free_mail_domains_are_personal_addresses_and_wildcards_cover_every_endi
     assert is_personal_address("marie@yahoo.co.uk")
     assert is_personal_address("paul@orange.fr")
     assert not is_personal_address("jean.dupont@boutique.example.fr")
+    assert not is_personal_address("jean@outlook.example.fr")  # a company's own domain
     assert not is_personal_address("")
 
 
