@@ -111,6 +111,11 @@ def test_the_api_takes_the_basis_the_notice_and_the_open_tracking_consent(client
     assert out["open_tracking_consent_at"] is not None
     contact = Contact.objects.get()
     assert contact.open_tracking_consent_source == "api"
+    again = {"contacts": [{"email": "Paul@Fournisseur.example.fr", "open_tracking_consent": True}]}
+    client.post("/api/v1/contacts", again, content_type="application/json", **headers)
+    given_at = contact.open_tracking_consent_at
+    contact.refresh_from_db()
+    assert contact.open_tracking_consent_at == given_at  # given again: its first date stays
     bad = {"contacts": [{"email": "x@example.fr", "legitimate_interest_notice_on": "demain"}]}
     refused = client.post("/api/v1/contacts", bad, content_type="application/json", **headers)
     assert refused.status_code == 400

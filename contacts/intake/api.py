@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.db.models.functions import Lower
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone, translation
 from ninja import Field, NinjaAPI, Schema
@@ -564,6 +565,7 @@ def _upsert_contacts(payload: ContactsIn) -> ContactsOut:
     custom = _custom_values(payload.contacts, errors)
     if errors:
         raise NinjaValidationError(errors)
+    consented = _open_tracking_consents(payload.contacts)
     results = []
     for i, item in enumerate(payload.contacts):
         # No email (none sent, "" or null) leaves the contact's email as it is.
@@ -571,7 +573,7 @@ def _upsert_contacts(payload: ContactsIn) -> ContactsOut:
         for flag in ("do_not_email", "do_not_call"):  # an opt-out is set, never lifted here
             if not fields.get(flag):
                 fields.pop(flag, None)
-        _open_tracking_fields(fields)
+        _open_tracking_fields(fields, since=consented.get((item.email or "").lower()))
         fields.pop("custom_fields", None)
         if custom[i]:
             fields["custom_fields"] = custom[i]
@@ -633,6 +635,18 @@ def read_contact(request: HttpRequest, contact_id: int) -> Contact:
     if contact is None:
         raise HttpError(404, "No contact has this id.")
     return contact
+
+
+def _open_tracking_consents(items: list[ContactIn]) -> dict[str, datetime]:
+    """When the known contacts of a batch who are given ``open_tracking_consent`` consented
+    to open tracking, by lower-cased email: a consent given again keeps its first date."""
+    emails = {item.email.lower() for item in items if item.email and item.open_tracking_consent}
+    if not emails:
+        return {}
+    found = Contact.objects.annotate(email_lower=Lower("email")).filter(
+        email_lower__in=emails, open_tracking_consent_at__isnull=False
+    )
+    return dict(found.values_list("email_lower", "open_tracking_consent_at"))
 
 
 def _open_tracking_fields(fields: dict[str, Any], since: datetime | None = None) -> None:
