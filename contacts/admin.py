@@ -159,7 +159,6 @@ class ContactAdmin(admin.ModelAdmin):
         "claimed_at",
         "consent",
         "consent_at",
-        "consent_basis",
         "consent_method",
         "created_at",
         "updated_at",
@@ -194,6 +193,9 @@ class ContactAdmin(admin.ModelAdmin):
                     "consent_at",
                     "consent_basis",
                     "consent_method",
+                    "legitimate_interest_notice_on",
+                    "open_tracking",
+                    "open_tracking_consent_source",
                     "do_not_email",
                     "do_not_call",
                 ]

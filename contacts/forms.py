@@ -24,10 +24,31 @@ class ContactForm(forms.ModelForm):
         model = Contact
         fields = list(CONTACT_FIELDS)
 
+    # The consent to open tracking, as a box to tick: its date is the moment it is ticked.
+    open_tracking = forms.BooleanField(
+        label=_("Consented to open tracking"),
+        required=False,
+        help_text=_("The person agreed that the opening of our emails be tracked (open pixel)."),
+    )
+
     def __init__(self, *args: Any, custom_fields: bool = False, **kwargs: Any) -> None:
         """``custom_fields``: an input per active custom field too (the contact's edit page);
         the values come back as ``cleaned_data["custom_fields"]``."""
         super().__init__(*args, **kwargs)
+        if "open_tracking_consent_at" in self.fields:
+            del self.fields["open_tracking_consent_at"]
+            self.fields["open_tracking"].initial = (
+                self.instance.open_tracking_consent_at is not None
+            )
+            # Beside its source, not after the custom fields.
+            order = [name for name in self.fields if name != "open_tracking"]
+            at = order.index("open_tracking_consent_source")
+            order.insert(at, "open_tracking")
+            self.order_fields(order)
+        if "legitimate_interest_notice_on" in self.fields:
+            self.fields["legitimate_interest_notice_on"].widget = forms.DateInput(
+                attrs={"type": "date"}, format="%Y-%m-%d"
+            )
         self.custom = active_custom_fields() if custom_fields else []
         values = self.instance.custom_fields or {}
         self.fields.update(custom_field_forms.value_fields(self.custom, values))
@@ -69,7 +90,21 @@ class ContactForm(forms.ModelForm):
             )
         if self.custom:
             data["custom_fields"] = custom_field_forms.values_from(data, self.custom)
+        self._open_tracking_consent(data)
         return data
+
+    def _open_tracking_consent(self, data: dict[str, Any]) -> None:
+        """The ticked box as the consent's date: kept when it was ticked already, now when it
+        is ticked now, cleared when it is not."""
+        if "open_tracking" not in self.fields:
+            return
+        ticked = data.pop("open_tracking", False)
+        before = self.instance.open_tracking_consent_at
+        data["open_tracking_consent_at"] = (before or timezone.now()) if ticked else None
+        if ticked and not before and not data.get("open_tracking_consent_source"):
+            data["open_tracking_consent_source"] = str(_("contact page"))
+        if not ticked:
+            data["open_tracking_consent_source"] = ""
 
 
 STAGE_RANK = Case(

@@ -85,7 +85,7 @@ def contact_export_json(*, contact: Contact, actor: AbstractBaseUser | None) -> 
 ERASED_FIELDS = {
     "email": None, "first_name": "", "last_name": "", "company": "", "phone": "",
     "job_title": "", "country": "", "time_zone": "", "utm_term": "", "utm_content": "",
-    "consent_method": "", "custom_fields": {},
+    "consent_method": "", "open_tracking_consent_source": "", "custom_fields": {},
 }  # fmt: skip
 
 

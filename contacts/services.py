@@ -63,6 +63,11 @@ CONTACT_FIELDS = (
     "utm_content",
     "do_not_email",
     "do_not_call",
+    # Why marketing email may go, and whether opens may be tracked (contacts.legal_basis).
+    "consent_basis",
+    "legitimate_interest_notice_on",
+    "open_tracking_consent_at",
+    "open_tracking_consent_source",
 )
 # Besides CONTACT_FIELDS: ``custom_fields``, the values of custom fields by key (typed, as
 # contacts.custom_field_values checks them); an update merges them, None clears one.

@@ -16,7 +16,7 @@ from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from contacts import email_status, services
+from contacts import email_status, legal_basis, services
 from contacts.custom_field_values import active_custom_fields, custom_values_shown
 from contacts.forms import ContactFilterForm, ContactForm
 from contacts.models import Contact
@@ -158,6 +158,7 @@ def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context = {
         "contact": contact,
         "custom_values": custom_values_shown(contact, active_custom_fields()),
+        "marketing": legal_basis.marketing_summary(contact),
         "events": events,
         "stage_changes": contact.stage_changes.select_related("actor"),
         "referrals": visible.filter(referred_by=contact).order_by("pk")[:50],

@@ -156,6 +156,23 @@ def check_webhooks(**kwargs: Any) -> list[CheckMessage]:
     return []
 
 
+@register(TAG)
+def check_open_tracking(**kwargs: Any) -> list[CheckMessage]:
+    from contacts.legal_basis import OPEN_TRACKING_MODES
+
+    mode = settings.NURTURING_OPEN_TRACKING
+    if mode in OPEN_TRACKING_MODES:
+        return []
+    return [
+        _error(
+            30,
+            f"NURTURING_OPEN_TRACKING is {mode!r}: it must be one of "
+            f"{', '.join(OPEN_TRACKING_MODES)}.",
+            "consent (the default): the open pixel only for contacts who consented to it.",
+        )
+    ]
+
+
 def refuse_to_start_on_errors(process: str) -> None:
     """Raise ImproperlyConfigured naming every invalid setting (for the processes Django runs
     no checks in)."""

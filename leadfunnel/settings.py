@@ -359,7 +359,8 @@ EVENT_MAX_ATTEMPTS = env.int("EVENT_MAX_ATTEMPTS", default=5)
 SLA_HOURS = env.int("SLA_HOURS", default=4)
 # A claimed SQL with no outcome after this many hours goes back to the queue (beat, audited).
 CLAIM_RELEASE_HOURS = env.int("CLAIM_RELEASE_HOURS", default=48)
-# Erase prospects (suspect to HMQL) with no activity for this many years, nightly; 0: never.
+# Erase prospects (any stage before client: suspect to SQL) with no activity, and no consent
+# given, for this many years, nightly; 0: never. The CNIL's rule for prospects is 3.
 RETENTION_YEARS = env.int("RETENTION_YEARS", default=0)
 # Modules with export(contact) -> dict and erase(contact) for the personal data other apps keep
 # about a contact beyond its own rows (contacts cannot import them).
@@ -391,6 +392,22 @@ VISITOR_ANONYMOUS_DAYS = env.int("VISITOR_ANONYMOUS_DAYS", default=30)
 NURTURING_DAILY_EMAIL_CAP = env.int("NURTURING_DAILY_EMAIL_CAP", default=3)
 # Only contacts whose consent is "granted" get marketing email (else: all but "withdrawn").
 NURTURING_REQUIRE_CONSENT = env.bool("NURTURING_REQUIRE_CONSENT", default=False)
+# The open pixel (the CNIL's draft recommendation: tracking an individual's opens needs their
+# consent): "consent", only in emails to contacts who consented to open tracking; "all", in
+# every email; "off", in none. Click tracking does not depend on it.
+NURTURING_OPEN_TRACKING = env.str("NURTURING_OPEN_TRACKING", default="consent")
+# Free-mail domains: an address there is a person's own, on which legitimate interest (B2B
+# prospecting) does not apply; "hotmail.*" stands for every hotmail domain.
+FREE_MAIL_DOMAINS = [
+    "gmail.com", "googlemail.com", "orange.fr", "wanadoo.fr", "free.fr", "sfr.fr", "neuf.fr",
+    "laposte.net", "bbox.fr", "numericable.fr", "club-internet.fr", "aliceadsl.fr", "hotmail.*",
+    "live.*", "msn.com", "outlook.*", "yahoo.*", "ymail.com", "icloud.com", "me.com", "mac.com",
+    "aol.com", "gmx.*", "protonmail.com", "proton.me", "tutanota.com",
+]  # fmt: skip
+# Empty (or unset): the list above.
+PERSONAL_EMAIL_DOMAINS = [
+    domain for domain in env.list("PERSONAL_EMAIL_DOMAINS", default=[]) if domain.strip()
+] or FREE_MAIL_DOMAINS
 # A send task holds the messages it claimed this long; the reaper frees them after a crash.
 NURTURING_SEND_LEASE_SECONDS = env.int("NURTURING_SEND_LEASE_SECONDS", default=300)
 NURTURING_MAX_ATTEMPTS = env.int("NURTURING_MAX_ATTEMPTS", default=8)

@@ -12,6 +12,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from contacts import legal_basis
 from contacts.admin import ReadOnlyAdmin
 from contacts.models import Contact
 from nurturing import enrolment, outbox, rendering, sending
@@ -52,6 +53,23 @@ class StepInline(admin.StackedInline):
         return formset
 
 
+def sequence_warnings(sequence: Sequence) -> list[str]:
+    """What the sequence's editor should know about opens and legal bases."""
+    warnings = []
+    if sequence.steps.filter(kind=Step.Kind.CONDITION, condition=Step.Condition.OPENED).exists():
+        warnings.append(
+            str(_("A condition of this sequence depends on opens. %(note)s Use the condition "
+                  "“Clicked the previous email” to branch on clicks.")
+                % {"note": legal_basis.open_tracking_note()})
+        )  # fmt: skip
+    if sequence.allowed_bases == Sequence.AllowedBases.ANY:
+        warnings.append(
+            str(_("This sequence emails contacts whatever their legal basis. Choose which "
+                  "bases it sends to (“Legal basis”) so that the others are left out."))
+        )  # fmt: skip
+    return warnings
+
+
 @admin.register(Sequence)
 class SequenceAdmin(admin.ModelAdmin):
     list_display = ["name", "trigger", "goal_event_type", "reentry", "active", "results_link"]
@@ -66,7 +84,14 @@ class SequenceAdmin(admin.ModelAdmin):
             ("trigger_count", "trigger_within_days"), "segment_query"]}),
         (_("Re-entry and goal"), {"fields": [
             ("reentry", "cooldown_days"), ("goal_event_type", "goal_tag")]}),
+        (_("Legal basis"), {"fields": ["allowed_bases"]}),
     ]  # fmt: skip
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        # A new sequence sends to consented contacts until someone widens it; "any" is what
+        # sequences made before the bases were checked keep (nurturing migration 0011).
+        return {"allowed_bases": Sequence.AllowedBases.CONSENT,
+                **super().get_changeform_initial_data(request)}  # fmt: skip
 
     @admin.display(description=_("results"))
     def results_link(self, sequence: Sequence) -> str:
@@ -107,6 +132,9 @@ class SequenceAdmin(admin.ModelAdmin):
                     extra_context: dict[str, Any] | None = None) -> HttpResponse:  # fmt: skip
         sequence = self.get_object(request, object_id)
         previews = []
+        if sequence is not None and request.method == "GET":
+            for warning in sequence_warnings(sequence):
+                self.message_user(request, warning, messages.WARNING)
         if sequence is not None:
             previews = [
                 (step, reverse("admin:nurturing_step_preview", args=[sequence.pk, step.pk]))

@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
+from contacts import legal_basis
 from contacts.models import Contact, Event
 
 # The reasons the application stores in ``Message.error`` and ``Enrollment.end_reason`` are
@@ -27,6 +28,7 @@ REASONS = {
     "hard bounce": _("The address bounced (hard bounce)"),
     "soft bounces": _("The address bounced too often (soft bounces)"),
     "spam complaint": _("Spam complaint"),
+    **legal_basis.REASONS,
 }
 
 
@@ -43,6 +45,32 @@ class Sequence(models.Model):
         EVENT = "event", _("Event")
         MANUAL = "manual", _("Manual")
         SEGMENT = "segment", _("Segment")
+
+    class AllowedBases(models.TextChoices):
+        # Which legal bases the sequence sends to (contacts.legal_basis checks the contact's
+        # at send time). ANY is what sequences made before had: every contact, as before,
+        # save a recorded legitimate interest that does not hold (no notice, a free-mail
+        # address). New sequences made in admin start at CONSENT.
+        ANY = "any", _("Any contact (legal basis not required)")
+        CONSENT = "consent", _("Consent only")
+        CONSENT_CONTRACT = "consent_contract", _("Consent, or clients (contract)")
+        CONSENT_LEGITIMATE_INTEREST = (
+            "consent_legitimate_interest",
+            _("Consent, or legitimate interest (B2B: work address, job-related message)"),
+        )
+        ALL_BASES = (
+            "all_bases",
+            _("Consent, clients, or legitimate interest (work address, job-related message)"),
+        )
+
+    # The bases each choice lets through (None: any contact).
+    BASES: dict[str, frozenset[str] | None] = {
+        "any": None,
+        "consent": frozenset({"consent"}),
+        "consent_contract": frozenset({"consent", "contract"}),
+        "consent_legitimate_interest": frozenset({"consent", "legitimate_interest"}),
+        "all_bases": frozenset({"consent", "contract", "legitimate_interest"}),
+    }
 
     class Reentry(models.TextChoices):
         ONCE = "once", _("Once ever")
@@ -95,6 +123,18 @@ class Sequence(models.Model):
         help_text=_("This event ends the enrolment at once and counts as a conversion."),
     )
     goal_tag = models.CharField(_("goal event tag"), max_length=100, blank=True)
+    allowed_bases = models.CharField(
+        _("sends to"),
+        max_length=30,
+        choices=AllowedBases.choices,
+        default=AllowedBases.ANY,
+        db_default=AllowedBases.ANY,
+        help_text=_(
+            "The legal bases of the contacts this sequence may email; the others' emails are "
+            "suppressed with the reason. Legitimate interest: only for a message about the "
+            "person's job, at a work address (not a free-mail one), once they were informed."
+        ),
+    )
     active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
 
@@ -105,6 +145,11 @@ class Sequence(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def bases(self) -> frozenset[str] | None:
+        """The legal bases the sequence sends to; None: any contact."""
+        return self.BASES.get(self.allowed_bases)
 
     def clean(self) -> None:
         from django.http import QueryDict

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import override
 
+from contacts import legal_basis
 from contacts.models import Contact
 from nurturing import engine, rendering
 from nurturing.models import Enrollment, Message, Sequence, Step
@@ -25,8 +26,9 @@ EMAIL_STATUS_REASONS = {
 }
 
 
-def emailable(contact: dict[str, Any]) -> str:
-    """Why marketing email may not go to this contact now ("" if it may)."""
+def emailable(contact: dict[str, Any], allowed_bases: str = Sequence.AllowedBases.ANY) -> str:
+    """Why marketing email may not go to this contact now ("" if it may); ``allowed_bases``:
+    the sequence's (``Sequence.allowed_bases``)."""
     if not contact.get("email"):
         return "no email address"
     if contact.get("do_not_email"):
@@ -37,7 +39,14 @@ def emailable(contact: dict[str, Any]) -> str:
         return "consent withdrawn"
     if settings.NURTURING_REQUIRE_CONSENT and contact.get("consent") != Contact.Consent.GRANTED:
         return "no consent"
-    return ""
+    return legal_basis_refusal(contact, allowed_bases)
+
+
+def legal_basis_refusal(contact: dict[str, Any], allowed_bases: str) -> str:
+    """Why the sequence may not email the contact on its legal basis ("" if it may): a basis
+    the sequence does not send to, or a legitimate interest without notice or on a personal
+    address (``contacts.legal_basis``)."""
+    return legal_basis.basis_refusal(contact, Sequence.BASES.get(allowed_bases))
 
 
 def email_message(
@@ -68,8 +77,9 @@ def email_message(
         context,
         enrollment_id=row.pk,
         step_id=step.pk,
+        open_pixel=legal_basis.open_tracking_allowed(contact),
     )
-    refused = emailable(contact)
+    refused = emailable(contact, sequence.allowed_bases)
     return Message(
         enrollment_id=row.pk,
         step=step,

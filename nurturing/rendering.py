@@ -284,9 +284,11 @@ def render_email(
     enrollment_id: int,
     step_id: int,
     tracking: bool = True,
+    open_pixel: bool = True,
 ) -> Rendered:
-    """Subject, text and HTML parts; in HTML, links go through the click redirect and an open
-    pixel is added. Dates in the context are formatted in the site's language."""
+    """Subject, text and HTML parts; in HTML, links go through the click redirect and, with
+    ``open_pixel`` (the contact's consent, ``contacts.legal_basis.open_tracking_allowed``), an
+    open pixel is added. Dates in the context are formatted in the site's language."""
     unsubscribe = token_url(
         "nurturing-unsubscribe", make_token("unsubscribe", enrollment_id, step_id)
     )
@@ -320,6 +322,7 @@ def render_email(
             return f'href="{token_url("nurturing-click", token)}"'
 
         html = HREF.sub(tracked, html)
+    if tracking and open_pixel:
         pixel = token_url("nurturing-open", make_token("open", enrollment_id, step_id))
         html += f'\n<img src="{pixel}" width="1" height="1" alt="" style="display:none">'
     return Rendered(subject=subject, body_text=text, body_html=html, links=links)

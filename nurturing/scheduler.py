@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from contacts import broker
+from contacts import broker, legal_basis
 from contacts.bulk import bulk_update_fast
 from contacts.models import Contact, Event, StageChange
 from contacts.reasons import coded
@@ -217,6 +217,7 @@ def _specs(steps: dict[int, Step]) -> dict[int, engine.StepSpec]:
 CONTACT_VALUES = (
     "pk", "email", "first_name", "last_name", "company", "job_title", "stage", "score",
     "do_not_email", "email_status", "consent", "owner__email", "owner__first_name", "time_zone",
+    *legal_basis.BASIS_VALUES,
 )  # fmt: skip
 
 

@@ -39,6 +39,7 @@ from django.db.models.functions import Coalesce
 from django.dispatch import Signal
 from django.utils import timezone
 
+from contacts import legal_basis
 from contacts.durability import commits_without_waiting
 from contacts.models import Contact
 from nurturing import bounces, engine, rendering
@@ -110,11 +111,12 @@ class Outgoing:
     body_html: str
     message_id: str
     attempts: int
+    allowed_bases: str  # the sequence's, checked again at send time
 
 
 OUTGOING_VALUES = (
     "pk", "enrollment_id", "step_id", "internal", "to", "subject", "body_text", "body_html",
-    "message_id", "attempts",
+    "message_id", "attempts", "enrollment__sequence__allowed_bases",
 )  # fmt: skip
 
 
@@ -126,7 +128,7 @@ def _claim(batch_size: int, lease: int) -> list[Outgoing]:
     for message, contact in _lease(batch_size, lease):
         if contact is None:
             suppressed["contact deleted"].append(message.pk)
-        elif not message.internal and (reason := emailable(contact)):
+        elif not message.internal and (reason := emailable(contact, message.allowed_bases)):
             suppressed[reason].append(message.pk)
         elif not message.internal and contact["email"].lower() != message.to.lower():
             suppressed["email address changed"].append(message.pk)
@@ -159,7 +161,7 @@ def _lease(batch_size: int, lease: int) -> list[tuple[Outgoing, dict[str, Any] |
         values["pk"]: values
         for values in Contact.objects.filter(pk__in={row[-1] for row in rows if row[-1]})
         .order_by()
-        .values("pk", "email", "do_not_email", "email_status", "consent")
+        .values("pk", "email", "do_not_email", "email_status", "consent", *legal_basis.BASIS_VALUES)
     }
     Message.objects.filter(pk__in=[row[0] for row in rows]).update(
         status=Message.Status.SENDING,
@@ -168,7 +170,10 @@ def _lease(batch_size: int, lease: int) -> list[tuple[Outgoing, dict[str, Any] |
         attempts=F("attempts") + 1,
     )
     return [
-        (Outgoing(*row[:-2], attempts=row[-2] + 1), contacts.get(row[-1]) if row[-1] else None)
+        (
+            Outgoing(*row[:-3], attempts=row[-3] + 1, allowed_bases=row[-2]),
+            contacts.get(row[-1]) if row[-1] else None,
+        )
         for row in rows
     ]
 

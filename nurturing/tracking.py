@@ -8,6 +8,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from contacts import legal_basis
 from contacts.events import event_record
 from contacts.machine_signals import is_machine_signal
 from contacts.models import Contact, Event
@@ -46,6 +47,11 @@ def _signal_properties(message: Message, user_agent: str, as_of: datetime) -> di
 
 @transaction.atomic
 def message_open(*, message: Message, user_agent: str = "") -> None:
+    """Record an open, unless the contact's opens may not be tracked now (its consent to open
+    tracking withdrawn since the email went, or the setting changed): then nothing is kept."""
+    consented = message.contact.open_tracking_consent_at if message.contact else None
+    if not legal_basis.open_tracking_allowed({"open_tracking_consent_at": consented}):
+        return
     now = timezone.now()
     properties = _signal_properties(message, user_agent, now)
     if not properties["machine"]:

@@ -17,7 +17,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from contacts.roles import MARKETING, SALES, role_required
 from contacts.views import partial_or_page, visible_contact_or_404
 from nurturing import bounces, enrolment, tracking
-from nurturing.models import Bounce, Enrollment, Message, Sequence, SplitBranch, Step
+from nurturing.models import (
+    Bounce, Enrollment, Message, Sequence, SplitBranch, Step, reason_label,
+)
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
@@ -245,8 +247,18 @@ def sequence_results(request: HttpRequest, pk: int) -> HttpResponse:
             }
         )
     splits = _split_results([row["step"] for row in steps])
+    # Emails not sent and why (no consent, a legal basis the sequence does not send to…).
+    suppressed = [
+        (reason_label(code), count)
+        for code, count in mails.filter(status=Message.Status.SUPPRESSED)
+        .order_by()
+        .values_list("error")
+        .annotate(n=Count("id"))
+        .order_by("-n", "error")
+    ]
     context = {
         "sequence": sequence,
+        "suppressed": suppressed,
         "totals": totals,
         "conversion": _rate(totals["goal_reached"], totals["enrolled"]),
         "steps": steps,

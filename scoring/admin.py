@@ -15,8 +15,9 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
-from contacts import reasons
+from contacts import legal_basis, reasons
 from contacts.admin import ReadOnlyAdmin
+from contacts.models import Event
 from contacts.reasons import coded
 from scoring.describe import rule_conditions
 from scoring.fit_admin import FitGradesAdmin, FitRuleAdmin  # noqa: F401 (registers them)
@@ -156,6 +157,25 @@ class ScoreRuleAdmin(RescoreOnSaveMixin, admin.ModelAdmin):
         (_("Caps"), {"fields": ["max_times", "max_points", "cap_period"]}),
         (_("Validity"), {"fields": ["starts_at", "ends_at"]}),
     ]  # fmt: skip
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict | None = None) -> HttpResponse:  # fmt: skip
+        rule = self.get_object(request, object_id)
+        if rule is not None and request.method == "GET":
+            self._warn_about_opens(request, rule)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request: HttpRequest, obj: models.Model, form, change: bool) -> None:  # type: ignore[no-untyped-def]
+        super().save_model(request, obj, form, change)
+        self._warn_about_opens(request, obj)
+
+    def _warn_about_opens(self, request: HttpRequest, rule: ScoreRule) -> None:
+        """A rule on opens scores only the contacts whose opens are tracked: say how many."""
+        if rule.event_type == Event.Type.EMAIL_OPEN:
+            note = gettext("This rule scores email opens. %(note)s") % {
+                "note": legal_basis.open_tracking_note()
+            }
+            self.message_user(request, note, messages.WARNING)
 
     def get_urls(self) -> list[URLPattern]:
         preview = self.admin_site.admin_view(require_POST(self.preview_view))

@@ -214,7 +214,21 @@ def old_contacts():
         "quiet client": ContactFactory(
             stage="client", created_at=long_ago, last_activity_at=long_ago
         ),
+        # A prospect too: never a client (RETENTION_YEARS: every stage before client).
         "quiet sql": ContactFactory(stage="sql", created_at=long_ago, last_activity_at=long_ago),
+        "quiet ambassador": ContactFactory(
+            stage="ambassador", created_at=long_ago, last_activity_at=long_ago
+        ),
+        "consented lately": ContactFactory(
+            stage="lead",
+            created_at=long_ago,
+            last_activity_at=long_ago,
+            consent="granted",
+            consent_at=timezone.now() - timedelta(days=200),
+        ),
+        "imported lately": ContactFactory(
+            stage="lead", created_at=timezone.now() - timedelta(days=20), last_activity_at=long_ago
+        ),
     }
 
 
@@ -229,10 +243,27 @@ def test_the_purge_erases_prospects_inactive_for_the_set_years_only(settings, ol
 
     settings.RETENTION_YEARS = 2
 
-    assert purge_inactive_contacts_task.delay().get() == 2
+    assert purge_inactive_contacts_task.delay().get() == 3
 
     erased = {name for name, c in old_contacts.items() if Contact.objects.get(pk=c.pk).erased_at}
-    assert erased == {"quiet lead", "never active"}
-    assert ContactAudit.objects.filter(action=ContactAudit.Action.PURGED).count() == 2
-    assert Suppression.objects.count() == 2
+    assert erased == {"quiet lead", "never active", "quiet sql"}
+    assert ContactAudit.objects.filter(action=ContactAudit.Action.PURGED).count() == 3
+    assert Suppression.objects.count() == 3
     assert contacts_purge_inactive() == 0
+
+
+def test_the_purge_at_three_years_keeps_prospects_active_within_them(settings):
+    """The CNIL's rule: a prospect without activity for 3 years goes (RETENTION_YEARS=3)."""
+    now = timezone.now()
+    four_years, two_years = now - timedelta(days=4 * 366), now - timedelta(days=2 * 366)
+    gone = ContactFactory(stage="mql", created_at=four_years, last_activity_at=four_years)
+    kept = ContactFactory(stage="mql", created_at=four_years, last_activity_at=two_years)
+    client = ContactFactory(stage="client", created_at=four_years, last_activity_at=four_years)
+    settings.RETENTION_YEARS = 3
+
+    assert contacts_purge_inactive(now=now) == 1
+
+    assert Contact.objects.get(pk=gone.pk).erased_at is not None
+    assert Contact.objects.get(pk=gone.pk).email is None
+    assert Contact.objects.get(pk=kept.pk).erased_at is None
+    assert Contact.objects.get(pk=client.pk).erased_at is None

@@ -28,6 +28,7 @@ BAD = [
     ("_negative_rate", {"API_RATE_PER_MINUTE": "-5"}, "API_RATE_PER_MINUTE"),
     ("_negative_cap", {"NURTURING_DAILY_EMAIL_CAP": "-1"}, "NURTURING_DAILY_EMAIL_CAP"),
     ("_email_timeout_zero", {"EMAIL_TIMEOUT": "0"}, "EMAIL_TIMEOUT"),
+    ("_open_tracking_typo", {"NURTURING_OPEN_TRACKING": "consented"}, "NURTURING_OPEN_TRACKING"),
 ]  # fmt: skip
 
 

@@ -20,7 +20,8 @@ from contacts.imports import parsing
 from contacts.models import Contact
 
 FLAGS = ("do_not_email", "do_not_call")
-PROOF = ("consent_at", "consent_basis", "consent_method")
+PROOF = ("consent_at", "consent_basis", "consent_method", "legitimate_interest_notice_on")
+OPEN_TRACKING = ("open_tracking_consent_at", "open_tracking_consent_source")
 WITHDRAWN = Contact.Consent.WITHDRAWN
 GRANTED = Contact.Consent.GRANTED
 UNKNOWN = Contact.Consent.UNKNOWN
@@ -60,4 +61,19 @@ def consent_changes(
         known = {name: contact[name] for name in proof}
         parsing.merge_fields(known, proof, overwrite=overwrite)
         changes.update({name: value for name, value in known.items() if value != contact[name]})
+    changes.update(_open_tracking_changes(contact, incoming))
     return changes
+
+
+def _open_tracking_changes(contact: dict[str, Any], incoming: dict[str, Any]) -> dict[str, Any]:
+    """A "no" withdraws the consent to open tracking; a "yes" gives it, keeping an earlier
+    date (and its source) when the contact had given it already."""
+    if "open_tracking_consent_at" not in incoming:
+        return {}
+    given, before = incoming["open_tracking_consent_at"], contact["open_tracking_consent_at"]
+    if given is None:
+        withdrawn = {"open_tracking_consent_at": None, "open_tracking_consent_source": ""}
+        return withdrawn if before else {}
+    if before is None:
+        return {name: incoming[name] for name in OPEN_TRACKING}
+    return {}

@@ -130,3 +130,13 @@ def read_meaning(fields: dict[str, Any]) -> None:
     for name in DATES:
         if name in fields:
             fields[name] = when(fields[name], field=name)
+    if "legitimate_interest_notice_on" in fields:
+        notice = fields["legitimate_interest_notice_on"]
+        fields["legitimate_interest_notice_on"] = when(
+            notice, field="legitimate_interest_notice_on"
+        ).date()
+    if "open_tracking_consent" in fields:
+        # Yes: consented, now (the file's date for it is unknown); no: not, or withdrawn.
+        consented = yes_no(fields.pop("open_tracking_consent"), field="open_tracking_consent")
+        fields["open_tracking_consent_at"] = timezone.now() if consented else None
+        fields["open_tracking_consent_source"] = "import" if consented else ""

@@ -35,7 +35,8 @@ IMPORT_FIELDS = (
 # suppression, an outcome (``contacts.imports.meaning`` reads their values).
 MEANING_FIELDS = (
     "source", "do_not_email", "do_not_call", "unsubscribed", "consent", "consent_at",
-    "consent_basis", "consent_method", "outcome", "outcome_at",
+    "consent_basis", "consent_method", "legitimate_interest_notice_on",
+    "open_tracking_consent", "outcome", "outcome_at",
 )  # fmt: skip
 MEANING_FIELDS_SET = frozenset(MEANING_FIELDS)
 IGNORE = ""
@@ -82,6 +83,13 @@ HEADER_ALIASES: dict[str, str] = {
     "statut du consentement": "consent", "opt in": "consent", "marketing consent": "consent",
     "consent date": "consent_at", "date du consentement": "consent_at",
     "date de consentement": "consent_at", "consent given": "consent_at",
+    "informed on": "legitimate_interest_notice_on", "notice date": "legitimate_interest_notice_on",
+    "legitimate interest notice": "legitimate_interest_notice_on",
+    "date d information": "legitimate_interest_notice_on",
+    "informe le": "legitimate_interest_notice_on",
+    "open tracking consent": "open_tracking_consent", "open tracking": "open_tracking_consent",
+    "suivi des ouvertures": "open_tracking_consent",
+    "consentement suivi des ouvertures": "open_tracking_consent",
     "legal basis": "consent_basis", "lawful basis": "consent_basis",
     "base legale": "consent_basis", "base juridique": "consent_basis",
     "consent proof": "consent_method", "consent method": "consent_method",
@@ -236,6 +244,8 @@ MEANING_LABELS = {
     "consent_at": gettext_lazy("Consent date"),
     "consent_basis": gettext_lazy("Legal basis"),
     "consent_method": gettext_lazy("Consent proof"),
+    "legitimate_interest_notice_on": gettext_lazy("Legitimate interest: informed on"),
+    "open_tracking_consent": gettext_lazy("Consent to open tracking (yes/no)"),
     "outcome": gettext_lazy("Outcome (won, lost, converted)"),
     "outcome_at": gettext_lazy("Outcome date"),
 }

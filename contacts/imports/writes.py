@@ -70,7 +70,8 @@ def row_error(job: ImportJob, row: parsing.CleanRow, message: str) -> ImportRowE
 # thousands of them).
 IMPORT_PROFILE = tuple(name for name in parsing.IMPORT_FIELDS if name != "email")
 CONSENT_COLUMNS = ("do_not_email", "do_not_call", "consent", "consent_at", "consent_basis",
-                   "consent_method")  # fmt: skip
+                   "consent_method", "legitimate_interest_notice_on", "open_tracking_consent_at",
+                   "open_tracking_consent_source")  # fmt: skip
 
 PROFILE_SET = frozenset(IMPORT_PROFILE)
 

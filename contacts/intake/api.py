@@ -7,13 +7,14 @@ validators check emails, and nothing reaches the services unchecked.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.db.models.functions import Lower
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone, translation
 from ninja import Field, NinjaAPI, Schema
@@ -267,6 +268,9 @@ class EventsOut(Schema):
     )
 
 
+LegalBasis = Literal["consent", "contract", "legitimate_interest", "legal_obligation", ""]
+
+
 class ContactIn(Schema):
     model_config = {"json_schema_extra": known_by("external_id", EXTERNAL_ID_SCHEMA)}
 
@@ -304,6 +308,25 @@ class ContactIn(Schema):
     )
     do_not_call: bool | None = Field(
         None, description="true: sales must not phone this contact; sticky like do_not_email."
+    )
+    consent_basis: LegalBasis | None = Field(
+        None,
+        description="The legal basis for marketing email (GDPR 6(1)); legitimate interest holds "
+        "for a work address once the person was informed (legitimate_interest_notice_on). "
+        'null: as it is; "": none.',
+    )
+    legitimate_interest_notice_on: date | None = Field(
+        None,
+        description="The day the person was told of the processing and of their right to object "
+        '("YYYY-MM-DD"); null clears it.',
+    )
+    open_tracking_consent: bool | None = Field(
+        None,
+        description="true: the person consented to the tracking of email opens (recorded now); "
+        "false: they did not, or withdrew it. Left out: as it is.",
+    )
+    open_tracking_consent_source: text(200) = Field(  # type: ignore[valid-type]
+        "", description='Where the open-tracking consent was given (default "api").'
     )
 
     custom_fields: dict[str, Any] | None = Field(
@@ -352,6 +375,9 @@ class ContactOut(Schema):
         "marketing email until a person clears it or the email changes."
     )
     email_status_at: datetime | None = Field(description="Since when the email status holds.")
+    consent_basis: str
+    legitimate_interest_notice_on: date | None
+    open_tracking_consent_at: datetime | None
     stage: str
     score: int
     fit_score: int = Field(description="Fit points: the sum of the fit rules that hold.")
@@ -545,6 +571,7 @@ def _upsert_contacts(payload: ContactsIn) -> ContactsOut:
     custom = _custom_values(payload.contacts, errors)
     if errors:
         raise NinjaValidationError(errors)
+    consented = _open_tracking_consents(payload.contacts)
     results = []
     for i, item in enumerate(payload.contacts):
         # No email (none sent, "" or null) leaves the contact's email as it is.
@@ -552,6 +579,7 @@ def _upsert_contacts(payload: ContactsIn) -> ContactsOut:
         for flag in ("do_not_email", "do_not_call"):  # an opt-out is set, never lifted here
             if not fields.get(flag):
                 fields.pop(flag, None)
+        _open_tracking_fields(fields, since=consented.get((item.email or "").lower()))
         fields.pop("custom_fields", None)
         if custom[i]:
             fields["custom_fields"] = custom[i]
@@ -615,6 +643,37 @@ def read_contact(request: HttpRequest, contact_id: int) -> Contact:
     return contact
 
 
+def _open_tracking_consents(items: list[ContactIn]) -> dict[str, datetime]:
+    """When the known contacts of a batch who are given ``open_tracking_consent`` consented
+    to open tracking, by lower-cased email: a consent given again keeps its first date."""
+    emails = {item.email.lower() for item in items if item.email and item.open_tracking_consent}
+    if not emails:
+        return {}
+    found = Contact.objects.annotate(email_lower=Lower("email")).filter(
+        email_lower__in=emails, open_tracking_consent_at__isnull=False
+    )
+    return dict(found.values_list("email_lower", "open_tracking_consent_at"))
+
+
+def _open_tracking_fields(fields: dict[str, Any], since: datetime | None = None) -> None:
+    """A null ``consent_basis`` left out; ``open_tracking_consent`` (true/false) as the
+    contact's fields: the consent's date
+    (``since``, when it was given before, else now) and source, or none."""
+    if fields.get("consent_basis", "") is None:
+        fields.pop("consent_basis")
+    source = fields.pop("open_tracking_consent_source", "") or "api"
+    if "open_tracking_consent" not in fields:
+        return
+    given = fields.pop("open_tracking_consent")
+    if given is None:
+        return
+    fields["open_tracking_consent_at"] = (since or timezone.now()) if given else None
+    if given and not since:
+        fields["open_tracking_consent_source"] = source
+    elif not given:
+        fields["open_tracking_consent_source"] = ""
+
+
 class ContactChange(ContactIn):
     """The fields to change; all optional. `email` or `external_id` blank or null: left as is."""
 
@@ -657,6 +716,7 @@ def _change_contact(contact: Contact, payload: ContactChange) -> Contact:
     for flag in ("do_not_email", "do_not_call"):  # an opt-out is set, never lifted here
         if not fields.get(flag):
             fields.pop(flag, None)
+    _open_tracking_fields(fields, since=contact.open_tracking_consent_at)
     problems = []
     if "custom_fields" in fields:
         with translation.override("en"):

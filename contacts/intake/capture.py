@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Sum
@@ -146,10 +147,17 @@ def form_submit(
             contact=contact, form=form, wording=form.consent_text,
             wording_version=form.consent_version, ip=ip, page=page[:1000],
         )  # fmt: skip
-        Contact.objects.filter(pk=contact.pk).update(
-            consent=Contact.Consent.GRANTED, consent_at=timezone.now(),
-            consent_method=f"form:{form.key} v{form.consent_version}",
-        )  # fmt: skip
+        proof = f"form:{form.key} v{form.consent_version}"
+        granted: dict[str, Any] = {
+            "consent": Contact.Consent.GRANTED,
+            "consent_at": timezone.now(),
+            "consent_method": proof,
+        }
+        if form.consent_covers_open_tracking:  # the wording asked for it too
+            granted.update(
+                open_tracking_consent_at=granted["consent_at"], open_tracking_consent_source=proof
+            )
+        Contact.objects.filter(pk=contact.pk).update(**granted)
     if visitor_id:
         visitor_stitch(visitor_id=visitor_id, contact=contact)
     event_record(

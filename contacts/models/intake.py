@@ -68,6 +68,16 @@ class Form(models.Model):
         default=_("I agree to receive emails about LeadFunnel. I can unsubscribe at any time."),
     )
     consent_version = models.PositiveIntegerField(_("consent wording version"), default=1)
+    # The wording also asks to track email opens: a ticked box records that consent too.
+    consent_covers_open_tracking = models.BooleanField(
+        _("the consent covers open tracking"),
+        default=False,
+        db_default=False,
+        help_text=_(
+            "Tick if the consent wording also asks to track whether the person opens the "
+            "emails (the open pixel)."
+        ),
+    )
     thank_you_url = models.URLField(_("thank-you page"), blank=True)
     allowed_origins = models.TextField(
         _("allowed origins"),

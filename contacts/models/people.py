@@ -267,12 +267,19 @@ class ContactQuerySet(models.QuerySet["Contact"]):
         return self.filter(stage=Contact.Stage.SQL, owner__isnull=False, claimed_at__lt=before)
 
     def inactive_prospects(self, before: datetime) -> ContactQuerySet:
-        """Prospects (never clients) with no activity since ``before``, not erased yet."""
-        prospects = [Contact.Stage.SUSPECT, Contact.Stage.LEAD, Contact.Stage.MQL,
-                     Contact.Stage.HMQL]  # fmt: skip
+        """Prospects with no activity since ``before``, not erased yet (RETENTION_YEARS).
+
+        A prospect is anyone who never was a client: every stage before client, SQLs
+        included (a client never goes back, ``ALLOWED_TRANSITIONS``). No activity: no event
+        of theirs (``last_activity_at``, which system events do not move) and no consent given
+        since ``before``, and known since before it (``created_at``: a contact imported last
+        month with an old last activity is not purged)."""
+        stages = Contact.Stage.values
+        prospects = stages[: stages.index(Contact.Stage.CLIENT)]
         quiet = Q(last_activity_at__lt=before) | Q(last_activity_at__isnull=True)
+        no_consent = Q(consent_at__lt=before) | Q(consent_at__isnull=True)
         fresh = Q(erased_at__isnull=True, created_at__lt=before)
-        return self.filter(quiet, fresh, stage__in=prospects)
+        return self.filter(quiet, no_consent, fresh, stage__in=prospects)
 
     def stage_counts(self) -> dict[str, int]:
         """Contacts per stage, every stage present (zero when empty), in funnel order."""
@@ -418,6 +425,30 @@ class Contact(models.Model):
         blank=True,
         default="",
         db_default="",
+    )
+    # Legitimate interest (B2B prospecting) holds once the person was told of the processing
+    # and of their right to object: the day they were (contacts.legal_basis).
+    legitimate_interest_notice_on = models.DateField(
+        _("informed on"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Legitimate interest: the day the person was told about this processing and their "
+            "right to object."
+        ),
+    )
+    # Consent to the tracking of email opens (the open pixel), apart from marketing consent:
+    # when and where it was given; None: not given (or withdrawn).
+    open_tracking_consent_at = models.DateTimeField(
+        _("open tracking consented"), null=True, blank=True
+    )
+    open_tracking_consent_source = models.CharField(
+        _("open tracking consent source"),
+        max_length=200,
+        blank=True,
+        default="",
+        db_default="",
+        help_text=_("Where it was given, e.g. a form, a call, an import."),
     )
     do_not_email = models.BooleanField(_("do not email"), default=False)
     # Whether mail to the address still arrives (nurturing.bounces writes it, a person clears

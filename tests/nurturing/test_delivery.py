@@ -25,7 +25,9 @@ def queue(*contacts, **step):
 
 def test_a_message_arrives_with_its_headers_both_parts_and_accents(smtp, settings):
     settings.DEFAULT_FROM_EMAIL = "Boutique <marketing@boutique.example.fr>"
-    contact = ContactFactory(first_name="Hélène", email="helene@example.fr")
+    contact = ContactFactory(
+        first_name="Hélène", email="helene@example.fr", open_tracking_consent_at=timezone.now()
+    )
     [message] = queue(
         contact,
         subject="Poêles pour {{ first_name }} — été",

@@ -30,7 +30,8 @@ def sent(django_capture_on_commit_callbacks):
         wait_step(days=2),
         email_step(subject="Rappel"),
     )
-    contact = ContactFactory(first_name="Inès")
+    # Consented to open tracking: the email carries the pixel (NURTURING_OPEN_TRACKING).
+    contact = ContactFactory(first_name="Inès", open_tracking_consent_at=timezone.now())
     enrolment.enrollment_start(sequence=sequence, contact=contact)
     with django_capture_on_commit_callbacks(execute=True):
         scheduler.enrollments_advance()
