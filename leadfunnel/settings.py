@@ -394,6 +394,9 @@ NURTURING_REQUIRE_CONSENT = env.bool("NURTURING_REQUIRE_CONSENT", default=False)
 # A send task holds the messages it claimed this long; the reaper frees them after a crash.
 NURTURING_SEND_LEASE_SECONDS = env.int("NURTURING_SEND_LEASE_SECONDS", default=300)
 NURTURING_MAX_ATTEMPTS = env.int("NURTURING_MAX_ATTEMPTS", default=8)
+# Site-wide: at most this many marketing emails in any rolling hour (0: no cap). Emails over it
+# stay queued and go as the hour's earlier ones age out; notes to owners are not counted.
+NURTURING_HOURLY_CAP = env.int("NURTURING_HOURLY_CAP", default=0)
 # Outbound webhooks (contacts.webhooks): a POST waits this long for an answer; a failed delivery
 # is tried again after WEBHOOK_RETRY_SECONDS, doubled at each attempt up to
 # WEBHOOK_RETRY_MAX_SECONDS, WEBHOOK_MAX_ATTEMPTS times in all; a subscription is disabled (and

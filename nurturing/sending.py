@@ -13,6 +13,10 @@ With ``nurturing.smtp.EmailBackend`` (``smtp://``) the hand-over is marked later
 and the end of the data, and on PostgreSQL its statement runs while the server answers DATA
 (``_PipelinedMarks``, libpq directly) with ``synchronous_commit`` off
 (``contacts.durability.commits_without_waiting``).
+
+``NURTURING_HOURLY_CAP`` (0: none) caps marketing messages site-wide in any rolling hour: a claim
+takes at most the hour's remaining allowance (``nurturing.hourly_cap``); the rest stay queued,
+due, and go as the hour's earlier sends age out. With no cap the claim is what it was.
 Both stay by measurement (2,000 messages to a local aiosmtpd sink, one worker, against bare
 smtplib sending the same bytes in the same run; 6 December, on a loaded 2-core machine):
 pipelined marks, commits not flushed: 0.64 and 0.38 of bare smtplib (two rounds); the ORM's
@@ -40,7 +44,7 @@ from django.utils import timezone
 
 from contacts.durability import commits_without_waiting
 from contacts.models import Contact
-from nurturing import engine, rendering
+from nurturing import engine, hourly_cap, rendering
 from nurturing.mime import BuiltEmail
 from nurturing.models import Message
 from nurturing.outbox import emailable
@@ -152,6 +156,8 @@ def _lease(batch_size: int, lease: int) -> list[tuple[Outgoing, dict[str, Any] |
         .order_by("next_attempt_at", "pk")
         .values_list(*OUTGOING_VALUES, "contact_id")[:batch_size]
     )
+    if rows and settings.NURTURING_HOURLY_CAP > 0:
+        rows = hourly_cap.within_allowance(rows, internal=lambda row: row[3], as_of=now)
     if not rows:
         return []
     contacts = {
