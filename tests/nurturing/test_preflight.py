@@ -147,7 +147,7 @@ def test_the_activation_page_shows_the_forecast_and_changes_nothing(marketer_cli
     body = page.content.decode()
     assert page.status_code == 200
     assert "2 contacts entreraient et recevraient des e-mails." in body
-    assert "Ne pas envoyer d’e-mail" in body
+    assert "Ne pas contacter par e-mail" in body
     assert "Activer la séquence" in body
     sequence.refresh_from_db()
     assert not sequence.active and not Enrollment.objects.exists()
