@@ -63,14 +63,17 @@ def allowance(as_of: datetime | None = None) -> int | None:
     return max(0, cap - used(as_of or timezone.now()))
 
 
-def within_allowance(
-    rows: list[Row], *, internal: Callable[[Row], bool], as_of: datetime
-) -> list[Row]:
-    """Of the rows a claim locked (in send order), the internal ones and as many marketing ones
-    as the hour has room for. Call inside the claim's transaction, before the lease is written:
-    the lock is held until it commits, so the next claim counts these as being sent."""
+def room(as_of: datetime) -> int:
+    """How many marketing messages this claim may take: call inside the claim's transaction,
+    before it locks any message. The lock is held until the claim commits, so the next one
+    counts what this one leased as being sent."""
     _lock()
-    room = max(0, settings.NURTURING_HOURLY_CAP - used(as_of))
+    return max(0, settings.NURTURING_HOURLY_CAP - used(as_of))
+
+
+def take(rows: list[Row], room: int, *, internal: Callable[[Row], bool]) -> list[Row]:
+    """Of the rows a claim locked (in send order), the internal ones and the first ``room``
+    marketing ones."""
     kept = []
     for row in rows:
         if internal(row):

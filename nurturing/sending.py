@@ -15,7 +15,7 @@ and the end of the data, and on PostgreSQL its statement runs while the server a
 (``contacts.durability.commits_without_waiting``).
 
 ``NURTURING_HOURLY_CAP`` (0: none) caps marketing messages site-wide in any rolling hour: a claim
-takes at most the hour's remaining allowance (``nurturing.hourly_cap``); the rest stay queued,
+takes at most the room left in the hour (``nurturing.hourly_cap``); the rest stay queued,
 due, and go as the hour's earlier sends age out. With no cap the claim is what it was.
 Both stay by measurement (2,000 messages to a local aiosmtpd sink, one worker, against bare
 smtplib sending the same bytes in the same run; 6 December, on a loaded 2-core machine):
@@ -150,14 +150,17 @@ def _lease(batch_size: int, lease: int) -> list[tuple[Outgoing, dict[str, Any] |
     """Lock due messages others have not locked, in order, and lease them (each with what the
     send-time checks read from its contact)."""
     now = timezone.now()
+    sendable = Message.objects.sendable(now)
+    room = hourly_cap.room(now) if settings.NURTURING_HOURLY_CAP > 0 else None
+    if room == 0:
+        sendable = sendable.filter(internal=True)  # notes to owners are not capped
     rows = list(
-        Message.objects.sendable(now)
-        .select_for_update(skip_locked=True, of=("self",))
+        sendable.select_for_update(skip_locked=True, of=("self",))
         .order_by("next_attempt_at", "pk")
         .values_list(*OUTGOING_VALUES, "contact_id")[:batch_size]
     )
-    if rows and settings.NURTURING_HOURLY_CAP > 0:
-        rows = hourly_cap.within_allowance(rows, internal=lambda row: row[3], as_of=now)
+    if room is not None:
+        rows = hourly_cap.take(rows, room, internal=lambda row: row[3])
     if not rows:
         return []
     contacts = {
