@@ -219,3 +219,22 @@ def test_bad_enrolment_preflight_requests_are_refused_with_a_message(
     assert page.status_code == 400
     assert 'role="alert"' in page.content.decode()
     assert not Enrollment.objects.exists()
+
+
+def test_the_admin_actions_lead_to_the_preflight_pages(client, admin_user):
+    client.force_login(admin_user)
+    sequence = sequence_with(
+        email_step(), trigger="segment", segment_query="stage=mql", active=False, name="MQL"
+    )
+    changelist = reverse("admin:nurturing_sequence_changelist")
+
+    activate = client.post(changelist, {"action": "activate", "_selected_action": [sequence.pk]})
+    enrol = client.post(changelist, {"action": "enroll_segment", "_selected_action": [sequence.pk]})
+
+    assert activate.status_code == 302
+    assert activate["Location"] == reverse("nurturing-sequence-activate", args=[sequence.pk])
+    assert enrol.status_code == 302
+    assert enrol["Location"].startswith(reverse("nurturing-enroll-preflight"))
+    assert "query=stage%3Dmql" in enrol["Location"]
+    sequence.refresh_from_db()
+    assert not sequence.active and not Enrollment.objects.exists()
