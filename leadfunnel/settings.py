@@ -416,6 +416,9 @@ NURTURING_MAX_ATTEMPTS = env.int("NURTURING_MAX_ATTEMPTS", default=8)
 # (Pardot's default: 5).
 NURTURING_SOFT_BOUNCE_LIMIT = env.int("NURTURING_SOFT_BOUNCE_LIMIT", default=5)
 NURTURING_SOFT_BOUNCE_DAYS = env.int("NURTURING_SOFT_BOUNCE_DAYS", default=30)
+# Site-wide: at most this many marketing emails in any rolling hour (0: no cap). Emails over it
+# stay queued and go as the hour's earlier ones age out; notes to owners are not counted.
+NURTURING_HOURLY_CAP = env.int("NURTURING_HOURLY_CAP", default=0)
 # Outbound webhooks (contacts.webhooks): a POST waits this long for an answer; a failed delivery
 # is tried again after WEBHOOK_RETRY_SECONDS, doubled at each attempt up to
 # WEBHOOK_RETRY_MAX_SECONDS, WEBHOOK_MAX_ATTEMPTS times in all; a subscription is disabled (and

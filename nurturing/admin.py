@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
@@ -76,7 +77,7 @@ class SequenceAdmin(admin.ModelAdmin):
     list_filter = ["active", "trigger"]
     search_fields = ["name"]
     inlines = [StepInline]
-    actions = ["enroll_segment"]
+    actions = ["activate", "enroll_segment"]
     fieldsets = [
         (None, {"fields": ["name", "description", "active"]}),
         (_("Trigger"), {"fields": [
@@ -99,24 +100,36 @@ class SequenceAdmin(admin.ModelAdmin):
             '<a href="{}">{}</a>', reverse("nurturing-sequence", args=[sequence.pk]), _("results")
         )
 
-    @admin.action(description=_("Enrol each selected sequence's segment now"))
-    def enroll_segment(self, request: HttpRequest, queryset: QuerySet[Sequence]) -> None:
-        for sequence in queryset:
-            if enrolment.segment_selects_everyone(sequence.segment_query):
-                self.message_user(
-                    request, _("“%(name)s” has no segment.") % {"name": sequence}, messages.WARNING
-                )
-                continue
-            count = enrolment.segment_enroll(sequence=sequence, source="admin")
+    @admin.action(description=_("Enrol the selected sequence's segment (pre-flight first)"))
+    def enroll_segment(self, request: HttpRequest, queryset: QuerySet[Sequence]) -> Any:
+        sequence = self._one(request, queryset)
+        if sequence is None:
+            return None
+        if enrolment.segment_selects_everyone(sequence.segment_query):
+            self.message_user(
+                request, _("“%(name)s” has no segment.") % {"name": sequence}, messages.WARNING
+            )
+            return None
+        query = urlencode({"sequence": sequence.pk, "query": sequence.segment_query})
+        return redirect(f"{reverse('nurturing-enroll-preflight')}?{query}")
+
+    @admin.action(description=_("Activate the selected sequence (pre-flight first)"))
+    def activate(self, request: HttpRequest, queryset: QuerySet[Sequence]) -> Any:
+        sequence = self._one(request, queryset)
+        if sequence is None:
+            return None
+        return redirect("nurturing-sequence-activate", pk=sequence.pk)
+
+    def _one(self, request: HttpRequest, queryset: QuerySet[Sequence]) -> Sequence | None:
+        """Pre-flight pages show one sequence: the actions that lead there take one."""
+        if queryset.count() != 1:
             self.message_user(
                 request,
-                ngettext(
-                    "%(count)s contact enrolled in “%(name)s”.",
-                    "%(count)s contacts enrolled in “%(name)s”.",
-                    count,
-                )
-                % {"count": count, "name": sequence},
+                _("Choose one sequence: its pre-flight page shows what it would send."),
+                messages.WARNING,
             )
+            return None
+        return queryset.get()
 
     def get_urls(self) -> list[Any]:
         return [

@@ -573,6 +573,18 @@ class Message(models.Model):
                 fields=["lease_until"], name="message_leased", condition=Q(status="sending")
             ),
             models.Index(fields=["contact", "-created_at"], name="message_contact_created"),
+            # The hourly cap's count (nurturing.hourly_cap): marketing messages sent in the
+            # last hour, and those in doubt since then (rare: that index is all but empty).
+            models.Index(
+                fields=["sent_at"],
+                name="message_sent_recently",
+                condition=Q(internal=False, sent_at__isnull=False),
+            ),
+            models.Index(
+                fields=["handed_over_at"],
+                name="message_in_doubt",
+                condition=Q(status="in_doubt"),
+            ),
         ]
 
     def __str__(self) -> str:

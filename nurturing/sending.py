@@ -13,6 +13,10 @@ With ``nurturing.smtp.EmailBackend`` (``smtp://``) the hand-over is marked later
 and the end of the data, and on PostgreSQL its statement runs while the server answers DATA
 (``_PipelinedMarks``, libpq directly) with ``synchronous_commit`` off
 (``contacts.durability.commits_without_waiting``).
+
+``NURTURING_HOURLY_CAP`` (0: none) caps marketing messages site-wide in any rolling hour: a claim
+takes at most the room left in the hour (``nurturing.hourly_cap``); the rest stay queued,
+due, and go as the hour's earlier sends age out. With no cap the claim is what it was.
 Both stay by measurement (2,000 messages to a local aiosmtpd sink, one worker, against bare
 smtplib sending the same bytes in the same run; 6 December, on a loaded 2-core machine):
 pipelined marks, commits not flushed: 0.64 and 0.38 of bare smtplib (two rounds); the ORM's
@@ -42,7 +46,7 @@ from django.utils import timezone
 from contacts import legal_basis
 from contacts.durability import commits_without_waiting
 from contacts.models import Contact
-from nurturing import bounces, engine, rendering
+from nurturing import bounces, engine, hourly_cap, rendering
 from nurturing.mime import BuiltEmail
 from nurturing.models import Message
 from nurturing.outbox import emailable
@@ -149,12 +153,17 @@ def _lease(batch_size: int, lease: int) -> list[tuple[Outgoing, dict[str, Any] |
     """Lock due messages others have not locked, in order, and lease them (each with what the
     send-time checks read from its contact)."""
     now = timezone.now()
+    sendable = Message.objects.sendable(now)
+    room = hourly_cap.room(now) if settings.NURTURING_HOURLY_CAP > 0 else None
+    if room == 0:
+        sendable = sendable.filter(internal=True)  # notes to owners are not capped
     rows = list(
-        Message.objects.sendable(now)
-        .select_for_update(skip_locked=True, of=("self",))
+        sendable.select_for_update(skip_locked=True, of=("self",))
         .order_by("next_attempt_at", "pk")
         .values_list(*OUTGOING_VALUES, "contact_id")[:batch_size]
     )
+    if room is not None:
+        rows = hourly_cap.take(rows, room, internal=lambda row: row[3])
     if not rows:
         return []
     contacts = {

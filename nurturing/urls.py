@@ -9,6 +9,12 @@ urlpatterns = [
     path("nurturing/sequences/", views.sequence_list, name="nurturing-sequences"),
     path("nurturing/sequences/<int:pk>/", views.sequence_results, name="nurturing-sequence"),
     path("nurturing/enroll/", views.enroll_list, name="nurturing-enroll-list"),
+    path("nurturing/enroll/preflight/", views.enroll_preflight, name="nurturing-enroll-preflight"),
+    path(
+        "nurturing/sequences/<int:pk>/activate/",
+        views.sequence_activate,
+        name="nurturing-sequence-activate",
+    ),
     path(
         "nurturing/sequences/<int:pk>/enroll/",
         views.sequence_enroll_list,

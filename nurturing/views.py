@@ -9,6 +9,7 @@ from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.urls import reverse
 from django.utils.cache import add_never_cache_headers, patch_vary_headers
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
@@ -16,9 +17,15 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from contacts.roles import MARKETING, SALES, role_required
 from contacts.views import partial_or_page, visible_contact_or_404
-from nurturing import bounces, enrolment, tracking
+from nurturing import bounces, enrolment, preflight, tracking
 from nurturing.models import (
-    Bounce, Enrollment, Message, Sequence, SplitBranch, Step, reason_label,
+    Bounce,
+    Enrollment,
+    Message,
+    Sequence,
+    SplitBranch,
+    Step,
+    reason_label,
 )
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -316,6 +323,65 @@ def sequence_enroll_list(request: HttpRequest, pk: int) -> HttpResponse:
         % {"count": count, "sequence": sequence.name},
     )  # fmt: skip
     return redirect("nurturing-sequence", pk=sequence.pk)
+
+
+# --- Pre-flight: what activating or enrolling would send, confirmed by a POST -----------------
+
+
+@role_required(MARKETING)
+@require_http_methods(["GET", "POST"])
+def sequence_activate(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET: the pre-flight of activating the sequence (who its trigger takes in at once, the
+    coming week's emails); POST: activate it."""
+    sequence = get_object_or_404(Sequence, pk=pk)
+    if request.method == "POST":
+        if preflight.sequence_activate(sequence=sequence):
+            messages.success(request, _("“%(sequence)s” is active.") % {"sequence": sequence.name})
+        return redirect("nurturing-sequence", pk=sequence.pk)
+    context = {
+        "sequence": sequence,
+        "forecast": preflight.forecast(sequence, preflight.starting_contacts(sequence)),
+        "activating": True,
+        "confirm_url": reverse("nurturing-sequence-activate", args=[sequence.pk]),
+    }
+    return render(request, "nurturing/preflight.html", context)
+
+
+@role_required(MARKETING)
+@require_GET
+def enroll_preflight(request: HttpRequest) -> HttpResponse:
+    """The pre-flight of enrolling the contacts a contact-list filter selects (the form of
+    ``enroll_list``); its confirmation posts to ``sequence_enroll_list``."""
+    query = request.GET.get("query", "").lstrip("?")
+    everyone = request.GET.get("all_contacts") == "on"
+    sequence = Sequence.objects.filter(pk=_int(request.GET.get("sequence")), active=True).first()
+    error = ""
+    if sequence is None:
+        error = _("Choose an active sequence.")
+    elif enrolment.segment_selects_everyone(query) and not everyone:
+        error = _(
+            "No filter is set, so this would enrol every contact with an email address: "
+            "tick the box to confirm that you mean them all."
+        )
+    elif not enrolment.segment_contacts(query).exists():
+        error = _("No contact matches these filters: nobody was enrolled.")
+    if error:
+        context = {**_enroll_context(query), "error": error}
+        return render(request, "nurturing/enroll_list.html", context, status=400)
+    assert sequence is not None
+    context = {
+        "sequence": sequence,
+        "forecast": preflight.forecast(sequence, enrolment.segment_contacts(query)),
+        "activating": False,
+        "confirm_url": reverse("nurturing-sequence-enroll", args=[sequence.pk]),
+        "query": query,
+        "everyone": everyone,
+    }
+    return render(request, "nurturing/preflight.html", context)
+
+
+def _int(value: str | None) -> int:
+    return int(value) if value and value.isdigit() else 0
 
 
 # --- A contact's enrolments ------------------------------------------------------------------

@@ -87,7 +87,7 @@ def test_the_page_offers_no_enrolment_for_an_empty_selection(marketer_client, se
     page = marketer_client.get(
         reverse("nurturing-enroll-list") + "?stage=client", HTTP_ACCEPT_LANGUAGE="en"
     ).content.decode()
-    assert "Enrol them" not in page and "No contact matches these filters" in page
+    assert "See what it would send" not in page and "No contact matches these filters" in page
 
 
 def test_a_segment_without_a_filter_enrols_nobody_and_is_refused_in_admin(contacts):
