@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, register, run_checks
+from django.core.checks import Warning as CheckWarning
 from django.core.exceptions import ImproperlyConfigured
 
 TAG = "leadfunnel_settings"
@@ -151,6 +152,34 @@ def check_webhooks(**kwargs: Any) -> list[CheckMessage]:
                 f"taking deliveries {send_margin_seconds()} s before its lease runs out (the "
                 "timeout and 5 s), so the lease must be longer than that.",
                 f"Set it to 120 (the default) or at least {send_margin_seconds() + 60}.",
+            )
+        ]
+    return []
+
+
+@register(TAG)
+def check_dkim(**kwargs: Any) -> list[CheckMessage]:
+    from nurturing.dkim_signing import DkimSettingsError, signer
+
+    try:
+        signing = signer()
+    except DkimSettingsError as error:
+        return [
+            _error(
+                13,
+                str(error),
+                "Leave DKIM_SELECTOR and the key unset to send unsigned (an ESP signs for "
+                "itself); `python manage.py check_sending_domain` shows the DNS records.",
+            )
+        ]
+    if signing is not None and settings.EMAIL_BACKEND != "nurturing.smtp.EmailBackend":
+        return [
+            CheckWarning(
+                f"DKIM_SELECTOR is set but EMAIL_BACKEND is {settings.EMAIL_BACKEND}: only "
+                "nurturing's SMTP backend (EMAIL_URL=smtp://...) signs with DKIM.",
+                hint="An ESP signs with the keys set up in its own dashboard.",
+                obj="settings",
+                id="leadfunnel.W014",
             )
         ]
     return []
