@@ -120,6 +120,19 @@ def test_a_sent_email_verifies_with_the_published_key_and_signs_the_unsubscribe_
     assert ".Une ligne qui commence par un point." in mail.get_body(("plain",)).get_content()
 
 
+def test_every_email_of_a_batch_verifies_those_signed_ahead_too(signing, sink, key):
+    contacts = ContactFactory.create_batch(3)
+    sequence = sequence_with(email_step())
+    enrolment.enrollments_start(sequence=sequence, contact_ids=[c.pk for c in contacts])
+    scheduler.enrollments_advance()
+
+    assert sending.messages_send() == 3  # the 2nd and 3rd are made while the server reads
+
+    assert len(sink.received) == 3
+    assert all(dkim.verify(r.data, dnsfunc=published(key)) for r in sink.received)
+    assert sorted(r.message["To"] for r in sink.received) == sorted(c.email for c in contacts)
+
+
 @pytest.mark.parametrize(
     ("_case", "old", "new"),
     [
