@@ -159,6 +159,8 @@ def check_webhooks(**kwargs: Any) -> list[CheckMessage]:
 
 @register(TAG)
 def check_dkim(**kwargs: Any) -> list[CheckMessage]:
+    if not (settings.DKIM_SELECTOR or settings.DKIM_PRIVATE_KEY or settings.DKIM_PRIVATE_KEY_FILE):
+        return []  # signing off (dkimpy not imported for nothing)
     from nurturing.dkim_signing import DkimSettingsError, signer
 
     try:

@@ -19,6 +19,7 @@ from nurturing.dkim_signing import public_key_record
 from nurturing.models import Message
 from tests.factories import ContactFactory
 from tests.nurturing.helpers import SmtpSink, email_step, sequence_with, smtp_server
+from tests.test_settings import PRODUCTION, manage
 
 pytestmark = pytest.mark.django_db
 
@@ -238,3 +239,21 @@ def test_manage_py_check_accepts_an_inline_key(signing, key, capsys):
     call_command("check")
 
     assert "E013" not in capsys.readouterr().err
+
+
+def test_manage_py_check_warns_when_the_backend_does_not_sign(signing, capsys):
+    signing.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+    call_command("check")
+
+    assert "leadfunnel.W014" in capsys.readouterr().err
+
+
+def test_an_inline_key_in_the_environment_with_escaped_line_breaks_is_read(key):
+    inline = pem(key).decode().replace("\n", "\\n")  # one line, as in an .env file
+    env = {**PRODUCTION, "DKIM_SELECTOR": SELECTOR, "DKIM_PRIVATE_KEY": inline,
+           "DEFAULT_FROM_EMAIL": "marketing@boutique.example.fr"}  # fmt: skip
+
+    result = manage("check", env=env)
+
+    assert result.returncode == 0, result.stderr
