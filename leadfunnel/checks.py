@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, register, run_checks
+from django.core.checks import Warning as CheckWarning
 from django.core.exceptions import ImproperlyConfigured
 
 TAG = "leadfunnel_settings"
@@ -171,6 +172,36 @@ def check_open_tracking(**kwargs: Any) -> list[CheckMessage]:
             "consent (the default): the open pixel only for contacts who consented to it.",
         )
     ]
+
+
+@register(TAG)
+def check_dkim(**kwargs: Any) -> list[CheckMessage]:
+    if not (settings.DKIM_SELECTOR or settings.DKIM_PRIVATE_KEY or settings.DKIM_PRIVATE_KEY_FILE):
+        return []  # signing off (dkimpy not imported for nothing)
+    from nurturing.dkim_signing import DkimSettingsError, signer
+
+    try:
+        signing = signer()
+    except DkimSettingsError as error:
+        return [
+            _error(
+                13,
+                str(error),
+                "Leave DKIM_SELECTOR and the key unset to send unsigned (an ESP signs for "
+                "itself); `python manage.py check_sending_domain` shows the DNS records.",
+            )
+        ]
+    if signing is not None and settings.EMAIL_BACKEND != "nurturing.smtp.EmailBackend":
+        return [
+            CheckWarning(
+                f"DKIM_SELECTOR is set but EMAIL_BACKEND is {settings.EMAIL_BACKEND}: only "
+                "nurturing's SMTP backend (EMAIL_URL=smtp://...) signs with DKIM.",
+                hint="An ESP signs with the keys set up in its own dashboard.",
+                obj="settings",
+                id="leadfunnel.W014",
+            )
+        ]
+    return []
 
 
 def refuse_to_start_on_errors(process: str) -> None:

@@ -192,6 +192,14 @@ else:
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="") or EMAIL_BACKEND
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="LeadFunnel <no-reply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# DKIM signing of what nurturing's SMTP backend sends (nurturing/dkim_signing.py; an ESP signs
+# for itself): on when DKIM_SELECTOR and a private key (PEM, RSA; DKIM_PRIVATE_KEY, "\n" for the
+# line breaks, or DKIM_PRIVATE_KEY_FILE) are set. DKIM_DOMAIN (d=) defaults to the domain of
+# DEFAULT_FROM_EMAIL, which it must align with for DMARC (checks.py refuses a mismatch).
+DKIM_SELECTOR = env.str("DKIM_SELECTOR", default="")
+DKIM_DOMAIN = env.str("DKIM_DOMAIN", default="")
+DKIM_PRIVATE_KEY = env.str("DKIM_PRIVATE_KEY", default="", multiline=True)
+DKIM_PRIVATE_KEY_FILE = env.str("DKIM_PRIVATE_KEY_FILE", default="")
 # Seconds before an SMTP connection attempt or command gives up (a stuck server is a retry).
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
 # Where links in emails (tracking, unsubscribe) point: this site's public address. `make run`

@@ -302,10 +302,14 @@ class _HandOver:
         self.sender.hand_over_confirm()
 
     def meanwhile(self) -> None:
-        # The next message's bytes are made while the server reads these.
+        # The next message's bytes (and DKIM signature) are made while the server reads these;
+        # an error in them is not this message's: they are made again when they go.
         for message in self.upcoming:
             email = email_for(message)
-            email.message()
+            try:
+                self.sender.backend.prepare(email)
+            except Exception:  # noqa: S112
+                continue
             self.sender.prepared[message.pk] = email
 
 

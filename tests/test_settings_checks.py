@@ -29,6 +29,8 @@ BAD = [
     ("_negative_cap", {"NURTURING_DAILY_EMAIL_CAP": "-1"}, "NURTURING_DAILY_EMAIL_CAP"),
     ("_email_timeout_zero", {"EMAIL_TIMEOUT": "0"}, "EMAIL_TIMEOUT"),
     ("_open_tracking_typo", {"NURTURING_OPEN_TRACKING": "consented"}, "NURTURING_OPEN_TRACKING"),
+    ("_dkim_key_missing", {"DKIM_SELECTOR": "lf2026", "DKIM_PRIVATE_KEY_FILE": "/nonexistent/dkim.pem"},
+     "DKIM_PRIVATE_KEY_FILE"),
 ]  # fmt: skip
 
 
