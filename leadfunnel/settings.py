@@ -315,6 +315,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("WEBHOOK_TICK_SECONDS", default=5.0),
         "options": {"expires": 30},
     },
+    # The bounce mailbox (NURTURING_BOUNCE_MAILBOX_URL): a pass reads it only when it is set.
+    "read-bounce-mailbox": {
+        "task": "nurturing.tasks.read_bounce_mailbox_task",
+        "schedule": env.float("NURTURING_BOUNCE_MAILBOX_SECONDS", default=60.0),
+        "options": {"expires": 120},
+    },
     "apply-decay": {
         "task": "scoring.tasks.apply_decay_task",
         "schedule": crontab(hour=3, minute=15),
@@ -394,6 +400,16 @@ NURTURING_REQUIRE_CONSENT = env.bool("NURTURING_REQUIRE_CONSENT", default=False)
 # A send task holds the messages it claimed this long; the reaper frees them after a crash.
 NURTURING_SEND_LEASE_SECONDS = env.int("NURTURING_SEND_LEASE_SECONDS", default=300)
 NURTURING_MAX_ATTEMPTS = env.int("NURTURING_MAX_ATTEMPTS", default=8)
+# Bounces by mail, for plain SMTP sending (nurturing.verp, nurturing.bounce_mailbox): with
+# NURTURING_BOUNCE_ADDRESS (bounces@example.com) each marketing email's envelope sender is
+# bounces+<message>-<signature>@example.com; the mailbox these reach is read over IMAP from
+# NURTURING_BOUNCE_MAILBOX_URL (imaps://user:password@host:993/INBOX, or imap:// in the clear,
+# imap+starttls://; user and password percent-encoded) every NURTURING_BOUNCE_MAILBOX_SECONDS.
+# Mail that names none of our messages or contacts is kept on the "Unmatched mail" admin page
+# and moved to NURTURING_BOUNCE_REVIEW_FOLDER in the mailbox; what was recorded is deleted.
+NURTURING_BOUNCE_ADDRESS = env.str("NURTURING_BOUNCE_ADDRESS", default="")
+NURTURING_BOUNCE_MAILBOX_URL = env.str("NURTURING_BOUNCE_MAILBOX_URL", default="")
+NURTURING_BOUNCE_REVIEW_FOLDER = env.str("NURTURING_BOUNCE_REVIEW_FOLDER", default="Review")
 # Outbound webhooks (contacts.webhooks): a POST waits this long for an answer; a failed delivery
 # is tried again after WEBHOOK_RETRY_SECONDS, doubled at each attempt up to
 # WEBHOOK_RETRY_MAX_SECONDS, WEBHOOK_MAX_ATTEMPTS times in all; a subscription is disabled (and
@@ -428,6 +444,7 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "axes": {"level": "WARNING"},
+        "flufl.bounce": {"level": "WARNING"},  # a line per detector tried on every mail
         "django.server": {"handlers": ["server"], "level": LOG_LEVEL, "propagate": False},
     },
 }

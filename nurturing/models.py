@@ -526,3 +526,33 @@ class Message(models.Model):
         if self.sent_at is None:
             return None
         return (timezone.now() - self.sent_at) / timedelta(seconds=1)
+
+
+class UnmatchedMail(models.Model):
+    """A mail from the bounce mailbox that was not recorded: it names none of our messages or
+    contacts, or says nothing we can read (``nurturing.bounce_mailbox``). Kept for a person to
+    look at, never guessed; the mail itself is moved to the mailbox's review folder."""
+
+    # The mail's own Message-ID (or a digest of its bytes): read twice, kept once.
+    reference = models.CharField(_("reference"), max_length=200, unique=True)
+    received_at = models.DateTimeField(_("read"), default=timezone.now)
+    sent_at = models.DateTimeField(_("date"), null=True, blank=True)
+    sender = models.CharField(_("from"), max_length=300, blank=True)
+    subject = models.CharField(_("subject"), max_length=300, blank=True)
+    reason = models.CharField(_("reason"), max_length=200)
+    # What the mail reported, when it reported something no contact matched.
+    findings = models.JSONField(_("reported"), default=list, blank=True)
+    headers = models.JSONField(_("headers"), default=dict, blank=True)
+    size = models.PositiveIntegerField(_("size in bytes"), default=0)
+    # The first RAW_LIMIT bytes: the whole mail stays in the mailbox's review folder.
+    raw = models.BinaryField(_("raw mail"), blank=True)
+
+    RAW_LIMIT = 256 * 1024
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        verbose_name = _("unmatched mail")
+        verbose_name_plural = _("unmatched mail")
+
+    def __str__(self) -> str:
+        return f"{self.sender}: {self.subject}"
