@@ -400,6 +400,11 @@ NURTURING_REQUIRE_CONSENT = env.bool("NURTURING_REQUIRE_CONSENT", default=False)
 # A send task holds the messages it claimed this long; the reaper frees them after a crash.
 NURTURING_SEND_LEASE_SECONDS = env.int("NURTURING_SEND_LEASE_SECONDS", default=300)
 NURTURING_MAX_ATTEMPTS = env.int("NURTURING_MAX_ATTEMPTS", default=8)
+# Bounces (nurturing.bounces): a hard bounce or a spam complaint stops marketing email to the
+# address at once; soft bounces (mailbox full...) do at this many within this many days
+# (Pardot's default: 5).
+NURTURING_SOFT_BOUNCE_LIMIT = env.int("NURTURING_SOFT_BOUNCE_LIMIT", default=5)
+NURTURING_SOFT_BOUNCE_DAYS = env.int("NURTURING_SOFT_BOUNCE_DAYS", default=30)
 # Bounces by mail, for plain SMTP sending (nurturing.verp, nurturing.bounce_mailbox): with
 # NURTURING_BOUNCE_ADDRESS (bounces@example.com) each marketing email's envelope sender is
 # bounces+<message>-<signature>@example.com; the mailbox these reach is read over IMAP from

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('nurturing', '0007_email_bounce_event_types'),
+        ('nurturing', '0008_bounces'),
     ]
 
     operations = [
