@@ -1,4 +1,5 @@
-"""What one mail in the bounce mailbox says: pure functions, no database.
+"""What one mail in the bounce mailbox says: pure functions, no database (the reports they
+make are recorded by ``nurturing.bounce_mailbox`` through ``nurturing.bounces``).
 
 ``read_mail`` reads a mail in this order and stops at the first that applies:
 
@@ -50,11 +51,12 @@ from email.utils import parseaddr, parsedate_to_datetime
 from flufl.bounce import all_failures
 
 from nurturing import verp
+from nurturing.models import Bounce
 
-HARD = "hard"
-SOFT = "soft"
-DEFERRED = "deferred"
-COMPLAINT = "complaint"
+HARD = Bounce.Kind.HARD.value
+SOFT = Bounce.Kind.SOFT.value
+DEFERRED = Bounce.Kind.DEFERRED.value
+COMPLAINT = Bounce.Kind.COMPLAINT.value
 
 # Hard-looking 5.x.x codes that say nothing about the address (see the table above).
 SOFT_STATUSES = {"5.2.2", "5.2.3", "5.3.4", "5.4.7"}
@@ -78,7 +80,7 @@ _AUTO_REPLY_SUBJECT = re.compile(
 class Failure:
     """One recipient's fate, as the mail reports it."""
 
-    kind: str  # HARD, SOFT, DEFERRED or COMPLAINT (nurturing.bounces.Kind values)
+    kind: str  # HARD, SOFT, DEFERRED or COMPLAINT (Bounce.Kind values)
     email: str = ""
     status: str = ""
     diagnostic: str = ""

@@ -595,7 +595,7 @@ class UnmatchedMail(models.Model):
     contacts, or says nothing we can read (``nurturing.bounce_mailbox``). Kept for a person to
     look at, never guessed; the mail itself is moved to the mailbox's review folder."""
 
-    # The mail's own Message-ID (or a digest of its bytes): read twice, kept once.
+    # A digest of the mail's bytes: read twice, kept once.
     reference = models.CharField(_("reference"), max_length=200, unique=True)
     received_at = models.DateTimeField(_("read"), default=timezone.now)
     sent_at = models.DateTimeField(_("date"), null=True, blank=True)
