@@ -23,7 +23,10 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email import message_from_bytes
 from email.message import Message as EmailMessage
+from email.parser import BytesHeaderParser
+from functools import cached_property
 from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
@@ -61,7 +64,6 @@ class Pass:
 class _Mail:
     uid: str
     raw: bytes
-    parsed: EmailMessage
     reading: Reading | None = None
     review: str = ""
     unmatched: list[Report] = field(default_factory=list)
@@ -85,7 +87,7 @@ def bounce_mailbox_read(
             fetched = mailbox.fetch(
                 uid_list=uids[start : start + batch_size], mark_seen=False, bulk=True
             )
-            mails = [_Mail(mail.uid or "", mail.raw, mail.obj) for mail in fetched]
+            mails = [_Mail(mail.uid or "", mail.raw) for mail in fetched]
             finished, kept = mails_process(mails, done)
             # Only now, with everything recorded and committed, does the mailbox change.
             if finished:
@@ -103,7 +105,7 @@ def mails_process(mails: Sequence[_Mail], done: Pass) -> tuple[list[str], list[s
     owner: dict[str, _Mail] = {}
     for mail in mails:
         try:
-            mail.reading = bounce_mail.read_mail(mail.parsed, mail.raw)
+            mail.reading = bounce_mail.read_mail(mail.raw)
         except Exception as error:  # a mail no reader expected: a person looks at it
             logger.exception("bounce mailbox: unreadable mail %s", mail.uid)
             mail.review = f"unreadable: {type(error).__name__}"
@@ -169,7 +171,7 @@ def _report_reference(mail_reference: str, email: str) -> str:
 
 
 def _unmatched(mail: _Mail) -> UnmatchedMail:
-    parsed = mail.parsed
+    parsed = BytesHeaderParser().parsebytes(mail.raw)
     reading = mail.reading
     findings = mail.unmatched or (list(reading.failures) if reading else [])
     return UnmatchedMail(
@@ -208,11 +210,16 @@ def _move_to_review(mailbox: BaseMailBox, uids: list[str]) -> None:
 
 
 class _RawMailMessage(MailMessage):
-    """imap-tools' message, keeping the bytes it was parsed from (for the review copy)."""
+    """imap-tools' message as its bytes: nurturing.bounce_mail reads them (most of a report
+    without the email package's full parse, which imap-tools' own message does at once)."""
 
     def __init__(self, fetch_data: list) -> None:
-        self.raw = self._get_message_data_parts(fetch_data)[0]
-        super().__init__(fetch_data)
+        raw, self._raw_uid_data, self._raw_flag_data = self._get_message_data_parts(fetch_data)
+        self.raw: bytes = raw
+
+    @cached_property
+    def obj(self) -> EmailMessage:  # type: ignore[override]
+        return message_from_bytes(self.raw)
 
 
 SCHEMES = {"imaps": (MailBox, 993), "imap": (MailBoxUnencrypted, 143),

@@ -3,6 +3,8 @@ real RFC 3464 / RFC 5965 messages in several vendors' shapes (tests/data/bounces
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from nurturing import bounce_mail, verp
@@ -17,7 +19,7 @@ def bounce_address(settings):
 
 
 def read(raw: bytes) -> bounce_mail.Reading:
-    return bounce_mail.read_mail(bounce_mail.parse(raw), raw)
+    return bounce_mail.read_mail(raw)
 
 
 # --- VERP -------------------------------------------------------------------------------------
@@ -173,3 +175,39 @@ def test_a_mail_without_a_message_id_is_referenced_by_its_bytes():
 )
 def test_classification(action, status, diagnostic, kind):
     assert bounce_mail.classify(action, status, diagnostic) == kind
+
+
+def test_a_report_with_encoded_parts_reads_the_same():
+    raw = bounce("postfix_dsn", message_pk=55, message_id=OUR_MESSAGE_ID)
+    head, _, rest = raw.partition(b"Content-Type: message/delivery-status\r\n\r\n")
+    fields, _, tail = rest.partition(b"\r\n--4QK7m2X1tBz9sW")
+    encoded = base64.encodebytes(fields).replace(b"\n", b"\r\n")
+    raw = (
+        head + b"Content-Type: message/delivery-status\r\nContent-Transfer-Encoding: base64\r\n"
+        b"\r\n" + encoded + b"\r\n--4QK7m2X1tBz9sW" + tail
+    )
+
+    reading = read(raw)
+
+    [failure] = reading.failures
+    assert (failure.kind, failure.status, reading.message_id) == ("hard", "5.1.1", 55)
+    assert reading.enrollment_step == (12, 34)
+
+
+def test_bytes_that_are_not_utf8_do_not_stop_the_reading():
+    raw = bounce("postfix_dsn", message_pk=55).replace(
+        b"User unknown in virtual", b"Utilisateur inconnu \xe9\xe0 virtual"
+    )
+    [failure] = read(raw).failures
+    assert failure.kind == "hard" and "Utilisateur inconnu \ufffd\ufffd" in failure.diagnostic
+
+
+def test_a_bounce_nothing_can_read_goes_to_review_not_for_an_auto_reply():
+    raw = (
+        b"From: Mail Delivery System <MAILER-DAEMON@mx.example.net>\r\n"
+        b"To: bounces@leadfunnel.test\r\nSubject: Returned mail\r\n"
+        b"Auto-Submitted: auto-replied\r\nMessage-ID: <odd-1@mx.example.net>\r\n\r\n"
+        b"Something went wrong with your message. Sorry.\r\n"
+    )
+    reading = read(raw)
+    assert reading.failures == () and reading.review == "bounce not understood"
