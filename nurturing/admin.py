@@ -225,13 +225,17 @@ class MessageAdmin(ReadOnlyAdmin):
 class UnmatchedMailAdmin(ReadOnlyAdmin):
     """Mail from the bounce mailbox that matched nothing: read here, deleted once dealt with."""
 
-    list_display = ["received_at", "sender", "subject", "reason", "size"]
+    list_display = ["received_at", "sender", "subject", "why", "size"]
     list_filter = ["reason"]
     search_fields = ["sender", "subject", "reference"]
     date_hierarchy = "received_at"
-    fields = ["received_at", "sent_at", "sender", "subject", "reason", "reported", "headers_list",
+    fields = ["received_at", "sent_at", "sender", "subject", "why", "reported", "headers_list",
               "size", "reference", "raw_text"]  # fmt: skip
     readonly_fields = fields
+
+    @admin.display(description=_("why"), ordering="reason")
+    def why(self, mail: UnmatchedMail) -> str:
+        return mail.reason_label
 
     @admin.display(description=_("reported"))
     def reported(self, mail: UnmatchedMail) -> str:

@@ -214,5 +214,7 @@ def test_unmatched_mail_is_shown_to_an_admin(mailbox, client):
     page = client.get(f"/admin/nurturing/unmatchedmail/{mail.pk}/change/")
 
     assert listing.status_code == 200 and "You won&#x27;t believe these prices" in listing.text
+    assert "Courriers non rapprochés" in listing.text
+    assert "Non reconnu comme un échec de remise" in listing.text
     assert page.status_code == 200
     assert "Up to 90% off!" in page.text and "deal-0001@deals.example" in page.text
