@@ -319,7 +319,7 @@ CELERY_BEAT_SCHEDULE = {
     "read-bounce-mailbox": {
         "task": "nurturing.tasks.read_bounce_mailbox_task",
         "schedule": env.float("NURTURING_BOUNCE_MAILBOX_SECONDS", default=60.0),
-        "options": {"expires": 120},
+        "options": {"expires": 60},
     },
     "apply-decay": {
         "task": "scoring.tasks.apply_decay_task",
