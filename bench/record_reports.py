@@ -72,8 +72,9 @@ def main(count: int) -> None:
         else:
             report = Report(kind=Kind.HARD, email=f"nobody{n}-{run}@example.com", source="mailbox")
         reports.append(
-            Report(**{**{f: getattr(report, f) for f in Report.__slots__},
-                      "reference": f"{run}-{n}"})  # fmt: skip
+            Report(
+                **{**{f: getattr(report, f) for f in Report.__slots__}, "reference": f"{run}-{n}"}
+            )  # fmt: skip
         )
     try:
         for label in ("first pass", "again (duplicates)"):

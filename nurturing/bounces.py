@@ -41,12 +41,12 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Concat, Left, Trim
+from django.db.models.functions import Coalesce, Concat, Left, Trim
 from django.utils import timezone
 
 from contacts.email_status import contacts_email_status_set
 from contacts.events import NewEvent, events_record_many
-from contacts.models import Contact, Event
+from contacts.models import Contact, Event, normalize_email
 from contacts.services import contact_ids_by_email
 from nurturing.enrolment import enrollments_end
 from nurturing.models import Bounce, Enrollment, Message
@@ -87,11 +87,12 @@ def record_reports(reports: Iterable[Report]) -> Recorded:
     """Record delivery reports and act on them (see the module docstring), ``BATCH_SIZE`` at a
     time, each batch in its own transaction. Idempotent: a report seen before (same source
     and reference) is counted as a duplicate and changes nothing."""
+    reports = list(reports)
+    unknown = {report.kind for report in reports} - set(Kind.values)
+    if unknown:  # a caller's mistake: nothing is recorded
+        raise ValueError(f"unknown report kinds {sorted(unknown)}")
     result = Recorded()
     for batch in _batches(reports, BATCH_SIZE):
-        unknown = {report.kind for report in batch} - set(Kind.values)
-        if unknown:
-            raise ValueError(f"unknown report kinds {sorted(unknown)}")
         _record_batch(batch, result)
     return result
 
@@ -191,7 +192,7 @@ def _match(reports: list[Report], now: datetime, result: Recorded) -> list[_Matc
     matched = []
     for report in reports:
         message = messages.get(report.message_id) if report.message_id is not None else None
-        contact_id = message["contact_id"] if message else by_email.get(report.email.lower())
+        contact_id = message["contact_id"] if message else by_email.get(_address(report.email))
         if message is None and contact_id is not None:
             message = messages.get(latest.get(contact_id))
         contact = contacts.get(contact_id) if contact_id is not None else None
@@ -203,7 +204,7 @@ def _match(reports: list[Report], now: datetime, result: Recorded) -> list[_Matc
         bounce = Bounce(
             contact_id=contact and contact["pk"],
             message_id=message and message["pk"],
-            email=(report.email or (message and message["to"]) or "")[:254],
+            email=(normalize_email(report.email) or (message and message["to"]) or "")[:254],
             kind=report.kind,
             status=report.status[:20],
             diagnostic=report.diagnostic[:500],
@@ -214,6 +215,10 @@ def _match(reports: list[Report], now: datetime, result: Recorded) -> list[_Matc
         )
         matched.append(_Matched(report, bounce, message, contact))
     return matched
+
+
+def _address(email: str) -> str:
+    return (normalize_email(email) or "").lower()
 
 
 def _store(matched: list[_Matched], result: Recorded) -> list[_Matched]:
@@ -251,7 +256,8 @@ BOUNCED, COMPLAINED = Message.Status.BOUNCED.value, Message.Status.COMPLAINED.va
 def _mark_messages(stored: list[_Matched], now: datetime) -> None:
     """The messages' final state, and their latest report of this batch as their note, in one
     statement for the batch (the note comes from the rows just stored). A message that bounced
-    and was marked as spam in one batch was marked as spam."""
+    and was marked as spam in one batch was marked as spam; one in doubt that a report is about
+    was received by the mail server."""
     bounced, complained, noted = set(), set(), set()
     for item in stored:
         if item.message is None:
@@ -262,11 +268,17 @@ def _mark_messages(stored: list[_Matched], now: datetime) -> None:
         elif item.report.kind == Kind.COMPLAINT:
             complained.add(item.message["pk"])
     latest = _latest_of_batch(now, message=OuterRef("pk"))
+    in_doubt = Q(status=Message.Status.IN_DOUBT)
     Message.objects.filter(pk__in=noted).update(
         status=Case(
             When(Q(pk__in=complained, status__in=COMPLAINS_FROM), then=Value(COMPLAINED)),
             When(Q(pk__in=bounced, status__in=BOUNCES_FROM), then=Value(BOUNCED)),
+            # Any report proves the mail server had it: no longer in doubt, never resent.
+            When(in_doubt, then=Value(Message.Status.SENT.value)),
             default=F("status"),
+        ),
+        sent_at=Case(
+            When(in_doubt, then=Coalesce("handed_over_at", Value(now))), default=F("sent_at")
         ),
         delivery_note=Subquery(latest.values(note=Left(NOTE, 500))[:1]),
     )

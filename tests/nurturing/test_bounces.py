@@ -252,3 +252,40 @@ def test_a_hard_bounce_tells_the_contacts_owner_by_email(
     assert "changé d’entreprise" in text and "5.1.1 User unknown" in text
     note = Message.objects.get(internal=True)
     assert note.enrollment_id == message.enrollment_id and note.status == "sent"
+
+
+def test_the_shipped_score_rules_take_points_for_a_bounce_and_a_complaint(
+    django_capture_on_commit_callbacks,
+):
+    import importlib
+
+    from django.apps import apps
+
+    shipped = importlib.import_module("scoring.migrations.0014_better_defaults")
+    shipped.install_better_defaults(apps, None)
+    bounced, complained = ContactFactory(), ContactFactory()
+    first, second = sent_message(bounced), sent_message(complained)
+
+    record(Report(kind=Kind.HARD, message_id=first.pk, source="mailbox"),
+           Report(kind=Kind.COMPLAINT, message_id=second.pk, source="mailbox"),
+           capture=django_capture_on_commit_callbacks)  # fmt: skip
+
+    bounced.refresh_from_db(), complained.refresh_from_db()
+    assert bounced.score < 0 and complained.score < bounced.score
+
+
+def test_a_report_about_an_email_in_doubt_settles_it(django_capture_on_commit_callbacks):
+    bounced, deferred = ContactFactory(), ContactFactory()
+    first, second = sent_message(bounced), sent_message(deferred)
+    handed_over = timezone.now() - timedelta(minutes=5)
+    Message.objects.filter(pk__in=[first.pk, second.pk]).update(
+        status="in_doubt", sent_at=None, handed_over_at=handed_over
+    )
+
+    record(Report(kind=Kind.HARD, message_id=first.pk, source="mailbox"),
+           Report(kind=Kind.DEFERRED, message_id=second.pk, source="esp:ses"),
+           capture=django_capture_on_commit_callbacks)  # fmt: skip
+
+    first.refresh_from_db(), second.refresh_from_db()
+    assert (first.status, second.status) == ("bounced", "sent")
+    assert first.sent_at == second.sent_at == handed_over
