@@ -5,7 +5,7 @@ PORT ?= 8000
 BENCH ?=
 BENCH_SCALE ?= 1
 
-.PHONY: install run test lint format browser bench messages clean
+.PHONY: install run test lint format browser imap-server bench messages clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,7 +28,15 @@ browser:
 	    apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; \
 	  else echo "Chromium is not installed: browser tests will be skipped (apt-get install chromium)"; fi; }
 
-test: install browser
+# Debian's Dovecot for the bounce mailbox tests (they start their own, unprivileged, on a free
+# port; the package's system service is not used).
+imap-server:
+	@test -x /usr/sbin/dovecot || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -qq dovecot-imapd >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq dovecot-imapd >/dev/null; }; \
+	  else echo "Dovecot is not installed: bounce mailbox tests will be skipped (apt-get install dovecot-imapd)"; fi; }
+
+test: install browser imap-server
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install

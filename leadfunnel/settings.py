@@ -323,6 +323,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("WEBHOOK_TICK_SECONDS", default=5.0),
         "options": {"expires": 30},
     },
+    # The bounce mailbox (NURTURING_BOUNCE_MAILBOX_URL): a pass reads it only when it is set.
+    "read-bounce-mailbox": {
+        "task": "nurturing.tasks.read_bounce_mailbox_task",
+        "schedule": env.float("NURTURING_BOUNCE_MAILBOX_SECONDS", default=60.0),
+        "options": {"expires": 60},
+    },
     "apply-decay": {
         "task": "scoring.tasks.apply_decay_task",
         "schedule": crontab(hour=3, minute=15),
@@ -427,6 +433,16 @@ NURTURING_SOFT_BOUNCE_DAYS = env.int("NURTURING_SOFT_BOUNCE_DAYS", default=30)
 # Site-wide: at most this many marketing emails in any rolling hour (0: no cap). Emails over it
 # stay queued and go as the hour's earlier ones age out; notes to owners are not counted.
 NURTURING_HOURLY_CAP = env.int("NURTURING_HOURLY_CAP", default=0)
+# Bounces by mail, for plain SMTP sending (nurturing.verp, nurturing.bounce_mailbox): with
+# NURTURING_BOUNCE_ADDRESS (bounces@example.com) each marketing email's envelope sender is
+# bounces+<message>-<signature>@example.com; the mailbox these reach is read over IMAP from
+# NURTURING_BOUNCE_MAILBOX_URL (imaps://user:password@host:993/INBOX, or imap:// in the clear,
+# imap+starttls://; user and password percent-encoded) every NURTURING_BOUNCE_MAILBOX_SECONDS.
+# Mail that names none of our messages or contacts is kept on the "Unmatched mail" admin page
+# and moved to NURTURING_BOUNCE_REVIEW_FOLDER in the mailbox; what was recorded is deleted.
+NURTURING_BOUNCE_ADDRESS = env.str("NURTURING_BOUNCE_ADDRESS", default="")
+NURTURING_BOUNCE_MAILBOX_URL = env.str("NURTURING_BOUNCE_MAILBOX_URL", default="")
+NURTURING_BOUNCE_REVIEW_FOLDER = env.str("NURTURING_BOUNCE_REVIEW_FOLDER", default="Review")
 # Outbound webhooks (contacts.webhooks): a POST waits this long for an answer; a failed delivery
 # is tried again after WEBHOOK_RETRY_SECONDS, doubled at each attempt up to
 # WEBHOOK_RETRY_MAX_SECONDS, WEBHOOK_MAX_ATTEMPTS times in all; a subscription is disabled (and
@@ -461,6 +477,7 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "axes": {"level": "WARNING"},
+        "flufl.bounce": {"level": "WARNING"},  # a line per detector tried on every mail
         "django.server": {"handlers": ["server"], "level": LOG_LEVEL, "propagate": False},
     },
 }

@@ -9,7 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -17,7 +17,15 @@ from contacts import legal_basis
 from contacts.admin import ReadOnlyAdmin
 from contacts.models import Contact
 from nurturing import enrolment, outbox, rendering, sending
-from nurturing.models import Bounce, Enrollment, Message, Sequence, SplitBranch, Step
+from nurturing.models import (
+    Bounce,
+    Enrollment,
+    Message,
+    Sequence,
+    SplitBranch,
+    Step,
+    UnmatchedMail,
+)
 
 
 class StepInline(admin.StackedInline):
@@ -272,3 +280,40 @@ class BounceAdmin(ReadOnlyAdmin):
     raw_id_fields = ["contact", "message"]
     list_select_related = ["contact"]
     readonly_fields = [field.name for field in Bounce._meta.fields]
+
+
+@admin.register(UnmatchedMail)
+class UnmatchedMailAdmin(ReadOnlyAdmin):
+    """Mail from the bounce mailbox that matched nothing: read here, deleted once dealt with."""
+
+    list_display = ["received_at", "sender", "subject", "why", "size"]
+    list_filter = ["reason"]
+    search_fields = ["sender", "subject", "reference"]
+    date_hierarchy = "received_at"
+    fields = ["received_at", "sent_at", "sender", "subject", "why", "reported", "headers_list",
+              "size", "reference", "raw_text"]  # fmt: skip
+    readonly_fields = fields
+
+    @admin.display(description=_("why"), ordering="reason")
+    def why(self, mail: UnmatchedMail) -> str:
+        return mail.reason_label
+
+    @admin.display(description=_("reported"))
+    def reported(self, mail: UnmatchedMail) -> str:
+        return "; ".join(
+            " ".join(part for part in (f["kind"], f["email"], f["status"], f["diagnostic"]) if part)
+            for f in mail.findings
+        )
+
+    @admin.display(description=_("headers"))
+    def headers_list(self, mail: UnmatchedMail) -> str:
+        return format_html_join(
+            "", "<div><b>{}</b>: {}</div>", sorted(mail.headers.items())
+        ) if mail.headers else ""  # fmt: skip
+
+    @admin.display(description=_("raw mail"))
+    def raw_text(self, mail: UnmatchedMail) -> str:
+        text = bytes(mail.raw).decode("utf-8", "replace")
+        if mail.size > len(mail.raw):
+            text += "\n[…]"
+        return format_html('<pre style="white-space: pre-wrap">{}</pre>', text)

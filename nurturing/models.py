@@ -658,3 +658,50 @@ class Bounce(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email}: {self.kind} {self.status}".strip()
+
+
+# Why a mail of the bounce mailbox was kept for review (codes written by nurturing.bounce_mail
+# and nurturing.bounce_mailbox; others, with a detail, are shown as they are).
+REVIEW_REASONS = {
+    "forged VERP token": _("Forged return-path token"),
+    "matches no message or contact": _("Matches no message or contact"),
+    "not recognised as a bounce": _("Not recognised as a bounce"),
+    "bounce not understood": _("Bounce not understood"),
+    "delivery report without a readable status": _("Delivery report without a readable status"),
+    "feedback report without its report part": _("Complaint report without its report part"),
+}
+
+
+class UnmatchedMail(models.Model):
+    """A mail from the bounce mailbox that was not recorded: it names none of our messages or
+    contacts, or says nothing we can read (``nurturing.bounce_mailbox``). Kept for a person to
+    look at, never guessed; the mail itself is moved to the mailbox's review folder."""
+
+    # A digest of the mail's bytes: read twice, kept once.
+    reference = models.CharField(_("reference"), max_length=200, unique=True)
+    received_at = models.DateTimeField(_("read on"), default=timezone.now)
+    sent_at = models.DateTimeField(_("date"), null=True, blank=True)
+    sender = models.CharField(_("sender"), max_length=300, blank=True)
+    subject = models.CharField(_("subject"), max_length=300, blank=True)
+    reason = models.CharField(_("reason"), max_length=200)
+    # What the mail reported, when it reported something no contact matched.
+    findings = models.JSONField(_("reported"), default=list, blank=True)
+    headers = models.JSONField(_("headers"), default=dict, blank=True)
+    size = models.PositiveIntegerField(_("size in bytes"), default=0)
+    # The first RAW_LIMIT bytes: the whole mail stays in the mailbox's review folder.
+    raw = models.BinaryField(_("raw mail"), blank=True)
+
+    RAW_LIMIT = 256 * 1024
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        verbose_name = _("unmatched mail")
+        verbose_name_plural = pgettext_lazy("plural", "unmatched mail")
+
+    def __str__(self) -> str:
+        return f"{self.sender}: {self.subject}"
+
+    @property
+    def reason_label(self) -> str:
+        label = REVIEW_REASONS.get(self.reason)
+        return str(label) if label is not None else self.reason

@@ -46,7 +46,7 @@ from django.utils import timezone
 from contacts import legal_basis
 from contacts.durability import commits_without_waiting
 from contacts.models import Contact
-from nurturing import bounces, engine, hourly_cap, rendering
+from nurturing import bounces, engine, hourly_cap, rendering, verp
 from nurturing.mime import BuiltEmail
 from nurturing.models import Message
 from nurturing.outbox import emailable
@@ -206,6 +206,8 @@ def email_for(message: Message | Outgoing) -> BuiltEmail:
     )
     if message.body_html:
         email.attach_alternative(message.body_html, "text/html")
+    if not message.internal and (envelope_sender := verp.return_path(message.pk)):
+        email.envelope_sender = envelope_sender  # type: ignore[attr-defined]
     return email
 
 

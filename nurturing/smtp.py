@@ -16,9 +16,10 @@ calls to that object:
 
 Every other backend gets the message whole, after the caller has committed the mark; this one
 saves the mark's round trip (it overlaps the DATA exchange) and keeps a refused sender or
-recipient from leaving a message in doubt. It also skips re-parsing plain addresses
-(``email.utils.parseaddr`` costs more than the exchange on a local server), and signs each
-message with DKIM when the settings ask for it (``nurturing.dkim_signing``).
+recipient from leaving a message in doubt. A message's ``envelope_sender`` (django-anymail's
+name for it), when set, is the envelope sender instead of its From. It also skips re-parsing
+plain addresses (``email.utils.parseaddr`` costs more than the exchange on a local server), and
+signs each message with DKIM when the settings ask for it (``nurturing.dkim_signing``).
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ class EmailBackend(smtp.EmailBackend):
         hand_over = getattr(email_message, "hand_over", None)
         connection = self.connection
         connection.ehlo_or_helo_if_needed()
-        sender = _envelope(email_message.from_email)
+        # A per-message return path (VERP, nurturing.verp) under anymail's attribute name, so
+        # that ESP backends honour the same one.
+        envelope_sender = getattr(email_message, "envelope_sender", None)
+        sender = f"<{envelope_sender}>" if envelope_sender else _envelope(email_message.from_email)
         connection.putcmd("mail", f"FROM:{sender}")
         code, reply = connection.getreply()
         if code != 250:
