@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('contacts', '0027_email_bounce_event_types'),
+        ('contacts', '0028_email_status'),
     ]
 
     operations = [

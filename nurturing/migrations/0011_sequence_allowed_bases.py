@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('nurturing', '0007_email_bounce_event_types'),
+        ('nurturing', '0009_unmatched_mail'),
     ]
 
     operations = [

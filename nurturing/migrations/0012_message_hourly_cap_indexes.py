@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('contacts', '0027_email_bounce_event_types'),
-        ('nurturing', '0007_email_bounce_event_types'),
+        ('nurturing', '0011_sequence_allowed_bases'),
     ]
 
     operations = [
