@@ -78,6 +78,9 @@ _REJECTED = {
     RejectReason.SPAM: Kind.COMPLAINT,  # the recipient complained before (SendGrid, Mandrill)
 }
 
+# Rejections anymail calls "other" that say the recipient complained before.
+_COMPLAINED_BEFORE = {("sendgrid", "spam reporting address")}
+
 
 def _kind(event: AnymailTrackingEvent, esp_name: str) -> str | None:
     match event.event_type:
@@ -90,6 +93,9 @@ def _kind(event: AnymailTrackingEvent, esp_name: str) -> str | None:
         case EventType.UNSUBSCRIBED:
             return Kind.UNSUBSCRIBED
         case EventType.REJECTED:
+            reason = str(_esp_event(event).get("reason") or "").lower()
+            if (_esp_key(esp_name), reason) in _COMPLAINED_BEFORE:
+                return Kind.COMPLAINT
             # Blocked, timed out, other: counted as soft, a repeated one suppresses.
             return _REJECTED.get(event.reject_reason, Kind.SOFT)
     return None
