@@ -9,6 +9,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models.functions import Lower
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from contacts.changes import contacts_changed
@@ -100,13 +101,19 @@ def contact_update(
             del fields[CUSTOM_FIELDS]
         else:
             fields[CUSTOM_FIELDS] = merged
+    old_email = (contact.email or "").lower()
     for name, value in _clean_fields(fields).items():
         setattr(contact, name, value)
-    first_touch = []
+    also_saved: list[str] = []
+    if contact.email_status and (contact.email or "").lower() != old_email:
+        # A new address: what the old one's bounces said is not about it.
+        contact.email_status, contact.email_status_detail = Contact.EmailStatus.OK, ""
+        contact.email_status_at = timezone.now()
+        also_saved += ["email_status", "email_status_at", "email_status_detail"]
     if contact.first_source_id is None and contact.source_id is not None:
         contact.first_source_id = contact.source_id  # its first source, kept from now on
-        first_touch = ["first_source"]
-    _save(contact, update_fields=[*fields, *first_touch, "updated_at"])
+        also_saved += ["first_source"]
+    _save(contact, update_fields=[*fields, *also_saved, "updated_at"])
     if not had_email and contact.email and contact.stage == Contact.Stage.SUSPECT:
         _become_lead(
             contact, cause=StageChange.Cause.USER, actor=actor, reason=coded("email_added")

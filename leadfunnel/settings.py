@@ -422,6 +422,11 @@ NURTURING_REQUIRE_CONSENT = env.bool("NURTURING_REQUIRE_CONSENT", default=False)
 # A send task holds the messages it claimed this long; the reaper frees them after a crash.
 NURTURING_SEND_LEASE_SECONDS = env.int("NURTURING_SEND_LEASE_SECONDS", default=300)
 NURTURING_MAX_ATTEMPTS = env.int("NURTURING_MAX_ATTEMPTS", default=8)
+# Bounces (nurturing.bounces): a hard bounce or a spam complaint stops marketing email to the
+# address at once; soft bounces (mailbox full...) do at this many within this many days
+# (Pardot's default: 5).
+NURTURING_SOFT_BOUNCE_LIMIT = env.int("NURTURING_SOFT_BOUNCE_LIMIT", default=5)
+NURTURING_SOFT_BOUNCE_DAYS = env.int("NURTURING_SOFT_BOUNCE_DAYS", default=30)
 # Outbound webhooks (contacts.webhooks): a POST waits this long for an answer; a failed delivery
 # is tried again after WEBHOOK_RETRY_SECONDS, doubled at each attempt up to
 # WEBHOOK_RETRY_MAX_SECONDS, WEBHOOK_MAX_ATTEMPTS times in all; a subscription is disabled (and

@@ -24,6 +24,9 @@ REASONS = {
     "unsubscribed": pgettext_lazy("a reason", "Unsubscribed"),
     "goal event": _("Goal event"),
     "exit step": _("Exit step"),
+    "hard bounce": _("The address bounced (hard bounce)"),
+    "soft bounces": _("The address bounced too often (soft bounces)"),
+    "spam complaint": _("Spam complaint"),
 }
 
 
@@ -448,6 +451,10 @@ class Message(models.Model):
         IN_DOUBT = "in_doubt", pgettext_lazy("a message", "In doubt")
         FAILED = "failed", pgettext_lazy("a message", "Failed")
         SUPPRESSED = "suppressed", pgettext_lazy("a message", "Suppressed")
+        # Final states learnt after the hand-over (nurturing.bounces): the receiving side
+        # refused it (hard or soft, at RCPT or later by a bounce), or its reader called it spam.
+        BOUNCED = "bounced", pgettext_lazy("a message", "Bounced")
+        COMPLAINED = "complained", pgettext_lazy("a message", "Marked as spam")
 
     # May still go, or may have gone unrecorded: a later message of the enrolment waits.
     UNFINISHED = (Status.QUEUED, Status.SENDING, Status.IN_DOUBT)
@@ -488,6 +495,11 @@ class Message(models.Model):
     sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
     opened_at = models.DateTimeField(_("opened"), null=True, blank=True)
     clicked_at = models.DateTimeField(_("clicked"), null=True, blank=True)
+    # The latest delivery report on it (nurturing.bounces), e.g. "deferred 4.2.2 Mailbox full":
+    # a deferral is noted here only, a bounce or complaint changes the status too.
+    delivery_note = models.CharField(
+        _("delivery report"), max_length=500, blank=True, default="", db_default=""
+    )
 
     objects = MessageQuerySet.as_manager()
 
@@ -526,3 +538,53 @@ class Message(models.Model):
         if self.sent_at is None:
             return None
         return (timezone.now() - self.sent_at) / timedelta(seconds=1)
+
+
+class Bounce(models.Model):
+    """A delivery report about an email after it left: a bounce (hard, soft), a deferral, a
+    spam complaint or an unsubscribe an email service took. Written by nurturing.bounces only,
+    once per (source, reference)."""
+
+    class Kind(models.TextChoices):
+        HARD = "hard", _("Hard bounce")
+        SOFT = "soft", _("Soft bounce")
+        DEFERRED = "deferred", _("Deferred")
+        COMPLAINT = "complaint", _("Spam complaint")
+        UNSUBSCRIBED = "unsubscribed", pgettext_lazy("a delivery report", "Unsubscribed")
+
+    contact = models.ForeignKey(
+        Contact, verbose_name=_("contact"), on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="bounces", db_index=False,
+    )  # fmt: skip
+    message = models.ForeignKey(
+        Message, verbose_name=_("message"), on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="bounces",
+    )  # fmt: skip
+    email = models.CharField(_("email"), max_length=254, blank=True)
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    status = models.CharField(_("status code"), max_length=20, blank=True)
+    diagnostic = models.CharField(_("diagnostic"), max_length=500, blank=True)
+    source = models.CharField(_("source"), max_length=100, blank=True)
+    reference = models.CharField(_("reference"), max_length=200, blank=True)
+    occurred_at = models.DateTimeField(_("occurred"))
+    recorded_at = models.DateTimeField(_("recorded"), default=timezone.now)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        verbose_name = _("delivery report")
+        verbose_name_plural = _("delivery reports")
+        constraints = [
+            # A provider sends the same report again (webhook retries, a mailbox read twice).
+            models.UniqueConstraint(
+                fields=["source", "reference"],
+                condition=~Q(reference=""),
+                name="bounce_once_per_reference",
+            ),
+        ]
+        indexes = [
+            # The soft-bounce count: one contact's reports of a kind in the last days.
+            models.Index(fields=["contact", "kind", "occurred_at"], name="bounce_contact_kind"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email}: {self.kind} {self.status}".strip()

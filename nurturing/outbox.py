@@ -17,6 +17,13 @@ from contacts.models import Contact
 from nurturing import engine, rendering
 from nurturing.models import Enrollment, Message, Sequence, Step
 
+# Why a failing address gets no marketing email (reason codes, see nurturing.models.REASONS).
+EMAIL_STATUS_REASONS = {
+    Contact.EmailStatus.HARD_BOUNCE: "hard bounce",
+    Contact.EmailStatus.SOFT_BOUNCES: "soft bounces",
+    Contact.EmailStatus.COMPLAINT: "spam complaint",
+}
+
 
 def emailable(contact: dict[str, Any]) -> str:
     """Why marketing email may not go to this contact now ("" if it may)."""
@@ -24,6 +31,8 @@ def emailable(contact: dict[str, Any]) -> str:
         return "no email address"
     if contact.get("do_not_email"):
         return "do not email"
+    if contact.get("email_status"):
+        return EMAIL_STATUS_REASONS[contact["email_status"]]
     if contact.get("consent") == Contact.Consent.WITHDRAWN:
         return "consent withdrawn"
     if settings.NURTURING_REQUIRE_CONSENT and contact.get("consent") != Contact.Consent.GRANTED:

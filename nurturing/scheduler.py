@@ -216,7 +216,7 @@ def _specs(steps: dict[int, Step]) -> dict[int, engine.StepSpec]:
 
 CONTACT_VALUES = (
     "pk", "email", "first_name", "last_name", "company", "job_title", "stage", "score",
-    "do_not_email", "consent", "owner__email", "owner__first_name", "time_zone",
+    "do_not_email", "email_status", "consent", "owner__email", "owner__first_name", "time_zone",
 )  # fmt: skip
 
 

@@ -159,7 +159,7 @@ def _lease(batch_size: int, lease: int) -> list[tuple[Outgoing, dict[str, Any] |
         values["pk"]: values
         for values in Contact.objects.filter(pk__in={row[-1] for row in rows if row[-1]})
         .order_by()
-        .values("pk", "email", "do_not_email", "consent")
+        .values("pk", "email", "do_not_email", "email_status", "consent")
     }
     Message.objects.filter(pk__in=[row[0] for row in rows]).update(
         status=Message.Status.SENDING,

@@ -308,6 +308,12 @@ class Contact(models.Model):
         GRANTED = "granted", _("Granted")
         WITHDRAWN = "withdrawn", _("Withdrawn")
 
+    class EmailStatus(models.TextChoices):
+        OK = "", _("Deliverable")
+        HARD_BOUNCE = "hard_bounce", _("Hard bounce")
+        SOFT_BOUNCES = "soft_bounces", _("Too many soft bounces")
+        COMPLAINT = "complaint", _("Spam complaint")
+
     class LegalBasis(models.TextChoices):
         # GDPR article 6(1): why the contact's data may be processed for marketing.
         CONSENT = "consent", _("Consent")
@@ -414,6 +420,21 @@ class Contact(models.Model):
         db_default="",
     )
     do_not_email = models.BooleanField(_("do not email"), default=False)
+    # Whether mail to the address still arrives (nurturing.bounces writes it, a person clears
+    # it; a new email clears it too): a code, with when the state began and the mail
+    # server's words. Anything but OK keeps marketing email from going.
+    email_status = models.CharField(
+        _("email status"),
+        max_length=20,
+        choices=EmailStatus.choices,
+        blank=True,
+        default=EmailStatus.OK,
+        db_default=EmailStatus.OK,
+    )
+    email_status_at = models.DateTimeField(_("email status since"), null=True, blank=True)
+    email_status_detail = models.CharField(
+        _("email status detail"), max_length=300, blank=True, default="", db_default=""
+    )
     # Sales must not phone them (the queue and the contact page say so); no effect on email.
     do_not_call = models.BooleanField(_("do not call"), default=False, db_default=False)
 
