@@ -121,8 +121,8 @@ _SOFT: dict[str, Callable[[dict[str, Any]], bool]] = {
 
 def _soft(event: AnymailTrackingEvent, esp_name: str) -> bool:
     said = _SOFT.get(_esp_key(esp_name))
-    if said is not None and said(_esp_event(event)):
-        return True
+    if said is not None:  # the ESP's word wins over the server's code it quotes
+        return said(_esp_event(event))
     return _status(event, esp_name, str(event.mta_response or "")).startswith("4")
 
 

@@ -107,6 +107,7 @@ def reports(view_class: type, payload: Any) -> list[Report]:
     [
         ("brevo hard bounce", brevo(), "hard", "5.1.1"),
         ("brevo soft bounce", brevo(event="soft_bounce", reason="452 4.2.2 Mailbox full"), "soft", "4.2.2"),
+        ("brevo hard bounce quoting a 4xx", brevo(reason="452 4.2.2 Over quota for good"), "hard", "4.2.2"),
         ("brevo invalid address", brevo(event="invalid_email", reason=""), "hard", ""),
         ("brevo deferred", brevo(event="deferred", reason="421 try later"), "deferred", "421"),
         ("brevo complaint", brevo(event="spam"), "complaint", "5.1.1"),
