@@ -178,7 +178,7 @@ def test_a_forged_or_unsigned_post_is_refused_and_changes_nothing(client, _case,
     response = send(client, message)
 
     assert response.status_code == 403
-    assert response.json()["ok"] is False
+    assert response.json() == {"ok": False, "detail": "Signature absente ou invalide."}
     contact.refresh_from_db()
     assert contact.email_status == "" and not Bounce.objects.exists()
 
