@@ -188,6 +188,7 @@ def in_process_one_at_a_time(start: int, count: int) -> float:
     from leadfunnel.celery import app
     from nurturing.bounces import Kind, Report, record_reports
 
+    eager = app.conf.task_always_eager  # read first: the configuration loads on first use
     app.conf.task_always_eager = False
     started = time.monotonic()
     for i in range(start, start + count):
@@ -197,7 +198,7 @@ def in_process_one_at_a_time(start: int, count: int) -> float:
                     reference=f"baseline-{i}")]
         )  # fmt: skip
     rate = count / (time.monotonic() - started)
-    app.conf.task_always_eager = True
+    app.conf.task_always_eager = eager
     return rate
 
 

@@ -285,7 +285,7 @@ CELERY_TASK_QUEUES = tuple(
 CELERY_TASK_ROUTES = {
     f"contacts.tasks.{name}": {"queue": "intake"}
     for name in ("drain_page_views_task", "process_events_task", "sweep_unprocessed_events_task")
-}
+} | {"nurturing.tasks.record_esp_reports_task": {"queue": "intake"}}
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -313,6 +313,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "sweep-inbound-deliveries": {
         "task": "contacts.tasks.sweep_inbound_deliveries_task",
+        "schedule": 15.0,
+    },
+    "sweep-esp-reports": {
+        "task": "nurturing.tasks.sweep_esp_reports_task",
         "schedule": 15.0,
     },
     "sweep-imports": {

@@ -3,14 +3,15 @@ mailgun, postmark, sendgrid..., and ``/esp/mandrill/``), the URL pasted in the E
 
 Each is anymail's own view, with its signature checks: HTTP basic auth with
 ``ANYMAIL_WEBHOOK_SECRET`` for every ESP, plus the ESP's own where it has one (Mailgun's HMAC
-with ``ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY``, SendGrid's, Postmark's...). What it parses is
-recorded in one batch (``nurturing.esp.events_record``): anymail would send its ``tracking``
-signal once per event, and a SendGrid post of a thousand events is better one batch.
+with ``ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY``...). What it parses is kept in one commit and
+recorded by a worker with every other report waiting (``nurturing.esp.events_receive``):
+anymail would send its ``tracking`` signal once per event, and recording costs about the same
+for one report as for a thousand.
 
-Answers: 200 once recorded (or already recorded, or ignored); 403 for a missing or forged
+Answers: 200 once kept (or nothing to keep: a delivery, an open); 403 for a missing or forged
 signature; 400 for a body that is not the ESP's; 404 while ``ANYMAIL_WEBHOOK_SECRET`` is not
 set (an open webhook would let anyone suppress any address) or the ESP's own secret is missing;
-503 when recording failed on our side (ESPs send again). Never a 500 for what a sender sends.
+503 when keeping failed on our side (ESPs send again). Never a 500 for what a sender sends.
 """
 
 from __future__ import annotations
@@ -37,20 +38,20 @@ class _Malformed(Exception):
 
 
 class _NotRecorded(Exception):
-    """The events were read but could not be recorded (a fault of ours)."""
+    """The events were read but could not be kept (a fault of ours)."""
 
 
 def _tracking_view(view_class: type) -> Any:
     class Recording(view_class):  # type: ignore[misc, valid-type]
         def parse_events(self, request: HttpRequest) -> list[Any]:
-            """Called by anymail's ``post`` once the request is validated: records the events
-            and leaves none for the per-event signal."""
+            """Called by anymail's ``post`` once the request is validated: keeps the events'
+            reports and leaves none for the per-event signal."""
             try:
                 events = super().parse_events(request)
             except Exception as error:
                 raise _Malformed(f"{type(error).__name__}: {error}") from error
             try:
-                request.esp_recorded = esp.events_record(  # type: ignore[attr-defined]
+                request.esp_received = esp.events_receive(  # type: ignore[attr-defined]
                     events, esp_name=self.esp_name
                 )
             except Exception as error:
@@ -80,13 +81,10 @@ def _tracking_view(view_class: type) -> Any:
         except Exception as error:  # the body (_Malformed), or its envelope (SNS headers)
             logger.warning("ESP webhook %s: unreadable post: %s", request.path, error)
             return _answer(400, _("Not a tracking post this ESP sends."))
-        recorded = getattr(request, "esp_recorded", None)
-        if response.status_code != 200 or recorded is None:
+        received = getattr(request, "esp_received", None)
+        if response.status_code != 200 or received is None:
             return response  # SNS's 401 challenge, a HEAD, a subscription confirmed
-        return JsonResponse(
-            {"ok": True, "recorded": recorded.recorded, "duplicates": recorded.duplicates,
-             "unmatched": len(recorded.unmatched)}
-        )  # fmt: skip
+        return JsonResponse({"ok": True, "received": received})
 
     return tracking_webhook
 

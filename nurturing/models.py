@@ -588,3 +588,19 @@ class Bounce(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email}: {self.kind} {self.status}".strip()
+
+
+class EspReport(models.Model):
+    """A delivery report an email service's webhook posted, kept until a worker records it
+    with the others waiting (nurturing.esp): the post is answered after one small commit."""
+
+    report = models.JSONField(_("report"))
+    received_at = models.DateTimeField(_("received"), default=timezone.now)
+
+    class Meta:
+        ordering = ["pk"]
+        verbose_name = _("email service report waiting")
+        verbose_name_plural = _("email service reports waiting")
+
+    def __str__(self) -> str:
+        return f"{self.report.get('source', '')} {self.report.get('kind', '')}"

@@ -1,5 +1,6 @@
 from celery import shared_task
 
+from nurturing.esp import esp_reports_record, esp_reports_sweep
 from nurturing.scheduler import nurturing_tick
 from nurturing.sending import messages_send
 
@@ -12,3 +13,13 @@ def nurturing_tick_task() -> dict[str, int]:
 @shared_task
 def send_messages_task() -> int:
     return messages_send()
+
+
+@shared_task
+def record_esp_reports_task() -> int:
+    return esp_reports_record()
+
+
+@shared_task
+def sweep_esp_reports_task() -> int:
+    return esp_reports_sweep()

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,8 @@ import pytest
 from django.utils import timezone
 
 from contacts.models import Contact, Event
-from nurturing import enrolment, scheduler
-from nurturing.models import Bounce, Enrollment, Message
+from nurturing import enrolment, esp, scheduler
+from nurturing.models import Bounce, Enrollment, EspReport, Message
 from tests.factories import ContactFactory
 from tests.nurturing.helpers import email_step, sequence_with, wait_step
 
@@ -54,12 +55,31 @@ def brevo_event(message: Message | None, **changes: Any) -> dict[str, Any]:
     return {**payload, **changes}
 
 
-def post_brevo(client, body: Any, *, auth: str | None = SECRET):
+def post(client, path: str, body: Any, auth: str | None):
     data = body if isinstance(body, str) else json.dumps(body)
     headers = {"HTTP_AUTHORIZATION": basic(auth)} if auth else {}
-    return client.post(
-        "/esp/brevo/tracking/", data=data, content_type="application/json", **headers
-    )
+    return client.post(path, data=data, content_type="application/json", **headers)
+
+
+@pytest.fixture
+def post_brevo(client, django_capture_on_commit_callbacks):
+    """Posts to Brevo's webhook; what it kept is recorded when it answers (the worker's task,
+    run at once in tests, is sent after the commit)."""
+
+    def post_brevo(body: Any, *, auth: str | None = SECRET):
+        with django_capture_on_commit_callbacks(execute=True):
+            return post(client, "/esp/brevo/tracking/", body, auth)
+
+    return post_brevo
+
+
+@pytest.fixture
+def post_mailgun(client, django_capture_on_commit_callbacks):
+    def post_mailgun(body: Any, *, auth: str | None = SECRET):
+        with django_capture_on_commit_callbacks(execute=True):
+            return post(client, "/esp/mailgun/tracking/", body, auth)
+
+    return post_mailgun
 
 
 def mailgun_event(message: Message, *, key: str = MAILGUN_KEY, **changes: Any) -> dict[str, Any]:
@@ -77,25 +97,14 @@ def mailgun_event(message: Message, *, key: str = MAILGUN_KEY, **changes: Any) -
     return payload
 
 
-def post_mailgun(client, body: dict[str, Any], *, auth: str | None = SECRET):
-    headers = {"HTTP_AUTHORIZATION": basic(auth)} if auth else {}
-    return client.post(
-        "/esp/mailgun/tracking/", data=json.dumps(body), content_type="application/json",
-        **headers,
-    )  # fmt: skip
-
-
-def test_a_brevo_hard_bounce_refuses_the_address_and_shows_on_message_and_timeline(
-    client, django_capture_on_commit_callbacks
-):
+def test_a_brevo_hard_bounce_refuses_the_address_and_shows_on_message_and_timeline(post_brevo):
     contact = ContactFactory(email="parti@example.fr")
     message = sent_message(contact)
 
-    with django_capture_on_commit_callbacks(execute=True):
-        response = post_brevo(client, brevo_event(message))
+    response = post_brevo(brevo_event(message))
 
     assert response.status_code == 200
-    assert response.json() == {"ok": True, "recorded": 1, "duplicates": 0, "unmatched": 0}
+    assert response.json() == {"ok": True, "received": 1}
     contact.refresh_from_db(), message.refresh_from_db()
     assert contact.email_status == "hard_bounce"
     assert message.status == "bounced"
@@ -105,40 +114,44 @@ def test_a_brevo_hard_bounce_refuses_the_address_and_shows_on_message_and_timeli
     assert Event.objects.filter(contact=contact, type="email_bounced").exists()
 
 
-def test_brevo_soft_bounces_count_and_enough_of_them_refuse_the_address(client, settings):
+def test_brevo_soft_bounces_count_and_enough_of_them_refuse_the_address(
+    post_brevo, post_mailgun, settings
+):
     settings.NURTURING_SOFT_BOUNCE_LIMIT = 2
     contact = ContactFactory(email="pleine@example.fr")
     message = sent_message(contact)
     soft = {"event": "soft_bounce", "reason": "452 4.2.2 Mailbox full"}
 
-    post_brevo(client, brevo_event(message, **soft))
+    post_brevo(brevo_event(message, **soft))
     contact.refresh_from_db()
     assert contact.email_status == ""  # one soft bounce: still sent to
 
-    post_brevo(client, brevo_event(message, **soft, ts_epoch=1796634181000))  # a day later
+    post_brevo(brevo_event(message, **soft, ts_epoch=1796634181000))  # a day later
     contact.refresh_from_db()
     assert contact.email_status == "soft_bounces"
     assert list(Bounce.objects.values_list("kind", flat=True)) == ["soft", "soft"]
 
 
-def test_a_signed_mailgun_complaint_refuses_the_address_and_ends_the_enrolment(client):
+def test_a_signed_mailgun_complaint_refuses_the_address_and_ends_the_enrolment(
+    post_brevo, post_mailgun
+):
     contact = ContactFactory(email="fache@example.fr")
     message = sent_message(contact)
 
-    response = post_mailgun(client, mailgun_event(message, event="complained"))
+    response = post_mailgun(mailgun_event(message, event="complained"))
 
-    assert response.status_code == 200 and response.json()["recorded"] == 1
+    assert response.status_code == 200 and response.json()["received"] == 1
     contact.refresh_from_db(), message.refresh_from_db()
     assert contact.email_status == "complaint"
     assert message.status == "complained"
     assert Enrollment.objects.get(contact=contact).status != "active"
 
 
-def test_a_mailgun_temporary_failure_is_noted_and_refuses_nothing(client):
+def test_a_mailgun_temporary_failure_is_noted_and_refuses_nothing(post_brevo, post_mailgun):
     contact = ContactFactory()
     message = sent_message(contact)
 
-    response = post_mailgun(client, mailgun_event(message, severity="temporary"))
+    response = post_mailgun(mailgun_event(message, severity="temporary"))
 
     assert response.status_code == 200
     contact.refresh_from_db()
@@ -146,17 +159,16 @@ def test_a_mailgun_temporary_failure_is_noted_and_refuses_nothing(client):
     assert Bounce.objects.get().kind == "deferred"
 
 
-def test_the_same_event_posted_twice_counts_once(client):
+def test_the_same_event_posted_twice_counts_once(post_brevo, post_mailgun):
     contact = ContactFactory()
     message = sent_message(contact)
 
-    first = post_brevo(client, brevo_event(message))
-    again = post_brevo(client, brevo_event(message))
+    first = post_brevo(brevo_event(message))
+    again = post_brevo(brevo_event(message))
     mailgun = mailgun_event(message, event="complained")
-    post_mailgun(client, mailgun), post_mailgun(client, mailgun)
+    post_mailgun(mailgun), post_mailgun(mailgun)
 
-    assert first.json()["recorded"] == 1
-    assert again.status_code == 200 and again.json()["duplicates"] == 1
+    assert first.status_code == again.status_code == 200
     assert Bounce.objects.filter(source="esp:brevo").count() == 1
     assert Bounce.objects.filter(source="esp:mailgun").count() == 1
 
@@ -164,18 +176,20 @@ def test_the_same_event_posted_twice_counts_once(client):
 @pytest.mark.parametrize(
     ("_case", "send"),
     [
-        ("brevo, wrong password", lambda c, m: post_brevo(c, brevo_event(m), auth="leadfunnel:guess")),
-        ("brevo, no credentials", lambda c, m: post_brevo(c, brevo_event(m), auth=None)),
-        ("mailgun, forged signature", lambda c, m: post_mailgun(c, mailgun_event(m, key="key-forged"))),
-        ("mailgun, no credentials", lambda c, m: post_mailgun(c, mailgun_event(m), auth=None)),
-        ("mailgun, no signature", lambda c, m: post_mailgun(c, {**mailgun_event(m), "signature": {}})),
+        ("brevo, wrong password", lambda brevo, mailgun, m: brevo(brevo_event(m), auth="leadfunnel:guess")),
+        ("brevo, no credentials", lambda brevo, mailgun, m: brevo(brevo_event(m), auth=None)),
+        ("mailgun, forged signature", lambda brevo, mailgun, m: mailgun(mailgun_event(m, key="key-forged"))),
+        ("mailgun, no credentials", lambda brevo, mailgun, m: mailgun(mailgun_event(m), auth=None)),
+        ("mailgun, no signature", lambda brevo, mailgun, m: mailgun({**mailgun_event(m), "signature": {}})),
     ],
 )  # fmt: skip
-def test_a_forged_or_unsigned_post_is_refused_and_changes_nothing(client, _case, send):
+def test_a_forged_or_unsigned_post_is_refused_and_changes_nothing(
+    post_brevo, post_mailgun, _case, send
+):
     contact = ContactFactory()
     message = sent_message(contact)
 
-    response = send(client, message)
+    response = send(post_brevo, post_mailgun, message)
 
     assert response.status_code == 403
     assert response.json() == {"ok": False, "detail": "Signature absente ou invalide."}
@@ -186,50 +200,66 @@ def test_a_forged_or_unsigned_post_is_refused_and_changes_nothing(client, _case,
 @pytest.mark.parametrize(
     "body", ["{not json", "[]", '"hard_bounce"', '{"event": "hard_bounce", "ts_epoch": "x"}']
 )
-def test_a_malformed_post_gets_a_400_not_a_500(client, body):
-    response = post_brevo(client, body)
+def test_a_malformed_post_gets_a_400_not_a_500(post_brevo, body):
+    response = post_brevo(body)
 
     assert response.status_code == 400
     assert response.json()["ok"] is False
     assert not Bounce.objects.exists()
 
 
-def test_the_webhooks_are_off_while_no_secret_is_set(client, settings):
+def test_the_webhooks_are_off_while_no_secret_is_set(post_brevo, post_mailgun, settings):
     message = sent_message(ContactFactory())
     settings.ANYMAIL = {}
 
-    response = post_brevo(client, brevo_event(message), auth=None)
+    response = post_brevo(brevo_event(message), auth=None)
 
     assert response.status_code == 404
     assert not Bounce.objects.exists()
 
 
-def test_the_mailgun_webhook_is_off_without_its_signing_key(client, settings):
+def test_the_mailgun_webhook_is_off_without_its_signing_key(post_brevo, post_mailgun, settings):
     message = sent_message(ContactFactory())
     settings.ANYMAIL = {"WEBHOOK_SECRET": SECRET}
 
-    response = post_mailgun(client, mailgun_event(message))
+    response = post_mailgun(mailgun_event(message))
 
     assert response.status_code == 404
     assert not Bounce.objects.exists()
 
 
-def test_an_event_about_an_address_we_do_not_know_is_answered_and_not_recorded(client):
-    response = post_brevo(client, brevo_event(None))
+def test_an_event_about_an_address_we_do_not_know_is_answered_and_not_recorded(
+    post_brevo, post_mailgun
+):
+    response = post_brevo(brevo_event(None))
 
     assert response.status_code == 200
-    assert response.json()["unmatched"] == 1
-    assert not Bounce.objects.exists()
+    assert not Bounce.objects.exists() and not EspReport.objects.exists()
 
 
-def test_an_event_without_our_id_finds_the_contact_by_address(client):
+def test_an_event_without_our_id_finds_the_contact_by_address(post_brevo, post_mailgun):
     contact = ContactFactory(email="Parti@Example.fr")
     message = sent_message(contact)
     event = brevo_event(message, email="parti@example.fr")
     del event["X-Mailin-custom"]
 
-    post_brevo(client, event)
+    post_brevo(event)
 
     contact.refresh_from_db()
     assert contact.email_status == "hard_bounce"
     assert Bounce.objects.get().message_id == message.pk
+
+
+def test_reports_kept_by_a_post_whose_task_was_lost_are_recorded_by_the_sweep(client):
+    """The post keeps its reports and answers; no task runs (as if a worker died with it)."""
+    contact = ContactFactory()
+    message = sent_message(contact)
+
+    response = post(client, "/esp/brevo/tracking/", brevo_event(message), SECRET)
+    EspReport.objects.update(received_at=timezone.now() - timedelta(minutes=1))
+    assert response.json() == {"ok": True, "received": 1} and not Bounce.objects.exists()
+
+    assert esp.esp_reports_sweep() == 1
+
+    contact.refresh_from_db()
+    assert contact.email_status == "hard_bounce" and not EspReport.objects.exists()
