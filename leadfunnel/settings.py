@@ -4,6 +4,8 @@ Development and production differ only by variables. With no variables at all th
 embedded default: a SQLite file and a file-system Celery broker under ``var/``.
 """
 
+import importlib.util
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +20,15 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("LEADFUNNEL_VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
 
 env = environ.Env()
+
+
+def _json_or_text(value: str) -> object:
+    """An ANYMAIL_* variable's value: JSON if it is an object, a list or a boolean."""
+    if value[:1] in "{[" or value in ("true", "false"):
+        return json.loads(value)
+    return value
+
+
 if env.bool("READ_DOT_ENV", default=True) and (BASE_DIR / ".env").is_file():
     environ.Env.read_env(BASE_DIR / ".env")
 
@@ -48,6 +59,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
+    "anymail",
     "template_partials",
     "ninja",
     "leadfunnel",
@@ -178,18 +190,34 @@ MEDIA_URL = "media/"
 # marketers read on the "Sent emails" page (/mail/). EMAIL_URL's scheme chooses the backend
 # (django-environ's: consolemail://, filemail:///path, ...); smtp://, smtp+tls://, smtps:// and
 # smtp+ssl:// use nurturing's SMTP backend (Django's, plus the hand-over at the last moment:
-# nurturing/smtp.py). EMAIL_BACKEND, if set, names any other (Django's SMTP backend, an ESP's
-# from django-anymail, ...), with EMAIL_URL still giving the host, port and login if there is one.
+# nurturing/smtp.py). An email service provider's name as the scheme (brevo://, amazon-ses://,
+# mailgun://, postmark://, sendgrid://... any ESP django-anymail supports) sends through its API
+# with django-anymail, configured by ANYMAIL_* variables (below). EMAIL_BACKEND, if set, names
+# any other, with EMAIL_URL still giving the host, port and login if there is one.
 if env.str("EMAIL_URL", default=""):
     _SMTP_SCHEMES = ("smtp", "smtps", "smtp+tls", "smtp+ssl")
-    _smtp = env.url("EMAIL_URL").scheme in _SMTP_SCHEMES
-    vars().update(
-        env.email_url("EMAIL_URL", backend="nurturing.smtp.EmailBackend" if _smtp else None)
-    )
+    _scheme = env.url("EMAIL_URL").scheme
+    _esp = _scheme.replace("-", "_")
+    if _scheme not in env.EMAIL_SCHEMES and importlib.util.find_spec(f"anymail.backends.{_esp}"):
+        EMAIL_BACKEND = f"anymail.backends.{_esp}.EmailBackend"
+    else:
+        _smtp = _scheme in _SMTP_SCHEMES
+        vars().update(
+            env.email_url("EMAIL_URL", backend="nurturing.smtp.EmailBackend" if _smtp else None)
+        )
 else:
     EMAIL_BACKEND = "leadfunnel.mailbox.FolderBackend"
     EMAIL_FILE_PATH = str(VAR_DIR / "mail")
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="") or EMAIL_BACKEND
+# django-anymail's settings, each from the variable of its name prefixed ANYMAIL_ (its docs'
+# names: ANYMAIL_BREVO_API_KEY, ANYMAIL_WEBHOOK_SECRET, ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY...);
+# a value written as JSON (true, {...}) is read as JSON. WEBHOOK_SECRET ("user:password") also
+# switches on the ESP tracking webhooks at /esp/<esp>/tracking/ (nurturing/esp_webhooks.py).
+ANYMAIL = {
+    name.removeprefix("ANYMAIL_"): _json_or_text(value)
+    for name, value in os.environ.items()
+    if name.startswith("ANYMAIL_") and value
+}
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="LeadFunnel <no-reply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # DKIM signing of what nurturing's SMTP backend sends (nurturing/dkim_signing.py; an ESP signs
@@ -265,7 +293,7 @@ CELERY_TASK_QUEUES = tuple(
 CELERY_TASK_ROUTES = {
     f"contacts.tasks.{name}": {"queue": "intake"}
     for name in ("drain_page_views_task", "process_events_task", "sweep_unprocessed_events_task")
-}
+} | {"nurturing.tasks.record_esp_reports_task": {"queue": "intake"}}
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -293,6 +321,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "sweep-inbound-deliveries": {
         "task": "contacts.tasks.sweep_inbound_deliveries_task",
+        "schedule": 15.0,
+    },
+    "sweep-esp-reports": {
+        "task": "nurturing.tasks.sweep_esp_reports_task",
         "schedule": 15.0,
     },
     "sweep-imports": {

@@ -705,3 +705,19 @@ class UnmatchedMail(models.Model):
     def reason_label(self) -> str:
         label = REVIEW_REASONS.get(self.reason)
         return str(label) if label is not None else self.reason
+
+
+class EspReport(models.Model):
+    """A delivery report an email service's webhook posted, kept until a worker records it
+    with the others waiting (nurturing.esp): the post is answered after one small commit."""
+
+    report = models.JSONField(_("report"))
+    received_at = models.DateTimeField(_("received"), default=timezone.now)
+
+    class Meta:
+        ordering = ["pk"]
+        verbose_name = _("email service report waiting")
+        verbose_name_plural = _("email service reports waiting")
+
+    def __str__(self) -> str:
+        return f"{self.report.get('source', '')} {self.report.get('kind', '')}"

@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.mail import get_connection
+from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Case, F, Value, When
 from django.db.models.functions import Coalesce
@@ -47,6 +47,7 @@ from contacts import legal_basis
 from contacts.durability import commits_without_waiting
 from contacts.models import Contact
 from nurturing import bounces, engine, hourly_cap, rendering, verp
+from nurturing import esp as esp_tracking
 from nurturing.mime import BuiltEmail
 from nurturing.models import Message
 from nurturing.outbox import emailable
@@ -196,8 +197,11 @@ def _release(ids: list[int]) -> None:
 # --- Delivering -------------------------------------------------------------------------------
 
 
-def email_for(message: Message | Outgoing) -> BuiltEmail:
-    email = BuiltEmail(
+def email_for(message: Message | Outgoing, *, esp: bool = False) -> EmailMultiAlternatives:
+    """The message as Django's backends take it. For an ESP's (django-anymail), a plain
+    ``EmailMultiAlternatives`` (Amazon SES's adds headers to its MIME form) carrying our pk as
+    metadata, which the ESP's tracking events echo back."""
+    email = (EmailMultiAlternatives if esp else BuiltEmail)(
         subject=message.subject,
         body=message.body_text,
         from_email=settings.DEFAULT_FROM_EMAIL,
@@ -206,8 +210,11 @@ def email_for(message: Message | Outgoing) -> BuiltEmail:
     )
     if message.body_html:
         email.attach_alternative(message.body_html, "text/html")
-    if not message.internal and (envelope_sender := verp.return_path(message.pk)):
+    # An ESP takes its own return path (and reports bounces by webhook); several refuse ours.
+    if not esp and not message.internal and (envelope_sender := verp.return_path(message.pk)):
         email.envelope_sender = envelope_sender  # type: ignore[attr-defined]
+    if esp:
+        email.metadata = esp_tracking.metadata_for(message.pk)  # type: ignore[attr-defined]
     return email
 
 
@@ -231,14 +238,15 @@ class _Sender:
     def __init__(self, backend: Any) -> None:
         self.backend = backend
         self.late_hand_over = getattr(backend, "takes_hand_over", False)
+        self.esp = hasattr(backend, "esp_name")  # django-anymail's backends
         self.marks = _marks()
         self.accepted: tuple[int, datetime] | None = None
         self.handed_over = False
-        self.prepared: dict[int, BuiltEmail] = {}
+        self.prepared: dict[int, EmailMultiAlternatives] = {}
         self.sent = 0
 
     def deliver(self, message: Outgoing, upcoming: list[Outgoing]) -> None:
-        email = self.prepared.pop(message.pk, None) or email_for(message)
+        email = self.prepared.pop(message.pk, None) or email_for(message, esp=self.esp)
         self.handed_over = False
         self.mark_failed: Exception | None = None
         try:
@@ -319,14 +327,22 @@ class _HandOver:
 
 
 def _not_sent(message: Outgoing, error: Exception, *, handed_over: bool) -> None:
-    """A server's refusal fails the message (5xx) or retries it later (4xx); any other error
-    retries it, unless its data may have reached the server already: then it is in doubt.
+    """A server's refusal fails the message (5xx) or retries it later (4xx), as does an ESP
+    API's (``nurturing.esp.refusal``); any other error retries it, unless its data may have
+    reached the server already (for an ESP: the request may have gone): then it is in doubt.
     A refused recipient is a bounce (``_recipient_refused``)."""
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         code, reason = next(iter(error.recipients.values()), (550, b""))
         _recipient_refused(message, code, reason)
     elif isinstance(error, smtplib.SMTPResponseException):
         _failed_or_retry(message, error.smtp_code, _smtp_text(error.smtp_code, error.smtp_error))
+    elif (permanent := esp_tracking.refusal(error)) is not None:
+        # An ESP's API answered with a refusal: the message is not with the ESP.
+        reason = f"{type(error).__name__}: {error}"
+        if permanent:
+            _failed(message, reason)
+        else:
+            _retry(message, reason)
     elif handed_over:
         _in_doubt(message, f"{type(error).__name__}: {error}")
     else:
@@ -382,6 +398,10 @@ def _failed_or_retry(message: Outgoing, code: int, reason: str) -> None:
     if 400 <= code < 500:
         _retry(message, reason)
         return
+    _failed(message, reason)
+
+
+def _failed(message: Outgoing, reason: str) -> None:
     # A permanent refusal (5xx): this message will never go; the rest of the batch goes on.
     Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
         status=Message.Status.FAILED, lease_until=None, error=reason[:2000]

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from nurturing import views
 
@@ -6,6 +6,7 @@ urlpatterns = [
     path("e/o/<str:token>.gif", views.open_pixel, name="nurturing-open"),
     path("e/c/<str:token>", views.click, name="nurturing-click"),
     path("e/u/<str:token>", views.unsubscribe, name="nurturing-unsubscribe"),
+    path("esp/", include("nurturing.esp_webhooks")),
     path("nurturing/sequences/", views.sequence_list, name="nurturing-sequences"),
     path("nurturing/sequences/<int:pk>/", views.sequence_results, name="nurturing-sequence"),
     path("nurturing/enroll/", views.enroll_list, name="nurturing-enroll-list"),

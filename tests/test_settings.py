@@ -55,3 +55,35 @@ def test_env_example_documents_every_variable_the_settings_read():
     documented = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
     assert read, "the pattern found no variable at all"
     assert read - documented == set()
+
+
+def test_an_esp_is_chosen_by_its_name_in_email_url_and_set_up_by_anymail_variables():
+    show = "from django.conf import settings; print(settings.EMAIL_BACKEND, settings.ANYMAIL)"
+    esp_env = {
+        **PRODUCTION,
+        "EMAIL_URL": "brevo://",
+        "ANYMAIL_BREVO_API_KEY": "xkeysib-123",
+        "ANYMAIL_WEBHOOK_SECRET": "lf:secret",
+        "ANYMAIL_SEND_DEFAULTS": '{"tags": ["leadfunnel"]}',
+        "ANYMAIL_IGNORE_UNSUPPORTED_FEATURES": "true",
+        "ANYMAIL_MAILGUN_API_KEY": "",
+    }
+    brevo = manage("shell", "--no-imports", "-c", show, env=esp_env)
+    ses = manage(
+        "shell", "--no-imports", "-c", show, env={**PRODUCTION, "EMAIL_URL": "amazon-ses://"}
+    )
+    smtp = manage(
+        "shell", "--no-imports", "-c", show, env={**PRODUCTION, "EMAIL_URL": "smtp://mail:25"}
+    )
+
+    assert brevo.returncode == 0, brevo.stderr
+    backend, anymail = brevo.stdout.split(" ", 1)
+    assert backend == "anymail.backends.brevo.EmailBackend"
+    assert eval(anymail) == {  # noqa: S307 (our own printed dict)
+        "BREVO_API_KEY": "xkeysib-123",
+        "WEBHOOK_SECRET": "lf:secret",
+        "SEND_DEFAULTS": {"tags": ["leadfunnel"]},
+        "IGNORE_UNSUPPORTED_FEATURES": True,
+    }
+    assert ses.stdout.startswith("anymail.backends.amazon_ses.EmailBackend")
+    assert smtp.stdout.startswith("nurturing.smtp.EmailBackend")

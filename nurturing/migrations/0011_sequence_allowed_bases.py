@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('nurturing', '0009_unmatched_mail'),
+        ('nurturing', '0010_esp_reports'),
     ]
 
     operations = [

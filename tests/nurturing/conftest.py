@@ -2,6 +2,7 @@ import logging
 
 import pytest
 
+from tests.esp_api import BrevoApi
 from tests.nurturing.helpers import SmtpSink, smtp_server
 
 # Sending through Django's SMTP backend (the hand-over marked before the message goes, as for
@@ -25,3 +26,17 @@ def smtp(settings, request):
     sink.controller = controller
     yield sink
     controller.stop()
+
+
+@pytest.fixture
+def brevo(settings):
+    """A stand-in for Brevo's API on a free port, and anymail's Brevo backend pointed at it."""
+    api = BrevoApi()
+    api.start()
+    settings.EMAIL_BACKEND = "anymail.backends.brevo.EmailBackend"
+    settings.ANYMAIL = {
+        "BREVO_API_KEY": "xkeysib-test",
+        "BREVO_API_URL": f"http://127.0.0.1:{api.port}/v3/",
+    }
+    yield api
+    api.stop()
