@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 @csrf_exempt  # posted by other servers, authenticated by their signature
 @require_POST
 def inbound_webhook(request: HttpRequest, key: str) -> HttpResponse:
-    source = InboundSource.objects.filter(key=key).first()
+    source = InboundSource.for_key(key)
     if source is None:
         return JsonResponse({"ok": False, "detail": _("Unknown webhook.")}, status=404)
     try:
@@ -37,6 +37,7 @@ def inbound_webhook(request: HttpRequest, key: str) -> HttpResponse:
         # A fault of ours (a bug, the database gone): the sender keeps the submission and
         # sends it again on a 503 (Typeform, Tally and Mautic all retry).
         logger.exception("Inbound webhook %s: delivery not recorded", source.pk)
+        InboundSource.forget(key)  # deleted meanwhile, perhaps: the next post reads it again
         response = JsonResponse(
             {"ok": False, "detail": _("Not stored; please send it again later.")}, status=503
         )
