@@ -99,7 +99,7 @@ class InboundSource(models.Model):
     def for_key(cls, key: str) -> InboundSource | None:
         """The endpoint posted to, read from the database at most once per CACHE_SECONDS in
         each web process (the row is shared by the process's threads: read only). The
-        lookup's query was a fifth of a receipt's CPU (bench ``webhooks``, see
+        lookup's query was a quarter of a receipt's CPU (bench ``webhooks``, see
         ``contacts/intake/webhook_views.py``). An unknown key is not remembered: an endpoint
         made a moment ago answers at once."""
         now = time.monotonic()
