@@ -70,7 +70,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "leadfunnel.middleware.BodyTooLargeMiddleware",
-    "leadfunnel.middleware.BeaconShortcutMiddleware",
+    "leadfunnel.middleware.ShortcutMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -281,6 +283,59 @@ def test_an_unknown_key_is_404_and_a_switched_off_endpoint_too(client, post):
     assert (unknown.status_code, off.status_code) == (404, 404)
     assert InboundDelivery.objects.get().reason == "Ce webhook est désactivé."
     assert not Contact.objects.exists()
+
+
+def test_an_endpoint_switched_off_or_deleted_after_a_post_refuses_the_next_one(post):
+    source = endpoint("tally")
+    assert post(source, tally_from("a@exemple.fr", "r-1")).status_code == 200
+
+    source.active = False
+    source.save()
+    off = post(source, tally_from("b@exemple.fr", "r-2"))
+    source.delete()
+    gone = post(source, tally_from("c@exemple.fr", "r-3"))
+
+    assert (off.status_code, gone.status_code) == (404, 404)
+    assert list(Contact.objects.values_list("email", flat=True)) == ["a@exemple.fr"]
+
+
+def test_a_new_secret_is_used_from_the_next_post(post):
+    source = endpoint("tally")
+    assert post(source, tally_from("a@exemple.fr", "r-1")).status_code == 200
+
+    source.secret = "un-nouveau-secret"
+    source.save()
+    old = post(source, tally_from("b@exemple.fr", "r-2"))
+    body = tally_from("c@exemple.fr", "r-3")
+    new = post(source, body, SIGNED["tally"](body, "un-nouveau-secret"))
+
+    assert (old.status_code, new.status_code) == (403, 200)
+
+
+def test_a_post_reads_no_session_nor_user_and_sets_no_cookie(client, post):
+    source = endpoint("tally")
+    client.cookies["sessionid"] = "a-session-from-the-same-domain"
+
+    with CaptureQueriesContext(connection) as queries:
+        response = post(source, tally_from("a@exemple.fr", "r-1"))
+
+    assert response.status_code == 200 and not response.cookies
+    tables = " ".join(query["sql"] for query in queries.captured_queries)
+    assert "contacts_inbounddelivery" in tables
+    assert "django_session" not in tables and "auth_user" not in tables
+
+
+def test_a_post_for_another_host_is_refused_though_it_skips_the_middleware(client):
+    source = endpoint("tally")
+    body = sample("tally")
+
+    refused = client.post(
+        reverse("inbound-webhook", args=[source.key]), body, content_type="application/json",
+        headers={**SIGNED["tally"](body), "Host": "evil.example"},
+    )  # fmt: skip
+
+    assert refused.status_code == 400
+    assert not InboundDelivery.objects.exists()
 
 
 def test_get_is_not_allowed(client):

@@ -31,6 +31,7 @@ import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -434,6 +435,7 @@ def _truthy(value: Any) -> bool:
     return _normal(_text(value)) in TRUE_WORDS
 
 
+@lru_cache(maxsize=4096)  # the same question names in every post of a form
 def _normal(name: str) -> str:
     plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     return " ".join(re.sub(r"[^a-z0-9]+", " ", plain.casefold()).split())
