@@ -108,6 +108,8 @@ def marketing_refusal(contact: Contact) -> str:
         return "no email address"
     if contact.do_not_email:
         return "do not email"
+    if contact.email_status:  # bounced or complained (contacts.email_status)
+        return contact.email_status
     if contact.consent == Contact.Consent.WITHDRAWN:
         return "consent withdrawn"
     if settings.NURTURING_REQUIRE_CONSENT and contact.consent != Contact.Consent.GRANTED:
@@ -132,6 +134,8 @@ def marketing_summary(contact: Contact) -> dict[str, Any]:
 
 
 def reason_label(code: str) -> str:
+    if code in Contact.EmailStatus.values:
+        return str(Contact.EmailStatus(code).label)
     label = REASONS.get(code)
     return str(label) if label is not None else code
 

@@ -50,6 +50,15 @@ def test_the_contact_page_says_why_marketing_email_may_not_go(marketer_client, s
     assert "Non suivies" in detail(marketer_client, personal, "open-tracking")
 
 
+def test_the_contact_page_says_a_bounced_address_gets_no_marketing_email(marketer_client):
+    bounced = ContactFactory(
+        email="ancien@fournisseur.example.fr", consent="granted", consent_basis="consent",
+        email_status="hard_bounce", email_status_at=timezone.now(),
+    )  # fmt: skip
+    may = detail(marketer_client, bounced, "marketing-email")
+    assert "Pas maintenant" in may and "Échec définitif" in may
+
+
 def test_the_edit_form_sets_the_basis_the_notice_and_the_open_tracking_consent(marketer_client):
     contact = ContactFactory(email="paul@fournisseur.example.fr", first_name="Paul")
     url = reverse("contact-edit", args=[contact.pk])
