@@ -358,9 +358,10 @@ def check_shape(row: Row, columns: int, delimiter: str) -> None:
     delimiters. More non-blank cells than the header has means a stray delimiter or quote
     shifted the values. A short row is kept (missing cells are blank): Excel drops empty
     cells at the end of rows."""
-    if CONTROL_PATTERN.search("".join(row.cells)):
+    joined = "".join(row.cells)
+    if CONTROL_PATTERN.search(joined):
         raise RowRefused("import_control_characters", line=row.line_number)
-    if columns > 1 and delimiter:
+    if columns > 1 and delimiter and "\n" in joined:  # one search, not one a cell
         for cell in row.cells:
             if "\n" in cell and cell.count(delimiter) >= columns - 1:
                 last = max(row.last_line, row.line_number + cell.count("\n"))
