@@ -7,7 +7,7 @@ or later replaces it, so a rep who wins back a lost lead, or a corrected import,
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 
 from django.db import transaction
@@ -85,11 +85,18 @@ def outcomes_from_stage_changes(changes: Iterable[StageChange]) -> list[ContactO
 
 
 @transaction.atomic
-def outcomes_record(*, outcomes: Iterable[tuple[int, str, datetime]], source: str) -> int:
+def outcomes_record(
+    *,
+    outcomes: Iterable[tuple[int, str, datetime]],
+    source: str,
+    created: Collection[int] = frozenset(),
+) -> int:
     """``outcome_record`` for many contacts at once (an import's batch), by the same policy:
     (contact id, result, aware date) each; an outcome older than the one known changes
     nothing, and neither does one that says what is known already, under the date known (a
-    file imported again records nothing new). Returns how many outcomes were written."""
+    file imported again records nothing new). ``created``: contacts the caller created in its
+    transaction, which no one can have given an outcome yet (not looked up). Returns how many
+    outcomes were written."""
     latest: dict[int, tuple[str, datetime]] = {}
     results = frozenset(Result.values)
     for contact_id, result, at in outcomes:
@@ -104,7 +111,7 @@ def outcomes_record(*, outcomes: Iterable[tuple[int, str, datetime]], source: st
     known = {
         outcome.contact_id: outcome
         for outcome in ContactOutcome.objects.select_for_update()
-        .filter(contact_id__in=latest)
+        .filter(contact_id__in=[pk for pk in latest if pk not in created])
         .order_by("contact_id")
     }
     now = timezone.now()

@@ -5,6 +5,7 @@ summary and report never ask."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import BinaryIO
 
 from django.utils.translation import gettext as _
 
@@ -36,6 +37,15 @@ def rows(
     if file_format == ImportJob.FileFormat.XLSX:
         return spreadsheets.read_rows(raw, sheet, whole=whole)
     return parsing.read_rows(raw.decode(encoding), delimiter)
+
+
+def job_file_rows(job: ImportJob, stored: BinaryIO) -> Iterator[parsing.Row]:
+    """The job's data rows from its open file: a CSV decoded as it is read (``UnicodeDecodeError``
+    on the way for bytes that do not decode), a workbook from its bytes (calamine reads it
+    whole, into compact memory of its own)."""
+    if job.file_format == ImportJob.FileFormat.XLSX:
+        return spreadsheets.read_rows(stored.read(), job.sheet)
+    return parsing.read_file_rows(stored, job.encoding, job.delimiter)
 
 
 def job_rows(job: ImportJob, raw: bytes, *, whole: bool = False) -> Iterator[parsing.Row]:

@@ -4,6 +4,7 @@ task never ran."""
 from __future__ import annotations
 
 import csv
+import gc
 import logging
 from collections.abc import Iterator
 from datetime import timedelta
@@ -131,7 +132,25 @@ def contacts_import(*, job: ImportJob) -> bool:
 
 
 def _import_file(job: ImportJob) -> None:
-    groups, errors = _read_job_file(job)
+    # No cyclic garbage collection while the file is read, and none of the rows read after:
+    # they all live until the end of the import, and each full collection walked them again (3
+    # collections, 1.3 s of a 30,000-row CRM export's 4 s of Python, bench ``import``). What
+    # the batches leave behind is still collected; everything is handed back at the end.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        groups, errors = _read_job_file(job)
+        gc.freeze()  # the rows read, and everything older, are left alone from here on
+        if collecting:
+            gc.enable()
+        _import_groups(job, groups, errors)
+    finally:
+        gc.unfreeze()
+        if collecting:
+            gc.enable()
+
+
+def _import_groups(job: ImportJob, groups: ImportGroups, errors: list[ImportRowError]) -> None:
     if "source" in job.mapping:
         rows_sources_resolve(job=job, rows=(row for rows in groups.values() for row in rows))
     rows_total = len(errors) + sum(len(rows) for rows in groups.values())
@@ -150,18 +169,13 @@ def _read_job_file(job: ImportJob) -> tuple[ImportGroups, list[ImportRowError]]:
     and the refused ones.
 
     The whole file is read first so that a duplicate in any later batch merges into its first
-    row; the upload form caps the size, so this stays a few dozen MB at most."""
-    with job.file.open("rb") as stored:
-        raw = stored.read()
-    try:
-        rows = files.job_rows(job, raw)  # a CSV is decoded here, a workbook read row by row
-    except (UnicodeDecodeError, LookupError) as error:
-        raise ImportFailed(coded("import_unreadable")) from error
-    del raw  # a CSV's text is all the rows need
+    row; the upload form caps the size, and only the clean rows are kept (a CSV is decoded as
+    it is read), so this stays a few dozen MB at most."""
     groups: ImportGroups = {}
     errors: list[ImportRowError] = []
     with_external_id: set[tuple[str, str]] = set()
-    _read_rows(job, rows, groups, errors, with_external_id)
+    with job.file.open("rb") as stored:
+        _read_rows(job, files.job_file_rows(job, stored), groups, errors, with_external_id)
     return _join_external_ids(job, groups, errors, with_external_id), errors
 
 
@@ -194,6 +208,8 @@ def _read_rows(
             groups.setdefault(clean.key, []).append(clean)
             if "external_id" in clean.fields:
                 with_external_id.add(clean.key)
+    except (UnicodeDecodeError, LookupError) as error:  # a CSV's bytes, decoded as read
+        raise ImportFailed(coded("import_unreadable")) from error
     except (csv.Error, CalamineError) as error:
         raise ImportFailed(coded("import_not_csv", cut=True, error=str(error))) from error
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import date, datetime, time
+from datetime import date, datetime, time, tzinfo
 from functools import lru_cache
 from typing import Any
 
@@ -88,6 +88,14 @@ def _one_of(words: dict[str, set[str] | frozenset[str]], value: str, code: str) 
 def when(value: str, *, field: str) -> datetime:
     """An aware datetime from an ISO date or datetime, or a day-first numeric date; a date or a
     datetime without a time zone is in the site's."""
+    return _when(value, field, timezone.get_default_timezone())
+
+
+# A date column repeats its values (a CRM's export dates its leads by day): each distinct one is
+# read once (its datetime is immutable, so shared). Keyed by the site's time zone, which a
+# setting may change.
+@lru_cache(maxsize=4096)
+def _when(value: str, field: str, zone: tzinfo) -> datetime:
     text = value.strip()
     found: datetime | None = None
     try:
@@ -105,7 +113,7 @@ def when(value: str, *, field: str) -> datetime:
     if found is None:
         raise BadValue("import_bad_date", value=value, field=field)
     if timezone.is_naive(found):
-        found = timezone.make_aware(found, timezone.get_default_timezone())
+        found = timezone.make_aware(found, zone)
     return found
 
 

@@ -72,11 +72,13 @@ def file_figures(
             _note(beyond_header, row.line_number)
         for index, cell in enumerate(row.cells[:width]):
             value = cell.strip()
-            if not value or value.casefold() in placeholders:
+            if not value:
+                continue
+            folded = value.casefold()
+            if folded in placeholders:
                 continue
             column = columns[index]
             column.filled += 1
-            folded = value.casefold()
             column.hashes.append(hash(folded))
             if len(column.samples) < SAMPLES and folded not in seen_samples[index]:
                 seen_samples[index].add(folded)

@@ -76,7 +76,8 @@ CONSENT_COLUMNS = ("do_not_email", "do_not_call", "consent", "consent_at", "cons
 PROFILE_SET = frozenset(IMPORT_PROFILE)
 
 KNOWN_COLUMNS = (
-    "pk", "email", "stage", "source_id", *IMPORT_PROFILE, *CONSENT_COLUMNS, "custom_fields",
+    "pk", "email", "stage", "source_id", "first_source_id", *IMPORT_PROFILE, *CONSENT_COLUMNS,
+    "custom_fields",
 )  # fmt: skip
 
 KnownContact = dict[str, Any]
@@ -152,6 +153,7 @@ def batch_apply(job: ImportJob, batch: ImportGroups) -> tuple[Counter[str], list
     if updated:
         _update_imported(list(updated.values()), sorted(changed_fields), now)
     created_ids = _create_imported(job, created, now) if created else []
+    created_set = frozenset(created_ids)
     if become_leads:
         _imported_leads(job, become_leads, at=now)
     if outcomes:
@@ -163,10 +165,12 @@ def batch_apply(job: ImportJob, batch: ImportGroups) -> tuple[Counter[str], list
                 for pk, person, result, at in outcomes
             ],
             source=ContactOutcome.Source.IMPORT,
+            created=created_set,
         )
-    # After the stage changes: a fit that changes a stage continues from the lead.
-    contacts_changed(list(updated), changed_fields)
-    contacts_changed(created_ids, None, imported=True)
+    # After the stage changes: a fit that changes a stage continues from the lead. The first
+    # sources are written with the contacts (``_update_imported``, ``_contacts_insert``).
+    contacts_changed(list(updated), changed_fields, first_sources=False)
+    contacts_changed(created_ids, None, imported=True, first_sources=False)
     return counts, refused
 
 
@@ -321,7 +325,16 @@ def _custom_folded(fields: dict[str, Any]) -> dict[str, Any]:
 
 def _update_imported(contacts: list[KnownContact], names: list[str], now: datetime) -> None:
     """Write the changed fields of known contacts. Only contacts that changed are given (each
-    update of a contact row goes through all its indexes)."""
+    update of a contact row goes through all its indexes).
+
+    When the batch changes sources, a contact with a source and no first source takes it as
+    its first source in the same statement, as ``contacts_changed`` would do after it (a second
+    write of each row: 2.9 s of a 30,000-row CRM export's 29 s, bench ``import``)."""
+    if "source_id" in names:
+        names = [*names, "first_source_id"]
+        for contact in contacts:
+            if contact["first_source_id"] is None and contact["source_id"] is not None:
+                contact["first_source_id"] = contact["source_id"]
     objects = []
     for contact in contacts:
         obj = Contact(pk=contact["pk"], updated_at=now)
@@ -346,8 +359,10 @@ def _new_contact(
     fields: dict[str, Any], *, lead: bool, source_id: int | None, now: datetime
 ) -> Contact:
     stage = Contact.Stage.LEAD if lead else Contact.Stage.SUSPECT
+    fields = {"source_id": source_id, **fields}
     return Contact(
-        **{"source_id": source_id, **fields},
+        **fields,
+        first_source_id=fields["source_id"],  # first touch: the source it starts with
         stage=stage,
         stage_entered_at=now,
         created_at=now,
@@ -376,7 +391,7 @@ def _contacts_insert(
         template = _new_contact({}, lead=lead, source_id=source_id, now=now)
         templates[lead] = [copy_value(field)(template) for field in fields]
     position = {field.attname: index for index, field in enumerate(fields)}
-    id_position = position[meta.pk.attname]
+    id_position, first_source = position[meta.pk.attname], position["first_source_id"]
     columns = ", ".join(quote(field.column) for field in fields)
     # Django's IntegrityError (a contact created meanwhile) for the batch's retry.
     with connection.cursor() as cursor, connection.wrap_database_errors:
@@ -393,6 +408,8 @@ def _contacts_insert(
                 row[id_position] = pk
                 for name, value in person.items():
                     row[position[name]] = json.dumps(value) if name == "custom_fields" else value
+                if "source_id" in person:  # a source named on the row, or None: unknown
+                    row[first_source] = person["source_id"]
                 copy.write_row(row)
     return ids
 
