@@ -171,7 +171,7 @@ def _entering(
     entering = []
     for row in rows:
         earlier = previous.get(row["pk"], [])
-        reason = emailable(row)
+        reason = emailable(row, sequence.allowed_bases)
         if reason:
             skipped[reason] += 1
         elif any(status == Enrollment.Status.ACTIVE for status, _, _ in earlier):

@@ -113,6 +113,20 @@ def test_a_split_sends_its_share_of_the_contacts_down_each_branch():
     assert forecast.days[0].new == pytest.approx(2)
 
 
+def test_a_sequence_for_consent_only_leaves_out_the_contacts_it_may_not_email():
+    sequence = sequence_with(email_step(), name="Lettre", allowed_bases="consent")
+    ContactFactory(email="accord@client.example.fr", consent="granted", consent_basis="consent")
+    ContactFactory(
+        email="achat@client.example.fr", consent_basis="legitimate_interest",
+        legitimate_interest_notice_on=START.date(),
+    )  # fmt: skip
+
+    forecast = preflight.forecast(sequence, Contact.objects.all(), START)
+
+    assert forecast.entering == 1
+    assert forecast.skipped == {"basis not allowed by this sequence": 1}
+
+
 def test_the_queue_and_the_hourly_cap_show_how_many_hours_each_day_needs(settings):
     settings.NURTURING_HOURLY_CAP = 2
     sequence = sequence_with(email_step(), name="Lettre")
