@@ -67,10 +67,17 @@ def domain_findings(
 ) -> list[Finding]:
     domain = domain.lower().rstrip(".")
     return [
-        *spf_findings(resolver, domain),
+        *spf_findings(resolver, return_path_domain(domain)),
         *dkim_findings(resolver, domain, selector=selector),
         *dmarc_findings(resolver, domain),
     ]
+
+
+def return_path_domain(domain: str) -> str:
+    """The domain receivers check SPF on: the envelope sender's, which is the bounce address's
+    when one is set (``NURTURING_BOUNCE_ADDRESS``, a VERP return path), else the From's."""
+    bounce = settings.NURTURING_BOUNCE_ADDRESS
+    return bounce.rpartition("@")[2].lower().rstrip(".") if "@" in bounce else domain
 
 
 def _lookup(resolver: dns.resolver.Resolver, name: str, kind: str) -> list[Any]:

@@ -112,6 +112,20 @@ def test_a_domain_with_everything_in_place_passes(configured, key, dns_zone):
     assert "SPF, DKIM et DMARC sont en place." in output
 
 
+def test_spf_is_read_at_the_bounce_address_domain_when_there_is_one(configured, key, dns_zone):
+    configured.NURTURING_BOUNCE_ADDRESS = "retours@rebonds.example.net"
+    zone = good_zone(key)
+    zone[("rebonds.example.net", "TXT")] = [txt("v=spf1 ip4:185.70.40.7 -all")]
+    zone[("boutique.example.fr", "TXT")] = [txt("v=spf1 ip4:192.0.2.1 -all")]
+    server = dns_zone(zone)
+
+    output, error = check(server)
+
+    assert error is None, output
+    assert "[OK] SPF: Enregistrement SPF trouvé\xa0: v=spf1 ip4:185.70.40.7 -all" in output
+    assert f"[OK] SPF: Le serveur SMTP smtp.relay.example ({RELAY}) y est autorisé." in output
+
+
 def test_a_domain_without_records_is_told_what_to_publish(configured, key, dns_zone):
     server = dns_zone({("boutique.example.fr", "A"): ["80.67.169.12"]})
 
