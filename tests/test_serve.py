@@ -24,13 +24,15 @@ MANAGE = [sys.executable, str(ROOT / "manage.py")]
 # Run in the serve process's environment before it starts: a contact enrolled in a sequence
 # whose email (with a link) is due now.
 ENROL = """
+from django.utils import timezone
 from contacts.models import Contact
 from nurturing import enrolment
 from nurturing.models import Sequence, Step
 sequence = Sequence.objects.create(name="Serve check", trigger="manual")
 Step.objects.create(sequence=sequence, position=1, kind="email", subject="Bonjour {{ first_name }}",
                     body_text="Bonjour {{ first_name }}, voyez https://shop.example.fr/poeles")
-contact = Contact.objects.create(email="helene@example.fr", first_name="Hélène", stage="lead")
+contact = Contact.objects.create(email="helene@example.fr", first_name="Hélène", stage="lead",
+                                 open_tracking_consent_at=timezone.now())  # the pixel too
 enrolment.enrollment_start(sequence=sequence, contact=contact)
 """
 
