@@ -9,15 +9,15 @@ nurturing, and the send-time checks read the contact anyway.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection
 from datetime import datetime
-from typing import NamedTuple
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models.expressions import BaseExpression
 from django.utils import timezone
 
-from contacts.models import Contact
+from contacts.models import Contact, ContactAudit
 
 # A stronger state replaces a weaker one, never the other way round: a complaint says more
 # than a bounce, a hard bounce more than soft ones.
@@ -31,44 +31,31 @@ STRENGTH = {
 EMAIL_STATUS_FIELDS = ("email_status", "email_status_at", "email_status_detail")
 
 
-class EmailStatusChange(NamedTuple):
-    contact_id: int
-    status: str  # a Contact.EmailStatus value other than OK
-    at: datetime
-    detail: str = ""
-
-
 @transaction.atomic
-def contacts_email_status_set(*, changes: Iterable[EmailStatusChange]) -> list[int]:
-    """Mark these contacts' addresses as failing, in a few statements for the whole batch (a
-    contact that already has this state or a stronger one keeps it). Returns the ids of the
-    contacts whose state changed."""
-    wanted: dict[int, EmailStatusChange] = {}
-    for change in changes:
-        held = wanted.get(change.contact_id)
-        if held is None or STRENGTH[change.status] > STRENGTH[held.status]:
-            wanted[change.contact_id] = change
-    if not wanted:
-        return []
-    current = dict(
-        Contact.objects.filter(pk__in=wanted)
+def contacts_email_status_set(
+    *,
+    contact_ids: Collection[int],
+    status: str,
+    at: datetime | BaseExpression,
+    detail: str | BaseExpression = "",
+) -> list[int]:
+    """Mark these contacts' addresses as failing (``status``: a Contact.EmailStatus other
+    than OK), in two statements whatever their number; a contact that already has this state
+    or a stronger one keeps it. ``at`` and ``detail`` may be expressions evaluated for each
+    contact (the caller's latest report about it, say). Returns the ids of the contacts whose
+    state changed, locked in id order until the transaction ends."""
+    weaker = [code for code, strength in STRENGTH.items() if strength < STRENGTH[status]]
+    changed = list(
+        Contact.objects.filter(pk__in=contact_ids, email_status__in=weaker)
         .order_by("pk")
         .select_for_update()
-        .values_list("pk", "email_status")
+        .values_list("pk", flat=True)
     )
-    changed = [
-        Contact(
-            pk=change.contact_id,
-            email_status=change.status,
-            email_status_at=change.at,
-            email_status_detail=change.detail[:300],
+    if changed:
+        Contact.objects.filter(pk__in=changed).update(
+            email_status=status, email_status_at=at, email_status_detail=detail
         )
-        for change in wanted.values()
-        if change.contact_id in current
-        and STRENGTH[change.status] > STRENGTH.get(current[change.contact_id], 0)
-    ]
-    Contact.objects.bulk_update(changed, EMAIL_STATUS_FIELDS, batch_size=500)
-    return [contact.pk for contact in changed]
+    return changed
 
 
 @transaction.atomic
@@ -79,8 +66,17 @@ def contact_email_status_clear(
     email may go to it, and soft bounces count afresh from now. Returns False if it was fine."""
     if not contact.email_status:
         return False
+    was = contact.email_status
     contact.email_status = Contact.EmailStatus.OK
     contact.email_status_at = as_of or timezone.now()
     contact.email_status_detail = ""
     contact.save(update_fields=[*EMAIL_STATUS_FIELDS, "updated_at"])
+    ContactAudit.objects.create(
+        contact=contact,
+        action=ContactAudit.Action.EMAIL_CLEARED,
+        actor=actor,
+        owner_id=contact.owner_id,
+        note=was,
+        at=contact.email_status_at,
+    )
     return True

@@ -41,6 +41,11 @@ urlpatterns = [
     ),
     path("contacts/<int:pk>/", views.contact_detail, name="contact-detail"),
     path("contacts/<int:pk>/edit/", views.contact_edit, name="contact-edit"),
+    path(
+        "contacts/<int:pk>/email-status/clear/",
+        views.contact_email_status_clear,
+        name="contact-email-status-clear",
+    ),
     path("dashboard/funnel/", dashboard_views.funnel_panel, name="funnel-panel"),
     path("contacts/<int:pk>/export.json", privacy_views.contact_export, name="contact-export-json"),
     path("contacts/<int:pk>/erase/", privacy_views.contact_erase, name="contact-erase"),

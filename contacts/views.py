@@ -14,8 +14,9 @@ from django.utils.functional import cached_property
 from django.utils.timezone import localtime
 from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
 
-from contacts import services
+from contacts import email_status, services
 from contacts.custom_field_values import active_custom_fields, custom_values_shown
 from contacts.forms import ContactFilterForm, ContactForm
 from contacts.models import Contact
@@ -183,6 +184,16 @@ def contact_create(request: HttpRequest) -> HttpResponse:
             messages.success(request, _("Contact created."))
             return redirect("contact-detail", pk=contact.pk)
     return render(request, "contacts/contact_form.html", {"form": form, "contact": None})
+
+
+@role_required(MARKETING)
+@require_POST
+def contact_email_status_clear(request: HttpRequest, pk: int) -> HttpResponse:
+    """A person says the contact's address works again: marketing email may go to it."""
+    contact = visible_contact_or_404(request, pk)
+    if email_status.contact_email_status_clear(contact=contact, actor=request.user):
+        messages.success(request, _("The address may receive email again."))
+    return redirect("contact-detail", pk=contact.pk)
 
 
 @role_required(MARKETING)

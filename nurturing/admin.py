@@ -15,7 +15,7 @@ from django.utils.translation import ngettext
 from contacts.admin import ReadOnlyAdmin
 from contacts.models import Contact
 from nurturing import enrolment, outbox, rendering, sending
-from nurturing.models import Enrollment, Message, Sequence, SplitBranch, Step
+from nurturing.models import Bounce, Enrollment, Message, Sequence, SplitBranch, Step
 
 
 class StepInline(admin.StackedInline):
@@ -181,7 +181,7 @@ class EnrollmentAdmin(ReadOnlyAdmin):
 @admin.register(Message)
 class MessageAdmin(ReadOnlyAdmin):
     list_display = ["to", "subject", "status", "error_label", "attempts", "created_at", "sent_at",
-                    "opened_at", "clicked_at"]  # fmt: skip
+                    "opened_at", "clicked_at", "delivery_note"]  # fmt: skip
     list_filter = ["status", "internal"]
     search_fields = ["to", "subject", "message_id"]
     list_select_related = ["contact"]
@@ -219,3 +219,15 @@ class MessageAdmin(ReadOnlyAdmin):
             % {"count": count},
             messages.SUCCESS if count else messages.WARNING,
         )
+
+
+@admin.register(Bounce)
+class BounceAdmin(ReadOnlyAdmin):
+    """Delivery reports as recorded (nurturing.bounces): read only."""
+
+    list_display = ["occurred_at", "email", "kind", "status", "diagnostic", "source", "contact"]
+    list_filter = ["kind", "source"]
+    search_fields = ["email", "reference", "diagnostic"]
+    raw_id_fields = ["contact", "message"]
+    list_select_related = ["contact"]
+    readonly_fields = [field.name for field in Bounce._meta.fields]

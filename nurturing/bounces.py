@@ -29,15 +29,28 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Max, Q
+from django.db.models import (
+    Case,
+    Count,
+    F,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, Concat, Left, Trim
 from django.utils import timezone
 
-from contacts.email_status import EmailStatusChange, contacts_email_status_set
+from contacts.email_status import contacts_email_status_set
 from contacts.events import NewEvent, events_record_many
-from contacts.models import Contact, Event
+from contacts.models import Contact, Event, normalize_email
 from contacts.services import contact_ids_by_email
 from nurturing.enrolment import enrollments_end
 from nurturing.models import Bounce, Enrollment, Message
+from nurturing.outbox import owner_bounce_message
 
 Kind = Bounce.Kind
 
@@ -74,11 +87,12 @@ def record_reports(reports: Iterable[Report]) -> Recorded:
     """Record delivery reports and act on them (see the module docstring), ``BATCH_SIZE`` at a
     time, each batch in its own transaction. Idempotent: a report seen before (same source
     and reference) is counted as a duplicate and changes nothing."""
+    reports = list(reports)
+    unknown = {report.kind for report in reports} - set(Kind.values)
+    if unknown:  # a caller's mistake: nothing is recorded
+        raise ValueError(f"unknown report kinds {sorted(unknown)}")
     result = Recorded()
     for batch in _batches(reports, BATCH_SIZE):
-        unknown = {report.kind for report in batch} - set(Kind.values)
-        if unknown:
-            raise ValueError(f"unknown report kinds {sorted(unknown)}")
         _record_batch(batch, result)
     return result
 
@@ -110,7 +124,7 @@ def _record_batch(batch: list[Report], result: Recorded) -> None:
     stored = _store(matched, result)
     if not stored:
         return
-    _mark_messages(stored)
+    _mark_messages(stored, now)
     result.suppressed += _act_on_contacts(stored, now)
     _record_events(stored)
 
@@ -178,7 +192,7 @@ def _match(reports: list[Report], now: datetime, result: Recorded) -> list[_Matc
     matched = []
     for report in reports:
         message = messages.get(report.message_id) if report.message_id is not None else None
-        contact_id = message["contact_id"] if message else by_email.get(report.email.lower())
+        contact_id = message["contact_id"] if message else by_email.get(_address(report.email))
         if message is None and contact_id is not None:
             message = messages.get(latest.get(contact_id))
         contact = contacts.get(contact_id) if contact_id is not None else None
@@ -190,7 +204,7 @@ def _match(reports: list[Report], now: datetime, result: Recorded) -> list[_Matc
         bounce = Bounce(
             contact_id=contact and contact["pk"],
             message_id=message and message["pk"],
-            email=(report.email or (message and message["to"]) or "")[:254],
+            email=(normalize_email(report.email) or (message and message["to"]) or "")[:254],
             kind=report.kind,
             status=report.status[:20],
             diagnostic=report.diagnostic[:500],
@@ -201,6 +215,10 @@ def _match(reports: list[Report], now: datetime, result: Recorded) -> list[_Matc
         )
         matched.append(_Matched(report, bounce, message, contact))
     return matched
+
+
+def _address(email: str) -> str:
+    return (normalize_email(email) or "").lower()
 
 
 def _store(matched: list[_Matched], result: Recorded) -> list[_Matched]:
@@ -232,28 +250,49 @@ def _store(matched: list[_Matched], result: Recorded) -> list[_Matched]:
 AFTER_SENDING = {Message.Status.SENT, Message.Status.IN_DOUBT, Message.Status.FAILED}
 BOUNCES_FROM = AFTER_SENDING
 COMPLAINS_FROM = {*AFTER_SENDING, Message.Status.BOUNCED}
+BOUNCED, COMPLAINED = Message.Status.BOUNCED.value, Message.Status.COMPLAINED.value
 
 
-def _note(report: Report) -> str:
-    return " ".join(part for part in (report.kind, report.status, report.diagnostic) if part)[:500]
-
-
-def _mark_messages(stored: list[_Matched]) -> None:
-    """The messages' final state and latest report, in one statement per few hundred."""
-    changed: dict[int, Message] = {}
+def _mark_messages(stored: list[_Matched], now: datetime) -> None:
+    """The messages' final state, and their latest report of this batch as their note, in one
+    statement for the batch (the note comes from the rows just stored). A message that bounced
+    and was marked as spam in one batch was marked as spam; one in doubt that a report is about
+    was received by the mail server."""
+    bounced, complained, noted = set(), set(), set()
     for item in stored:
         if item.message is None:
             continue
-        values = item.message
-        status = values["status"]
-        if item.report.kind in (Kind.HARD, Kind.SOFT) and status in BOUNCES_FROM:
-            status = Message.Status.BOUNCED
-        elif item.report.kind == Kind.COMPLAINT and status in COMPLAINS_FROM:
-            status = Message.Status.COMPLAINED
-        values["status"] = status
-        changed[values["pk"]] = Message(pk=values["pk"], status=status,
-                                        delivery_note=_note(item.report))  # fmt: skip
-    Message.objects.bulk_update(list(changed.values()), ["status", "delivery_note"], batch_size=500)
+        noted.add(item.message["pk"])
+        if item.report.kind in (Kind.HARD, Kind.SOFT):
+            bounced.add(item.message["pk"])
+        elif item.report.kind == Kind.COMPLAINT:
+            complained.add(item.message["pk"])
+    latest = _latest_of_batch(now, message=OuterRef("pk"))
+    in_doubt = Q(status=Message.Status.IN_DOUBT)
+    Message.objects.filter(pk__in=noted).update(
+        status=Case(
+            When(Q(pk__in=complained, status__in=COMPLAINS_FROM), then=Value(COMPLAINED)),
+            When(Q(pk__in=bounced, status__in=BOUNCES_FROM), then=Value(BOUNCED)),
+            # Any report proves the mail server had it: no longer in doubt, never resent.
+            When(in_doubt, then=Value(Message.Status.SENT.value)),
+            default=F("status"),
+        ),
+        sent_at=Case(
+            When(in_doubt, then=Coalesce("handed_over_at", Value(now))), default=F("sent_at")
+        ),
+        delivery_note=Subquery(latest.values(note=Left(NOTE, 500))[:1]),
+    )
+
+
+# A message's note: the kind as a code (``Message.delivery_note_text`` translates it), then the
+# words; a contact's detail: the words.
+NOTE = Trim(Concat("kind", Value(": "), "status", Value(" "), "diagnostic"))
+DETAIL = Trim(Concat("status", Value(" "), "diagnostic"))
+
+
+def _latest_of_batch(now: datetime, **about: Any) -> QuerySet[Bounce]:
+    """For a subquery: the latest report of this batch (``recorded_at``) about the outer row."""
+    return Bounce.objects.filter(recorded_at=now, **about).order_by("-occurred_at", "-pk")
 
 
 def _same_address(item: _Matched) -> bool:
@@ -272,65 +311,97 @@ def _same_address(item: _Matched) -> bool:
 
 
 def _act_on_contacts(stored: list[_Matched], now: datetime) -> list[int]:
-    """Refuse the addresses that bounced hard, too softly often or complained; end the
-    complainers' enrolments; unsubscribe those an email service unsubscribed."""
-    changes: list[EmailStatusChange] = []
-    soft: set[int] = set()
-    complainers: set[int] = set()
+    """Refuse the addresses that complained, bounced hard or too often softly (a few
+    statements per kind for the batch); end the complainers' enrolments; tell the owners of
+    those that bounced hard; unsubscribe those an email service unsubscribed."""
+    acting: dict[str, set[int]] = {kind: set() for kind in Kind.values}
     unsubscribed: dict[int, int | None] = {}
     for item in stored:
-        if not _same_address(item):
+        if _same_address(item):
+            acting[item.report.kind].add(item.contact["pk"])  # type: ignore[index]
+            if item.report.kind == Kind.UNSUBSCRIBED:
+                unsubscribed[item.contact["pk"]] = item.message and item.message["pk"]  # type: ignore[index]
+    # The strongest first: a contact that complained and bounced in one batch has complained.
+    refused: dict[str, list[int]] = {}
+    for status, kind, ids in (
+        (Contact.EmailStatus.COMPLAINT, Kind.COMPLAINT, acting[Kind.COMPLAINT]),
+        (Contact.EmailStatus.HARD_BOUNCE, Kind.HARD, acting[Kind.HARD]),
+        (Contact.EmailStatus.SOFT_BOUNCES, Kind.SOFT, _too_many_soft(acting[Kind.SOFT], now)),
+    ):
+        if not ids:
             continue
-        contact_id, kind = item.contact["pk"], item.report.kind  # type: ignore[index]
-        detail = f"{item.report.status} {item.report.diagnostic}".strip()
-        if kind == Kind.HARD:
-            changes.append(EmailStatusChange(contact_id, Contact.EmailStatus.HARD_BOUNCE,
-                                             item.bounce.occurred_at, detail))  # fmt: skip
-        elif kind == Kind.COMPLAINT:
-            changes.append(EmailStatusChange(contact_id, Contact.EmailStatus.COMPLAINT,
-                                             item.bounce.occurred_at, detail))  # fmt: skip
-            complainers.add(contact_id)
-        elif kind == Kind.SOFT:
-            soft.add(contact_id)
-        elif kind == Kind.UNSUBSCRIBED:
-            unsubscribed[contact_id] = item.message and item.message["pk"]
-    changes += _too_many_soft(soft, now)
-    suppressed = contacts_email_status_set(changes=changes)
-    if complainers:
+        latest = Bounce.objects.filter(contact=OuterRef("pk"), kind=kind).order_by(
+            "-occurred_at", "-pk"
+        )
+        refused[status] = contacts_email_status_set(
+            contact_ids=ids,
+            status=status,
+            at=Subquery(latest.values("occurred_at")[:1]),
+            detail=Subquery(latest.values(detail=Left(DETAIL, 300))[:1]),
+        )
+    _tell_owners(stored, set(refused.get(Contact.EmailStatus.HARD_BOUNCE, [])), now)
+    if acting[Kind.COMPLAINT]:
         enrollments_end(
-            enrollments=Enrollment.objects.filter(contact_id__in=complainers),
+            enrollments=Enrollment.objects.filter(contact_id__in=acting[Kind.COMPLAINT]),
             status=Enrollment.Status.EXITED,
             reason=COMPLAINT_REASON,
             as_of=now,
         )
     if unsubscribed:
         _unsubscribe(unsubscribed)
-    return suppressed
+    return sorted({pk for ids in refused.values() for pk in ids})
 
 
-def _too_many_soft(contact_ids: set[int], now: datetime) -> list[EmailStatusChange]:
+def _too_many_soft(contact_ids: set[int], now: datetime) -> set[int]:
     """The contacts among these with enough recent soft bounces to be refused: those of the
     last NURTURING_SOFT_BOUNCE_DAYS days, and since a person last cleared the address."""
     if not contact_ids:
-        return []
-    since = now - timedelta(days=settings.NURTURING_SOFT_BOUNCE_DAYS)
-    counts = (
-        Bounce.objects.filter(contact_id__in=contact_ids, kind=Kind.SOFT, occurred_at__gte=since)
-        .filter(
-            Q(contact__email_status_at__isnull=True)
-            | Q(occurred_at__gt=F("contact__email_status_at"))
-        )
+        return set()
+    return set(
+        soft_bounces_counting(contact_ids, now)
         .values("contact_id")
-        .annotate(count=Count("pk"), last=Max("occurred_at"))
+        .annotate(count=Count("pk"))
         .filter(count__gte=settings.NURTURING_SOFT_BOUNCE_LIMIT)
+        .values_list("contact_id", flat=True)
         .order_by()
     )
-    return [
-        EmailStatusChange(
-            row["contact_id"], Contact.EmailStatus.SOFT_BOUNCES, row["last"], f"{row['count']}"
-        )  # fmt: skip
-        for row in counts
-    ]
+
+
+def _tell_owners(stored: list[_Matched], suppressed: set[int], now: datetime) -> None:
+    """A note to the owner of each contact whose address has just bounced hard, through the
+    outbox (filed with the enrolment of the email that bounced: a bounce about no email of
+    ours tells no one)."""
+    notes = {}
+    for item in stored:
+        contact = item.contact
+        if (
+            item.report.kind == Kind.HARD
+            and contact is not None
+            and contact["pk"] in suppressed
+            and contact["pk"] not in notes
+            and item.message is not None
+        ):
+            note = owner_bounce_message(
+                contact=contact,
+                enrollment_id=item.message["enrollment_id"],
+                bounce_id=item.bounce.pk,
+                detail=f"{item.report.status} {item.report.diagnostic}".strip(),
+                as_of=now,
+            )
+            if note is not None:
+                notes[contact["pk"]] = note
+    Message.objects.bulk_create(notes.values())
+
+
+def soft_bounces_counting(contact_ids: Iterable[int], as_of: datetime) -> QuerySet[Bounce]:
+    """The soft bounces of these contacts that count toward refusing their address: those of
+    the last NURTURING_SOFT_BOUNCE_DAYS days, after a person last cleared it."""
+    since = as_of - timedelta(days=settings.NURTURING_SOFT_BOUNCE_DAYS)
+    return Bounce.objects.filter(
+        contact_id__in=contact_ids, kind=Kind.SOFT, occurred_at__gte=since
+    ).filter(
+        Q(contact__email_status_at__isnull=True) | Q(occurred_at__gt=F("contact__email_status_at"))
+    )
 
 
 def _unsubscribe(unsubscribed: dict[int, int | None]) -> None:

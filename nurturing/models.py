@@ -435,6 +435,8 @@ class MessageQuerySet(models.QuerySet["Message"]):
                 Message.Status.SENDING,
                 Message.Status.SENT,
                 Message.Status.IN_DOUBT,
+                Message.Status.BOUNCED,
+                Message.Status.COMPLAINED,
             ],
         )
 
@@ -458,6 +460,8 @@ class Message(models.Model):
 
     # May still go, or may have gone unrecorded: a later message of the enrolment waits.
     UNFINISHED = (Status.QUEUED, Status.SENDING, Status.IN_DOUBT)
+    # Handed to the mail server and accepted (a bounce or a complaint came back later).
+    WENT_OUT = (Status.SENT, Status.BOUNCED, Status.COMPLAINED)
 
     # No single-column indexes on enrollment and contact: message_once_per_step and
     # message_contact_created lead with them, and every write of a message (claimed, handed
@@ -532,6 +536,15 @@ class Message(models.Model):
     @property
     def error_label(self) -> str:
         return reason_label(self.error)
+
+    @property
+    def delivery_note_text(self) -> str:
+        """The latest delivery report, its kind in the reader's language."""
+        kind, colon, words = self.delivery_note.partition(": ")
+        if colon and kind in Bounce.Kind.values:
+            label = Bounce.Kind(kind).label
+            return _("%(kind)s: %(words)s") % {"kind": label, "words": words} if words else label
+        return self.delivery_note
 
     @property
     def seconds_since_sent(self) -> float | None:

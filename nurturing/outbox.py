@@ -112,6 +112,38 @@ def owner_message(
     )  # fmt: skip
 
 
+def owner_bounce_message(
+    *, contact: dict[str, Any], enrollment_id: int, bounce_id: int, detail: str, as_of: datetime
+) -> Message | None:
+    """A note to the contact's owner that email to the contact now bounces for good: in B2B
+    that often means the person left the company (None when it has no owner). Filed with the
+    enrolment of the email that bounced; no step."""
+    if not contact.get("owner__email"):
+        return None
+    name = f"{contact.get('first_name', '')} {contact.get('last_name', '')}".strip()
+    with override(settings.LANGUAGE_CODE):
+        subject = _("%(contact)s: their email address no longer works") % {
+            "contact": name or contact.get("email")
+        }
+        body = _(
+            "Email to %(contact)s (%(email)s) bounced for good (%(detail)s): no marketing email "
+            "goes to this address any more.\n\nThis person may have changed companies: check "
+            "the address, or find who took over.\n\n%(url)s\n"
+        ) % {
+            "contact": name or contact.get("email"),
+            "email": contact.get("email"),
+            "detail": detail or "—",
+            "url": rendering.absolute(reverse("contact-detail", args=[contact["pk"]])),
+        }
+    domain = settings.DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip(" >") or "localhost"
+    return Message(
+        enrollment_id=enrollment_id, step=None, contact_id=contact["pk"], internal=True,
+        to=contact["owner__email"], subject=subject[:300], body_text=body,
+        message_id=f"<nurturing.{enrollment_id}.bounce.{bounce_id}@{domain}>",
+        next_attempt_at=as_of, created_at=as_of,
+    )  # fmt: skip
+
+
 def email_preview(*, step: Step, contact: Contact) -> rendering.Rendered:
     """The email of ``step`` as ``contact`` would get it now (a sample offer if it has one);
     nothing is stored or sent."""

@@ -22,6 +22,7 @@ flushed commits: 0.20 and 0.15. ``_Marks`` is what SQLite uses.
 
 from __future__ import annotations
 
+import re
 import select
 import smtplib
 import time
@@ -40,7 +41,7 @@ from django.utils import timezone
 
 from contacts.durability import commits_without_waiting
 from contacts.models import Contact
-from nurturing import engine, rendering
+from nurturing import bounces, engine, rendering
 from nurturing import esp as esp_tracking
 from nurturing.mime import BuiltEmail
 from nurturing.models import Message
@@ -307,10 +308,11 @@ class _HandOver:
 def _not_sent(message: Outgoing, error: Exception, *, handed_over: bool) -> None:
     """A server's refusal fails the message (5xx) or retries it later (4xx), as does an ESP
     API's (``nurturing.esp.refusal``); any other error retries it, unless its data may have
-    reached the server already (for an ESP: the request may have gone): then it is in doubt."""
+    reached the server already (for an ESP: the request may have gone): then it is in doubt.
+    A refused recipient is a bounce (``_recipient_refused``)."""
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         code, reason = next(iter(error.recipients.values()), (550, b""))
-        _failed_or_retry(message, code, _smtp_text(code, reason))
+        _recipient_refused(message, code, reason)
     elif isinstance(error, smtplib.SMTPResponseException):
         _failed_or_retry(message, error.smtp_code, _smtp_text(error.smtp_code, error.smtp_error))
     elif (permanent := esp_tracking.refusal(error)) is not None:
@@ -329,6 +331,40 @@ def _not_sent(message: Outgoing, error: Exception, *, handed_over: bool) -> None
 def _smtp_text(code: int, reason: bytes | str) -> str:
     text = reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
     return f"{code} {text}".strip()
+
+
+_ENHANCED_STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+def _recipient_refused(message: Outgoing, code: int, reply: bytes | str) -> None:
+    """The server refused the recipient at RCPT: for good (5xx), a hard bounce at once; for
+    now (4xx: greylisting, a full mailbox), the message is tried again later as for any
+    temporary error, and only when its attempts run out is it a soft bounce (as a mail
+    server's report would say then), so a greylisting server never counts against an
+    address. Either way the message never went: nothing is sent twice or lost."""
+    text = _smtp_text(code, reply)
+    temporary = 400 <= code < 500
+    if temporary and message.attempts < settings.NURTURING_MAX_ATTEMPTS:
+        _retry(message, text)
+        return
+    found = _ENHANCED_STATUS.search(text)
+    with transaction.atomic():  # the message's state and the bounce's effects, together
+        refused = Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+            status=Message.Status.BOUNCED, lease_until=None, error=text[:2000]
+        )
+        if not refused:  # reaped meanwhile: whoever holds it now decides
+            return
+        bounces.record_reports([
+            bounces.Report(
+                kind=bounces.Kind.SOFT if temporary else bounces.Kind.HARD,
+                email=message.to,
+                message_id=message.pk,
+                status=found.group(1) if found else str(code),
+                diagnostic=text,
+                source="smtp",
+                reference=f"rcpt:{message.pk}:{message.attempts}",
+            )
+        ])  # fmt: skip
 
 
 def _in_doubt(message: Outgoing, reason: str) -> None:

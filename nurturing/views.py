@@ -3,10 +3,12 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.cache import add_never_cache_headers, patch_vary_headers
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
@@ -14,8 +16,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from contacts.roles import MARKETING, SALES, role_required
 from contacts.views import partial_or_page, visible_contact_or_404
-from nurturing import enrolment, tracking
-from nurturing.models import Enrollment, Message, Sequence, SplitBranch, Step
+from nurturing import bounces, enrolment, tracking
+from nurturing.models import Bounce, Enrollment, Message, Sequence, SplitBranch, Step
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
@@ -82,13 +84,17 @@ STATUS_COUNTS = {
     "unsubscribed": Count("id", filter=Q(status=Enrollment.Status.UNSUBSCRIBED)),
 }
 MESSAGE_COUNTS = {
-    "sent": Count("id", filter=Q(status=Message.Status.SENT)),
+    # Went out (a later bounce or complaint does not take it back; a refusal at RCPT never
+    # went, and has no sent_at).
+    "sent": Count("id", filter=Q(status__in=Message.WENT_OUT, sent_at__isnull=False)),
     "opened": Count("id", filter=Q(opened_at__isnull=False)),
     "clicked": Count("id", filter=Q(clicked_at__isnull=False)),
     "queued": Count("id", filter=Q(status__in=[Message.Status.QUEUED, Message.Status.SENDING])),
     "failed": Count("id", filter=Q(status=Message.Status.FAILED)),
     "in_doubt": Count("id", filter=Q(status=Message.Status.IN_DOUBT)),
     "suppressed": Count("id", filter=Q(status=Message.Status.SUPPRESSED)),
+    "bounced": Count("id", filter=Q(status=Message.Status.BOUNCED)),
+    "complained": Count("id", filter=Q(status=Message.Status.COMPLAINED)),
 }
 
 
@@ -232,6 +238,8 @@ def sequence_results(request: HttpRequest, pk: int) -> HttpResponse:
                 "sent": mail.get("sent", 0),
                 "opened": mail.get("opened", 0),
                 "clicked": mail.get("clicked", 0),
+                "bounced": mail.get("bounced", 0),
+                "complained": mail.get("complained", 0),
                 "open_rate": _rate(mail.get("opened", 0), mail.get("sent", 0)),
                 "click_rate": _rate(mail.get("clicked", 0), mail.get("sent", 0)),
             }
@@ -323,6 +331,10 @@ def contact_enrollments(request: HttpRequest, pk: int) -> HttpResponse:
         "contact": contact,
         "enrollments": enrollments,
         "sequences": Sequence.objects.filter(active=True).order_by("name"),
+        "reports": Bounce.objects.filter(contact=contact).order_by("-occurred_at", "-id")[:10],
+        "soft_bounces": bounces.soft_bounces_counting([contact.pk], timezone.now()).count(),
+        "soft_bounce_limit": settings.NURTURING_SOFT_BOUNCE_LIMIT,
+        "soft_bounce_days": settings.NURTURING_SOFT_BOUNCE_DAYS,
     }
     response = render(
         request,

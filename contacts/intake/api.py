@@ -346,6 +346,12 @@ class ContactOut(Schema):
     time_zone: str
     do_not_email: bool
     do_not_call: bool
+    email_status: str = Field(
+        description="Whether email to the address arrives: empty (it does), `hard_bounce`, "
+        "`soft_bounces` (too many) or `complaint` (marked as spam); anything but empty stops "
+        "marketing email until a person clears it or the email changes."
+    )
+    email_status_at: datetime | None = Field(description="Since when the email status holds.")
     stage: str
     score: int
     fit_score: int = Field(description="Fit points: the sum of the fit rules that hold.")

@@ -25,4 +25,9 @@ class Migration(migrations.Migration):
             name='email_status_detail',
             field=models.CharField(blank=True, db_default='', default='', max_length=300, verbose_name='email status detail'),
         ),
+        migrations.AlterField(
+            model_name='contactaudit',
+            name='action',
+            field=models.CharField(choices=[('claimed', 'Claimed'), ('released', 'Released to the queue'), ('expired', 'Returned to the queue (untouched)'), ('reassigned', 'Reassigned'), ('outcome', 'Outcome recorded'), ('referral', 'Referral linked'), ('exported', 'Personal data exported'), ('erased', 'Personal data erased'), ('purged', 'Erased for inactivity'), ('email_cleared', 'Email address cleared of its bounces')], max_length=20, verbose_name='action'),
+        ),
     ]

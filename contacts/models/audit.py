@@ -26,6 +26,7 @@ class ContactAudit(models.Model):
         EXPORTED = "exported", _("Personal data exported")
         ERASED = "erased", _("Personal data erased")
         PURGED = "purged", _("Erased for inactivity")
+        EMAIL_CLEARED = "email_cleared", _("Email address cleared of its bounces")
 
     # Kept when the contact is erased (the row is anonymised, not deleted).
     contact = models.ForeignKey(

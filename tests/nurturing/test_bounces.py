@@ -117,3 +117,175 @@ def test_a_complaint_ends_every_enrolment_and_refuses_the_address(
     enrolments = Enrollment.objects.filter(contact=contact)
     assert {(e.status, e.end_reason) for e in enrolments} == {("exited", "spam complaint")}
     assert Event.objects.filter(contact=contact, type="email_complaint").count() == 1
+
+
+def soft(contact, days_ago, n):
+    return Report(kind=Kind.SOFT, email=contact.email, status="4.2.2",
+                  diagnostic="452 4.2.2 Mailbox full", source="mailbox", reference=f"soft-{n}",
+                  occurred_at=timezone.now() - timedelta(days=days_ago))  # fmt: skip
+
+
+def test_five_soft_bounces_within_the_window_refuse_the_address_four_do_not(
+    django_capture_on_commit_callbacks, settings
+):
+    settings.NURTURING_SOFT_BOUNCE_LIMIT, settings.NURTURING_SOFT_BOUNCE_DAYS = 5, 30
+    contact = ContactFactory()
+    sent_message(contact)
+
+    record(*(soft(contact, days, n) for n, days in enumerate([40, 35, 20, 10, 5, 1])),
+           capture=django_capture_on_commit_callbacks)  # fmt: skip
+    contact.refresh_from_db()
+    assert contact.email_status == ""  # four in the last 30 days; the two older do not count
+
+    record(soft(contact, 0, 99), capture=django_capture_on_commit_callbacks)
+    contact.refresh_from_db()
+    assert contact.email_status == Contact.EmailStatus.SOFT_BOUNCES
+    assert Event.objects.filter(contact=contact, type="email_bounced").count() == 7
+
+
+def test_soft_bounces_before_a_person_cleared_the_address_count_no_more(
+    django_capture_on_commit_callbacks, marketer
+):
+    from contacts.email_status import contact_email_status_clear
+
+    contact = ContactFactory()
+    sent_message(contact)
+    record(*(soft(contact, 1, n) for n in range(5)), capture=django_capture_on_commit_callbacks)
+    contact.refresh_from_db()
+    assert contact_email_status_clear(contact=contact, actor=marketer)
+
+    record(soft(contact, 0, 10), capture=django_capture_on_commit_callbacks)
+
+    contact.refresh_from_db()
+    assert contact.email_status == ""
+    assert contact.audits.get().action == "email_cleared"
+
+
+def test_a_deferral_is_noted_on_the_message_only(django_capture_on_commit_callbacks):
+    contact = ContactFactory()
+    message = sent_message(contact)
+
+    record(Report(kind=Kind.DEFERRED, message_id=message.pk, status="4.4.1",
+                  diagnostic="Connection timed out", source="esp:postmark"),
+           capture=django_capture_on_commit_callbacks)  # fmt: skip
+
+    message.refresh_from_db()
+    assert message.status == "sent"
+    assert message.delivery_note_text == "Différé\u00a0: 4.4.1 Connection timed out"
+    contact.refresh_from_db()
+    assert contact.email_status == ""
+    assert not Event.objects.filter(contact=contact, type="email_bounced").exists()
+
+
+def test_an_email_service_unsubscribe_is_our_own_unsubscribe(django_capture_on_commit_callbacks):
+    contact = ContactFactory()
+    message = sent_message(contact, email_step(), wait_step(days=2), email_step("Suite"))
+
+    record(Report(kind=Kind.UNSUBSCRIBED, message_id=message.pk, source="esp:brevo",
+                  reference="u-1"), capture=django_capture_on_commit_callbacks)  # fmt: skip
+
+    contact.refresh_from_db()
+    assert contact.do_not_email
+    assert Enrollment.objects.get(contact=contact).status == "unsubscribed"
+    assert Event.objects.filter(contact=contact, type="newsletter_unsubscribe").count() == 1
+
+
+def test_a_bounce_of_an_old_address_leaves_the_new_one_alone(django_capture_on_commit_callbacks):
+    from contacts.services import contact_update
+
+    contact = ContactFactory(email="ancien@example.fr")
+    message = sent_message(contact)
+    contact_update(contact=contact, email="nouveau@example.fr")
+
+    record(Report(kind=Kind.HARD, message_id=message.pk, status="5.1.1", source="mailbox"),
+           capture=django_capture_on_commit_callbacks)  # fmt: skip
+
+    contact.refresh_from_db()
+    assert contact.email_status == ""
+    message.refresh_from_db()
+    assert message.status == "bounced"  # the message did bounce
+
+
+def test_a_new_email_address_clears_the_bounce(django_capture_on_commit_callbacks):
+    from contacts.services import contact_update
+
+    contact = ContactFactory()
+    message = sent_message(contact)
+    record(Report(kind=Kind.HARD, message_id=message.pk, source="mailbox"),
+           capture=django_capture_on_commit_callbacks)  # fmt: skip
+    contact.refresh_from_db()
+    assert contact.email_status == Contact.EmailStatus.HARD_BOUNCE
+
+    contact_update(contact=contact, email="corrige@example.fr")
+
+    contact.refresh_from_db()
+    assert contact.email_status == "" and contact.email_status_detail == ""
+
+
+def test_an_unknown_kind_is_refused_before_anything_is_stored():
+    with pytest.raises(ValueError, match="unknown report kinds"):
+        record_reports([Report(kind="hard"), Report(kind="bounced")])
+    assert not Bounce.objects.exists()
+
+
+def test_a_hard_bounce_tells_the_contacts_owner_by_email(
+    django_capture_on_commit_callbacks, smtp, sales_rep
+):
+    from nurturing import sending
+
+    sales_rep.email = "commercial@boutique.example.fr"
+    sales_rep.save()
+    contact = ContactFactory(first_name="Paul", last_name="Martin", owner=sales_rep)
+    message = sent_message(contact)
+
+    for _ in range(2):  # a second hard bounce tells no one again
+        record(Report(kind=Kind.HARD, email=contact.email, status="5.1.1",
+                      diagnostic="User unknown", source="mailbox"),
+               capture=django_capture_on_commit_callbacks)  # fmt: skip
+    assert sending.messages_send() == 1
+
+    [received] = smtp.received
+    assert received.recipients == ["commercial@boutique.example.fr"]
+    mail = received.message
+    assert "Paul Martin" in mail["Subject"]
+    text = mail.get_body(("plain",)).get_content()
+    assert "changé d’entreprise" in text and "5.1.1 User unknown" in text
+    note = Message.objects.get(internal=True)
+    assert note.enrollment_id == message.enrollment_id and note.status == "sent"
+
+
+def test_the_shipped_score_rules_take_points_for_a_bounce_and_a_complaint(
+    django_capture_on_commit_callbacks,
+):
+    import importlib
+
+    from django.apps import apps
+
+    shipped = importlib.import_module("scoring.migrations.0014_better_defaults")
+    shipped.install_better_defaults(apps, None)
+    bounced, complained = ContactFactory(), ContactFactory()
+    first, second = sent_message(bounced), sent_message(complained)
+
+    record(Report(kind=Kind.HARD, message_id=first.pk, source="mailbox"),
+           Report(kind=Kind.COMPLAINT, message_id=second.pk, source="mailbox"),
+           capture=django_capture_on_commit_callbacks)  # fmt: skip
+
+    bounced.refresh_from_db(), complained.refresh_from_db()
+    assert bounced.score < 0 and complained.score < bounced.score
+
+
+def test_a_report_about_an_email_in_doubt_settles_it(django_capture_on_commit_callbacks):
+    bounced, deferred = ContactFactory(), ContactFactory()
+    first, second = sent_message(bounced), sent_message(deferred)
+    handed_over = timezone.now() - timedelta(minutes=5)
+    Message.objects.filter(pk__in=[first.pk, second.pk]).update(
+        status="in_doubt", sent_at=None, handed_over_at=handed_over
+    )
+
+    record(Report(kind=Kind.HARD, message_id=first.pk, source="mailbox"),
+           Report(kind=Kind.DEFERRED, message_id=second.pk, source="esp:ses"),
+           capture=django_capture_on_commit_callbacks)  # fmt: skip
+
+    first.refresh_from_db(), second.refresh_from_db()
+    assert (first.status, second.status) == ("bounced", "sent")
+    assert first.sent_at == second.sent_at == handed_over

@@ -64,7 +64,7 @@ def test_a_message_is_never_delivered_twice(smtp):
     assert len({r.message["Message-ID"] for r in smtp.received}) == 3
 
 
-def test_a_refused_recipient_fails_with_the_reason_and_the_rest_go(smtp):
+def test_a_refused_recipient_bounces_with_the_reason_and_the_rest_go(smtp):
     good, bad, other = ContactFactory.create_batch(3)
     smtp.refuse.add(bad.email)
     queue(good, bad, other)
@@ -72,9 +72,9 @@ def test_a_refused_recipient_fails_with_the_reason_and_the_rest_go(smtp):
     assert sending.messages_send() == 2
 
     assert sorted(r.recipients[0] for r in smtp.received) == sorted([good.email, other.email])
-    failed = Message.objects.get(to=bad.email)
-    assert failed.status == "failed"
-    assert "550" in failed.error and "No such user" in failed.error
+    bounced = Message.objects.get(to=bad.email)
+    assert bounced.status == "bounced"
+    assert "550" in bounced.error and "No such user" in bounced.error
 
 
 def test_a_server_that_is_down_means_a_retry_soon_then_delivery(settings):
