@@ -60,3 +60,27 @@ def test_dates_and_numbers_follow_the_language(client, marketer, settings):
     assert "14 mars 2026" in french and "1\xa0234" in french
     assert "March 14, 2026" in english and "1,234" in english
     assert "Françoise" in french and "Françoise" in english
+
+
+def test_the_shipped_french_catalog_holds_every_translation_of_its_source():
+    """The compiled catalog (what users get) is the .po compiled: a catalog that msgfmt refuses
+    (an entry twice, after a merge) leaves the old .mo in place, and new strings in English."""
+    import gettext
+    import re
+    from pathlib import Path
+
+    from django.conf import settings
+
+    folder = Path(settings.BASE_DIR) / "locale" / "fr" / "LC_MESSAGES"
+    source = (folder / "django.po").read_text(encoding="utf-8")
+    entries = re.findall(
+        r'^(?:msgctxt "(.*)"\n)?msgid "(.+)"\nmsgstr "(.+)"$', source, flags=re.MULTILINE
+    )
+    keys = [f"{context}\x04{msgid}" if context else msgid for context, msgid, _ in entries]
+    assert len(keys) == len(set(keys)), "an entry is in django.po twice"
+    with (folder / "django.mo").open("rb") as compiled:
+        catalog = gettext.GNUTranslations(compiled)._catalog  # type: ignore[attr-defined]
+    escapes = {"\\n": "\n", "\\t": "\t", '\\"': '"', "\\\\": "\\"}
+    unescaped = [re.sub(r'\\[nt"\\]', lambda m: escapes[m.group(0)], key) for key in keys]
+    missing = [key for key in unescaped if key not in catalog]
+    assert len(entries) > 1000 and not missing, missing[:10]
