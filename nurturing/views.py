@@ -304,15 +304,7 @@ def sequence_enroll_list(request: HttpRequest, pk: int) -> HttpResponse:
     sequence = get_object_or_404(Sequence, pk=pk or request.POST.get("sequence") or 0)
     query = request.POST.get("query", "").lstrip("?")
     everyone = request.POST.get("all_contacts") == "on"
-    error = ""
-    if enrolment.segment_selects_everyone(query) and not everyone:
-        error = _(
-            "No filter is set, so this would enrol every contact with an email address: "
-            "tick the box to confirm that you mean them all."
-        )
-    elif not enrolment.segment_contacts(query).exists():
-        error = _("No contact matches these filters: nobody was enrolled.")
-    if error:
+    if error := _selection_error(query, everyone):
         context = {**_enroll_context(query), "error": error}
         return render(request, "nurturing/enroll_list.html", context, status=400)
     count = enrolment.segment_enroll(
@@ -323,6 +315,19 @@ def sequence_enroll_list(request: HttpRequest, pk: int) -> HttpResponse:
         % {"count": count, "sequence": sequence.name},
     )  # fmt: skip
     return redirect("nurturing-sequence", pk=sequence.pk)
+
+
+def _selection_error(query: str, everyone: bool) -> str:
+    """Why a contact-list selection cannot be enrolled ("" if it can): no filter without the
+    box ticked, or nobody selected."""
+    if enrolment.segment_selects_everyone(query) and not everyone:
+        return _(
+            "No filter is set, so this would enrol every contact with an email address: "
+            "tick the box to confirm that you mean them all."
+        )
+    if not enrolment.segment_contacts(query).exists():
+        return _("No contact matches these filters: nobody was enrolled.")
+    return ""
 
 
 # --- Pre-flight: what activating or enrolling would send, confirmed by a POST -----------------
@@ -355,17 +360,8 @@ def enroll_preflight(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("query", "").lstrip("?")
     everyone = request.GET.get("all_contacts") == "on"
     sequence = Sequence.objects.filter(pk=_int(request.GET.get("sequence")), active=True).first()
-    error = ""
-    if sequence is None:
-        error = _("Choose an active sequence.")
-    elif enrolment.segment_selects_everyone(query) and not everyone:
-        error = _(
-            "No filter is set, so this would enrol every contact with an email address: "
-            "tick the box to confirm that you mean them all."
-        )
-    elif not enrolment.segment_contacts(query).exists():
-        error = _("No contact matches these filters: nobody was enrolled.")
-    if error:
+    error = _("Choose an active sequence.") if sequence is None else ""
+    if error := error or _selection_error(query, everyone):
         context = {**_enroll_context(query), "error": error}
         return render(request, "nurturing/enroll_list.html", context, status=400)
     assert sequence is not None
