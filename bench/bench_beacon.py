@@ -31,7 +31,7 @@ from pathlib import Path
 from django.conf import settings
 
 from bench import seed
-from bench.common import cpu_seconds, process_tree, result
+from bench.common import bench_redis_url, cpu_seconds, process_tree, result, server_env
 
 NAME = "beacon"
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,23 +131,17 @@ def run(scale: float) -> list[dict]:
     seed.reset()
     seconds = max(5, int(15 * scale))
     port = free_port()
-    database = settings.DATABASES["default"]
-    redis_url = os.environ.get(
-        "BENCH_REDIS_URL", os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
-    )
+    redis_url = bench_redis_url()
     redis.Redis.from_url(redis_url).flushdb()
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:"
-        f"{database['PORT'] or 5432}/{database['NAME']}",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "CELERY_TASK_ALWAYS_EAGER": "false",
-        "REDIS_URL": redis_url,
-        "PAGE_VIEW_QUEUE": "true",
-        "LOG_LEVEL": "WARNING",
-        # Every request comes from wrk's one address: counted as usual, never refused.
-        "BEACON_RATE_PER_MINUTE": str(10**9),
-    }
+    env = server_env(
+        redis_url,
+        **{
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "PAGE_VIEW_QUEUE": "true",
+            # Every request comes from wrk's one address: counted as usual, never refused.
+            "BEACON_RATE_PER_MINUTE": str(10**9),
+        },
+    )
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "leadfunnel.wsgi", "-b", f"127.0.0.1:{port}",
          "--access-logfile", os.devnull, "--log-level", "warning"],

@@ -10,7 +10,6 @@ the previous sessions measured it, is reported beside it.
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
 import sys
@@ -18,17 +17,18 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from bench import seed
 from bench.common import (
+    bench_redis_url,
     cpu_seconds,
     database_backends,
     machine_busy_seconds,
     process_tree,
     result,
+    server_env,
 )
 from contacts.events import NewEvent, events_record_many
 from contacts.models import Event, PendingEvent
@@ -120,19 +120,9 @@ def through_worker(rows: list[list[Event]]) -> float:
 
     from leadfunnel.celery import app as celery_app
 
-    redis_url = os.environ.get(
-        "BENCH_REDIS_URL", os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
-    )
+    redis_url = bench_redis_url()
     redis.Redis.from_url(redis_url).flushdb()
-    database = settings.DATABASES["default"]
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:"
-        f"{database['PORT'] or 5432}/{database['NAME']}",
-        "CELERY_TASK_ALWAYS_EAGER": "false",
-        "REDIS_URL": redis_url,
-        "LOG_LEVEL": "WARNING",
-    }
+    env = server_env(redis_url)
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "leadfunnel", "worker",
          "--concurrency", str(WORKER_CONCURRENCY), "--without-heartbeat", "--without-mingle",

@@ -30,11 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from django.conf import settings
-
 from bench import seed
 from bench.bench_beacon import free_port, wait_up, workers_cpu_seconds
-from bench.common import result
+from bench.common import bench_redis_url, result, server_env
 
 NAME = "bounces"
 ROOT = Path(__file__).resolve().parent.parent
@@ -222,21 +220,15 @@ def run(scale: float) -> list[dict]:
     baseline_count = min(events, 2000)
     seed.contacts(baseline_start + baseline_count + 1)
     port = free_port()
-    database = settings.DATABASES["default"]
-    redis_url = os.environ.get(
-        "BENCH_REDIS_URL", os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
+    redis_url = bench_redis_url()
+    env = server_env(
+        redis_url,
+        **{
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "ANYMAIL_WEBHOOK_SECRET": SECRET,
+            "ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY": MAILGUN_KEY,
+        },
     )
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:"
-        f"{database['PORT'] or 5432}/{database['NAME']}",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "CELERY_TASK_ALWAYS_EAGER": "false",
-        "REDIS_URL": redis_url,
-        "LOG_LEVEL": "WARNING",
-        "ANYMAIL_WEBHOOK_SECRET": SECRET,
-        "ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY": MAILGUN_KEY,
-    }
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "leadfunnel.wsgi", "-b", f"127.0.0.1:{port}",
          "--access-logfile", os.devnull, "--log-level", "warning"],

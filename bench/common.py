@@ -105,3 +105,27 @@ def machine_busy_seconds() -> float:
     fields = [int(value) for value in open("/proc/stat").readline().split()[1:]]  # noqa: SIM115
     idle = fields[3] + fields[4]  # idle, iowait
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_redis_url() -> str:
+    """The Redis a benchmark's servers and workers use (BENCH_REDIS_URL, else REDIS_URL)."""
+    return os.environ.get(
+        "BENCH_REDIS_URL", os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
+    )
+
+
+def server_env(redis_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a server or worker a benchmark starts: this process's database,
+    ``redis_url`` as broker and queues, tasks sent to the broker, warnings only."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    return {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:"
+        f"{database['PORT'] or 5432}/{database['NAME']}",
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+        "REDIS_URL": redis_url,
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }

@@ -32,11 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from django.conf import settings
-
 from bench import seed
 from bench.bench_beacon import CLOCK, PACED, free_port, wait_up, workers_cpu_seconds
-from bench.common import result
+from bench.common import bench_redis_url, result, server_env
 
 NAME = "webhooks"
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,21 +147,15 @@ def run(scale: float) -> list[dict]:
     form = Form.objects.create(name="Bench form")
     seconds = max(5, int(15 * scale))
     port = free_port()
-    database = settings.DATABASES["default"]
-    redis_url = os.environ.get(
-        "BENCH_REDIS_URL", os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
+    redis_url = bench_redis_url()
+    env = server_env(
+        redis_url,
+        **{
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            # Every form post comes from wrk's one address: counted as usual, never refused.
+            "FORM_RATE_PER_MINUTE": str(10**9),
+        },
     )
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:"
-        f"{database['PORT'] or 5432}/{database['NAME']}",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "CELERY_TASK_ALWAYS_EAGER": "false",
-        "REDIS_URL": redis_url,
-        "LOG_LEVEL": "WARNING",
-        # Every form post comes from wrk's one address: counted as usual, never refused.
-        "FORM_RATE_PER_MINUTE": str(10**9),
-    }
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "leadfunnel.wsgi", "-b", f"127.0.0.1:{port}",
          "--access-logfile", os.devnull, "--log-level", "warning"],
