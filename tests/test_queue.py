@@ -247,6 +247,32 @@ def test_a_lead_page_has_the_score_explanation_and_timeline_at_hand(sales_client
     assert 'name="outcome"' in body
 
 
+def test_a_rep_calls_or_writes_to_a_lead_from_its_page_unless_told_not_to(sales_client, my_lead):
+    my_lead.phone, my_lead.email = "+33 (0)1 23.45-67 89", "chloe.garnier@exemple.fr"
+    my_lead.save()
+    page = reverse("queue-lead", args=[my_lead.pk])
+
+    body = sales_client.get(page).content.decode()
+    assert 'href="tel:+33123456789"' in body  # the "(0)" is not dialled after +33
+    assert 'href="mailto:chloe.garnier@exemple.fr"' in body
+
+    my_lead.do_not_call = my_lead.do_not_email = True
+    my_lead.save()
+    body = sales_client.get(page).content.decode()
+    assert "tel:" not in body and "mailto:" not in body
+    assert "+33 (0)1 23.45-67 89" in body and "Ne pas appeler" in body
+
+
+def test_the_contact_page_links_the_phone_and_the_email(marketer_client):
+    contact = ContactFactory(phone="06 12 34 56 78", email="lea@exemple.fr")
+    hidden = ContactFactory(phone="n/c", email="x@exemple.fr", do_not_email=True)
+
+    body = marketer_client.get(reverse("contact-detail", args=[contact.pk])).content.decode()
+    assert 'href="tel:0612345678"' in body and 'href="mailto:lea@exemple.fr"' in body
+    body = marketer_client.get(reverse("contact-detail", args=[hidden.pk])).content.decode()
+    assert "tel:" not in body and "mailto:" not in body
+
+
 def test_won_makes_a_client_records_a_purchase_and_audits(sales_client, sales_rep, my_lead):
     response = sales_client.post(reverse("queue-lead", args=[my_lead.pk]), {"outcome": "won"})
 

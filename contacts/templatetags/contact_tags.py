@@ -1,3 +1,5 @@
+import re
+
 from django import template
 from django.http import QueryDict
 from django.utils.html import format_html
@@ -37,3 +39,19 @@ def stage_label(stage: str) -> str:
         return str(Contact.Stage(stage).label)
     except ValueError:
         return stage
+
+
+_NOT_DIALLED = re.compile(r"[^0-9+]")
+
+
+@register.filter
+def tel_href(phone: str) -> str:
+    """A phone number as a ``tel:`` link takes it (RFC 3966): digits and a leading +, without
+    the spaces, dots, dashes and brackets people write, nor the "(0)" of "+33 (0)1…", which is
+    not dialled after the country code; "" when nothing is left to dial."""
+    phone = (phone or "").strip()
+    if phone.startswith("+"):
+        phone = phone.replace("(0)", "")
+    number = _NOT_DIALLED.sub("", phone)
+    number = number[:1] + number[1:].replace("+", "")
+    return f"tel:{number}" if any(c.isdigit() for c in number) else ""
