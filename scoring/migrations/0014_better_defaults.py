@@ -29,6 +29,10 @@ CLASSIC_RULES = {
 }
 
 RECENT = {"fade_full_days": 14, "fade_zero_days": 90}
+# A soft bounce (a full mailbox) says nothing of interest; a hard one often that the person
+# left (scoring 0016 brings an untouched rule of this migration to it).
+HARD_BOUNCE = {"property_name": "kind", "property_operator": "eq", "property_value": "hard"}
+
 RULES = [
     # name, event type, points, conditions and caps
     ("Demo request", "demo_request", 30, {}),
@@ -46,7 +50,7 @@ RULES = [
     ("Careers page", "page_view", -5, {"url_contains": "/careers", "max_points": 5,
                                        "cap_period": "month"}),
     ("Newsletter unsubscribe", "newsletter_unsubscribe", -10, {"max_times": 1}),
-    ("Email bounced", "email_bounced", -15, {"max_times": 1}),
+    ("Email bounced", "email_bounced", -15, {"max_times": 1, **HARD_BOUNCE}),
     ("Spam complaint", "email_complaint", -30, {"max_times": 1}),
 ]  # fmt: skip
 

@@ -263,15 +263,39 @@ def test_the_shipped_score_rules_take_points_for_a_bounce_and_a_complaint(
 
     shipped = importlib.import_module("scoring.migrations.0014_better_defaults")
     shipped.install_better_defaults(apps, None)
-    bounced, complained = ContactFactory(), ContactFactory()
-    first, second = sent_message(bounced), sent_message(complained)
+    bounced, complained, full = ContactFactory(), ContactFactory(), ContactFactory()
+    first, second, third = sent_message(bounced), sent_message(complained), sent_message(full)
 
     record(Report(kind=Kind.HARD, message_id=first.pk, source="mailbox"),
            Report(kind=Kind.COMPLAINT, message_id=second.pk, source="mailbox"),
+           Report(kind=Kind.SOFT, message_id=third.pk, source="mailbox", status="4.2.2"),
            capture=django_capture_on_commit_callbacks)  # fmt: skip
 
-    bounced.refresh_from_db(), complained.refresh_from_db()
+    bounced.refresh_from_db(), complained.refresh_from_db(), full.refresh_from_db()
     assert bounced.score < 0 and complained.score < bounced.score
+    assert full.score == 0  # a full mailbox says nothing of the person's interest
+
+
+def test_an_untouched_shipped_bounce_rule_is_brought_to_hard_bounces_only():
+    import importlib
+
+    from django.apps import apps
+
+    from scoring.models import ScoreRule
+
+    as_shipped = ScoreRule.objects.create(
+        name="Email bounced", event_type="email_bounced", points=-15, max_times=1
+    )
+    edited = ScoreRule.objects.create(
+        name="Email bounced (ours)", event_type="email_bounced", points=-20, max_times=1
+    )
+
+    migration = importlib.import_module("scoring.migrations.0016_bounce_rule_hard_only")
+    migration.hard_bounces_only(apps, None)
+
+    as_shipped.refresh_from_db(), edited.refresh_from_db()
+    assert (as_shipped.property_name, as_shipped.property_value) == ("kind", "hard")
+    assert edited.property_name == ""
 
 
 def test_a_report_about_an_email_in_doubt_settles_it(django_capture_on_commit_callbacks):
