@@ -98,8 +98,10 @@ class SequenceAdmin(admin.ModelAdmin):
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         # A new sequence sends to consented contacts until someone widens it; "any" is what
-        # sequences made before the bases were checked keep (nurturing migration 0011).
-        return {"allowed_bases": Sequence.AllowedBases.CONSENT,
+        # sequences made before the bases were checked keep (nurturing migration 0011). It
+        # starts switched off: it goes live through its pre-flight (the results page's
+        # "Activate…"), which shows who would enter and what it would send.
+        return {"allowed_bases": Sequence.AllowedBases.CONSENT, "active": False,
                 **super().get_changeform_initial_data(request)}  # fmt: skip
 
     @admin.display(description=_("results"))

@@ -4,6 +4,7 @@ legitimate interest refused on a personal address or without notice, reasons sho
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import pytest
@@ -230,3 +231,6 @@ def test_a_new_sequence_in_admin_starts_at_consent_only(admin_user, client):
     client.force_login(admin_user)
     page = client.get("/admin/nurturing/sequence/add/").content.decode()
     assert '<option value="consent" selected>' in page
+    # and switched off: it goes live through its pre-flight
+    active = re.search(r'<input[^>]*name="active"[^>]*>', page).group(0)
+    assert "checked" not in active
