@@ -13,19 +13,31 @@ SMTP_BACKENDS = {
 }
 
 
-@pytest.fixture(params=sorted(SMTP_BACKENDS))
-def smtp(settings, request):
-    """A real SMTP server on a free port, and an SMTP backend pointed at it."""
+def _sink(settings, backend: str):
+    """A real SMTP server on a free port, and ``backend`` pointed at it."""
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command
     sink = SmtpSink()
     controller = smtp_server(sink)
-    settings.EMAIL_BACKEND = SMTP_BACKENDS[request.param]
+    settings.EMAIL_BACKEND = backend
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", controller.port
     settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
     settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
     sink.controller = controller
     yield sink
     controller.stop()
+
+
+@pytest.fixture(params=sorted(SMTP_BACKENDS))
+def smtp(settings, request):
+    """A real SMTP server on a free port, and an SMTP backend pointed at it."""
+    yield from _sink(settings, SMTP_BACKENDS[request.param])
+
+
+@pytest.fixture
+def nurturing_smtp(settings):
+    """A real SMTP server, sent to through nurturing's own backend only (it signs with DKIM
+    and honours a message's envelope sender; Django's stock one sends from the header From)."""
+    yield from _sink(settings, SMTP_BACKENDS["nurturing-smtp"])
 
 
 @pytest.fixture

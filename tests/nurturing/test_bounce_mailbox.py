@@ -13,7 +13,7 @@ from nurturing.models import Bounce, Message, UnmatchedMail
 from tests import imap_server
 from tests.factories import ContactFactory
 from tests.nurturing.bounce_data import BOUNCE_ADDRESS, bounce
-from tests.nurturing.helpers import SmtpSink, email_step, sequence_with, smtp_server
+from tests.nurturing.helpers import email_step, sequence_with
 
 pytestmark = pytest.mark.django_db
 
@@ -48,20 +48,6 @@ def mailbox(dovecot, settings):
     box = Mailbox(dovecot)
     settings.NURTURING_BOUNCE_MAILBOX_URL = box.url
     return box
-
-
-@pytest.fixture
-def nurturing_smtp(settings):
-    """A real SMTP server, sent to through nurturing's own backend (Django's stock one sends
-    from the header From whatever the message's envelope sender; django-anymail's honour it)."""
-    sink = SmtpSink()
-    controller = smtp_server(sink)
-    settings.EMAIL_BACKEND = "nurturing.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", controller.port
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-    yield sink
-    controller.stop()
 
 
 def sent_to(*contacts: Contact) -> list[Message]:

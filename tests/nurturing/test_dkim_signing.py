@@ -4,8 +4,6 @@ signed, and settings that cannot sign are refused by `manage.py check`."""
 
 from __future__ import annotations
 
-import logging
-
 import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -18,7 +16,7 @@ from nurturing import enrolment, scheduler, sending
 from nurturing.dkim_signing import public_key_record
 from nurturing.models import Message
 from tests.factories import ContactFactory
-from tests.nurturing.helpers import SmtpSink, email_step, sequence_with, smtp_server
+from tests.nurturing.helpers import email_step, sequence_with
 from tests.test_settings import PRODUCTION, manage
 
 pytestmark = pytest.mark.django_db
@@ -57,17 +55,8 @@ def signing(settings, key_file):
 
 
 @pytest.fixture
-def sink(settings):
-    """A real SMTP server on a free port, with nurturing's SMTP backend pointed at it."""
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
-    sink = SmtpSink()
-    controller = smtp_server(sink)
-    settings.EMAIL_BACKEND = "nurturing.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", controller.port
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-    yield sink
-    controller.stop()
+def sink(nurturing_smtp):
+    return nurturing_smtp
 
 
 def published(key, domain="boutique.example.fr"):
