@@ -10,7 +10,10 @@ from django.http import HttpRequest, HttpResponse
 
 MARKETING = "marketing"
 SALES = "sales"
-ROLE_GROUPS = (MARKETING, SALES)
+# A sales manager is a sales user who also sees the team's leads, reassigns them and sees the
+# pipeline; a member of this group holds both roles.
+SALES_MANAGER = "sales_manager"
+ROLE_GROUPS = (MARKETING, SALES, SALES_MANAGER)
 
 
 def user_roles(user: Any) -> frozenset[str]:
@@ -19,8 +22,10 @@ def user_roles(user: Any) -> frozenset[str]:
         return frozenset()
     if not hasattr(user, "_leadfunnel_roles"):
         names = set(user.groups.filter(name__in=ROLE_GROUPS).values_list("name", flat=True))
+        if SALES_MANAGER in names:
+            names.add(SALES)
         if user.is_staff:
-            names |= {MARKETING, SALES, "admin"}
+            names |= {MARKETING, SALES, SALES_MANAGER, "admin"}
         user._leadfunnel_roles = frozenset(names)
     return user._leadfunnel_roles
 
@@ -31,6 +36,10 @@ def is_marketer(user: Any) -> bool:
 
 def is_sales(user: Any) -> bool:
     return SALES in user_roles(user)
+
+
+def is_sales_manager(user: Any) -> bool:
+    return SALES_MANAGER in user_roles(user)
 
 
 def role_required(

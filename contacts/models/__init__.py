@@ -39,6 +39,7 @@ from contacts.models.people import (
     source_key,
     validate_time_zone,
 )
+from contacts.models.team import SalesRep, Team
 from contacts.models.webhooks import (
     WebhookAttempt,
     WebhookDelivery,
@@ -75,10 +76,12 @@ __all__ = [
     "Notification",
     "PendingEvent",
     "SEARCHED_COLUMNS",
+    "SalesRep",
     "SavedMapping",
     "StageChange",
     "StageStay",
     "Suppression",
+    "Team",
     "Visitor",
     "WebhookAttempt",
     "WebhookDelivery",

@@ -68,9 +68,19 @@ class ContactAudit(models.Model):
 
 
 class Notification(models.Model):
-    """Something a user is told once, on their next visit: for now, a lead taken from a sales
-    rep (returned to the queue by beat or an admin, or given to another rep). The audit row
-    says what happened; this one says who must hear of it and whether they have."""
+    """Something a user is told: in the app (the bell, until read) and, by their choice, in an
+    email digest. ``kind`` says what happened; ``params`` holds the values its sentence needs
+    (codes and names, translated when shown, never a stored sentence). A notification about
+    a lead taken from a rep points at the audit row that says what happened."""
+
+    class Kind(models.TextChoices):
+        TAKEN = "taken", _("Lead taken from you")  # released, expired or reassigned
+        NEW_SQL = "new_sql", _("New SQL in the queue")
+        SLA_WARNING = "sla_warning", _("SLA about to be breached")
+        ASSIGNED = "assigned", _("Lead assigned to you")
+        HARD_BOUNCE = "hard_bounce", _("Email bounced on your lead")
+        FOLLOW_UP_DUE = "follow_up_due", _("Follow-up due")
+        NO_NEXT_STEP = "no_next_step", _("Lead without a next step")
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -78,11 +88,29 @@ class Notification(models.Model):
         on_delete=models.CASCADE,
         related_name="notifications",
     )
-    audit = models.ForeignKey(
-        ContactAudit, verbose_name=_("what happened"), on_delete=models.CASCADE, related_name="+"
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices, default=Kind.TAKEN)
+    contact = models.ForeignKey(
+        Contact,
+        verbose_name=_("contact"),
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
     )
+    audit = models.ForeignKey(
+        ContactAudit,
+        verbose_name=_("what happened"),
+        on_delete=models.CASCADE,
+        related_name="+",
+        null=True,
+        blank=True,
+    )
+    params = models.JSONField(_("details"), default=dict, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     read_at = models.DateTimeField(_("read"), null=True, blank=True)
+    # Set when an email digest (or the reminder's own email) carried it.
+    emailed_at = models.DateTimeField(_("emailed"), null=True, blank=True)
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -91,8 +119,13 @@ class Notification(models.Model):
         indexes = [
             models.Index(
                 fields=["user"], condition=Q(read_at__isnull=True), name="notification_unread"
-            )
+            ),
+            models.Index(
+                fields=["user", "created_at"],
+                condition=Q(emailed_at__isnull=True),
+                name="notification_not_emailed",
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.user_id}: {self.audit_id}"
+        return f"{self.user_id}: {self.kind} {self.contact_id or self.audit_id or ''}"

@@ -19,6 +19,7 @@ from contacts.models import (
     ContactAudit,
     Notification,
 )
+from contacts.notifications import notify
 from contacts.reasons import coded
 
 logger = logging.getLogger(__name__)
@@ -228,18 +229,18 @@ def _tell_previous_owners(
     taken: list[tuple[ContactAudit, int | None]], *, actor: AbstractBaseUser | None = None
 ) -> None:
     """The rep a lead was taken from hears of it on their next visit (unless they did it)."""
-    Notification.objects.bulk_create(
-        Notification(user_id=owner, audit=audit, created_at=audit.at)
-        for audit, owner in taken
-        if owner is not None and owner != getattr(actor, "pk", None)
-    )
+    for audit, owner in taken:
+        notify(
+            user_ids=[owner], kind=Notification.Kind.TAKEN, contact_id=audit.contact_id,
+            audit=audit, at=audit.at, skip_user_id=getattr(actor, "pk", None),
+        )  # fmt: skip
 
 
 @transaction.atomic
 def notifications_take(*, user: AbstractBaseUser, limit: int = 50) -> list[Notification]:
     """The user's notifications not shown yet, oldest first, marked read: each is shown once."""
     unread = list(
-        Notification.objects.filter(user=user, read_at=None)
+        Notification.objects.filter(user=user, read_at=None, kind=Notification.Kind.TAKEN)
         .select_related("audit__contact", "audit__actor", "audit__owner")
         .order_by("created_at", "id")[:limit]
     )

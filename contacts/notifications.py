@@ -1,0 +1,42 @@
+"""Telling users what happened: one write path for every notification (the bell reads them, the
+email digest sends the ones not read). Producers call ``notify``; nothing writes Notification
+rows around it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+
+from contacts.models import ContactAudit, Notification
+
+
+def notify(
+    *,
+    user_ids: Iterable[int | None],
+    kind: str,
+    contact_id: int | None = None,
+    audit: ContactAudit | None = None,
+    params: dict[str, Any] | None = None,
+    at: datetime | None = None,
+    skip_user_id: int | None = None,
+) -> list[Notification]:
+    """One notification of ``kind`` for each user (None and ``skip_user_id`` — whoever did it
+    — left out). ``params`` are JSON values (codes, names, counts) the sentence is written
+    from when shown, in the reader's language. Joins the caller's transaction."""
+    at = at or timezone.now()
+    rows = [
+        Notification(
+            user_id=user_id,
+            kind=kind,
+            contact_id=contact_id,
+            audit=audit,
+            params=params or {},
+            created_at=at,
+        )  # fmt: skip
+        for user_id in dict.fromkeys(user_ids)
+        if user_id is not None and user_id != skip_user_id
+    ]
+    return Notification.objects.bulk_create(rows)
