@@ -119,7 +119,9 @@ def test_forms_api_batches_and_beacons_are_stored_while_redis_is_down(_case, sto
     slowest = max(seconds for _, seconds in answers)
     print(f"answers with Redis down: {answers}; slowest {slowest:.2f} s")
     assert [status for status, _ in answers] == [200, 200, 204] * 3
-    assert slowest < 5
+    # A request that waited on the broker's retries would take 20 s and more; this bound is
+    # loose because CI runs two suites side by side on two cores.
+    assert slowest < 10
     emails = set(Contact.objects.values_list("email", flat=True))
     assert {f"lead{n}@exemple.fr" for n in range(4)} <= emails
     assert {f"api{n}-{i}@exemple.fr" for n in range(4) for i in range(100)} <= emails
