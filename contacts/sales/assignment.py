@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from contacts.models import AssignmentRule, Contact, ContactAudit, Notification, SalesRep, Team
 from contacts.models.assignment import FIELDS
-from contacts.notifications import notify
+from contacts.notifications import notify_each
 from contacts.reasons import coded
 from contacts.roles import SALES, SALES_MANAGER
 from contacts.sales import routing
@@ -255,11 +255,11 @@ def _write(
         )
         for pk, rep in sorted(done.items())
     )
-    for audit in audits:
-        notify(
-            user_ids=[audit.owner_id], kind=Notification.Kind.ASSIGNED,
-            contact_id=audit.contact_id, audit=audit, params={"rule": audit.note}, at=now,
-        )  # fmt: skip
+    notify_each(
+        kind=Notification.Kind.ASSIGNED,
+        notices=((audit.owner_id, audit, {"rule": audit.note}) for audit in audits),
+        at=now,
+    )
     return len(audits)
 
 
