@@ -58,11 +58,17 @@ def sqls_assign(*, batch_size: int = BATCH_SIZE) -> int:
     plan = _plan()
     if plan is None:
         return 0
-    given, after = 0, 0
-    while after is not None:
-        count, after = _assign_batch(plan=plan, after=after, batch_size=batch_size)
-        given += count
-    return given
+    # The waiting SQLs' ids, read from the queue's partial index (contact_sql_queue: its size
+    # is the queue's, not the contacts'), in id order, then batch by batch.
+    waiting = sorted(
+        Contact.objects.filter(stage=Contact.Stage.SQL, owner__isnull=True).values_list(
+            "pk", flat=True
+        )
+    )
+    return sum(
+        _assign_batch(plan=plan, ids=waiting[start : start + batch_size])
+        for start in range(0, len(waiting), batch_size)
+    )
 
 
 def _plan() -> Plan | None:
@@ -136,17 +142,13 @@ def _rule_params(
 
 
 @transaction.atomic
-def _assign_batch(*, plan: Plan, after: int, batch_size: int) -> tuple[int, int | None]:
-    """Route the next ``batch_size`` waiting SQLs after id ``after`` and give those a rep can
-    take. Returns how many were given and the id to go on after (None: the queue is done)."""
+def _assign_batch(*, plan: Plan, ids: list[int]) -> int:
+    """Route these SQLs, if they still wait, and give those a rep can take; how many."""
     rows = list(
-        Contact.objects.filter(stage=Contact.Stage.SQL, owner__isnull=True, pk__gt=after)
-        .order_by("pk")
-        .values_list("pk", *FIELDS, "custom_fields")[:batch_size]
+        Contact.objects.filter(pk__in=ids, stage=Contact.Stage.SQL, owner__isnull=True).values_list(
+            "pk", *FIELDS, "custom_fields"
+        )
     )
-    if not rows:
-        return 0, None
-    last = rows[-1][0]
     # Lead id → (team, named rep or None, rule or None), for the teams that hand leads out.
     routed: dict[int, tuple[int, int | None, routing.Rule | None]] = {}
     for pk, *values, custom in rows:
@@ -155,7 +157,7 @@ def _assign_batch(*, plan: Plan, after: int, batch_size: int) -> tuple[int, int 
         if team is not None and plan.modes.get(team, Team.Assignment.PULL) != Team.Assignment.PULL:
             routed[pk] = (team, rule.rep_id if rule else None, rule)
     if not routed:
-        return 0, last
+        return 0
     # The leads still waiting that nobody else holds: another worker's batch, a rep claiming
     # one now, the scoring of its events; those are theirs (or the next sweep's).
     locked = set(
@@ -167,7 +169,7 @@ def _assign_batch(*, plan: Plan, after: int, batch_size: int) -> tuple[int, int 
     for pk in sorted(locked):
         by_team[routed[pk][0]].append(pk)
     if not by_team:
-        return 0, last
+        return 0
     # The teams' rows, in id order (two workers never wait on each other crosswise): from
     # here to the commit, this worker alone chooses reps for these teams.
     places = dict(
@@ -193,7 +195,7 @@ def _assign_batch(*, plan: Plan, after: int, batch_size: int) -> tuple[int, int 
         given.update(zip(waiting, reps, strict=False))
         if reps:
             Team.objects.filter(pk=team).update(last_assigned_id=reps[-1])
-    return _write(given=given, routed=routed, plan=plan, now=now), last
+    return _write(given=given, routed=routed, plan=plan, now=now)
 
 
 def _reps_with_room(teams: list[int]) -> tuple[dict[int, int | None], dict[int, list[int]]]:
