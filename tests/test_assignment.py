@@ -137,6 +137,17 @@ def test_capacity_counts_open_leads_and_the_rest_waits_for_the_next_sweep(make_r
     assert Counter(owners(leads)) == {anne.pk: 2, bruno.pk: 1, None: 1}
 
 
+def test_when_room_is_short_the_best_lead_of_the_queue_gets_it(make_rep):
+    team = Team.objects.create(name="Ventes", assignment="round_robin", is_default=True)
+    hugo = make_rep("hugo", team, max_open_leads=1)
+    warm = ContactFactory(stage="sql", score=70)
+    hot = ContactFactory(stage="sql", score=120)
+
+    sqls_assign()
+
+    assert owners([warm, hot]) == [None, hugo.pk]
+
+
 def test_when_no_rep_can_take_a_lead_it_stays_in_the_queue_for_anyone_to_claim(make_rep):
     team = Team.objects.create(name="Ventes", assignment="round_robin", is_default=True)
     make_rep("away", team, on_duty=False)

@@ -58,13 +58,10 @@ def sqls_assign(*, batch_size: int = BATCH_SIZE) -> int:
     plan = _plan()
     if plan is None:
         return 0
-    # The waiting SQLs' ids, read from the queue's partial index (contact_sql_queue: its size
-    # is the queue's, not the contacts'), in id order, then batch by batch.
-    waiting = sorted(
-        Contact.objects.filter(stage=Contact.Stage.SQL, owner__isnull=True).values_list(
-            "pk", flat=True
-        )
-    )
+    # The waiting SQLs' ids in the queue's order (highest score, then longest wait: when reps
+    # are short of room, the best leads get it), from its partial index (contact_sql_queue:
+    # its size is the queue's, not the contacts'); then batch by batch.
+    waiting = list(Contact.objects.sql_queue().values_list("pk", flat=True))
     return sum(
         _assign_batch(plan=plan, ids=waiting[start : start + batch_size])
         for start in range(0, len(waiting), batch_size)
@@ -166,8 +163,9 @@ def _assign_batch(*, plan: Plan, ids: list[int]) -> int:
         .values_list("pk", flat=True)
     )
     by_team: dict[int, list[int]] = defaultdict(list)
-    for pk in sorted(locked):
-        by_team[routed[pk][0]].append(pk)
+    for pk in ids:  # in the queue's order
+        if pk in locked:
+            by_team[routed[pk][0]].append(pk)
     if not by_team:
         return 0
     # The teams' rows, in id order (two workers never wait on each other crosswise): from
@@ -255,7 +253,7 @@ def _write(
             note=_note(routed[pk], plan, rep),
             at=now,
         )
-        for pk, rep in sorted(done.items())
+        for pk, rep in done.items()
     )
     notify_each(
         kind=Notification.Kind.ASSIGNED,
