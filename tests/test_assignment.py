@@ -270,7 +270,7 @@ def test_only_waiting_sqls_are_assigned(make_rep):
     assert sqls_assign() == 0
 
     assert owners([mql, taken]) == [None, other.pk]
-    assert hugo.pk  # nobody was given a lead
+    assert not Notification.objects.filter(user=hugo.user).exists()
 
 
 def test_the_beat_sweeps_every_minute_through_its_task(make_rep):
