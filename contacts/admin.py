@@ -499,5 +499,8 @@ class SavedMappingAdmin(admin.ModelAdmin):
 
 import contacts.intake.webhook_admin  # noqa: E402, F401 (registers the inbound webhook admin)
 
+# Sales teams, their reps and the assignment rules.
+import contacts.team_admin  # noqa: E402, F401
+
 # Outbound webhooks: their own module, registered with the rest of the app's admin.
 import contacts.webhooks.admin  # noqa: E402, F401

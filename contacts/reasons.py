@@ -99,6 +99,39 @@ def _bad_custom_value(params: dict[str, Any]) -> str:
     return str(expected) % {"value": "", "field": "", "choices": "", **params}
 
 
+def assignment_condition(params: dict[str, Any]) -> str:
+    """An assignment rule's condition: "Country is one of France, Belgium"."""
+    values = {
+        "field": params.get("label") or _field(params.get("field")),
+        "value": params.get("value", ""),
+        "values": ", ".join(str(value) for value in params.get("values") or ()),
+        "min": params.get("min"),
+        "max": params.get("max"),
+    }
+    operator = params.get("operator")
+    if operator == "in":
+        return _("%(field)s is one of %(values)s") % values
+    if operator == "between":
+        if values["min"] is None:
+            return _("%(field)s at most %(max)s") % values
+        if values["max"] is None:
+            return _("%(field)s at least %(min)s") % values
+        return _("%(field)s between %(min)s and %(max)s") % values
+    return _("%(field)s is “%(value)s”") % values
+
+
+def _assigned_by_rule(params: dict[str, Any], *, to_rep: bool) -> str:
+    values = {
+        "position": params.get("position", ""),
+        "condition": assignment_condition(params),
+        "team": params.get("team", ""),
+        "rep": params.get("rep", ""),
+    }
+    if to_rep:
+        return _("Rule %(position)s (%(condition)s): given to %(rep)s") % values
+    return _("Rule %(position)s (%(condition)s): round robin in %(team)s") % values
+
+
 REASONS: dict[str, Label] = {
     # Why a contact moved (StageChange.reason) and who moved it (StageChange.actor_name).
     "created_with_email": _("Created with an email address"),
@@ -196,6 +229,10 @@ REASONS: dict[str, Label] = {
     "released_from": _("Released from %(owner)s"),
     "reassigned_from": _("From %(owner)s"),
     "reassigned_from_queue": _("From the queue"),
+    # Which rule gave an SQL its rep (contacts.sales.assignment).
+    "assigned_rule_round_robin": lambda params: _assigned_by_rule(params, to_rep=False),
+    "assigned_rule_rep": lambda params: _assigned_by_rule(params, to_rep=True),
+    "assigned_default_team": _("No rule matched: round robin in %(team)s, the default team"),
     "claim_expired": _("Claimed by %(owner)s on %(claimed)s, no outcome after %(hours)s hours"),
     "referred_by": _("Referred by %(referrer)s"),
     "inactive_years": _("No activity for %(years)s years"),

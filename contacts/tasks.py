@@ -14,6 +14,7 @@ from contacts.intake.webhook_capture import (
 )
 from contacts.pipeline import events_process, events_sweep
 from contacts.privacy import contacts_purge_inactive
+from contacts.sales.assignment import sqls_assign
 from contacts.sales.claims import claims_release_stale
 from contacts.webhooks.delivery import deliveries_send, webhooks_tick
 
@@ -84,3 +85,8 @@ def send_webhooks_task() -> int:
 @shared_task
 def webhooks_tick_task() -> dict[str, int]:
     return webhooks_tick()
+
+
+@shared_task
+def assign_sqls_task() -> int:
+    return sqls_assign()

@@ -331,6 +331,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "contacts.tasks.sweep_imports_task",
         "schedule": 60.0,
     },
+    # Assignment rules beside the pull queue: new SQLs of teams that assign go to their reps.
+    "assign-sqls": {
+        "task": "contacts.tasks.assign_sqls_task",
+        "schedule": env.float("ASSIGNMENT_SWEEP_SECONDS", default=60.0),
+        "options": {"expires": 60},
+    },
     "release-stale-claims": {
         "task": "contacts.tasks.release_stale_claims_task",
         "schedule": 15 * 60.0,

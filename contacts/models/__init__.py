@@ -7,6 +7,7 @@ from collections.abc import Callable
 from django.db import models
 
 from contacts import reasons
+from contacts.models.assignment import AssignmentRule
 from contacts.models.audit import ContactAudit, Notification
 from contacts.models.custom_fields import CustomField
 from contacts.models.events import Event, EventDailyCount, EventQuerySet, EventRow, PendingEvent
@@ -50,6 +51,7 @@ from contacts.models.webhooks import (
 __all__ = [
     "ALLOWED_TRANSITIONS",
     "AnonymousView",
+    "AssignmentRule",
     "ApiKey",
     "Consent",
     "Contact",

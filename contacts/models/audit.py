@@ -21,6 +21,7 @@ class ContactAudit(models.Model):
         RELEASED = "released", _("Released to the queue")
         EXPIRED = "expired", _("Returned to the queue (untouched)")
         REASSIGNED = "reassigned", _("Reassigned")
+        ASSIGNED = "assigned", _("Assigned by a rule")
         OUTCOME = "outcome", _("Outcome recorded")
         REFERRAL = "referral", _("Referral linked")
         EXPORTED = "exported", _("Personal data exported")

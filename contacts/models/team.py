@@ -24,12 +24,37 @@ class Team(models.Model):
     assignment = models.CharField(
         _("assignment"), max_length=20, choices=Assignment.choices, default=Assignment.PULL
     )
+    is_default = models.BooleanField(
+        _("default team"),
+        default=False,
+        help_text=_("Takes the SQLs no assignment rule matches (one team at most)."),
+    )
+    # Round robin's place: the rep who got its last lead; the next goes to the rep after them
+    # (user id order). Read and written under the team's row lock (contacts.sales.assignment).
+    last_assigned = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("last assigned to"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+        db_index=False,
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
         verbose_name = _("sales team")
         verbose_name_plural = _("sales teams")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"],
+                condition=Q(is_default=True),
+                name="team_one_default",
+                violation_error_message=_("Another team is the default team already."),
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
