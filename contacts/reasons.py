@@ -194,6 +194,7 @@ REASONS: dict[str, Label] = {
     ),
     # Contact audits (ContactAudit.note).
     "released_from": _("Released from %(owner)s"),
+    "released_because": _("Released from %(owner)s: %(words)s"),
     "reassigned_from": _("From %(owner)s"),
     "reassigned_from_queue": _("From the queue"),
     "claim_expired": _("Claimed by %(owner)s on %(claimed)s, no outcome after %(hours)s hours"),

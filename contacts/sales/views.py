@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
+from contacts.access import Act
 from contacts.models import LOST_REASONS, Contact, ContactAudit, StageChange
 from contacts.roles import SALES, role_required
 from contacts.sales.claims import (
@@ -159,7 +160,13 @@ class OutcomeForm(forms.Form):
 def queue_lead(request: HttpRequest, pk: int) -> HttpResponse:
     """One claimed lead with what a rep needs at hand (score explanation, recent timeline),
     and the outcome form."""
-    contact = visible_contact_or_404(request, pk, Contact.objects.select_related("source", "owner"))
+    contact = visible_contact_or_404(
+        request,
+        pk,
+        Contact.objects.select_related("source", "owner"),
+        # Seeing a lead (a manager, their team's) is not working it: outcomes are the owner's.
+        act=Act.RECORD_OUTCOME if request.method == "POST" else Act.VIEW,
+    )
     form = OutcomeForm(request.POST if request.method == "POST" else None)
     status = 200
     if request.method == "POST":
