@@ -255,6 +255,9 @@ def test_a_manager_does_not_record_the_outcome_of_a_reps_lead(world):
     lead = world["contacts"]["a_lead"]
     page = login("manager_a", world).get(reverse("queue-lead", args=[lead.pk])).content.decode()
     assert 'name="outcome"' not in page
+    assert 'data-testid="team-lead-link"' in page  # but is sent to the team page
+    rep_page = login("rep_a", world).get(reverse("queue-lead", args=[lead.pk])).content.decode()
+    assert 'name="outcome"' in rep_page and "team-lead-link" not in rep_page
     assert Contact.objects.get(pk=lead.pk).stage == Contact.Stage.SQL
 
 

@@ -16,9 +16,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
+from contacts import access
 from contacts.access import Act
 from contacts.models import LOST_REASONS, Contact, ContactAudit, StageChange
-from contacts.roles import SALES, role_required
+from contacts.roles import SALES, is_sales_manager, role_required
 from contacts.sales.claims import (
     ClaimRefused,
     contact_claim,
@@ -186,6 +187,11 @@ def queue_lead(request: HttpRequest, pk: int) -> HttpResponse:
         "contact": contact,
         "form": form,
         "yours": contact.owner_id == request.user.pk and contact.stage == Contact.Stage.SQL,
+        # A manager opening a rep's lead of their team: the team page reassigns or releases it.
+        "team_lead": contact.stage == Contact.Stage.SQL
+        and contact.owner_id not in (None, request.user.pk)
+        and is_sales_manager(request.user)
+        and access.may(request.user, Act.REASSIGN, contact),
         "events": contact.events.all()[:RECENT_EVENTS],
     }
     return render(request, "contacts/queue_lead.html", context, status=status)
