@@ -23,11 +23,19 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from django.apps import apps
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import Http404
 
 from contacts.roles import MARKETING, SALES, SALES_MANAGER, user_roles
+
+# The models read this module (``Contact.objects.visible_to``): it names them through the app
+# registry, not by importing them, so that no import cycle forms.
+
+
+def _model(name: str) -> Any:
+    return apps.get_model("contacts", name)
 
 
 class Act(StrEnum):
@@ -48,10 +56,8 @@ MARKETING_ACTS = frozenset({Act.EDIT, Act.ERASE, Act.EXPORT, Act.ENROLL})
 def manager_team_id(user: Any) -> int | None:
     """The manager's team (their SalesRep row), read once per request; None: no team."""
     if not hasattr(user, "_leadfunnel_team_id"):
-        from contacts.models import SalesRep
-
         user._leadfunnel_team_id = (
-            SalesRep.objects.filter(pk=user.pk).values_list("team_id", flat=True).first()
+            _model("SalesRep").objects.filter(pk=user.pk).values_list("team_id", flat=True).first()
         )
     return user._leadfunnel_team_id
 
@@ -67,14 +73,12 @@ def team_owned(user: Any) -> Q:
 
 def visible(user: Any) -> Q:
     """The filter of the contacts ``user`` may open (``Contact.objects.visible_to``)."""
-    from contacts.models import Contact
-
     roles = user_roles(user)
     if MARKETING in roles:  # staff too
         return Q()
     if SALES not in roles:
         return Q(pk__in=[])
-    seen = Q(stage=Contact.Stage.SQL, owner__isnull=True) | Q(owner=user)
+    seen = Q(stage=_model("Contact").Stage.SQL, owner__isnull=True) | Q(owner=user)
     if SALES_MANAGER in roles:
         seen |= team_owned(user)
     return seen
@@ -90,9 +94,7 @@ def manages(user: Any, contact: Any) -> bool:
     team = manager_team_id(user)
     if team is None:
         return True
-    from contacts.models import SalesRep
-
-    return SalesRep.objects.filter(pk=contact.owner_id, team_id=team).exists()
+    return _model("SalesRep").objects.filter(pk=contact.owner_id, team_id=team).exists()
 
 
 def may(user: Any, act: Act, contact: Any) -> bool:
@@ -114,9 +116,7 @@ def may(user: Any, act: Act, contact: Any) -> bool:
 def contact_for(user: Any, pk: int, act: Act = Act.VIEW, contacts: Any = None) -> Any:
     """The contact ``pk`` for ``act``: 404 if ``user`` may not see it (the same answer as for
     an id that does not exist), 403 if they see it but may not do ``act``."""
-    from contacts.models import Contact
-
-    contacts = Contact.objects.all() if contacts is None else contacts
+    contacts = _model("Contact").objects.all() if contacts is None else contacts
     contact = contacts.filter(visible(user), pk=pk).first()
     if contact is None:
         raise Http404
