@@ -334,10 +334,16 @@ class StageChangeAdmin(StageChangeColumns, AuditAdmin):
 class ApiKeyAdmin(admin.ModelAdmin):
     """Keys are shown once, when made; only their hash is kept."""
 
-    list_display = ["name", "prefix", "created_at", "last_used_at", "revoked_at", "rate_per_minute"]
-    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    list_display = [
+        "name", "prefix", "can_read", "created_at", "last_used_at", "revoked_at",
+        "rate_per_minute",
+    ]  # fmt: skip
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter), "can_read"]
     search_fields = ["name", "prefix"]
-    fields = ["name", "rate_per_minute", "prefix", "created_at", "last_used_at", "revoked_at"]
+    fields = [
+        "name", "can_read", "rate_per_minute", "prefix", "created_at", "last_used_at",
+        "revoked_at",
+    ]  # fmt: skip
     readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
 
@@ -347,7 +353,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        key, plain = api_key_create(name=obj.name)
+        key, plain = api_key_create(name=obj.name, can_read=obj.can_read)
         if obj.rate_per_minute:
             ApiKey.objects.filter(pk=key.pk).update(rate_per_minute=obj.rate_per_minute)
         obj.__dict__.update(ApiKey.objects.get(pk=key.pk).__dict__)

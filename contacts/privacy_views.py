@@ -9,6 +9,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from contacts import privacy
+from contacts.access import Act
 from contacts.roles import MARKETING, role_required
 from contacts.views import visible_contact_or_404
 
@@ -17,7 +18,7 @@ from contacts.views import visible_contact_or_404
 @role_required(MARKETING)
 def contact_export(request: HttpRequest, pk: int) -> HttpResponse:
     """A POST, because each export is recorded: a link prefetched by a browser would log one."""
-    contact = visible_contact_or_404(request, pk)
+    contact = visible_contact_or_404(request, pk, act=Act.EXPORT)
     body = privacy.contact_export_json(contact=contact, actor=request.user)
     response = HttpResponse(body, content_type="application/json; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="contact-{contact.pk}.json"'
@@ -27,7 +28,7 @@ def contact_export(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(MARKETING)
 def contact_erase(request: HttpRequest, pk: int) -> HttpResponse:
     """GET asks for confirmation, POST erases."""
-    contact = visible_contact_or_404(request, pk)
+    contact = visible_contact_or_404(request, pk, act=Act.ERASE)
     if request.method == "POST":
         if privacy.contact_erase(contact=contact, actor=request.user):
             messages.success(request, _("The person's data was erased."))

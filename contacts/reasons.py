@@ -227,6 +227,7 @@ REASONS: dict[str, Label] = {
     ),
     # Contact audits (ContactAudit.note).
     "released_from": _("Released from %(owner)s"),
+    "released_because": _("Released from %(owner)s: %(words)s"),
     "reassigned_from": _("From %(owner)s"),
     "reassigned_from_queue": _("From the queue"),
     # Which rule gave an SQL its rep (contacts.sales.assignment).

@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.utils.functional import cached_property
@@ -16,7 +16,7 @@ from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from contacts import email_status, legal_basis, services
+from contacts import access, email_status, legal_basis, services
 from contacts.custom_field_values import active_custom_fields, custom_values_shown
 from contacts.forms import ContactFilterForm, ContactForm
 from contacts.models import Contact
@@ -49,12 +49,15 @@ def partial_or_page(request: HttpRequest, template: str, partial: str) -> str:
 
 
 def visible_contact_or_404(
-    request: HttpRequest, pk: int, contacts: QuerySet[Contact] | None = None
+    request: HttpRequest,
+    pk: int,
+    contacts: QuerySet[Contact] | None = None,
+    *,
+    act: access.Act = access.Act.VIEW,
 ) -> Contact:
-    """The contact ``pk`` if the user may open it (``Contact.objects.visible_to``), else 404:
-    the same answer as for an id that does not exist."""
-    contacts = Contact.objects.all() if contacts is None else contacts
-    return get_object_or_404(contacts.visible_to(request.user), pk=pk)
+    """The contact ``pk`` if the user may open it, else 404 (the same answer as for an id that
+    does not exist); 403 if they may open it but not do ``act`` (``contacts.access``)."""
+    return access.contact_for(request.user, pk, act, contacts)
 
 
 @role_required(MARKETING)
@@ -191,7 +194,7 @@ def contact_create(request: HttpRequest) -> HttpResponse:
 @require_POST
 def contact_email_status_clear(request: HttpRequest, pk: int) -> HttpResponse:
     """A person says the contact's address works again: marketing email may go to it."""
-    contact = visible_contact_or_404(request, pk)
+    contact = visible_contact_or_404(request, pk, act=access.Act.EDIT)
     if email_status.contact_email_status_clear(contact=contact, actor=request.user):
         messages.success(request, _("The address may receive email again."))
     return redirect("contact-detail", pk=contact.pk)
@@ -199,7 +202,7 @@ def contact_email_status_clear(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(MARKETING)
 def contact_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    contact = visible_contact_or_404(request, pk)
+    contact = visible_contact_or_404(request, pk, act=access.Act.EDIT)
     if contact.erased_at:
         messages.error(request, str(services.ContactErased()))
         return redirect("contact-detail", pk=contact.pk)

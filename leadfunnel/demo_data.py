@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from contacts.models import Contact, Event, LeadSource, StageChange
-from contacts.roles import MARKETING, SALES
+from contacts.roles import MARKETING, SALES, SALES_MANAGER
 
 Stage = Contact.Stage
 Cause = StageChange.Cause
@@ -31,8 +31,12 @@ DEMO_USERS = (
     DemoUser("claire", "Claire", "Martin", MARKETING, "marketer", "/"),
     DemoUser("hugo", "Hugo", "Bernard", SALES, "sales rep", "/queue/"),
     DemoUser("lea", "Léa", "Dubois", SALES, "sales rep", "/queue/"),
+    DemoUser("nadia", "Nadia", "Lefèvre", SALES_MANAGER, "sales manager", "/queue/team/"),
 )
 SALES_REPS = ("hugo", "lea")
+# The sales team: its manager sees and reassigns its reps' leads (contacts.access).
+DEMO_TEAM = "Ventes France"
+DEMO_TEAM_MEMBERS = ("hugo", "lea", "nadia")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from contacts.access import Act
 from contacts.roles import MARKETING, SALES, role_required
 from contacts.views import partial_or_page, visible_contact_or_404
 from nurturing import bounces, enrolment, preflight, tracking
@@ -422,7 +423,7 @@ def contact_enrollments(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(MARKETING)
 @require_POST
 def contact_enroll(request: HttpRequest, pk: int) -> HttpResponse:
-    contact = visible_contact_or_404(request, pk)
+    contact = visible_contact_or_404(request, pk, act=Act.ENROLL)
     sequence = get_object_or_404(Sequence, pk=request.POST.get("sequence") or 0, active=True)
     enrollment = enrolment.enrollment_start(
         sequence=sequence, contact=contact, source=f"user:{request.user.pk}"

@@ -6,7 +6,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.db.models import F, Max, Q
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from contacts.models import ALLOWED_TRANSITIONS, Contact, Event, LeadSource, StageChange
 from contacts.sales.claims import claims_release_stale
@@ -214,7 +216,8 @@ def test_running_it_again_adds_nothing():
 
 
 @pytest.mark.parametrize(
-    ("username", "group"), [("claire", "marketing"), ("hugo", "sales"), ("lea", "sales")]
+    ("username", "group"),
+    [("claire", "marketing"), ("hugo", "sales"), ("lea", "sales"), ("nadia", "sales_manager")],
 )
 def test_demo_team_logs_in_with_their_roles(client, username, group):
     load_demo()
@@ -290,3 +293,15 @@ def test_the_default_demo_is_big_enough_to_feel_real():
     oldest = Event.objects.order_by("occurred_at").first()
     assert oldest.occurred_at < timezone.now() - timedelta(days=170)
     assert "Demo funnel loaded" in out.getvalue()
+
+
+def test_the_demo_manager_sees_her_teams_leads(client):
+    load_demo()
+
+    assert client.login(username="nadia", password="leadfunnel")
+    page = client.get(reverse("queue-team")).content.decode()
+
+    claimed = Contact.objects.filter(stage="sql", owner__username__in=["hugo", "lea"])
+    assert claimed.exists()
+    assert all(escape(contact.display_name) in page for contact in claimed[:5])
+    assert "Hugo Bernard" in page or "Léa Dubois" in page

@@ -67,6 +67,12 @@ class ApiKeyAuth(HttpBearer):
         return key
 
 
+def _reads(request: HttpRequest) -> None:
+    """A send-only key (``ApiKey.can_read`` off) may not read contacts back: 403."""
+    if not request.auth.can_read:  # type: ignore[attr-defined]
+        raise HttpError(403, "This API key only sends: it may not read contacts.")
+
+
 def _count_request(key: ApiKey) -> None:
     """Per key; the window is ratelimit's one minute."""
     wait = ratelimit.seconds_to_wait(
@@ -84,7 +90,9 @@ api = NinjaAPI(
     version="1",
     description="Send events and contacts from your site or tools. Authenticate with "
     "`Authorization: Bearer <key>` (keys are made in admin or with "
-    "`python manage.py create_api_key NAME`). Batches hold up to 1,000 items. A request body "
+    "`python manage.py create_api_key NAME`; `--send-only` for a key that may not read "
+    "contacts back, e.g. a website's: its reads are refused with 403). Batches hold up to "
+    "1,000 items. A request body "
     f"is read up to {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE): "
     'a larger one is answered 413 `{"detail": ..., "max_bytes": ...}`.',
     urls_namespace="api-v1",
@@ -550,9 +558,13 @@ def _error(index: int, field: str, message: str, items: str = "events") -> dict[
 @api.post("/contacts", response={200: ContactsOut, **ERRORS}, summary="Create or update contacts")
 def upsert_contacts(request: HttpRequest, payload: ContactsIn) -> ContactsOut:
     """Match on the email, whatever its case, else on the external_id (a contact without an
-    email is known by it); fields sent overwrite, fields left out stay."""
+    email is known by it); fields sent overwrite, fields left out stay. A send-only key gets
+    the counts and an empty `contacts` (it may not read them back)."""
     with transaction.atomic():
-        return _upsert_contacts(payload)
+        answer = _upsert_contacts(payload)
+    if not request.auth.can_read:  # type: ignore[attr-defined]
+        answer.contacts = []
+    return answer
 
 
 def _upsert_contacts(payload: ContactsIn) -> ContactsOut:
@@ -637,6 +649,7 @@ def _referrer(index: int, item: ContactIn, errors: list[dict[str, Any]]) -> Cont
 @api.get("/contacts/{contact_id}", response={200: ContactOut, 404: Problem, **ERRORS},
          summary="Read a contact with its stage and score")  # fmt: skip
 def read_contact(request: HttpRequest, contact_id: int) -> Contact:
+    _reads(request)
     contact = Contact.objects.filter(pk=contact_id).first()
     if contact is None:
         raise HttpError(404, "No contact has this id.")
@@ -685,6 +698,7 @@ class ContactChange(ContactIn):
          summary="Read a contact by its external id")  # fmt: skip
 def read_contact_by_external_id(request: HttpRequest, external_id: str) -> Contact:
     """The contact whose external id (your system's id) is exactly this one."""
+    _reads(request)
     contact = Contact.objects.filter(external_id=external_id.strip()).first()
     if contact is None:
         raise HttpError(404, "No contact has this external id.")
@@ -698,7 +712,9 @@ def update_contact_by_external_id(
     request: HttpRequest, external_id: str, payload: ContactChange
 ) -> Contact:
     """Fields sent overwrite, fields left out stay. An `external_id` in the body renames it
-    (one another contact has is a 400); an `email` sets or changes the contact's email."""
+    (one another contact has is a 400); an `email` sets or changes the contact's email.
+    It answers the contact: a key that reads only."""
+    _reads(request)
     with transaction.atomic():
         contact = (
             Contact.objects.select_for_update().filter(external_id=external_id.strip()).first()
@@ -766,6 +782,7 @@ def list_contacts(
 ) -> ContactPage:
     """Contacts in id order, `limit` at a time after the id `after`; only one stage or fit
     grade if asked (e.g. `?stage=sql&fit_grade=A`)."""
+    _reads(request)
     contacts = Contact.objects.filter(pk__gt=after).order_by("pk")
     if stage:
         contacts = contacts.filter(stage=stage)

@@ -28,10 +28,13 @@ logger = logging.getLogger(__name__)
 
 
 @transaction.atomic
-def api_key_create(*, name: str) -> tuple[ApiKey, str]:
-    """A new key; the plain text is returned once and never stored."""
+def api_key_create(*, name: str, can_read: bool = True) -> tuple[ApiKey, str]:
+    """A new key; the plain text is returned once and never stored. ``can_read=False``: a
+    key that only sends (``ApiKey.can_read``)."""
     plain = ApiKey.PREFIX + secrets.token_urlsafe(32)
-    key = ApiKey.objects.create(name=name, prefix=plain[:10], hashed=ApiKey.hash(plain))
+    key = ApiKey.objects.create(
+        name=name, prefix=plain[:10], hashed=ApiKey.hash(plain), can_read=can_read
+    )
     return key, plain
 
 

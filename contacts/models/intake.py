@@ -26,6 +26,16 @@ class ApiKey(models.Model):
         blank=True,
         help_text=_("Empty: the default (API_RATE_PER_MINUTE)."),
     )
+    # Least privilege for integrations: a website or a form tool only sends; a key that reads
+    # contacts back (a CRM sync) says so. Keys made before this field read (as they did).
+    can_read = models.BooleanField(
+        _("reads contacts"),
+        default=True,
+        help_text=_(
+            "Off: the key only sends events and contacts (a website, a form tool); reading "
+            "contacts back is refused and answers list no contact. On: a sync that reads them."
+        ),
+    )
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
     revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)

@@ -248,19 +248,13 @@ class ContactQuerySet(models.QuerySet["Contact"]):
         return self.filter(owner=user, stage=Contact.Stage.SQL).order_by("claimed_at", "id")
 
     def visible_to(self, user: Any) -> ContactQuerySet:
-        """The contacts ``user`` may open. Marketers and staff: all. A sales rep (and no more):
-        the queue (unclaimed SQLs) and the contacts they own, whatever the stage (their
-        leads, the ones given to them, their clients); not other reps' contacts, not the
-        prospects marketing works on. Every view that takes a contact id reads through this,
-        and answers 404 for the rest, as for an id that does not exist."""
-        from contacts.roles import MARKETING, SALES, user_roles
+        """The contacts ``user`` may open, as ``contacts.access`` decides it (the one table of
+        who sees what): marketers and staff all; a sales rep the queue and what they own; a
+        sales manager also what their team's reps own. Every view that takes a contact id
+        reads through it and answers 404 for the rest, as for an id that does not exist."""
+        from contacts.access import visible
 
-        roles = user_roles(user)
-        if MARKETING in roles:
-            return self.all()
-        if SALES in roles:
-            return self.filter(Q(stage=Contact.Stage.SQL, owner__isnull=True) | Q(owner=user))
-        return self.none()
+        return self.filter(visible(user))
 
     def claims_stale(self, before: datetime) -> ContactQuerySet:
         """Claimed SQLs nobody has worked on since ``before``: they go back to the queue."""

@@ -142,8 +142,11 @@ RETURNING {col(audit, "contact")}
 
 
 @transaction.atomic
-def contact_release(*, contact: Contact, actor: AbstractBaseUser | None, note: str = "") -> bool:
-    """Put a claimed SQL back in the queue (an admin's decision). False if it was not claimed."""
+def contact_release(
+    *, contact: Contact, actor: AbstractBaseUser | None, note: str = "", reason: str = ""
+) -> bool:
+    """Put a claimed SQL back in the queue (an admin's or the team manager's decision, with
+    the ``reason`` they give). False if it was not claimed."""
     previous = Contact.objects.select_for_update().filter(pk=contact.pk).first()
     if previous is None or previous.owner_id is None or previous.stage != Contact.Stage.SQL:
         return False
@@ -154,7 +157,12 @@ def contact_release(*, contact: Contact, actor: AbstractBaseUser | None, note: s
         contact=contact,
         action=ContactAudit.Action.RELEASED,
         actor=actor,
-        note=note or coded("released_from", owner=_user_name(previous.owner)),
+        note=note
+        or (
+            coded("released_because", owner=_user_name(previous.owner), words=reason.strip())
+            if reason.strip()
+            else coded("released_from", owner=_user_name(previous.owner))
+        ),
     )
     _tell_previous_owners([(audit, previous.owner_id)], actor=actor)
     contact.owner, contact.claimed_at = None, None
@@ -181,6 +189,10 @@ def contact_reassign(
         at=now,
     )  # fmt: skip
     _tell_previous_owners([(audit, previous.owner_id)], actor=actor)
+    notify(
+        user_ids=[to.pk], kind=Notification.Kind.ASSIGNED, contact_id=contact.pk, audit=audit,
+        at=now, skip_user_id=getattr(actor, "pk", None),
+    )  # fmt: skip
     contact.owner, contact.claimed_at = to, now
     return True
 

@@ -16,8 +16,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
+from contacts import access
+from contacts.access import Act
 from contacts.models import LOST_REASONS, Contact, ContactAudit, StageChange
-from contacts.roles import SALES, role_required
+from contacts.roles import SALES, is_sales_manager, role_required
 from contacts.sales.claims import (
     ClaimRefused,
     contact_claim,
@@ -159,7 +161,13 @@ class OutcomeForm(forms.Form):
 def queue_lead(request: HttpRequest, pk: int) -> HttpResponse:
     """One claimed lead with what a rep needs at hand (score explanation, recent timeline),
     and the outcome form."""
-    contact = visible_contact_or_404(request, pk, Contact.objects.select_related("source", "owner"))
+    contact = visible_contact_or_404(
+        request,
+        pk,
+        Contact.objects.select_related("source", "owner"),
+        # Seeing a lead (a manager, their team's) is not working it: outcomes are the owner's.
+        act=Act.RECORD_OUTCOME if request.method == "POST" else Act.VIEW,
+    )
     form = OutcomeForm(request.POST if request.method == "POST" else None)
     status = 200
     if request.method == "POST":
@@ -179,6 +187,11 @@ def queue_lead(request: HttpRequest, pk: int) -> HttpResponse:
         "contact": contact,
         "form": form,
         "yours": contact.owner_id == request.user.pk and contact.stage == Contact.Stage.SQL,
+        # A manager opening a rep's lead of their team: the team page reassigns or releases it.
+        "team_lead": contact.stage == Contact.Stage.SQL
+        and contact.owner_id not in (None, request.user.pk)
+        and is_sales_manager(request.user)
+        and access.may(request.user, Act.REASSIGN, contact),
         "events": contact.events.all()[:RECENT_EVENTS],
     }
     return render(request, "contacts/queue_lead.html", context, status=status)

@@ -21,7 +21,15 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
-from contacts.models import Contact, ContactOutcome, Event, LeadSource, StageChange
+from contacts.models import (
+    Contact,
+    ContactOutcome,
+    Event,
+    LeadSource,
+    SalesRep,
+    StageChange,
+    Team,
+)
 from contacts.outcomes import outcomes_from_stage_changes
 from contacts.reports.rollups import rollups_rebuild
 from leadfunnel.demo_data import (
@@ -33,6 +41,8 @@ from leadfunnel.demo_data import (
     COMPANY_SIZES,
     CONSENT_METHODS,
     COUNTRIES,
+    DEMO_TEAM,
+    DEMO_TEAM_MEMBERS,
     DEMO_USERS,
     DOWNLOADS,
     FIRST_NAMES,
@@ -528,6 +538,9 @@ def demo_users() -> dict[str, AbstractUser]:
         user.save()
         user.groups.set([Group.objects.get_or_create(name=demo.group)[0]] if demo.group else [])
         users[demo.username] = user
+    team, _created = Team.objects.get_or_create(name=DEMO_TEAM)
+    for username in DEMO_TEAM_MEMBERS:
+        SalesRep.objects.update_or_create(user=users[username], defaults={"team": team})
     return users
 
 
