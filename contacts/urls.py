@@ -1,6 +1,6 @@
 from django.urls import path
 
-from contacts import privacy_views, views
+from contacts import notification_views, privacy_views, views
 from contacts.imports import mapping_views
 from contacts.imports import views as import_views
 from contacts.intake import views as intake
@@ -54,6 +54,23 @@ urlpatterns = [
     path("queue/<int:pk>/claim/", queue_views.queue_claim, name="queue-claim"),
     path("queue/mine/", queue_views.my_leads, name="queue-mine"),
     path("queue/leads/<int:pk>/", queue_views.queue_lead, name="queue-lead"),
+    path("notifications/", notification_views.notifications_page, name="notifications"),
+    path("notifications/bell/", notification_views.notifications_bell, name="notifications-bell"),
+    path(
+        "notifications/read-all/",
+        notification_views.notifications_read_all,
+        name="notifications-read-all",
+    ),
+    path(
+        "notifications/<int:pk>/open/",
+        notification_views.notification_open,
+        name="notification-open",
+    ),
+    path(
+        "notifications/settings/",
+        notification_views.notification_settings,
+        name="notification-settings",
+    ),
     path("f/<slug:key>/", intake.form_post, name="form-post"),
     path("t/", intake.beacon, name="beacon"),
     path("hooks/in/<slug:key>/", webhook_views.inbound_webhook, name="inbound-webhook"),
