@@ -173,13 +173,16 @@ def _assigned(notification: Notification, params: dict, reader: Any) -> tuple[st
     audit = notification.audit
     values = {"contact": _contact_name(notification), "actor": _name(audit and audit.actor)}
     if audit is not None and audit.action == ContactAudit.Action.REASSIGNED:
-        if values["actor"]:
-            text = _("%(actor)s gave you %(contact)s.") % values
+        values["why"] = audit.note_text
+        if values["actor"] and values["why"]:
+            text = _("%(actor)s gave you %(contact)s (%(why)s).")
+        elif values["actor"]:
+            text = _("%(actor)s gave you %(contact)s.")
+        elif values["why"]:
+            text = _("%(contact)s was given to you (%(why)s).")
         else:
-            text = _("%(contact)s was given to you.") % values
-        if audit.note:
-            text = _("%(text)s (%(why)s)") % {"text": text, "why": audit.note_text}
-        return text, _lead_url(notification, reader)
+            text = _("%(contact)s was given to you.")
+        return text % values, _lead_url(notification, reader)
     rule = params.get("rule") or (audit.note_text if audit is not None else "")
     if rule:
         text = _("%(contact)s was assigned to you: %(rule)s.") % {**values, "rule": rule}

@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -53,14 +54,15 @@ def notifications_bell(request: HttpRequest) -> HttpResponse:
     messages); 204 (htmx keeps what it shows) once the user is signed out."""
     if not request.user.is_authenticated:
         return HttpResponse(status=204)
-    response = render(
-        request,
+    # Without the request: no context processors (their queries, the CSRF token's cookie).
+    html = render_to_string(
         "contacts/notifications_bell.html",
         {
             "unread_notifications": unread_count(request.user),
             "bell_seconds": settings.NOTIFICATION_BELL_SECONDS,
         },
     )
+    response = HttpResponse(html)
     add_never_cache_headers(response)
     return response
 
