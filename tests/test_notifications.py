@@ -271,3 +271,13 @@ def test_a_marketer_is_sent_to_the_contact_page(marketer_client, marketer):
     note = one(marketer, Kind.HARD_BOUNCE, contact_id=lead.pk)
     response = marketer_client.post(reverse("notification-open", args=[note.pk]))
     assert response["Location"] == reverse("contact-detail", args=[lead.pk])
+
+
+def test_erasing_a_person_removes_what_notifications_said_about_them(sales_rep, admin_user):
+    from contacts.privacy import contact_erase
+
+    lead = ContactFactory(first_name="Zoé", email="zoe@exemple.fr", stage="sql", owner=sales_rep)
+    one(sales_rep, Kind.HARD_BOUNCE, contact_id=lead.pk, params={"email": "zoe@exemple.fr"})
+    kept = one(sales_rep, Kind.NEW_SQL, params={"count": 2})
+    contact_erase(contact=lead, actor=admin_user)
+    assert list(Notification.objects.all()) == [kept]
