@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Count, Max, Min
+from django.db.models import Count, Min
 from django.utils import timezone
 
 from contacts.models import Contact, Notification, SweepMark
@@ -24,6 +24,11 @@ from contacts.roles import SALES, SALES_MANAGER
 
 NEW_SQL_MARK = "new_sql"
 SLA_MARK = "sla_warning"
+# The new-SQL sweep reads up to this long ago: a move stamps ``stage_entered_at`` before its
+# transaction commits (a rescore batch, an import), so a later sweep still sees a move that
+# committed up to this long after its stamp. A move committed later than that is not announced
+# (it is in the queue all the same, and the SLA warning, hours behind, still sees it).
+NEW_SQL_COMMIT_GRACE = timedelta(seconds=30)
 # More leads than this reaching the warning in one sweep: one notice per person saying how
 # many, instead of one each.
 SLA_WARNING_ITEMIZE = 10
@@ -62,21 +67,25 @@ def _mark(name: str, default: datetime) -> SweepMark:
 def notifications_new_sqls(*, now: datetime | None = None) -> int:
     """Tell each rep on duty how many SQLs entered the queue since the last sweep: their one
     unread new-SQL notice counts up (and goes back to the top, due for the next digest), or a
-    new one is made. Returns how many SQLs were announced.
+    new one is made. Returns how many SQLs were announced (those that entered the queue
+    between the mark and NEW_SQL_COMMIT_GRACE ago, and are still waiting).
 
     The first sweep only sets the mark (nothing before it is news)."""
     now = now or timezone.now()
-    mark = _mark(NEW_SQL_MARK, now)
+    upto = now - NEW_SQL_COMMIT_GRACE
+    mark = _mark(NEW_SQL_MARK, upto)
+    if upto <= mark.mark:
+        return 0
     arrived = Contact.objects.filter(
         stage=Contact.Stage.SQL,
         owner__isnull=True,
         stage_entered_at__gt=mark.mark,
-        stage_entered_at__lte=now,
-    ).aggregate(count=Count("pk"), last=Max("stage_entered_at"), one=Min("pk"))
+        stage_entered_at__lte=upto,
+    ).aggregate(count=Count("pk"), one=Min("pk"))
+    SweepMark.objects.filter(pk=mark.pk).update(mark=upto)
     count = arrived["count"]
     if not count:
         return 0
-    SweepMark.objects.filter(pk=mark.pk).update(mark=arrived["last"])
     reps = on_duty_sales_user_ids()
     if not reps:
         return count
