@@ -21,6 +21,7 @@ from contacts.changes import contacts_changed
 from contacts.models import (
     Contact,
     ContactAudit,
+    Notification,
     Suppression,
     WebhookDelivery,
 )
@@ -122,6 +123,8 @@ def contact_erase(
     current.merges.update(visitor_id="")
     # Webhook bodies are copies of the contact: the log goes, and what was waiting is not sent.
     WebhookDelivery.objects.filter(contact_id=current.pk).delete()
+    # Notifications name the person (a bounce's address too): what was said about them goes.
+    Notification.objects.filter(contact_id=current.pk).delete()
     for module in _personal_data_modules():
         module.erase(current)
     ContactAudit.objects.create(contact=current, action=action, actor=actor, note=note, at=now)

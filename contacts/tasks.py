@@ -1,5 +1,6 @@
 from celery import shared_task
 
+from contacts.digest import digests_send
 from contacts.imports.jobs import (
     IMPORT_SOFT_TIME_LIMIT,
     IMPORT_TIME_LIMIT,
@@ -12,6 +13,7 @@ from contacts.intake.webhook_capture import (
     inbound_deliveries_sweep,
     inbound_delivery_process,
 )
+from contacts.notification_sweeps import notifications_new_sqls, notifications_sla_warnings
 from contacts.pipeline import events_process, events_sweep
 from contacts.privacy import contacts_purge_inactive
 from contacts.sales.assignment import sqls_assign
@@ -90,3 +92,18 @@ def webhooks_tick_task() -> dict[str, int]:
 @shared_task
 def assign_sqls_task() -> int:
     return sqls_assign()
+
+
+@shared_task
+def notify_new_sqls_task() -> int:
+    return notifications_new_sqls()
+
+
+@shared_task
+def notify_sla_warnings_task() -> int:
+    return notifications_sla_warnings()
+
+
+@shared_task
+def send_digests_task() -> int:
+    return digests_send()

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from contacts import privacy_views, views
+from contacts import notification_views, privacy_views, views
 from contacts.imports import mapping_views
 from contacts.imports import views as import_views
 from contacts.intake import views as intake
@@ -62,6 +62,23 @@ urlpatterns = [
         name="queue-team-reassign",
     ),
     path("queue/team/<int:pk>/release/", team_views.team_lead_release, name="queue-team-release"),
+    path("notifications/", notification_views.notifications_page, name="notifications"),
+    path("notifications/bell/", notification_views.notifications_bell, name="notifications-bell"),
+    path(
+        "notifications/read-all/",
+        notification_views.notifications_read_all,
+        name="notifications-read-all",
+    ),
+    path(
+        "notifications/<int:pk>/open/",
+        notification_views.notification_open,
+        name="notification-open",
+    ),
+    path(
+        "notifications/settings/",
+        notification_views.notification_settings,
+        name="notification-settings",
+    ),
     path("f/<slug:key>/", intake.form_post, name="form-post"),
     path("t/", intake.beacon, name="beacon"),
     path("hooks/in/<slug:key>/", webhook_views.inbound_webhook, name="inbound-webhook"),

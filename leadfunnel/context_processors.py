@@ -1,5 +1,6 @@
 from django.http import HttpRequest
 
+from contacts.notification_views import bell_context
 from contacts.roles import user_roles
 from leadfunnel import mailbox
 
@@ -14,3 +15,8 @@ def roles(request: HttpRequest) -> dict[str, object]:
         # The "Sent emails" link, when emails go to the local mail folder (`make run`).
         "mail_folder": "marketing" in names and mailbox.in_use(),
     }
+
+
+def bell(request: HttpRequest) -> dict[str, object]:
+    """The notification bell's unread count (read only when a page draws the bell)."""
+    return bell_context(request)

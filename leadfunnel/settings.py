@@ -99,6 +99,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
                 "leadfunnel.context_processors.roles",
+                "leadfunnel.context_processors.bell",
             ],
         },
     },
@@ -367,6 +368,23 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("NURTURING_BOUNCE_MAILBOX_SECONDS", default=60.0),
         "options": {"expires": 60},
     },
+    # Notifications (contacts.notification_sweeps, contacts.digest): new SQLs told to the reps
+    # on duty (one coalesced notice each), SLA warnings, and the email digests that are due.
+    "notify-new-sqls": {
+        "task": "contacts.tasks.notify_new_sqls_task",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
+    "notify-sla-warnings": {
+        "task": "contacts.tasks.notify_sla_warnings_task",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
+    "send-digests": {
+        "task": "contacts.tasks.send_digests_task",
+        "schedule": 5 * 60.0,
+        "options": {"expires": 5 * 60},
+    },
     "apply-decay": {
         "task": "scoring.tasks.apply_decay_task",
         "schedule": crontab(hour=3, minute=15),
@@ -409,6 +427,11 @@ SCORING_CONFIRM_NEW_SQLS = env.int("SCORING_CONFIRM_NEW_SQLS", default=50)
 EVENT_SWEEP_GRACE_SECONDS = env.int("EVENT_SWEEP_GRACE_SECONDS", default=30)
 EVENT_MAX_ATTEMPTS = env.int("EVENT_MAX_ATTEMPTS", default=5)
 SLA_HOURS = env.int("SLA_HOURS", default=4)
+# Reps on duty and sales managers are warned this many hours before an unclaimed SQL breaches
+# the SLA (once per lead).
+SLA_WARNING_HOURS = env.float("SLA_WARNING_HOURS", default=1.0)
+# How often an open page asks for the bell's unread count (htmx polling).
+NOTIFICATION_BELL_SECONDS = env.int("NOTIFICATION_BELL_SECONDS", default=30)
 # A claimed SQL with no outcome after this many hours goes back to the queue (beat, audited).
 CLAIM_RELEASE_HOURS = env.int("CLAIM_RELEASE_HOURS", default=48)
 # Erase prospects (any stage before client: suspect to SQL) with no activity, and no consent

@@ -46,7 +46,8 @@ from django.utils import timezone
 
 from contacts.email_status import contacts_email_status_set
 from contacts.events import NewEvent, events_record_many
-from contacts.models import Contact, Event, normalize_email
+from contacts.models import Contact, Event, Notification, normalize_email
+from contacts.notifications import notify
 from contacts.services import contact_ids_by_email
 from nurturing.enrolment import enrollments_end
 from nurturing.models import Bounce, Enrollment, Message
@@ -368,12 +369,31 @@ def _too_many_soft(contact_ids: set[int], now: datetime) -> set[int]:
 
 
 def _tell_owners(stored: list[_Matched], suppressed: set[int], now: datetime) -> None:
-    """A note to the owner of each contact whose address has just bounced hard, through the
-    outbox (filed with the enrolment of the email that bounced: a bounce about no email of
-    ours tells no one)."""
+    """A notification to the owner of each contact whose address has just bounced hard, and a
+    note through the outbox (filed with the enrolment of the email that bounced: a bounce
+    about no email of ours sends no note)."""
     notes = {}
+    told: set[int] = set()
     for item in stored:
         contact = item.contact
+        if (
+            item.report.kind == Kind.HARD
+            and contact is not None
+            and contact["pk"] in suppressed
+            and contact["pk"] not in told
+        ):
+            # The owner's bell (and digest), whether or not the email was one of ours.
+            told.add(contact["pk"])
+            notify(
+                user_ids=[contact["owner_id"]],
+                kind=Notification.Kind.HARD_BOUNCE,
+                contact_id=contact["pk"],
+                params={
+                    "email": item.bounce.email or contact["email"],
+                    "detail": f"{item.report.status} {item.report.diagnostic}".strip()[:300],
+                },
+                at=now,
+            )
         if (
             item.report.kind == Kind.HARD
             and contact is not None

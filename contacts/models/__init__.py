@@ -8,7 +8,7 @@ from django.db import models
 
 from contacts import reasons
 from contacts.models.assignment import AssignmentRule
-from contacts.models.audit import ContactAudit, Notification
+from contacts.models.audit import ContactAudit, Notification, SweepMark
 from contacts.models.custom_fields import CustomField
 from contacts.models.events import Event, EventDailyCount, EventQuerySet, EventRow, PendingEvent
 from contacts.models.funnel import ALLOWED_TRANSITIONS, LOST_REASONS, StageChange, StageStay
@@ -81,6 +81,7 @@ __all__ = [
     "SalesRep",
     "SavedMapping",
     "StageChange",
+    "SweepMark",
     "StageStay",
     "Suppression",
     "Team",

@@ -126,7 +126,29 @@ class Notification(models.Model):
                 condition=Q(emailed_at__isnull=True),
                 name="notification_not_emailed",
             ),
+            # What was said about a contact (the SLA warning is given once per lead; deleting
+            # a contact finds its notifications without reading the whole table).
+            models.Index(
+                fields=["contact", "kind"],
+                condition=Q(contact__isnull=False),
+                name="notification_contact",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.user_id}: {self.kind} {self.contact_id or self.audit_id or ''}"
+
+
+class SweepMark(models.Model):
+    """How far a beat sweep has read (its watermark), by name: the new-SQL sweep announces
+    the SQLs that entered the queue after its mark, then moves it."""
+
+    name = models.CharField(_("name"), max_length=50, unique=True)
+    mark = models.DateTimeField(_("read up to"))
+
+    class Meta:
+        verbose_name = _("sweep mark")
+        verbose_name_plural = _("sweep marks")
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.mark:%Y-%m-%d %H:%M:%S}"

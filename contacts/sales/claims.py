@@ -189,6 +189,7 @@ def contact_reassign(
         at=now,
     )  # fmt: skip
     _tell_previous_owners([(audit, previous.owner_id)], actor=actor)
+    # The new owner hears who gave them the lead (unless they took it themselves).
     notify(
         user_ids=[to.pk], kind=Notification.Kind.ASSIGNED, contact_id=contact.pk, audit=audit,
         at=now, skip_user_id=getattr(actor, "pk", None),
@@ -253,7 +254,7 @@ def notifications_take(*, user: AbstractBaseUser, limit: int = 50) -> list[Notif
     """The user's notifications not shown yet, oldest first, marked read: each is shown once."""
     unread = list(
         Notification.objects.filter(user=user, read_at=None, kind=Notification.Kind.TAKEN)
-        .select_related("audit__contact", "audit__actor", "audit__owner")
+        .select_related("contact", "audit__contact", "audit__actor", "audit__owner")
         .order_by("created_at", "id")[:limit]
     )
     if unread:

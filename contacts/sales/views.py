@@ -18,7 +18,8 @@ from django.views.decorators.http import require_POST
 
 from contacts import access
 from contacts.access import Act
-from contacts.models import LOST_REASONS, Contact, ContactAudit, StageChange
+from contacts.models import LOST_REASONS, Contact, StageChange
+from contacts.notification_text import render as render_notification
 from contacts.roles import SALES, is_sales_manager, role_required
 from contacts.sales.claims import (
     ClaimRefused,
@@ -92,34 +93,15 @@ def my_leads(request: HttpRequest) -> HttpResponse:
 
 
 def taken_leads(request: HttpRequest) -> list[dict]:
-    """The leads taken from this rep since they last saw the sales pages, told once."""
+    """The leads taken from this rep since they last saw the sales pages, told once (and so
+    marked read: the bell counts them no more)."""
     return [
-        {"text": _taken_text(note.audit), "at": note.audit.at}
-        for note in notifications_take(user=request.user)
-    ]
-
-
-def _taken_text(audit: ContactAudit) -> str:
-    values = {
-        "contact": audit.contact.display_name,
-        "actor": _name(audit.actor) or _("an administrator"),
-        "owner": _name(audit.owner),
-        "hours": settings.CLAIM_RELEASE_HOURS,
-    }
-    if audit.action == ContactAudit.Action.EXPIRED:
-        return (
-            _("%(contact)s went back to the queue: no outcome within %(hours)s hours of the claim.")
-            % values
+        {"text": rendered.text, "at": rendered.at}
+        for rendered in (
+            render_notification(note, reader=request.user)
+            for note in notifications_take(user=request.user)
         )
-    if audit.action == ContactAudit.Action.REASSIGNED:
-        return _("%(contact)s was given to %(owner)s by %(actor)s.") % values
-    return _("%(contact)s was released to the queue by %(actor)s.") % values
-
-
-def _name(user: object) -> str:
-    if user is None:
-        return ""
-    return user.get_full_name() or user.get_username()  # type: ignore[attr-defined]
+    ]
 
 
 class OutcomeForm(forms.Form):
