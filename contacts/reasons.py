@@ -204,6 +204,12 @@ REASONS: dict[str, Label] = {
         if params.get("why")
         else _outcome(params.get("outcome"))
     ),
+    # A rep's estimate of an open deal (contacts.sales.deals).
+    "estimate": lambda params: (
+        _("Expected amount: %(amount)s %(currency)s") % params
+        if params.get("amount")
+        else _("Expected amount removed")
+    ),
     "system": pgettext_lazy("who moved a contact", "System"),
     # A ledger line of a score rule whose points fade with the age of the event.
     "rule_fading": _(

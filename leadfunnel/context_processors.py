@@ -10,6 +10,7 @@ def roles(request: HttpRequest) -> dict[str, object]:
     return {
         "is_marketer": "marketing" in names,
         "is_sales": "sales" in names,
+        "is_sales_manager": "sales_manager" in names,
         # The "Sent emails" link, when emails go to the local mail folder (`make run`).
         "mail_folder": "marketing" in names and mailbox.in_use(),
     }

@@ -403,6 +403,9 @@ SCORING_CONFIRM_NEW_SQLS = env.int("SCORING_CONFIRM_NEW_SQLS", default=50)
 EVENT_SWEEP_GRACE_SECONDS = env.int("EVENT_SWEEP_GRACE_SECONDS", default=30)
 EVENT_MAX_ATTEMPTS = env.int("EVENT_MAX_ATTEMPTS", default=5)
 SLA_HOURS = env.int("SLA_HOURS", default=4)
+# The currency of won deals unless a rep picks another (ISO 4217); the dashboard's revenue and
+# return on cost are in it (lead source costs are taken to be in it too). Never converted.
+DEFAULT_CURRENCY = env.str("DEFAULT_CURRENCY", default="EUR").strip().upper()
 # A claimed SQL with no outcome after this many hours goes back to the queue (beat, audited).
 CLAIM_RELEASE_HOURS = env.int("CLAIM_RELEASE_HOURS", default=48)
 # Erase prospects (any stage before client: suspect to SQL) with no activity, and no consent
