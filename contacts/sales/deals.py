@@ -11,6 +11,7 @@ from django import forms
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
+from django.utils.formats import get_format
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -40,6 +41,12 @@ class AmountField(forms.DecimalField):
     def to_python(self, value: Any) -> Decimal | None:
         if isinstance(value, str):
             value = SPACES.sub("", value)
+            thousands = get_format("THOUSAND_SEPARATOR")
+            if thousands and thousands != get_format("DECIMAL_SEPARATOR"):
+                # "1,234.50" in English: a separator before groups of three digits only, so
+                # "1,5" is not read as 15.
+                grouping = rf"(?<=\d){re.escape(thousands)}(?=\d{{3}}(?:\D|$))"
+                value = re.sub(grouping, "", value)
         return super().to_python(value)
 
 
