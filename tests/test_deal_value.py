@@ -10,7 +10,6 @@ from decimal import Decimal
 import pytest
 from django.db import IntegrityError
 from django.urls import reverse
-from django.utils import translation
 
 from contacts.intake.capture import api_key_create
 from contacts.models import Contact, ContactAudit, ContactOutcome, DealEstimate, Event
@@ -116,9 +115,7 @@ def test_each_radio_has_its_own_label_and_each_field_its_label(sales_client, my_
 # --- The service ------------------------------------------------------------------------------
 
 
-def test_the_service_stores_amount_currency_and_product_and_tells_the_purchase(
-    sales_rep, my_lead
-):
+def test_the_service_stores_amount_currency_and_product_and_tells_the_purchase(sales_rep, my_lead):
     contact_outcome_record(
         contact=my_lead, user=sales_rep, outcome="won", amount=Decimal("4800.00"),
         currency="CHF", product="Plan Équipe",
