@@ -251,3 +251,27 @@ def test_another_rep_cannot_estimate_my_lead(client, other_rep, my_lead):
 
     assert response.status_code == 404
     assert not DealEstimate.objects.exists()
+
+
+# --- The demo ---------------------------------------------------------------------------------
+
+
+def test_the_demo_shows_revenue_per_source_and_estimated_open_deals(settings, client):
+    import io
+
+    from django.core.management import call_command
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    call_command("demo", stdout=io.StringIO(), contacts=300, events=6000)
+
+    won = ContactOutcome.objects.filter(result="won")
+    assert won.exists() and not won.filter(amount=None).exists()
+    assert not ContactOutcome.objects.filter(result="lost").exclude(amount=None).exists()
+    assert DealEstimate.objects.filter(contact__stage="sql").exists()
+    from django.contrib.auth.models import User
+
+    client.force_login(User.objects.get(username="claire"))  # the demo's marketer
+    html = client.get(reverse("dashboard-sources") + "?from=2020-01-01").content.decode()
+    total = html[html.index('<tr data-source="Total">') :]
+    revenue = total[total.index('data-figure="revenue"') :].split(">", 1)[1].split("<", 1)[0]
+    assert revenue != "—"
