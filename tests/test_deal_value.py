@@ -275,3 +275,27 @@ def test_the_demo_shows_revenue_per_source_and_estimated_open_deals(settings, cl
     total = html[html.index('<tr data-source="Total">') :]
     revenue = total[total.index('data-figure="revenue"') :].split(">", 1)[1].split("<", 1)[0]
     assert revenue != "—"
+
+
+def test_an_admin_records_a_won_deal_with_its_amount(admin_client):
+    contact = ContactFactory()
+    data = {"contact": contact.pk, "result": "won", "at_0": "2026-11-02", "at_1": "10:30:00",
+            "amount": "2500.00", "currency": "GBP", "product": "Pro"}  # fmt: skip
+
+    response = admin_client.post(reverse("admin:contacts_contactoutcome_add"), data)
+
+    assert response.status_code == 302
+    outcome = ContactOutcome.objects.get(contact=contact)
+    assert (outcome.amount, outcome.currency, outcome.source) == (Decimal(2500), "GBP", "admin")
+
+
+def test_the_admin_refuses_an_amount_on_a_lost_deal(admin_client):
+    contact = ContactFactory()
+    data = {"contact": contact.pk, "result": "lost", "at_0": "2026-11-02", "at_1": "10:30:00",
+            "amount": "100"}  # fmt: skip
+
+    response = admin_client.post(reverse("admin:contacts_contactoutcome_add"), data)
+
+    assert response.status_code == 200
+    assert "Seule une affaire gagnée a un montant." in response.content.decode()
+    assert not ContactOutcome.objects.filter(contact=contact).exists()
