@@ -148,6 +148,10 @@ REASONS: dict[str, Label] = {
         "“%(value)s” is not a legal basis: write consent, contract, legitimate interest or "
         "legal obligation."
     ),
+    "import_bad_amount": _(
+        "“%(value)s” is not an amount: write a number such as 1200 or 1 234,50 (not negative)."
+    ),
+    "import_bad_currency": _("“%(value)s” is not a currency code: write EUR, USD, GBP…"),
     "import_bad_outcome": _(
         "“%(value)s” is not an outcome: write won or lost (or converted 1 or 0, yes or no)."
     ),
