@@ -120,6 +120,25 @@ def seed(contacts: int, events: int, rep_id: int) -> None:
         """,
         [rep_id],
     )
+    # Every client's won outcome, with an amount (the sources panel's revenue), and an estimate
+    # on a third of the claimed SQLs (the pipeline's expected value).
+    execute(
+        """
+        INSERT INTO contacts_contactoutcome (contact_id, result, at, source, stage_change_id,
+            recorded_at, amount, currency, product)
+        SELECT s.contact_id, 'won', s.at, 'sales', s.id, s.at, 500 + (s.contact_id %% 50) * 100,
+            'EUR', ''
+        FROM contacts_stagechange s WHERE s.to_stage = 'client'
+        """
+    )
+    execute(
+        """
+        INSERT INTO contacts_dealestimate (contact_id, amount, currency, updated_by_id, updated_at)
+        SELECT c.id, 1000 + (c.id %% 20) * 250, 'EUR', c.owner_id, c.claimed_at
+        FROM contacts_contact c
+        WHERE c.stage = 'sql' AND c.owner_id IS NOT NULL AND c.id %% 3 = 0
+        """
+    )
     print(f"   stage changes and claims: {time.monotonic() - started:.0f} s", flush=True)
     low, high = (
         scalar("SELECT min(id) FROM contacts_contact"),
@@ -148,10 +167,24 @@ def seed(contacts: int, events: int, rep_id: int) -> None:
     execute("VACUUM ANALYZE contacts_contact")
     execute("VACUUM ANALYZE contact_search")  # the search reads it (autovacuum may be off)
     execute("VACUUM ANALYZE contacts_stagechange")
+    execute("VACUUM ANALYZE contacts_contactoutcome")
+    execute("VACUUM ANALYZE contacts_dealestimate")
     execute("VACUUM ANALYZE contacts_event")
     execute("VACUUM ANALYZE contacts_eventdailycount")
     execute("VACUUM ANALYZE contacts_stagestay")
     print(f"   analyzed: {time.monotonic() - started:.0f} s", flush=True)
+
+
+def bare_pipeline() -> None:
+    """The pipeline's grouping alone: claimed SQLs by rep, source and age, with estimates."""
+    execute(
+        """
+        SELECT c.owner_id, c.source_id, now() - coalesce(c.claimed_at, c.stage_entered_at)
+            < interval '1 day', count(*), count(e.contact_id), sum(e.amount)
+        FROM contacts_contact c LEFT JOIN contacts_dealestimate e ON e.contact_id = c.id
+        WHERE c.stage = 'sql' AND c.owner_id IS NOT NULL GROUP BY 1, 2, 3
+        """
+    )
 
 
 def sizes() -> tuple[int, int]:
@@ -167,6 +200,8 @@ def run(scale: float) -> list[dict]:
     marketer.groups.add(Group.objects.get_or_create(name="marketing")[0])
     rep, _ = User.objects.get_or_create(username="bench-rep")
     rep.groups.add(Group.objects.get_or_create(name="sales")[0])
+    manager, _ = User.objects.get_or_create(username="bench-manager")
+    manager.groups.add(Group.objects.get_or_create(name="sales_manager")[0])
     have_contacts, have_events = sizes()
     reuse = (
         os.environ.get("BENCH_REUSE") == "1"
@@ -189,6 +224,8 @@ def run(scale: float) -> list[dict]:
     marketer_client.force_login(marketer)
     rep_client = Client(HTTP_HOST="localhost")
     rep_client.force_login(rep)
+    manager_client = Client(HTTP_HOST="localhost")
+    manager_client.force_login(manager)
     htmx = {"HTTP_HX_REQUEST": "true"}
 
     pages: list[tuple[str, Client, str, Callable[[], object]]] = []
@@ -231,6 +268,7 @@ def run(scale: float) -> list[dict]:
              "c.source_id = (SELECT min(id) FROM contacts_leadsource) "
              "AND c.last_activity_at >= now() - interval '7 days'", [])),
         ("sales queue", rep_client, "/queue/", bare.queue),
+        ("pipeline (manager, every rep)", manager_client, "/pipeline/", bare_pipeline),
     ]  # fmt: skip
 
     results = []

@@ -9,6 +9,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from contacts.currencies import currency_choices, default_currency
 from contacts.custom_fields_admin import CustomFieldAdmin  # noqa: F401 (registers it)
 from contacts.forms import ContactForm
 from contacts.intake.capture import api_key_create, api_key_revoke
@@ -438,9 +439,17 @@ class SuppressionAdmin(ReadOnlyAdmin):
 
 
 class ContactOutcomeForm(forms.ModelForm):
+    # Left out: the site's currency.
+    currency = forms.ChoiceField(
+        label=_("Currency"), choices=currency_choices, required=False, initial=default_currency
+    )
+
     class Meta:
         model = ContactOutcome
-        fields = ["contact", "result", "at"]
+        fields = ["contact", "result", "at", "amount", "currency", "product"]
+
+    def clean_currency(self) -> str:
+        return self.cleaned_data.get("currency") or default_currency()
 
     def validate_unique(self) -> None:
         """A contact with a known outcome may get a new one: the service keeps the latest."""
@@ -451,8 +460,8 @@ class ContactOutcomeAdmin(admin.ModelAdmin):
     """Known outcomes (won or lost), mostly written by the sales queue; an admin may add one
     (source "admin") through the same service, which keeps the latest by date."""
 
-    list_display = ["at", "contact", "result", "source", "recorded_at"]
-    list_filter = ["result", "source"]
+    list_display = ["at", "contact", "result", "amount", "currency", "source", "recorded_at"]
+    list_filter = ["result", "source", "currency"]
     search_fields = ["contact__email"]
     list_select_related = ["contact"]
     raw_id_fields = ["contact"]
@@ -467,8 +476,9 @@ class ContactOutcomeAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: ContactOutcome, form, change: bool) -> None:  # type: ignore[no-untyped-def]
         saved = outcome_record(
-            contact=obj.contact, result=obj.result, at=obj.at, source=ContactOutcome.Source.ADMIN
-        )
+            contact=obj.contact, result=obj.result, at=obj.at, source=ContactOutcome.Source.ADMIN,
+            amount=obj.amount, currency=obj.currency, product=obj.product,
+        )  # fmt: skip
         obj.pk = saved.pk
         if saved.at != obj.at:
             messages.warning(

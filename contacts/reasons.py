@@ -181,6 +181,10 @@ REASONS: dict[str, Label] = {
         "“%(value)s” is not a legal basis: write consent, contract, legitimate interest or "
         "legal obligation."
     ),
+    "import_bad_amount": _(
+        "“%(value)s” is not an amount: write a number such as 1200 or 1 234,50 (not negative)."
+    ),
+    "import_bad_currency": _("“%(value)s” is not a currency code: write EUR, USD, GBP…"),
     "import_bad_outcome": _(
         "“%(value)s” is not an outcome: write won or lost (or converted 1 or 0, yes or no)."
     ),
@@ -241,6 +245,12 @@ REASONS: dict[str, Label] = {
         f"{_outcome(params.get('outcome'))}: {text(params['why'])}"
         if params.get("why")
         else _outcome(params.get("outcome"))
+    ),
+    # A rep's estimate of an open deal (contacts.sales.deals).
+    "estimate": lambda params: (
+        _("Expected amount: %(amount)s %(currency)s") % params
+        if params.get("amount")
+        else _("Expected amount removed")
     ),
     "system": pgettext_lazy("who moved a contact", "System"),
     # A ledger line of a score rule whose points fade with the age of the event.

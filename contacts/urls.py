@@ -6,6 +6,7 @@ from contacts.imports import views as import_views
 from contacts.intake import views as intake
 from contacts.intake import webhook_views
 from contacts.reports import views as dashboard_views
+from contacts.sales import pipeline as pipeline_views
 from contacts.sales import team_views
 from contacts.sales import views as queue_views
 
@@ -79,6 +80,12 @@ urlpatterns = [
         notification_views.notification_settings,
         name="notification-settings",
     ),
+    path(
+        "queue/leads/<int:pk>/estimate/",
+        queue_views.queue_lead_estimate,
+        name="queue-lead-estimate",
+    ),
+    path("pipeline/", pipeline_views.pipeline_view, name="pipeline"),
     path("f/<slug:key>/", intake.form_post, name="form-post"),
     path("t/", intake.beacon, name="beacon"),
     path("hooks/in/<slug:key>/", webhook_views.inbound_webhook, name="inbound-webhook"),

@@ -432,6 +432,9 @@ SLA_HOURS = env.int("SLA_HOURS", default=4)
 SLA_WARNING_HOURS = env.float("SLA_WARNING_HOURS", default=1.0)
 # How often an open page asks for the bell's unread count (htmx polling).
 NOTIFICATION_BELL_SECONDS = env.int("NOTIFICATION_BELL_SECONDS", default=30)
+# The currency of won deals unless a rep picks another (ISO 4217); the dashboard's revenue and
+# return on cost are in it (lead source costs are taken to be in it too). Never converted.
+DEFAULT_CURRENCY = env.str("DEFAULT_CURRENCY", default="EUR").strip().upper()
 # A claimed SQL with no outcome after this many hours goes back to the queue (beat, audited).
 CLAIM_RELEASE_HOURS = env.int("CLAIM_RELEASE_HOURS", default=48)
 # Erase prospects (any stage before client: suspect to SQL) with no activity, and no consent

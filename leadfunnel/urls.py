@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from contacts.intake import api_outcomes  # noqa: F401 (adds its routes to the API)
 from contacts.intake.api import api
 from leadfunnel import views
 

@@ -65,7 +65,7 @@ def test_a_lost_reason_sent_with_won_is_ignored(client):
 
     response = client.post(
         reverse("queue-lead", args=[lead.pk]),
-        {"outcome": "won", "lost_reason": "budget", "reason": "Signé"},
+        {"outcome": "won", "amount": "900", "lost_reason": "budget", "reason": "Signé"},
     )
 
     assert response.status_code == 302

@@ -31,7 +31,9 @@ def my_lead(sales_rep):
 
 
 def test_a_rep_winning_a_lead_records_it_won(sales_client, my_lead):
-    response = sales_client.post(reverse("queue-lead", args=[my_lead.pk]), {"outcome": "won"})
+    response = sales_client.post(
+        reverse("queue-lead", args=[my_lead.pk]), {"outcome": "won", "amount": "1200"}
+    )
 
     assert response.status_code == 302
     outcome = ContactOutcome.objects.get(contact=my_lead)

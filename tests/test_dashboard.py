@@ -294,7 +294,7 @@ PANEL_QUERIES = {
     # PostgreSQL: SET LOCAL work_mem for the percentiles, in a savepoint within the test's
     # transaction (savepoint, set, select, release).
     "dashboard-velocity": 4 if uses_postgres() else 1,
-    "dashboard-sources": 3,  # arrivals, costs, source names
+    "dashboard-sources": 4,  # arrivals, won deals, costs, source names
     "dashboard-sla": 1,
     "dashboard-touchpoints": 1,
     "score-distribution-panel": 1,

@@ -274,7 +274,9 @@ def test_the_contact_page_links_the_phone_and_the_email(marketer_client):
 
 
 def test_won_makes_a_client_records_a_purchase_and_audits(sales_client, sales_rep, my_lead):
-    response = sales_client.post(reverse("queue-lead", args=[my_lead.pk]), {"outcome": "won"})
+    response = sales_client.post(
+        reverse("queue-lead", args=[my_lead.pk]), {"outcome": "won", "amount": "1200"}
+    )
 
     assert response.status_code == 302
     my_lead.refresh_from_db()
@@ -346,7 +348,9 @@ def test_the_service_refuses_a_missing_reason_too(sales_rep, my_lead):
 def test_a_rep_cannot_record_the_outcome_of_someone_elses_lead(client, other_rep, my_lead):
     client.force_login(other_rep)
 
-    response = client.post(reverse("queue-lead", args=[my_lead.pk]), {"outcome": "won"})
+    response = client.post(
+        reverse("queue-lead", args=[my_lead.pk]), {"outcome": "won", "amount": "1200"}
+    )
 
     assert response.status_code == 404  # another rep's lead: as if it did not exist
     my_lead.refresh_from_db()
@@ -357,7 +361,7 @@ def test_an_outcome_on_a_lead_that_moved_on_is_a_message_not_a_500(sales_client,
     Contact.objects.filter(pk=my_lead.pk).update(stage=Contact.Stage.CLIENT)
 
     response = sales_client.post(
-        reverse("queue-lead", args=[my_lead.pk]), {"outcome": "won"}, follow=True
+        reverse("queue-lead", args=[my_lead.pk]), {"outcome": "won", "amount": "1200"}, follow=True
     )
 
     assert response.status_code == 200 and "Chloé Garnier" in said(response)

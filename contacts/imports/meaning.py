@@ -11,10 +11,13 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import date, datetime, time, tzinfo
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
 from django.utils import timezone
+
+from contacts.currencies import CURRENCY_CODES
 
 YES = frozenset({"yes", "y", "true", "t", "1", "x", "oui", "o", "vrai"})
 NO = frozenset({"no", "n", "false", "f", "0", "non", "faux"})
@@ -117,6 +120,33 @@ def _when(value: str, field: str, zone: tzinfo) -> datetime:
     return found
 
 
+# Symbols and codes written beside an amount ("1 200 €", "EUR 1,200.00"): not part of it.
+MONEY_NOISE = re.compile(r"[\s\u00a0\u202f€$£]|[A-Za-z]{3}")
+
+
+def money(value: str) -> Decimal:
+    """A deal's amount as files write it: "1 234,50", "1234.50", "1,234.50", "1.234,50 €".
+    The last of "," and "." is the decimal mark when both are there; a lone "," is one (the
+    French habit), unless it separates groups of three digits more than once."""
+    text = MONEY_NOISE.sub("", value)
+    if "," in text and "." in text:
+        thousands = "," if text.rindex(",") < text.rindex(".") else "."
+        text = text.replace(thousands, "").replace(",", ".")
+    elif text.count(",") > 1 and re.fullmatch(r"\d{1,3}(,\d{3})+", text):
+        text = text.replace(",", "")
+    elif text.count(".") > 1 and re.fullmatch(r"\d{1,3}(\.\d{3})+", text):
+        text = text.replace(".", "")
+    else:
+        text = text.replace(",", ".")
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        amount = None
+    if amount is None or not amount.is_finite() or amount < 0 or amount >= Decimal("1e12"):
+        raise BadValue("import_bad_amount", value=value)
+    return amount.quantize(Decimal("0.01"))
+
+
 def read_meaning(fields: dict[str, Any]) -> None:
     """Turn the meaning fields of a row, in place, into what they mean: flags into booleans
     (an "unsubscribed" yes is a do-not-email), consent and legal basis and outcome into their
@@ -138,6 +168,13 @@ def read_meaning(fields: dict[str, Any]) -> None:
     for name in DATES:
         if name in fields:
             fields[name] = when(fields[name], field=name)
+    if "outcome_amount" in fields:
+        fields["outcome_amount"] = money(fields["outcome_amount"])
+    if "outcome_currency" in fields:
+        code = fields["outcome_currency"].strip().upper()
+        if code not in CURRENCY_CODES:
+            raise BadValue("import_bad_currency", value=fields["outcome_currency"])
+        fields["outcome_currency"] = code
     if "legitimate_interest_notice_on" in fields:
         notice = fields["legitimate_interest_notice_on"]
         fields["legitimate_interest_notice_on"] = when(

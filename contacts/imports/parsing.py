@@ -37,7 +37,7 @@ IMPORT_FIELDS = (
 MEANING_FIELDS = (
     "source", "do_not_email", "do_not_call", "unsubscribed", "consent", "consent_at",
     "consent_basis", "consent_method", "legitimate_interest_notice_on",
-    "open_tracking_consent", "outcome", "outcome_at",
+    "open_tracking_consent", "outcome", "outcome_at", "outcome_amount", "outcome_currency",
 )  # fmt: skip
 MEANING_FIELDS_SET = frozenset(MEANING_FIELDS)
 IGNORE = ""
@@ -100,6 +100,10 @@ HEADER_ALIASES: dict[str, str] = {
     "outcome date": "outcome_at", "conversion date": "outcome_at",
     "converted date": "outcome_at", "date de conversion": "outcome_at",
     "close date": "outcome_at", "date de cloture": "outcome_at", "date du resultat": "outcome_at",
+    "amount": "outcome_amount", "montant": "outcome_amount", "deal amount": "outcome_amount",
+    "deal value": "outcome_amount", "montant gagne": "outcome_amount",
+    "montant de l affaire": "outcome_amount", "revenue": "outcome_amount",
+    "currency": "outcome_currency", "devise": "outcome_currency",
 }  # fmt: skip
 
 SAMPLE_BYTES = 8192
@@ -277,6 +281,8 @@ MEANING_LABELS = {
     "open_tracking_consent": gettext_lazy("Consent to open tracking (yes/no)"),
     "outcome": gettext_lazy("Outcome (won, lost, converted)"),
     "outcome_at": gettext_lazy("Outcome date"),
+    "outcome_amount": gettext_lazy("Amount won"),
+    "outcome_currency": gettext_lazy("Currency"),
 }
 
 

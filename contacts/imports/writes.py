@@ -25,6 +25,7 @@ import json
 import logging
 from collections import Counter
 from datetime import datetime
+from decimal import Decimal
 from itertools import compress
 from typing import Any
 
@@ -102,8 +103,9 @@ def batch_apply(job: ImportJob, batch: ImportGroups) -> tuple[Counter[str], list
     updated: dict[int, KnownContact] = {}
     become_leads: list[int] = []
     changed_fields: set[str] = set()
-    # (contact id, or None and the row of a contact to create; result; date if the file gave it)
-    outcomes: list[tuple[int | None, int, str, datetime | None]] = []
+    # (contact id, or None and the row of a contact to create; result; date if the file gave it;
+    # the won deal's amount and currency if it gave them)
+    outcomes: list[tuple[int | None, int, str, datetime | None, Decimal | None, str]] = []
     now = timezone.now()
     suppressed = _suppressed(emails.difference(by_email))
     for (kind, value), rows in batch.items():
@@ -120,7 +122,10 @@ def batch_apply(job: ImportJob, batch: ImportGroups) -> tuple[Counter[str], list
             for row in rows:
                 parsing.merge_fields(incoming, row.fields, overwrite=job.overwrite)
             opt_outs_win(incoming, [row.fields for row in rows])
-        outcome = (incoming.pop("outcome", None), incoming.pop("outcome_at", None))
+        outcome = (
+            incoming.pop("outcome", None), incoming.pop("outcome_at", None),
+            incoming.pop("outcome_amount", None), incoming.pop("outcome_currency", ""),
+        )  # fmt: skip
         found_by_email = by_email.get(value) if kind == "email" else None
         found_by_id = by_external_id.get(incoming.get("external_id", ""))
         conflict = _identity_conflict(incoming, found_by_email, found_by_id)
@@ -161,9 +166,15 @@ def batch_apply(job: ImportJob, batch: ImportGroups) -> tuple[Counter[str], list
         by_id = {id(person): pk for pk, person in zip(created_ids, created, strict=True)}
         outcomes_record(
             outcomes=[
-                (pk if pk is not None else by_id[person], result, at or job.started_at or now)
-                for pk, person, result, at in outcomes
-            ],
+                (
+                    pk if pk is not None else by_id[person],
+                    result,
+                    at or job.started_at or now,
+                    amount,
+                    currency,
+                )
+                for pk, person, result, at, amount, currency in outcomes
+            ],  # fmt: skip
             source=ContactOutcome.Source.IMPORT,
             created=created_set,
         )

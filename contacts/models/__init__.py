@@ -24,7 +24,7 @@ from contacts.models.intake import (
     Visitor,
     new_form_key,
 )
-from contacts.models.outcomes import ContactOutcome
+from contacts.models.outcomes import ContactOutcome, DealEstimate
 from contacts.models.people import (
     SEARCHED_COLUMNS,
     Contact,
@@ -58,6 +58,7 @@ __all__ = [
     "ContactAudit",
     "ContactMerge",
     "ContactOutcome",
+    "DealEstimate",
     "ContactQuerySet",
     "CustomField",
     "Event",

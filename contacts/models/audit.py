@@ -28,6 +28,7 @@ class ContactAudit(models.Model):
         ERASED = "erased", _("Personal data erased")
         PURGED = "purged", _("Erased for inactivity")
         EMAIL_CLEARED = "email_cleared", _("Email address cleared of its bounces")
+        ESTIMATED = "estimated", _("Deal estimate changed")
 
     # Kept when the contact is erased (the row is anonymised, not deleted).
     contact = models.ForeignKey(

@@ -1,11 +1,15 @@
-"""What became of a contact, as far as anyone knows: won or lost, when, and who said so."""
+"""What became of a contact, as far as anyone knows: won or lost, when, who said so, and for
+how much; and what a rep expects an open deal to bring (``DealEstimate``)."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from contacts.currencies import default_currency, validate_currency
 from contacts.models.funnel import StageChange
 from contacts.models.people import Contact
 
@@ -46,6 +50,14 @@ class ContactOutcome(models.Model):
         db_index=False,
     )
     recorded_at = models.DateTimeField(_("recorded"), default=timezone.now)
+    # What a won deal brought, in its own currency (never converted); none when lost or unknown.
+    amount = models.DecimalField(
+        _("amount"), max_digits=14, decimal_places=2, null=True, blank=True
+    )
+    currency = models.CharField(
+        _("currency"), max_length=3, default=default_currency, validators=[validate_currency]
+    )
+    product = models.CharField(_("product or plan"), max_length=200, blank=True)
 
     class Meta:
         ordering = ["-at"]
@@ -53,6 +65,18 @@ class ContactOutcome(models.Model):
         verbose_name_plural = _("contact outcomes")
         # The report reads the outcomes of a period.
         indexes = [models.Index(fields=["at"], name="contactoutcome_at")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(amount__gte=0),
+                name="contactoutcome_amount_not_negative",
+                violation_error_message=_("An amount cannot be negative."),
+            ),
+            models.CheckConstraint(
+                condition=Q(result="won") | Q(amount__isnull=True),
+                name="contactoutcome_amount_only_when_won",
+                violation_error_message=_("Only a won deal has an amount."),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.contact_id}: {self.result} ({self.at:%Y-%m-%d})"
@@ -60,3 +84,45 @@ class ContactOutcome(models.Model):
     @property
     def won(self) -> bool:
         return self.result == self.Result.WON
+
+
+class DealEstimate(models.Model):
+    """What the rep expects an open deal (a claimed SQL) to bring: the pipeline's expected value.
+    Its own narrow table rather than columns on the contacts table, which every import, event
+    and score update writes; one row per contact, kept when the deal closes (the outcome then
+    says what it brought)."""
+
+    contact = models.OneToOneField(
+        Contact,
+        verbose_name=_("contact"),
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="deal_estimate",
+    )
+    amount = models.DecimalField(_("expected amount"), max_digits=14, decimal_places=2)
+    currency = models.CharField(
+        _("currency"), max_length=3, default=default_currency, validators=[validate_currency]
+    )
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("estimated by"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    updated_at = models.DateTimeField(_("estimated"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("deal estimate")
+        verbose_name_plural = _("deal estimates")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(amount__gte=0),
+                name="dealestimate_amount_not_negative",
+                violation_error_message=_("An amount cannot be negative."),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.contact_id}: {self.amount} {self.currency}"

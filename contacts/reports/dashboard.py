@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Model
+from django.db.models import Count, Model, OuterRef, Subquery, Sum
 from django.utils import timezone
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
@@ -24,6 +25,7 @@ from django.utils.translation import ngettext
 
 from contacts.models import (
     Contact,
+    ContactOutcome,
     Event,
     EventDailyCount,
     LeadSource,
@@ -223,8 +225,10 @@ def sources(period: Period, by: str = "source") -> dict[str, Any]:
     """Per lead source: the people who arrived as lead, MQL, SQL and client in the period (each
     contact counted once per stage, at its first move up into it: going back and forth between
     lead and MQL is not a new lead), what the source cost over the period, and the cost per
-    lead and per client. Contacts are grouped by their source as it is now, so a source set
-    after the moves counts (``by="first_source"``: by the first source they had)."""
+    lead and per client; the deals won in the period, their revenue and average in the site's
+    currency, and the return on cost (revenue / cost). Contacts are grouped by their source
+    as it is now, so a source set after the moves counts (``by="first_source"``: by the first
+    source they had). Won deals in other currencies are counted apart, never converted."""
     if by not in SOURCE_GROUPINGS:
         raise ValueError(f"unknown grouping {by!r}")
     start, end = period.bounds()
@@ -240,24 +244,83 @@ def sources(period: Period, by: str = "source") -> dict[str, Any]:
     arrivals: dict[int | None, Counter[str]] = {}
     for source_id, stage, n in counts:
         arrivals.setdefault(source_id, Counter())[stage] = n
+    deals = won_deals(start, end, by)
     costs = source_costs(period.start, period.end)
     names = dict(
-        LeadSource.objects.filter(pk__in=set(arrivals) | set(costs)).values_list("pk", "name")
+        LeadSource.objects.filter(pk__in=set(arrivals) | set(costs) | set(deals)).values_list(
+            "pk", "name"
+        )
     )
     rows = [
-        _source_row(names[pk], arrivals.get(pk, Counter()), costs.get(pk))
+        _source_row(names[pk], arrivals.get(pk, Counter()), costs.get(pk), deals.get(pk))
         for pk in sorted(names, key=lambda pk: names[pk].lower())
     ]
-    if None in arrivals:
-        rows.append(_source_row(_("No source"), arrivals[None], None))
+    if None in arrivals or None in deals:
+        rows.append(
+            _source_row(_("No source"), arrivals.get(None, Counter()), None, deals.get(None))
+        )
     total_arrivals: Counter[str] = Counter()
     for counter in arrivals.values():
         total_arrivals.update(counter)
+    total_deals = Deals()
+    for won in deals.values():
+        total_deals.add(won)
     total_cost = sum(costs.values(), Decimal(0)) if costs else None
-    return {"rows": rows, "total": _source_row(_("Total"), total_arrivals, total_cost)}
+    return {
+        "rows": rows,
+        "total": _source_row(_("Total"), total_arrivals, total_cost, total_deals),
+        "currency": settings.DEFAULT_CURRENCY,
+        "other_currencies": sorted(total_deals.other_currencies),
+    }
 
 
-def _source_row(name: str, arrivals: Counter[str], cost: Decimal | None) -> dict[str, Any]:
+@dataclass
+class Deals:
+    """Won deals of a source: in the site's currency (count, revenue), and elsewhere (count
+    per currency, not summed with the rest)."""
+
+    won: int = 0
+    revenue: Decimal = Decimal(0)
+    other_currencies: Counter[str] = field(default_factory=Counter)
+
+    def add(self, other: Deals) -> None:
+        self.won += other.won
+        self.revenue += other.revenue
+        self.other_currencies.update(other.other_currencies)
+
+
+def won_deals(start: datetime, end: datetime, by: str = "source") -> dict[int | None, Deals]:
+    """Won outcomes with an amount dated in [start, end), per source and currency: a range of
+    the outcomes' date index, one row per client, each looking its contact's source up by
+    primary key. A subquery rather than a join on purpose: joined, PostgreSQL hashed the whole
+    contacts table (an index-only scan of every contact, 40 ms at bench ``dashboard`` scale
+    0.05 for 857 deals, growing with the contacts); looked up, it costs per deal in the period
+    (13 ms for 1,607 deals over 90 days, same data, shared machine at load 9)."""
+    source = Contact.objects.filter(pk=OuterRef("contact_id")).values(by)[:1]
+    rows = (
+        ContactOutcome.objects.filter(
+            result=ContactOutcome.Result.WON, at__gte=start, at__lt=end, amount__isnull=False
+        )
+        .annotate(deal_source=Subquery(source))
+        .values_list("deal_source", "currency")
+        .annotate(n=Count("*"), revenue=Sum("amount"))
+        .order_by()
+    )
+    deals: dict[int | None, Deals] = {}
+    for source_id, currency, n, revenue in rows:
+        won = deals.setdefault(source_id, Deals())
+        if currency == settings.DEFAULT_CURRENCY:
+            won.won += n
+            won.revenue += revenue
+        else:
+            won.other_currencies[currency] += n
+    return deals
+
+
+def _source_row(
+    name: str, arrivals: Counter[str], cost: Decimal | None, deals: Deals | None = None
+) -> dict[str, Any]:
+    deals = deals or Deals()
     return {
         "name": name,
         "leads": arrivals[Contact.Stage.LEAD],
@@ -267,6 +330,11 @@ def _source_row(name: str, arrivals: Counter[str], cost: Decimal | None) -> dict
         "cost": cost,
         "cost_per_lead": _per(cost, arrivals[Contact.Stage.LEAD]),
         "cost_per_client": _per(cost, arrivals[Contact.Stage.CLIENT]),
+        "won": deals.won,
+        "revenue": deals.revenue if deals.won else None,
+        "average_deal": _per(deals.revenue, deals.won),
+        "return_on_cost": (deals.revenue / cost).quantize(Decimal("0.01")) if cost else None,
+        "other_currencies": sorted(deals.other_currencies.items()),
     }
 
 

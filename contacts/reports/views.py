@@ -106,12 +106,29 @@ def sources_panel(request: HttpRequest) -> HttpResponse:
         {"label": _("Leads"), "data": [row["leads"] for row in rows]},
         {"label": _("Clients"), "data": [row["clients"] for row in rows]},
     )
+    earning = [row for row in rows if row["revenue"]]
+    revenue_chart = chart(
+        "bar",
+        [row["name"] for row in earning],
+        {
+            "label": _("Revenue (%(currency)s)") % {"currency": figures["currency"]},
+            "data": [float(row["revenue"]) for row in earning],
+        },
+    )
     return render_panel(
         request,
         "contacts/panels/sources.html",
         period,
         notices,
-        {"rows": rows, "total": figures["total"], "chart": figure, "by": by},
+        {
+            "rows": rows,
+            "total": figures["total"],
+            "chart": figure,
+            "revenue_chart": revenue_chart if earning else None,
+            "currency": figures["currency"],
+            "other_currencies": figures["other_currencies"],
+            "by": by,
+        },
     )
 
 

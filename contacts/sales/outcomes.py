@@ -1,13 +1,16 @@
-"""Outcomes a rep records on a claimed contact: won, lost (with a reason), referred back."""
+"""Outcomes a rep records on a claimed contact: won (with what the deal brought), lost (with a
+reason), referred back."""
 
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils.translation import gettext as _
 
+from contacts.currencies import default_currency
 from contacts.events import event_record
 from contacts.models import (
     LOST_REASONS,
@@ -42,11 +45,19 @@ def contact_outcome_record(
     outcome: str,
     lost_reason: str = "",
     reason: str = "",
+    amount: Decimal | None = None,
+    currency: str = "",
+    product: str = "",
 ) -> StageChange:
-    """The rep's verdict on their SQL: won (→ client, with a purchase event), lost (a reason
-    from the list, or "other" with words) or recycled to marketing (→ lead, with words).
-    Lost and recycled leads leave the rep: if they come back as SQLs they wait in the queue."""
+    """The rep's verdict on their SQL: won (→ client, with a purchase event; the deal's amount,
+    currency and product if known), lost (a reason from the list, or "other" with words) or
+    recycled to marketing (→ lead, with words). Lost and recycled leads leave the rep: if they
+    come back as SQLs they wait in the queue. An amount goes with won only."""
     reason = reason.strip()
+    if outcome != Outcome.WON:
+        amount, product = None, ""
+    if amount is not None and amount < 0:
+        raise OutcomeRefused(_("An amount cannot be negative."))
     current = (
         Contact.objects.select_for_update(of=("self",)).select_related("owner").get(pk=contact.pk)
     )
@@ -85,12 +96,17 @@ def contact_outcome_record(
     if outcome in (Outcome.WON, Outcome.LOST):
         outcome_record(
             contact=current, result=outcome, at=change.at, source=ContactOutcome.Source.SALES,
-            stage_change=change,
+            stage_change=change, amount=amount, currency=currency, product=product,
         )  # fmt: skip
     if outcome == Outcome.WON:
         event_record(
             contact=current, type=Event.Type.PURCHASE, source="sales",
-            properties={"recorded_by": user.get_username(), "stage_change_id": change.pk},
+            properties={
+                "recorded_by": user.get_username(), "stage_change_id": change.pk,
+                **({"amount": str(amount), "currency": currency or default_currency()}
+                   if amount is not None else {}),
+                **({"product": product} if product else {}),
+            },
             idempotency_key=f"won:{change.pk}",
         )  # fmt: skip
     else:

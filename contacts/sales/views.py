@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 
 from contacts import access
 from contacts.access import Act
-from contacts.models import LOST_REASONS, Contact, StageChange
+from contacts.models import LOST_REASONS, Contact, DealEstimate, StageChange
 from contacts.notification_text import render as render_notification
 from contacts.roles import SALES, is_sales_manager, role_required
 from contacts.sales.claims import (
@@ -26,6 +26,13 @@ from contacts.sales.claims import (
     contact_claim,
     contact_claim_next,
     notifications_take,
+)
+from contacts.sales.deals import (
+    AmountField,
+    DealEstimateForm,
+    EstimateRefused,
+    currency_field,
+    deal_estimate_set,
 )
 from contacts.sales.outcomes import OutcomeRefused, contact_outcome_record
 from contacts.views import partial_or_page, visible_contact_or_404
@@ -105,6 +112,10 @@ def taken_leads(request: HttpRequest) -> list[dict]:
 
 
 class OutcomeForm(forms.Form):
+    """Each outcome with the fields that apply to it: won → amount (required), currency and
+    product; lost → why, and words only for "Other"; recycled → words. What is sent for
+    another outcome than the one chosen is ignored (a page without CSS shows every field)."""
+
     outcome = forms.ChoiceField(
         label=gettext_lazy("Outcome"),
         widget=forms.RadioSelect,
@@ -113,6 +124,15 @@ class OutcomeForm(forms.Form):
             (StageChange.Outcome.LOST, gettext_lazy("Lost")),
             (StageChange.Outcome.RECYCLED, gettext_lazy("Back to marketing (recycle)")),
         ],
+    )
+    amount = AmountField(
+        label=gettext_lazy("Amount won"),
+        required=False,
+        help_text=gettext_lazy("What the deal brings, tax excluded: 0 if nothing."),
+    )
+    currency = currency_field(required=False)
+    product = forms.CharField(
+        label=gettext_lazy("Product or plan (optional)"), required=False, max_length=200
     )
     lost_reason = forms.ChoiceField(
         label=gettext_lazy("Why lost"),
@@ -129,6 +149,13 @@ class OutcomeForm(forms.Form):
     def clean(self) -> dict:
         data = super().clean() or {}
         outcome, reason = data.get("outcome"), (data.get("reason") or "").strip()
+        if outcome == StageChange.Outcome.WON:
+            if data.get("amount") is None and "amount" not in self.errors:
+                self.add_error("amount", _("Enter the amount won (0 if nothing)."))
+        else:
+            data["amount"], data["product"] = None, ""
+            for name in ("amount", "currency"):  # a stray amount with lost says nothing
+                self.errors.pop(name, None)
         if outcome == StageChange.Outcome.LOST:
             if not data.get("lost_reason"):
                 self.add_error("lost_reason", _("Say why the lead was lost."))
@@ -150,7 +177,10 @@ def queue_lead(request: HttpRequest, pk: int) -> HttpResponse:
         # Seeing a lead (a manager, their team's) is not working it: outcomes are the owner's.
         act=Act.RECORD_OUTCOME if request.method == "POST" else Act.VIEW,
     )
-    form = OutcomeForm(request.POST if request.method == "POST" else None)
+    form = OutcomeForm(
+        request.POST if request.method == "POST" else None,
+        initial={"currency": settings.DEFAULT_CURRENCY},
+    )
     status = 200
     if request.method == "POST":
         if form.is_valid():
@@ -165,9 +195,28 @@ def queue_lead(request: HttpRequest, pk: int) -> HttpResponse:
             )
             return redirect("queue-mine")
         status = 400
+    return _lead_page(request, contact, form=form, status=status)
+
+
+def _lead_page(
+    request: HttpRequest,
+    contact: Contact,
+    *,
+    form: OutcomeForm | None = None,
+    estimate_form: DealEstimateForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    estimate = DealEstimate.objects.filter(contact=contact).first()
+    if estimate_form is None:
+        initial = {"expected_currency": settings.DEFAULT_CURRENCY}
+        if estimate is not None:
+            initial = {"expected_amount": estimate.amount, "expected_currency": estimate.currency}
+        estimate_form = DealEstimateForm(initial=initial)
     context = {
         "contact": contact,
-        "form": form,
+        "form": form or OutcomeForm(initial={"currency": settings.DEFAULT_CURRENCY}),
+        "estimate": estimate,
+        "estimate_form": estimate_form,
         "yours": contact.owner_id == request.user.pk and contact.stage == Contact.Stage.SQL,
         # A manager opening a rep's lead of their team: the team page reassigns or releases it.
         "team_lead": contact.stage == Contact.Stage.SQL
@@ -177,3 +226,25 @@ def queue_lead(request: HttpRequest, pk: int) -> HttpResponse:
         "events": contact.events.all()[:RECENT_EVENTS],
     }
     return render(request, "contacts/queue_lead.html", context, status=status)
+
+
+@require_POST
+@role_required(SALES)
+def queue_lead_estimate(request: HttpRequest, pk: int) -> HttpResponse:
+    """The rep's expected amount for their open deal (empty: no estimate), for the pipeline."""
+    contact = visible_contact_or_404(
+        request, pk, Contact.objects.select_related("source", "owner"), act=Act.RECORD_OUTCOME
+    )
+    form = DealEstimateForm(request.POST)
+    if not form.is_valid():
+        return _lead_page(request, contact, estimate_form=form, status=400)
+    try:
+        deal_estimate_set(
+            contact=contact, user=request.user, amount=form.cleaned_data["expected_amount"],
+            currency=form.cleaned_data["expected_currency"],
+        )  # fmt: skip
+    except EstimateRefused as refusal:
+        messages.error(request, str(refusal))
+    else:
+        messages.success(request, _("Expected amount saved."))
+    return redirect("queue-lead", pk=pk)

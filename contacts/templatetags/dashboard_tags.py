@@ -22,6 +22,14 @@ def money(value: Decimal | None) -> str:
 
 
 @register.filter
+def ratio(value: Decimal | None) -> str:
+    """Revenue over cost as "3.20×" in the reader's number format; "—" when unknown."""
+    if value is None:
+        return "—"
+    return _("%(value)s×") % {"value": number_format(value, 2, force_grouping=True)}
+
+
+@register.filter
 def duration(seconds: float | None) -> str:
     """A length of time in the unit that reads best: minutes, hours or days."""
     if seconds is None:

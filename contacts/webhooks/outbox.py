@@ -87,11 +87,19 @@ def webhooks_outcomes_recorded(outcomes: Iterable[ContactOutcome]) -> int:
         EventType.OUTCOME_RECORDED,
         (
             (outcome.contact_id,
-             {"result": outcome.result, "at": outcome.at, "recorded_from": outcome.source},
+             {"result": outcome.result, "at": outcome.at, "recorded_from": outcome.source,
+              **_deal(outcome)},
              outcome.source == ContactOutcome.Source.IMPORT)
             for outcome in outcomes
         ),
     )  # fmt: skip
+
+
+def _deal(outcome: ContactOutcome) -> dict[str, Any]:
+    """A won deal's amount (a decimal string), currency and product, when known."""
+    if outcome.amount is None:
+        return {}
+    return {"amount": str(outcome.amount), "currency": outcome.currency, "product": outcome.product}
 
 
 def webhooks_unsubscribed(contact: Contact, *, via: str) -> int:

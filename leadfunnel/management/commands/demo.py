@@ -11,6 +11,7 @@ import time
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from itertools import pairwise
 from typing import Any
 
@@ -24,6 +25,7 @@ from django.utils import timezone
 from contacts.models import (
     Contact,
     ContactOutcome,
+    DealEstimate,
     Event,
     LeadSource,
     SalesRep,
@@ -565,6 +567,39 @@ def fit_install() -> None:
     fit_recompute()
 
 
+def deals_priced(outcomes: list[ContactOutcome], events: list[Event]) -> list[ContactOutcome]:
+    """Won deals carry what their purchase event says (plan, amount, currency): the
+    dashboard's revenue per source."""
+    plans = {name for name, _price in PLANS}
+    bought: dict[int, Event] = {}
+    for purchase in sorted(events, key=lambda e: e.occurred_at):
+        if purchase.type == EventType.PURCHASE and purchase.properties.get("product") in plans:
+            bought.setdefault(purchase.contact.pk, purchase)
+    for outcome in outcomes:
+        purchase = bought.get(outcome.contact_id)
+        if outcome.result == ContactOutcome.Result.WON and purchase is not None:
+            outcome.product = purchase.properties["product"]
+            outcome.amount = Decimal(str(purchase.properties["amount"]))
+            outcome.currency = purchase.properties.get("currency", "EUR")
+    return outcomes
+
+
+def open_deal_estimates(seed: int, timelines: list[Timeline]) -> list[DealEstimate]:
+    """Half the claimed SQLs carry their rep's estimate (the manager's pipeline); a random
+    generator of their own, so the rest of the demo stays as it was for a seed."""
+    rng = random.Random(seed + 1)  # noqa: S311 (repeatable demo data, not secrets)
+    estimates = []
+    for timeline in timelines:
+        contact = timeline.contact
+        if contact.stage == Contact.Stage.SQL and contact.owner_id and rng.random() < 0.5:
+            _plan, amount = rng.choice(PLANS)
+            estimates.append(
+                DealEstimate(contact=contact, amount=amount, updated_by_id=contact.owner_id,
+                             updated_at=contact.claimed_at or contact.stage_entered_at)
+            )  # fmt: skip
+    return estimates
+
+
 def demo_loaded() -> bool:
     return LeadSource.objects.filter(slug__in=SOURCE_SLUGS).exists()
 
@@ -599,7 +634,10 @@ def load_funnel(
     Contact.objects.bulk_create([t.contact for t in timelines], batch_size=BATCH_SIZE)
     changes = sorted((c for t in timelines for c in t.changes), key=lambda c: c.at)
     StageChange.objects.bulk_create(changes, batch_size=BATCH_SIZE)
-    ContactOutcome.objects.bulk_create(outcomes_from_stage_changes(changes), batch_size=BATCH_SIZE)
+    ContactOutcome.objects.bulk_create(
+        deals_priced(outcomes_from_stage_changes(changes), activity), batch_size=BATCH_SIZE
+    )
+    DealEstimate.objects.bulk_create(open_deal_estimates(seed, timelines), batch_size=BATCH_SIZE)
     everything = activity + [stage_change_event(change) for change in changes]
     everything.sort(key=lambda planned: planned.occurred_at)
     Event.objects.bulk_create(everything, batch_size=BATCH_SIZE)
