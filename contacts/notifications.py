@@ -40,3 +40,22 @@ def notify(
         if user_id is not None and user_id != skip_user_id
     ]
     return Notification.objects.bulk_create(rows)
+
+
+def notify_each(
+    *,
+    kind: str,
+    items: Iterable[tuple[int, int | None, dict[str, Any]]],
+    at: datetime | None = None,
+) -> list[Notification]:
+    """``notify`` for sweeps that tell many users different things at once: one notification
+    of ``kind`` per ``(user_id, contact_id, params)``, in one INSERT (the reminder sweep tells
+    10,000 reps in seconds, bench ``reminders``). Same order as ``items``."""
+    at = at or timezone.now()
+    rows = [
+        Notification(
+            user_id=user_id, kind=kind, contact_id=contact_id, params=params, created_at=at
+        )  # fmt: skip
+        for user_id, contact_id, params in items
+    ]
+    return Notification.objects.bulk_create(rows)

@@ -15,6 +15,7 @@ from contacts.intake.webhook_capture import (
 from contacts.pipeline import events_process, events_sweep
 from contacts.privacy import contacts_purge_inactive
 from contacts.sales.claims import claims_release_stale
+from contacts.sales.follow_ups import no_next_step_flag, reminders_send
 from contacts.webhooks.delivery import deliveries_send, webhooks_tick
 
 
@@ -84,3 +85,13 @@ def send_webhooks_task() -> int:
 @shared_task
 def webhooks_tick_task() -> dict[str, int]:
     return webhooks_tick()
+
+
+@shared_task
+def send_reminders_task() -> int:
+    return reminders_send()
+
+
+@shared_task
+def flag_no_next_step_task() -> int:
+    return no_next_step_flag()

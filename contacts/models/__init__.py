@@ -10,6 +10,7 @@ from contacts import reasons
 from contacts.models.audit import ContactAudit, Notification
 from contacts.models.custom_fields import CustomField
 from contacts.models.events import Event, EventDailyCount, EventQuerySet, EventRow, PendingEvent
+from contacts.models.follow_ups import FollowUp, FollowUpQuerySet, NextStepFlag
 from contacts.models.funnel import ALLOWED_TRANSITIONS, LOST_REASONS, StageChange, StageStay
 from contacts.models.imports import ImportJob, ImportPlaceholder, ImportRowError, SavedMapping
 from contacts.models.inbound import InboundDelivery, InboundSource
@@ -63,6 +64,8 @@ __all__ = [
     "EventDailyCount",
     "EventQuerySet",
     "EventRow",
+    "FollowUp",
+    "FollowUpQuerySet",
     "Form",
     "ImportJob",
     "ImportPlaceholder",
@@ -74,6 +77,7 @@ __all__ = [
     "LeadSourceAlias",
     "LeadSourceCost",
     "Notification",
+    "NextStepFlag",
     "PendingEvent",
     "SEARCHED_COLUMNS",
     "SalesRep",
