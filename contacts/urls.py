@@ -6,6 +6,7 @@ from contacts.imports import views as import_views
 from contacts.intake import views as intake
 from contacts.intake import webhook_views
 from contacts.reports import views as dashboard_views
+from contacts.sales import follow_up_views
 from contacts.sales import views as queue_views
 
 urlpatterns = [
@@ -54,6 +55,14 @@ urlpatterns = [
     path("queue/<int:pk>/claim/", queue_views.queue_claim, name="queue-claim"),
     path("queue/mine/", queue_views.my_leads, name="queue-mine"),
     path("queue/leads/<int:pk>/", queue_views.queue_lead, name="queue-lead"),
+    path("queue/today/", follow_up_views.my_day, name="my-day"),
+    path("queue/follow-ups/new/", follow_up_views.follow_up_add, name="follow-up-add"),
+    path("queue/follow-ups/<int:pk>/done/", follow_up_views.follow_up_done, name="follow-up-done"),
+    path(
+        "queue/follow-ups/<int:pk>/reschedule/",
+        follow_up_views.follow_up_move,
+        name="follow-up-move",
+    ),
     path("f/<slug:key>/", intake.form_post, name="form-post"),
     path("t/", intake.beacon, name="beacon"),
     path("hooks/in/<slug:key>/", webhook_views.inbound_webhook, name="inbound-webhook"),

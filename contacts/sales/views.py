@@ -24,6 +24,7 @@ from contacts.sales.claims import (
     contact_claim_next,
     notifications_take,
 )
+from contacts.sales.follow_up_views import follow_up_card_context
 from contacts.sales.outcomes import OutcomeRefused, contact_outcome_record
 from contacts.views import partial_or_page, visible_contact_or_404
 
@@ -180,5 +181,6 @@ def queue_lead(request: HttpRequest, pk: int) -> HttpResponse:
         "form": form,
         "yours": contact.owner_id == request.user.pk and contact.stage == Contact.Stage.SQL,
         "events": contact.events.all()[:RECENT_EVENTS],
+        **follow_up_card_context(request, contact),
     }
     return render(request, "contacts/queue_lead.html", context, status=status)
