@@ -6,7 +6,7 @@ from contacts.imports import views as import_views
 from contacts.intake import views as intake
 from contacts.intake import webhook_views
 from contacts.reports import views as dashboard_views
-from contacts.sales import follow_up_views
+from contacts.sales import follow_up_views, my_settings
 from contacts.sales import views as queue_views
 
 urlpatterns = [
@@ -56,6 +56,7 @@ urlpatterns = [
     path("queue/mine/", queue_views.my_leads, name="queue-mine"),
     path("queue/leads/<int:pk>/", queue_views.queue_lead, name="queue-lead"),
     path("queue/today/", follow_up_views.my_day, name="my-day"),
+    path("me/settings/", my_settings.my_settings, name="my-settings"),
     path("queue/follow-ups/new/", follow_up_views.follow_up_add, name="follow-up-add"),
     path("queue/follow-ups/<int:pk>/done/", follow_up_views.follow_up_done, name="follow-up-done"),
     path(

@@ -207,3 +207,46 @@ def test_my_day_is_for_sales_users(marketer_client):
 
 def test_the_nav_links_to_my_day_for_sales_users(sales_client):
     assert f'href="{reverse("my-day")}"' in sales_client.get(reverse("queue")).content.decode()
+
+
+def test_a_rep_sets_their_time_zone_and_my_day_follows_it(sales_client, sales_rep):
+    response = sales_client.post(
+        reverse("my-settings"), {"time_zone": "America/Montreal", "email_digest": "off"}
+    )
+    assert response.status_code == 302
+    rep = SalesRep.objects.get(user=sales_rep)
+    assert (rep.time_zone, rep.email_digest) == ("America/Montreal", "off")
+    assert "America/Montreal" in sales_client.get(reverse("my-day")).content.decode()
+    page = sales_client.get(reverse("my-settings")).content.decode()
+    assert 'value="America/Montreal" selected' in page
+
+
+def test_an_unknown_time_zone_is_refused(sales_client, sales_rep):
+    response = sales_client.post(
+        reverse("my-settings"), {"time_zone": "Mars/Olympus", "email_digest": "daily"}
+    )
+    assert response.status_code == 400 and not SalesRep.objects.exists()
+
+
+# 03:30 UTC on 10 March 2026: already the 10th in Paris (04:30), still the 9th in Montreal (23:30).
+BOUNDARY = datetime(2026, 3, 10, 3, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("zone", "today", "upcoming"),
+    [
+        ("Europe/Paris", ["Late tonight", "Lunch call"], []),
+        ("America/Montreal", ["Late tonight"], ["Lunch call"]),
+    ],
+)
+def test_today_is_the_reps_day_not_the_servers(sales_client, sales_rep, zone, today, upcoming):
+    SalesRep.objects.create(user=sales_rep, time_zone=zone)
+    with time_machine.travel(BOUNDARY - timedelta(hours=1), tick=False):
+        task(sales_rep, "Late tonight", BOUNDARY + timedelta(minutes=15))  # 23:45 Montreal
+        task(sales_rep, "Lunch call", datetime(2026, 3, 10, 11, 0, tzinfo=UTC))
+    with time_machine.travel(BOUNDARY, tick=False):
+        body = sales_client.get(reverse("my-day")).content.decode()
+    for title in today:
+        assert title in section(body, "today")
+    for title in upcoming:
+        assert title in section(body, "upcoming") and title not in section(body, "today")
