@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +30,8 @@ from contacts.sales.time_zones import zone
 logger = logging.getLogger(__name__)
 
 REMINDER_BATCH = 500
+# SMTP connections a batch's emails share (threads): see _send_emails.
+REMINDER_CONNECTIONS = 8
 
 
 class FollowUpRefused(Exception):
@@ -156,10 +159,16 @@ def _reminders_batch(*, now: datetime, batch: int) -> tuple[int, int, bool]:
 def _send_emails(
     due: list[FollowUp], reps: dict[int, _Rep]
 ) -> tuple[list[FollowUp], list[FollowUp], bool]:
-    """Email each reminder over one connection. Returns the reminders finished (emailed, or
-    not to be emailed), those emailed, and whether the mail server failed (the rest wait)."""
+    """Email the batch's reminders. Returns the reminders finished (emailed, or not to be
+    emailed), those emailed, and whether the mail server failed (the rest wait).
+
+    The batch is shared between REMINDER_CONNECTIONS threads, each sending over its own
+    connection (one ``get_connection()`` each): a message costs a few SMTP round trips, which
+    one connection waits for in turn. Bench ``reminders`` (2,000 due at once, local aiosmtpd
+    sink, shared 2-core machine at load 7.3, interleaved): 177 reminders/s over 1 connection,
+    184-205 over 4, 221-222 over 8, 189-199 over 16. Rendering costs 0.28 ms a message and
+    Django's MIME building 0.78 ms; the rest is the sink's time."""
     finished: list[FollowUp] = []
-    emailed: list[FollowUp] = []
     to_send = []
     for follow_up in due:
         rep = reps.get(follow_up.owner_id)
@@ -168,7 +177,26 @@ def _send_emails(
         else:
             to_send.append((follow_up, _reminder_email(follow_up, rep)))
     if not to_send:
-        return finished, emailed, False
+        return finished, [], False
+    ways = min(REMINDER_CONNECTIONS, len(to_send))
+    with ThreadPoolExecutor(ways, thread_name_prefix="reminders") as pool:
+        outcomes = list(
+            pool.map(_send_over_one_connection, [to_send[i::ways] for i in range(ways)])
+        )
+    emailed: list[FollowUp] = []
+    stop = False
+    for done, sent, failed in outcomes:
+        finished += done
+        emailed += sent
+        stop |= failed
+    return finished, emailed, stop
+
+
+def _send_over_one_connection(
+    to_send: list[tuple[FollowUp, EmailMessage]],
+) -> tuple[list[FollowUp], list[FollowUp], bool]:
+    finished: list[FollowUp] = []
+    emailed: list[FollowUp] = []
     connection = get_connection()
     try:
         connection.open()
