@@ -59,7 +59,7 @@ def reset_claims() -> None:
             "UPDATE contacts_contact SET owner_id = NULL, claimed_at = NULL "
             "WHERE stage = 'sql' AND owner_id IS NOT NULL"
         )
-        cursor.execute("TRUNCATE contacts_notification, contacts_contactaudit")
+        cursor.execute("TRUNCATE contacts_followup, contacts_notification, contacts_contactaudit")
         cursor.execute("VACUUM ANALYZE contacts_contact")
 
 

@@ -250,3 +250,12 @@ def test_today_is_the_reps_day_not_the_servers(sales_client, sales_rep, zone, to
         assert title in section(body, "today")
     for title in upcoming:
         assert title in section(body, "upcoming") and title not in section(body, "today")
+
+
+def test_reschedule_without_javascript_shows_its_form_then_goes_back(sales_client, sales_rep):
+    follow_up = task(sales_rep, "Ring Zoé", timezone.now() + timedelta(hours=1))
+    url = reverse("follow-up-move", args=[follow_up.pk])
+    page = sales_client.get(url, {"next": reverse("my-day")}).content.decode()
+    assert 'name="due_at"' in page and "Ring Zoé" in page
+    response = sales_client.post(url, {"due_at": "2099-02-03T08:15", "next": reverse("my-day")})
+    assert response["Location"] == reverse("my-day")

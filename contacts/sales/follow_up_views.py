@@ -17,7 +17,7 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from contacts.models import Contact, FollowUp
 from contacts.roles import SALES, role_required
@@ -107,7 +107,6 @@ def my_day_context(request: HttpRequest) -> dict[str, Any]:
         "flag_hours": settings.FOLLOW_UP_FLAG_HOURS,
         "upcoming_days": UPCOMING_DAYS,
         "time_zone": rep_time_zone(user).key,
-        "reschedule_initial": (now + timedelta(days=1)).astimezone(rep_time_zone(user)),
     }
 
 
@@ -155,10 +154,15 @@ def follow_up_done(request: HttpRequest, pk: int) -> HttpResponse:
     return _after_change(request, follow_up)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @role_required(SALES)
 def follow_up_move(request: HttpRequest, pk: int) -> HttpResponse:
-    follow_up = get_object_or_404(FollowUp, pk=pk, owner=request.user)
+    """GET: the form (a page of its own: My day stays light); POST: move the follow-up."""
+    follow_up = get_object_or_404(FollowUp, pk=pk, owner=request.user, done_at__isnull=True)
+    if request.method == "GET":
+        form = RescheduleForm(initial={"due_at": _next_hour(request, days=1)})
+        context = {"form": form, "follow_up": follow_up, "back": _back(request, None)}
+        return render(request, "contacts/follow_up_form.html", context)
     form = RescheduleForm(request.POST)
     if not form.is_valid():
         context = {"form": form, "follow_up": follow_up, "back": _back(request, None)}
@@ -178,7 +182,6 @@ def follow_up_card_context(request: HttpRequest, contact: Contact) -> dict[str, 
     return {
         "follow_ups": contact.follow_ups.open().filter(owner=request.user),
         "follow_up_form": FollowUpForm(initial=initial),
-        "reschedule_initial": _next_hour(request) + timedelta(days=1),
     }
 
 
@@ -190,7 +193,7 @@ def _after_change(request: HttpRequest, follow_up: FollowUp) -> HttpResponse:
 
 
 def _back(request: HttpRequest, contact: Contact | None) -> str:
-    url = request.POST.get("next", "")
+    url = request.POST.get("next", "") or request.GET.get("next", "")
     if url and url_has_allowed_host_and_scheme(url, {request.get_host()}, request.is_secure()):
         return url
     if contact is not None:
@@ -198,6 +201,7 @@ def _back(request: HttpRequest, contact: Contact | None) -> str:
     return reverse("my-day")
 
 
-def _next_hour(request: HttpRequest) -> Any:
+def _next_hour(request: HttpRequest, days: int = 0) -> Any:
+    """The next full hour in the rep's zone (``days`` later): a due time to start from."""
     local = timezone.now().astimezone(rep_time_zone(request.user))
-    return (local + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+    return (local + timedelta(days=days, hours=1)).replace(minute=0, second=0, microsecond=0)
