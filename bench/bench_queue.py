@@ -17,6 +17,7 @@ from django.db import connection, connections
 from django.test import Client
 
 from bench.common import percentile, result, timings_ms
+from bench.queue_my_day import my_day_row
 from contacts.sales.claims import ClaimRefused, contact_claim, contact_claim_next
 
 NAME = "queue"
@@ -58,7 +59,7 @@ def reset_claims() -> None:
             "UPDATE contacts_contact SET owner_id = NULL, claimed_at = NULL "
             "WHERE stage = 'sql' AND owner_id IS NOT NULL"
         )
-        cursor.execute("TRUNCATE contacts_notification, contacts_contactaudit")
+        cursor.execute("TRUNCATE contacts_followup, contacts_notification, contacts_contactaudit")
         cursor.execute("VACUUM ANALYZE contacts_contact")
 
 
@@ -297,4 +298,5 @@ def run(scale: float) -> list[dict]:
             p50_ms=round(percentile(page_ms, 50), 2),
             bare_sql_p50_ms=round(percentile(sql_ms, 50), 2), **common,
         ),
+        my_day_row(name=NAME, queue_page_p95_ms=page_p95, **common),
     ]  # fmt: skip

@@ -45,25 +45,25 @@ def notify(
 def notify_each(
     *,
     kind: str,
-    notices: Iterable[tuple[int, ContactAudit, dict[str, Any]]],
+    items: Iterable[tuple[int, int | None, dict[str, Any], ContactAudit | None]],
     at: datetime | None = None,
 ) -> list[Notification]:
-    """``notify`` for many contacts at once: one notification of ``kind`` per (user id, audit
-    row, params), about the audit's contact, in one INSERT. For a sweep that tells a rep of
-    each of hundreds of leads (``contacts.sales.assignment``): with one INSERT per lead, the
-    notifications took 27.7 s of the 36.3 s a profiled sweep of 10,000 SQLs took; with one
-    INSERT per batch of 500 the whole sweep takes 8.7 s unprofiled (PostgreSQL, shared
-    machine at load 9)."""
+    """``notify`` for sweeps that tell many users different things at once: one notification
+    of ``kind`` per ``(user_id, contact_id, params, audit)``, in one INSERT, in the order of
+    ``items``. With one INSERT per lead, the notifications took 27.7 s of the 36.3 s a profiled
+    assignment sweep of 10,000 SQLs took; with one INSERT per batch of 500 the whole sweep
+    takes 8.7 s unprofiled (PostgreSQL, shared machine at load 9); the reminder sweep tells
+    10,000 reps in seconds (bench ``reminders``)."""
     at = at or timezone.now()
     rows = [
         Notification(
             user_id=user_id,
             kind=kind,
-            contact_id=audit.contact_id,
+            contact_id=contact_id,
             audit=audit,
             params=params,
             created_at=at,
         )  # fmt: skip
-        for user_id, audit, params in notices
+        for user_id, contact_id, params, audit in items
     ]
     return Notification.objects.bulk_create(rows)

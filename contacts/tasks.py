@@ -18,6 +18,7 @@ from contacts.pipeline import events_process, events_sweep
 from contacts.privacy import contacts_purge_inactive
 from contacts.sales.assignment import sqls_assign
 from contacts.sales.claims import claims_release_stale
+from contacts.sales.follow_ups import no_next_step_flag, reminders_send
 from contacts.webhooks.delivery import deliveries_send, webhooks_tick
 
 
@@ -107,3 +108,13 @@ def notify_sla_warnings_task() -> int:
 @shared_task
 def send_digests_task() -> int:
     return digests_send()
+
+
+@shared_task
+def send_reminders_task() -> int:
+    return reminders_send()
+
+
+@shared_task
+def flag_no_next_step_task() -> int:
+    return no_next_step_flag()

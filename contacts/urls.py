@@ -6,8 +6,8 @@ from contacts.imports import views as import_views
 from contacts.intake import views as intake
 from contacts.intake import webhook_views
 from contacts.reports import views as dashboard_views
+from contacts.sales import follow_up_views, my_settings, team_views
 from contacts.sales import pipeline as pipeline_views
-from contacts.sales import team_views
 from contacts.sales import views as queue_views
 
 urlpatterns = [
@@ -86,6 +86,15 @@ urlpatterns = [
         name="queue-lead-estimate",
     ),
     path("pipeline/", pipeline_views.pipeline_view, name="pipeline"),
+    path("queue/today/", follow_up_views.my_day, name="my-day"),
+    path("me/settings/", my_settings.my_settings, name="my-settings"),
+    path("queue/follow-ups/new/", follow_up_views.follow_up_add, name="follow-up-add"),
+    path("queue/follow-ups/<int:pk>/done/", follow_up_views.follow_up_done, name="follow-up-done"),
+    path(
+        "queue/follow-ups/<int:pk>/reschedule/",
+        follow_up_views.follow_up_move,
+        name="follow-up-move",
+    ),
     path("f/<slug:key>/", intake.form_post, name="form-post"),
     path("t/", intake.beacon, name="beacon"),
     path("hooks/in/<slug:key>/", webhook_views.inbound_webhook, name="inbound-webhook"),

@@ -6,11 +6,13 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
-from django.utils import formats, translation
+from django.utils import formats, timezone, translation
 from django.utils.translation import gettext
 
 from contacts.intake import views as intake
 from contacts.intake import webhook_views
+from contacts.roles import is_sales
+from contacts.sales.time_zones import rep_time_zone
 
 SESSION_LANGUAGE_KEY = "language"
 
@@ -31,6 +33,25 @@ class UserLanguageMiddleware:
             translation.activate(language)
             request.LANGUAGE_CODE = language
         return self.get_response(request)
+
+
+class UserTimeZoneMiddleware:
+    """Work in the signed-in sales user's time zone (``SalesRep.time_zone``, else TIME_ZONE):
+    forms read the due times they type in it, and pages show times in it.
+
+    One query for a sales user (``user.sales_rep``, then cached on the user object for the
+    view); none for others (their roles are read once per request anyway)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if is_sales(request.user):
+            timezone.activate(rep_time_zone(request.user))
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()
 
 
 class ShortcutMiddleware:

@@ -79,6 +79,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "leadfunnel.middleware.UserLanguageMiddleware",
+    "leadfunnel.middleware.UserTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -342,6 +343,17 @@ CELERY_BEAT_SCHEDULE = {
         "task": "contacts.tasks.release_stale_claims_task",
         "schedule": 15 * 60.0,
     },
+    # Follow-up reminders due (in the app and by email), and claimed SQLs with no next step.
+    "send-reminders": {
+        "task": "contacts.tasks.send_reminders_task",
+        "schedule": env.float("REMINDER_SWEEP_SECONDS", default=60.0),
+        "options": {"expires": 60},
+    },
+    "flag-no-next-step": {
+        "task": "contacts.tasks.flag_no_next_step_task",
+        "schedule": 15 * 60.0,
+        "options": {"expires": 15 * 60},
+    },
     "purge-inactive-contacts": {
         "task": "contacts.tasks.purge_inactive_contacts_task",
         "schedule": crontab(hour=4, minute=30),
@@ -437,6 +449,8 @@ NOTIFICATION_BELL_SECONDS = env.int("NOTIFICATION_BELL_SECONDS", default=30)
 DEFAULT_CURRENCY = env.str("DEFAULT_CURRENCY", default="EUR").strip().upper()
 # A claimed SQL with no outcome after this many hours goes back to the queue (beat, audited).
 CLAIM_RELEASE_HOURS = env.int("CLAIM_RELEASE_HOURS", default=48)
+# A claimed SQL with no open follow-up this many hours after the claim is flagged to its owner.
+FOLLOW_UP_FLAG_HOURS = env.int("FOLLOW_UP_FLAG_HOURS", default=24)
 # Erase prospects (any stage before client: suspect to SQL) with no activity, and no consent
 # given, for this many years, nightly; 0: never. The CNIL's rule for prospects is 3.
 RETENTION_YEARS = env.int("RETENTION_YEARS", default=0)

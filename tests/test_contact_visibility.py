@@ -18,6 +18,8 @@ NOT_A_CONTACT = {
     "contact-import-errors",
     "nurturing-sequence",  # a sequence
     "nurturing-sequence-enroll",
+    "follow-up-done",  # a follow-up (another rep's is a 404: tests/test_my_day.py)
+    "follow-up-move",
 }
 
 

@@ -11,6 +11,7 @@ from contacts.models.assignment import AssignmentRule
 from contacts.models.audit import ContactAudit, Notification, SweepMark
 from contacts.models.custom_fields import CustomField
 from contacts.models.events import Event, EventDailyCount, EventQuerySet, EventRow, PendingEvent
+from contacts.models.follow_ups import FollowUp, FollowUpQuerySet, NextStepFlag
 from contacts.models.funnel import ALLOWED_TRANSITIONS, LOST_REASONS, StageChange, StageStay
 from contacts.models.imports import ImportJob, ImportPlaceholder, ImportRowError, SavedMapping
 from contacts.models.inbound import InboundDelivery, InboundSource
@@ -66,6 +67,8 @@ __all__ = [
     "EventDailyCount",
     "EventQuerySet",
     "EventRow",
+    "FollowUp",
+    "FollowUpQuerySet",
     "Form",
     "ImportJob",
     "ImportPlaceholder",
@@ -77,6 +80,7 @@ __all__ = [
     "LeadSourceAlias",
     "LeadSourceCost",
     "Notification",
+    "NextStepFlag",
     "PendingEvent",
     "SEARCHED_COLUMNS",
     "SalesRep",

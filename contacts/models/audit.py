@@ -29,6 +29,9 @@ class ContactAudit(models.Model):
         PURGED = "purged", _("Erased for inactivity")
         EMAIL_CLEARED = "email_cleared", _("Email address cleared of its bounces")
         ESTIMATED = "estimated", _("Deal estimate changed")
+        FOLLOW_UP_SET = "follow_up_set", _("Follow-up set")
+        FOLLOW_UP_MOVED = "follow_up_moved", _("Follow-up rescheduled")
+        FOLLOW_UP_DONE = "follow_up_done", _("Follow-up done")
 
     # Kept when the contact is erased (the row is anonymised, not deleted).
     contact = models.ForeignKey(

@@ -257,7 +257,7 @@ def _write(
     )
     notify_each(
         kind=Notification.Kind.ASSIGNED,
-        notices=((audit.owner_id, audit, {"rule": audit.note}) for audit in audits),
+        items=((audit.owner_id, audit.contact_id, {"rule": audit.note}, audit) for audit in audits),
         at=now,
     )
     return len(audits)

@@ -34,6 +34,7 @@ from contacts.sales.deals import (
     currency_field,
     deal_estimate_set,
 )
+from contacts.sales.follow_up_views import follow_up_card_context
 from contacts.sales.outcomes import OutcomeRefused, contact_outcome_record
 from contacts.views import partial_or_page, visible_contact_or_404
 
@@ -224,6 +225,7 @@ def _lead_page(
         and is_sales_manager(request.user)
         and access.may(request.user, Act.REASSIGN, contact),
         "events": contact.events.all()[:RECENT_EVENTS],
+        **follow_up_card_context(request, contact),
     }
     return render(request, "contacts/queue_lead.html", context, status=status)
 
