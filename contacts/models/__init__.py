@@ -7,6 +7,7 @@ from collections.abc import Callable
 from django.db import models
 
 from contacts import reasons
+from contacts.models.activities import Activity, EmailTemplate
 from contacts.models.audit import ContactAudit, Notification
 from contacts.models.custom_fields import CustomField
 from contacts.models.events import Event, EventDailyCount, EventQuerySet, EventRow, PendingEvent
@@ -49,6 +50,7 @@ from contacts.models.webhooks import (
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
+    "Activity",
     "AnonymousView",
     "ApiKey",
     "Consent",
@@ -58,6 +60,7 @@ __all__ = [
     "ContactOutcome",
     "ContactQuerySet",
     "CustomField",
+    "EmailTemplate",
     "Event",
     "FitGrade",
     "EventDailyCount",

@@ -27,6 +27,10 @@ class ContactAudit(models.Model):
         ERASED = "erased", _("Personal data erased")
         PURGED = "purged", _("Erased for inactivity")
         EMAIL_CLEARED = "email_cleared", _("Email address cleared of its bounces")
+        NOTE_ADDED = "note_added", _("Note added")
+        CALL_LOGGED = "call_logged", _("Call logged")
+        MEETING_LOGGED = "meeting_logged", _("Meeting logged")
+        EMAIL_SENT = "email_sent", _("Email sent by a rep")
 
     # Kept when the contact is erased (the row is anonymised, not deleted).
     contact = models.ForeignKey(
