@@ -6,6 +6,7 @@ from contacts.imports import views as import_views
 from contacts.intake import views as intake
 from contacts.intake import webhook_views
 from contacts.reports import views as dashboard_views
+from contacts.sales import activity_views
 from contacts.sales import views as queue_views
 
 urlpatterns = [
@@ -54,6 +55,28 @@ urlpatterns = [
     path("queue/<int:pk>/claim/", queue_views.queue_claim, name="queue-claim"),
     path("queue/mine/", queue_views.my_leads, name="queue-mine"),
     path("queue/leads/<int:pk>/", queue_views.queue_lead, name="queue-lead"),
+    path(
+        "contacts/<int:pk>/activities/",
+        activity_views.contact_activities,
+        name="contact-activities",
+    ),
+    path(
+        "contacts/<int:pk>/activities/email/",
+        activity_views.contact_activity_email,
+        name="contact-activity-email",
+    ),
+    path(
+        "contacts/<int:pk>/activities/<slug:kind>/",
+        activity_views.contact_activity_add,
+        name="contact-activity-add",
+    ),
+    path("queue/templates/", activity_views.email_template_list, name="email-templates"),
+    path("queue/templates/new/", activity_views.email_template_edit, name="email-template-new"),
+    path(
+        "queue/templates/<int:pk>/",
+        activity_views.email_template_edit,
+        name="email-template-edit",
+    ),
     path("f/<slug:key>/", intake.form_post, name="form-post"),
     path("t/", intake.beacon, name="beacon"),
     path("hooks/in/<slug:key>/", webhook_views.inbound_webhook, name="inbound-webhook"),

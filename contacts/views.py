@@ -154,8 +154,18 @@ def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
         Contact.objects.select_related("source", "first_source", "owner", "referred_by"),
     )
     visible = Contact.objects.visible_to(request.user)
-    events = Paginator(contact.events.all(), TIMELINE_PER_PAGE).get_page(request.GET.get("events"))
+    timeline = contact.events.select_related("activity__user")
+    events = Paginator(timeline, TIMELINE_PER_PAGE).get_page(request.GET.get("events"))
+    template = partial_or_page(request, "contacts/contact_detail.html", "timeline")
+    if "#" in template:  # the timeline's next page alone
+        response = render(request, template, {"contact": contact, "events": events})
+        patch_vary_headers(response, ["HX-Request"])
+        return response
+    # Imported here: the sales views import this module.
+    from contacts.sales.activity_views import activities_context
+
     context = {
+        **activities_context(request, contact),
         "contact": contact,
         "custom_values": custom_values_shown(contact, active_custom_fields()),
         "marketing": legal_basis.marketing_summary(contact),
@@ -166,9 +176,7 @@ def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
             contact.referred_by_id and visible.filter(pk=contact.referred_by_id).exists()
         ),
     }
-    response = render(
-        request, partial_or_page(request, "contacts/contact_detail.html", "timeline"), context
-    )
+    response = render(request, template, context)
     patch_vary_headers(response, ["HX-Request"])
     return response
 

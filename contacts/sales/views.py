@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 
 from contacts.models import LOST_REASONS, Contact, ContactAudit, StageChange
 from contacts.roles import SALES, role_required
+from contacts.sales.activity_views import activities_context
 from contacts.sales.claims import (
     ClaimRefused,
     contact_claim,
@@ -176,9 +177,10 @@ def queue_lead(request: HttpRequest, pk: int) -> HttpResponse:
             return redirect("queue-mine")
         status = 400
     context = {
+        **activities_context(request, contact),
         "contact": contact,
         "form": form,
         "yours": contact.owner_id == request.user.pk and contact.stage == Contact.Stage.SQL,
-        "events": contact.events.all()[:RECENT_EVENTS],
+        "events": contact.events.select_related("activity__user")[:RECENT_EVENTS],
     }
     return render(request, "contacts/queue_lead.html", context, status=status)
