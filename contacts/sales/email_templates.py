@@ -41,7 +41,7 @@ def template_check(text: str) -> None:
     """Refuse text with a placeholder that is not one of ``PLACEHOLDERS`` or a template tag."""
     if "{%" in text:
         raise TemplateProblem(
-            _("Only placeholders such as {{ first_name }} are allowed, not {% … %} tags.")
+            _("Only placeholders such as {{ first_name }} are allowed, no template tags.")
         )
     unknown = []
     for match in _PLACEHOLDER.finditer(text):
