@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import re
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -39,6 +41,8 @@ def test_the_lead_page_and_the_contact_page_show_the_activities_card(sales_clien
         assert 'id="activities"' in page
         assert "Très intéressée" in page
         assert 'name="call_outcome" value="wrong_number"' in page
+        ids = re.findall(r' id="([^"]+)"', page)
+        assert len(ids) == len(set(ids)), "each label must find its own field"
 
 
 def test_logging_a_call_with_htmx_returns_the_card_with_the_call_in_it(sales_client, sales_rep):

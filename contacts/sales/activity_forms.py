@@ -34,6 +34,16 @@ class WhenField(forms.DateTimeField):
             raise forms.ValidationError(_("Log what already happened: this time is in the future."))
 
 
+class KindForm(forms.Form):
+    """The card holds a form of each kind: ids carry the kind, so each label finds its field."""
+
+    kind: str
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", f"id_{self.kind}_%s")
+        super().__init__(*args, **kwargs)
+
+
 def _duration() -> forms.IntegerField:
     return forms.IntegerField(
         label=gettext_lazy("Duration (minutes)"),
@@ -44,14 +54,14 @@ def _duration() -> forms.IntegerField:
     )
 
 
-class NoteForm(forms.Form):
+class NoteForm(KindForm):
     kind = Activity.Kind.NOTE
     body = forms.CharField(
         label=gettext_lazy("Note"), max_length=10_000, widget=forms.Textarea(attrs={"rows": 3})
     )
 
 
-class CallForm(forms.Form):
+class CallForm(KindForm):
     kind = Activity.Kind.CALL
     call_outcome = forms.ChoiceField(
         label=gettext_lazy("How did it go?"),
@@ -68,7 +78,7 @@ class CallForm(forms.Form):
     )
 
 
-class MeetingForm(forms.Form):
+class MeetingForm(KindForm):
     kind = Activity.Kind.MEETING
     subject = forms.CharField(label=gettext_lazy("Topic"), required=False, max_length=300)
     at = WhenField()
@@ -88,7 +98,7 @@ ACTIVITY_FORMS: dict[str, type[forms.Form]] = {
 }
 
 
-class EmailForm(forms.Form):
+class EmailForm(KindForm):
     kind = Activity.Kind.EMAIL
     subject = forms.CharField(label=gettext_lazy("Subject"), max_length=300)
     body = forms.CharField(
