@@ -3,13 +3,11 @@ rep's input kept, another rep's lead, and a page whose cost does not grow with t
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import re
+from datetime import timedelta
 
 import pytest
 from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -199,7 +197,14 @@ def test_the_lead_pages_cost_the_same_queries_with_3_or_60_activities(sales_clie
     lead = claimed_by(sales_rep)
 
     def queries(name):
-        with CaptureQueriesContext(connection) as captured:
+        # A wrapper: a request empties the query log CaptureQueriesContext reads.
+        captured = []
+
+        def count(execute, sql, *args):
+            captured.append(sql)
+            return execute(sql, *args)
+
+        with connection.execute_wrapper(count):
             assert sales_client.get(reverse(name, args=[lead.pk])).status_code == 200
         return len(captured)
 
@@ -220,6 +225,7 @@ def test_the_lead_pages_cost_the_same_queries_with_3_or_60_activities(sales_clie
     many = {name: queries(name) for name in ("queue-lead", "contact-detail")}
 
     assert many == few
+    assert few["queue-lead"] > 5  # counted for real
     page = sales_client.get(reverse("queue-lead", args=[lead.pk])).content.decode()
     assert page.count('data-testid="activity"') == 20
     assert 'data-testid="older-activities"' in page
