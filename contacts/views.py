@@ -21,6 +21,7 @@ from contacts.custom_field_values import active_custom_fields, custom_values_sho
 from contacts.forms import ContactFilterForm, ContactForm
 from contacts.models import Contact
 from contacts.roles import MARKETING, SALES, role_required
+from contacts.sales.activity_card import activities_context
 
 TIMELINE_PER_PAGE = 50
 
@@ -161,9 +162,6 @@ def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
         response = render(request, template, {"contact": contact, "events": events})
         patch_vary_headers(response, ["HX-Request"])
         return response
-    # Imported here: the sales views import this module.
-    from contacts.sales.activity_views import activities_context
-
     context = {
         **activities_context(request, contact),
         "contact": contact,

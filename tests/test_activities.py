@@ -61,13 +61,13 @@ def test_logging_a_call_writes_the_activity_its_timeline_event_and_an_audit_row(
 @pytest.mark.parametrize(
     ("_case", "fields", "message"),
     [
-        ("call without outcome", {"kind": "call"}, "Say how the call went."),
-        ("empty note", {"kind": "note", "body": "  "}, "Write the note."),
+        ("call without outcome", {"kind": "call"}, "comment s’est passé l’appel"),
+        ("empty note", {"kind": "note", "body": "  "}, "Écrivez la note"),
         ("outcome on a note", {"kind": "note", "body": "x", "call_outcome": "reached"},
-         "Only a call has an outcome."),
-        ("in the future", {"kind": "meeting", "at": timezone.now() + timedelta(days=2)},
-         "in the future"),
-        ("a week long", {"kind": "meeting", "duration_minutes": 7 * 24 * 60}, "at most a day"),
+         "Seul un appel a une issue"),
+        ("dans le futur", {"kind": "meeting", "at": timezone.now() + timedelta(days=2)},
+         "dans le futur"),
+        ("a week long", {"kind": "meeting", "duration_minutes": 7 * 24 * 60}, "une journée au plus"),
     ],
 )  # fmt: skip
 def test_a_refused_activity_leaves_nothing(sales_rep, _case, fields, message):
@@ -88,7 +88,7 @@ def test_another_reps_lead_is_refused_but_an_admin_may_log_on_it(sales_rep, othe
 
     with pytest.raises(ActivityRefused):
         activity_log(contact=lead, user=other_rep, kind="note", body="Je le prends")
-    with pytest.raises(ActivityRefused, match="another rep"):
+    with pytest.raises(ActivityRefused, match="d’un autre commercial"):
         activity_log(contact=lead, user=marketer, kind="note", body="Vu au salon")
     assert not Activity.objects.exists()
 
@@ -175,21 +175,23 @@ def test_a_claim_the_rep_works_on_is_not_released_but_an_untouched_one_is(
     assert Contact.objects.get(pk=worked.pk).owner is None
 
 
-def test_finding_stale_claims_is_one_query_however_many_leads(sales_rep):
+def test_releasing_stale_claims_finds_them_in_one_query_however_many_leads(sales_rep, settings):
+    settings.CLAIM_RELEASE_HOURS = 48
     start = timezone.now()
     with time_machine.travel(start, tick=False):
-        leads = [claimed_by(sales_rep) for _ in range(5)]
+        leads = [claimed_by(sales_rep) for _ in range(6)]
     with time_machine.travel(start + timedelta(hours=30), tick=False):
-        for lead in leads[:3]:
+        for lead in leads[:4]:
             activity_log(contact=lead, user=sales_rep, kind="note", body="Vu")
 
-    with CaptureQueriesContext(connection) as queries:
-        stale = set(
-            Contact.objects.claims_stale(start + timedelta(hours=1)).values_list("pk", flat=True)
-        )
-
-    assert stale == {lead.pk for lead in leads[3:]}
-    assert len(queries) == 1
+    with time_machine.travel(start + timedelta(hours=49), tick=False):
+        with CaptureQueriesContext(connection) as queries:
+            assert claims_release_stale() == 2
+    selects = [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith("SELECT")]
+    assert len([sql for sql in selects if "EXISTS" in sql.upper()]) == 1
+    assert set(Contact.objects.filter(owner=sales_rep).values_list("pk", flat=True)) == {
+        lead.pk for lead in leads[:4]
+    }
 
 
 # --- Templates -----------------------------------------------------------------------------------

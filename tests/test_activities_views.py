@@ -27,7 +27,7 @@ def claimed_by(rep, **fields) -> Contact:
 
 
 def add_url(lead, kind):
-    return reverse("contact-activity-add", args=[lead.pk, kind])
+    return reverse(f"contact-activity-{kind}", args=[lead.pk])
 
 
 def test_the_lead_page_and_the_contact_page_show_the_activities_card(sales_client, sales_rep):
@@ -135,7 +135,8 @@ def test_another_reps_lead_is_a_404_and_a_marketer_on_a_claimed_lead_a_403(
 
 def test_an_unknown_kind_is_a_404(sales_client, sales_rep):
     lead = claimed_by(sales_rep)
-    assert sales_client.post(add_url(lead, "telegram"), {"body": "x"}).status_code == 404
+    url = reverse("contact-activity-note", args=[lead.pk]).replace("/note/", "/telegram/")
+    assert sales_client.post(url, {"body": "x"}).status_code == 404
 
 
 def test_picking_a_template_prefills_the_email_with_the_rep_free_to_edit(sales_client, sales_rep):

@@ -18,6 +18,7 @@ NOT_A_CONTACT = {
     "contact-import-errors",
     "nurturing-sequence",  # a sequence
     "nurturing-sequence-enroll",
+    "email-template-edit",  # a rep's email template (their own only)
 }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connections, models
-from django.db.models import Count, Exists, F, OuterRef, Q
+from django.db.models import Count, F, Q
 from django.db.models.functions import Lower, Trim
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -263,17 +263,8 @@ class ContactQuerySet(models.QuerySet["Contact"]):
         return self.none()
 
     def claims_stale(self, before: datetime) -> ContactQuerySet:
-        """Claimed SQLs nobody has worked on since ``before``: they go back to the queue.
-        Claimed before it, and no activity their owner logged on them since (a note, a call:
-        ``contacts.models.Activity``, read through its contact-first index)."""
-        from contacts.models.activities import Activity
-
-        worked = Activity.objects.filter(
-            contact=OuterRef("pk"), user=OuterRef("owner"), logged_at__gte=before
-        )
-        return self.filter(
-            stage=Contact.Stage.SQL, owner__isnull=False, claimed_at__lt=before
-        ).exclude(Exists(worked))
+        """Claimed SQLs nobody has worked on since ``before``: they go back to the queue."""
+        return self.filter(stage=Contact.Stage.SQL, owner__isnull=False, claimed_at__lt=before)
 
     def inactive_prospects(self, before: datetime) -> ContactQuerySet:
         """Prospects with no activity since ``before``, not erased yet (RETENTION_YEARS).

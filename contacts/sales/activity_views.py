@@ -8,13 +8,9 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
-from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -24,68 +20,12 @@ from contacts.sales.activities import (
     ActivityRefused,
     activity_email_send,
     activity_log,
-    email_refusal,
     may_log,
 )
+from contacts.sales.activity_card import activities_context, back_url, templates_for
 from contacts.sales.activity_forms import ACTIVITY_FORMS, EmailForm, EmailTemplateForm
 from contacts.sales.email_templates import PLACEHOLDERS
 from contacts.views import visible_contact_or_404
-
-# The card shows this many activities; older ones are a page further ("Older"): the lead page
-# costs the same queries with 5 activities or 5,000 (bench/queue_lead_page.py).
-ACTIVITIES_SHOWN = 20
-
-
-def templates_for(user: Any) -> Any:
-    """The templates a rep may write from: their own and the shared ones."""
-    return EmailTemplate.objects.filter(Q(owner=user) | Q(owner__isnull=True))
-
-
-def activities_context(
-    request: HttpRequest,
-    contact: Contact,
-    *,
-    bound: Any = None,
-    notice: str = "",
-    email_initial: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """What the card needs: the latest activities (one page), a form of each kind (``bound``:
-    the one refused, with its errors and the rep's text), the rep's templates."""
-    activities = Paginator(
-        contact.activities.select_related("user").order_by("-at", "-id"), ACTIVITIES_SHOWN
-    ).get_page(request.GET.get("activities"))
-    forms: dict[str, Any] = {kind: form_class() for kind, form_class in ACTIVITY_FORMS.items()}
-    forms[Activity.Kind.EMAIL] = EmailForm(initial=email_initial)
-    if bound is not None:
-        forms[bound.kind] = bound
-    user = request.user
-    return {
-        "contact": contact,
-        "activities": activities,
-        "may_log": may_log(contact, user) and not contact.erased_at,
-        "note_form": forms[Activity.Kind.NOTE],
-        "call_form": forms[Activity.Kind.CALL],
-        "meeting_form": forms[Activity.Kind.MEETING],
-        "email_form": forms[Activity.Kind.EMAIL],
-        "open": bound.kind if bound is not None else ("email" if email_initial else ""),
-        "email_refusal": email_refusal(contact),
-        "email_templates": list(templates_for(user).only("pk", "name")),
-        "notice": notice,
-        "back": _back(request, contact),
-    }
-
-
-def _back(request: HttpRequest, contact: Contact) -> str:
-    """The page the card sits on, to go back to after a plain (non-htmx) post."""
-    wanted = request.POST.get("next") or request.GET.get("next") or ""
-    if wanted and url_has_allowed_host_and_scheme(
-        wanted, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return wanted
-    match = request.resolver_match
-    if match is not None and match.url_name in ("queue-lead", "contact-detail"):
-        return request.path  # the card is being drawn on that page
-    return reverse("contact-detail", args=[contact.pk])
 
 
 def _card(request: HttpRequest, context: dict[str, Any], status: int = 200) -> HttpResponse:
@@ -121,7 +61,7 @@ def _done(request: HttpRequest, contact: Contact, text: str) -> HttpResponse:
     if getattr(request, "htmx", None):
         return _card(request, activities_context(request, contact, notice=text))
     messages.success(request, text)
-    return redirect(_back(request, contact))
+    return redirect(back_url(request, contact))
 
 
 @require_POST

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 
 from contacts.models import LOST_REASONS, Contact, ContactAudit, StageChange
 from contacts.roles import SALES, role_required
-from contacts.sales.activity_views import activities_context
+from contacts.sales.activity_card import activities_context
 from contacts.sales.claims import (
     ClaimRefused,
     contact_claim,
