@@ -18,6 +18,7 @@ from bench.common import percentile, result, timings_ms
 from contacts.models import Activity, Contact, Event
 
 ACTIVITIES = 200
+FEW = 5
 TARGET_P95_MS = 300
 REPEAT = 40
 
@@ -73,10 +74,13 @@ def _page_figures(client: Client, url: str) -> tuple[list[float], int]:
 
 
 def run(*, user: Any, common: dict[str, Any], name: str) -> list[dict]:
-    """Two SQLs of the seeded queue, given to ``user``: one with ``ACTIVITIES`` activities,
-    one with none; p95 server time of each page for both, and their query counts."""
-    worked, quiet = Contact.objects.sql_queue().values_list("pk", flat=True)[:2]
+    """Three SQLs of the seeded queue, given to ``user``: one with ``ACTIVITIES`` activities,
+    one with ``FEW``, one with none. p95 server time of each page for the first against the
+    last (the baseline); its query count against the second's (a lead with nothing to list
+    skips the list's query, so "none" is not the comparison for the count)."""
+    worked, few, quiet = Contact.objects.sql_queue().values_list("pk", flat=True)[:3]
     _lead_with_activities(user, worked, ACTIVITIES)
+    _lead_with_activities(user, few, FEW)
     _lead_with_activities(user, quiet, 0)
     client = Client(HTTP_HOST="localhost")
     client.force_login(user)
@@ -84,26 +88,30 @@ def run(*, user: Any, common: dict[str, Any], name: str) -> list[dict]:
     try:
         for page, label in (("queue-lead", "queue lead page"), ("contact-detail", "contact page")):
             busy_ms, busy_queries = _page_figures(client, reverse(page, args=[worked]))
+            _few_ms, few_queries = _page_figures(client, reverse(page, args=[few]))
             empty_ms, empty_queries = _page_figures(client, reverse(page, args=[quiet]))
             p95 = percentile(busy_ms, 95)
             rows.append(
                 result(
                     name=name,
-                    metric=f"{label} p95 server time, lead with {ACTIVITIES} activities",
+                    metric=f"{label} p95 server time, lead with {ACTIVITIES} activities "
+                    "(baseline: no activity)",
                     value=p95,
                     unit="ms",
                     baseline=percentile(empty_ms, 95),
-                    target=f"p95 < {TARGET_P95_MS} ms and as many queries as with none",
-                    passed=p95 < TARGET_P95_MS and busy_queries == empty_queries,
+                    target=f"p95 < {TARGET_P95_MS} ms, as many queries as with {FEW} activities",
+                    passed=p95 < TARGET_P95_MS and busy_queries == few_queries,
                     p50_ms=round(percentile(busy_ms, 50), 2),
                     baseline_p50_ms=round(percentile(empty_ms, 50), 2),
                     queries=busy_queries,
-                    baseline_queries=empty_queries,
+                    queries_with_few=few_queries,
+                    queries_with_none=empty_queries,
                     **common,
                 )
             )
     finally:
-        Activity.objects.filter(contact_id__in=[worked, quiet]).delete()
-        Event.objects.filter(contact_id__in=[worked, quiet], source="sales").delete()
-        Contact.objects.filter(pk__in=[worked, quiet]).update(owner=None, claimed_at=None)
+        leads = [worked, few, quiet]
+        Activity.objects.filter(contact_id__in=leads).delete()
+        Event.objects.filter(contact_id__in=leads, source="sales").delete()
+        Contact.objects.filter(pk__in=leads).update(owner=None, claimed_at=None)
     return rows
