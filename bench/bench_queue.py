@@ -16,6 +16,7 @@ from django.contrib.auth.models import Group, User
 from django.db import connection, connections
 from django.test import Client
 
+from bench import queue_lead_page
 from bench.common import percentile, result, timings_ms
 from bench.queue_my_day import my_day_row
 from contacts.sales.claims import ClaimRefused, contact_claim, contact_claim_next
@@ -251,6 +252,8 @@ def run(scale: float) -> list[dict]:
     how = (f"{CLAIMERS} processes, own connections, {claims_each} claims each, "
            f"queue of {sqls:,} SQLs among {contacts:,} contacts")  # fmt: skip
     page_p95 = percentile(page_ms, 95)
+    # A lead's pages with 200 activities, against the same pages with none.
+    lead_pages = queue_lead_page.run(user=User.objects.get(pk=users[0]), common=common, name=NAME)
     return [
         result(
             name=NAME, metric=f"claim next: claims per second ({how})", value=nxt["per_second"],
@@ -299,4 +302,5 @@ def run(scale: float) -> list[dict]:
             bare_sql_p50_ms=round(percentile(sql_ms, 50), 2), **common,
         ),
         my_day_row(name=NAME, queue_page_p95_ms=page_p95, **common),
+        *lead_pages,
     ]  # fmt: skip

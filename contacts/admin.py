@@ -9,6 +9,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from contacts.activities_admin import ActivityAdmin  # noqa: F401 (registers it)
 from contacts.currencies import currency_choices, default_currency
 from contacts.custom_fields_admin import CustomFieldAdmin  # noqa: F401 (registers it)
 from contacts.forms import ContactForm

@@ -6,7 +6,7 @@ from contacts.imports import views as import_views
 from contacts.intake import views as intake
 from contacts.intake import webhook_views
 from contacts.reports import views as dashboard_views
-from contacts.sales import follow_up_views, my_settings, team_views
+from contacts.sales import activity_views, follow_up_views, my_settings, team_views
 from contacts.sales import pipeline as pipeline_views
 from contacts.sales import views as queue_views
 
@@ -94,6 +94,41 @@ urlpatterns = [
         "queue/follow-ups/<int:pk>/reschedule/",
         follow_up_views.follow_up_move,
         name="follow-up-move",
+    ),
+    path(
+        "contacts/<int:pk>/activities/",
+        activity_views.contact_activities,
+        name="contact-activities",
+    ),
+    path(
+        "contacts/<int:pk>/activities/email/",
+        activity_views.contact_activity_email,
+        name="contact-activity-email",
+    ),
+    path(
+        "contacts/<int:pk>/activities/note/",
+        activity_views.contact_activity_add,
+        {"kind": "note"},
+        name="contact-activity-note",
+    ),
+    path(
+        "contacts/<int:pk>/activities/call/",
+        activity_views.contact_activity_add,
+        {"kind": "call"},
+        name="contact-activity-call",
+    ),
+    path(
+        "contacts/<int:pk>/activities/meeting/",
+        activity_views.contact_activity_add,
+        {"kind": "meeting"},
+        name="contact-activity-meeting",
+    ),
+    path("queue/templates/", activity_views.email_template_list, name="email-templates"),
+    path("queue/templates/new/", activity_views.email_template_edit, name="email-template-new"),
+    path(
+        "queue/templates/<int:pk>/",
+        activity_views.email_template_edit,
+        name="email-template-edit",
     ),
     path("f/<slug:key>/", intake.form_post, name="form-post"),
     path("t/", intake.beacon, name="beacon"),

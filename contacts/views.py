@@ -21,6 +21,7 @@ from contacts.custom_field_values import active_custom_fields, custom_values_sho
 from contacts.forms import ContactFilterForm, ContactForm
 from contacts.models import Contact
 from contacts.roles import MARKETING, SALES, role_required
+from contacts.sales.activity_card import activities_context
 
 TIMELINE_PER_PAGE = 50
 
@@ -157,8 +158,15 @@ def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
         Contact.objects.select_related("source", "first_source", "owner", "referred_by"),
     )
     visible = Contact.objects.visible_to(request.user)
-    events = Paginator(contact.events.all(), TIMELINE_PER_PAGE).get_page(request.GET.get("events"))
+    timeline = contact.events.select_related("activity__user")
+    events = Paginator(timeline, TIMELINE_PER_PAGE).get_page(request.GET.get("events"))
+    template = partial_or_page(request, "contacts/contact_detail.html", "timeline")
+    if "#" in template:  # the timeline's next page alone
+        response = render(request, template, {"contact": contact, "events": events})
+        patch_vary_headers(response, ["HX-Request"])
+        return response
     context = {
+        **activities_context(request, contact),
         "contact": contact,
         "custom_values": custom_values_shown(contact, active_custom_fields()),
         "marketing": legal_basis.marketing_summary(contact),
@@ -169,9 +177,7 @@ def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
             contact.referred_by_id and visible.filter(pk=contact.referred_by_id).exists()
         ),
     }
-    response = render(
-        request, partial_or_page(request, "contacts/contact_detail.html", "timeline"), context
-    )
+    response = render(request, template, context)
     patch_vary_headers(response, ["HX-Request"])
     return response
 

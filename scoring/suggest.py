@@ -31,9 +31,10 @@ from django.utils.translation import gettext as _
 from contacts.models import Event
 from scoring.engine import day_number
 
-# Not learnt from: the funnel's own records, and what only a customer does (the outcome
-# itself, under another name).
-SYSTEM_TYPES = frozenset({"stage_changed", "purchase", "referral", "review"})
+# Not learnt from: the funnel's own records, what only a customer does (the outcome itself,
+# under another name), and what reps do once a lead is theirs (a call predicts a sale because
+# sales leads get calls: a score rule on it would only echo the queue).
+SYSTEM_TYPES = frozenset({"stage_changed", "purchase", "referral", "review"}) | Event.SALES_TYPES
 COUNTS = (1, 2, 3, 5)  # "at least N"
 WINDOWS = (7, 30, 365)  # "within D days" (a score rule's count always has its days)
 RECENT = (7, 30, 90)  # "each one at most D days old"

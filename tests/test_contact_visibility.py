@@ -20,6 +20,7 @@ NOT_A_CONTACT = {
     "nurturing-sequence-enroll",
     "follow-up-done",  # a follow-up (another rep's is a 404: tests/test_my_day.py)
     "follow-up-move",
+    "email-template-edit",  # a rep's email template (their own only)
 }
 
 

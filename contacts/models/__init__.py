@@ -7,6 +7,7 @@ from collections.abc import Callable
 from django.db import models
 
 from contacts import reasons
+from contacts.models.activities import Activity, EmailTemplate
 from contacts.models.assignment import AssignmentRule
 from contacts.models.audit import ContactAudit, Notification, SweepMark
 from contacts.models.custom_fields import CustomField
@@ -51,6 +52,7 @@ from contacts.models.webhooks import (
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
+    "Activity",
     "AnonymousView",
     "AssignmentRule",
     "ApiKey",
@@ -62,6 +64,7 @@ __all__ = [
     "DealEstimate",
     "ContactQuerySet",
     "CustomField",
+    "EmailTemplate",
     "Event",
     "FitGrade",
     "EventDailyCount",

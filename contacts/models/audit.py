@@ -32,6 +32,10 @@ class ContactAudit(models.Model):
         FOLLOW_UP_SET = "follow_up_set", _("Follow-up set")
         FOLLOW_UP_MOVED = "follow_up_moved", _("Follow-up rescheduled")
         FOLLOW_UP_DONE = "follow_up_done", _("Follow-up done")
+        NOTE_ADDED = "note_added", _("Note added")
+        CALL_LOGGED = "call_logged", _("Call logged")
+        MEETING_LOGGED = "meeting_logged", _("Meeting logged")
+        EMAIL_SENT = "email_sent", _("Email sent by a rep")
 
     # Kept when the contact is erased (the row is anonymised, not deleted).
     contact = models.ForeignKey(

@@ -65,9 +65,18 @@ class Event(models.Model):
         REVIEW = "review", _("Review")
         STAGE_CHANGED = "stage_changed", _("Stage changed")
         CUSTOM = "custom", _("Custom")
+        SALES_NOTE = "sales_note", _("Note by a rep")
+        SALES_CALL = "sales_call", _("Call by a rep")
+        SALES_MEETING = "sales_meeting", _("Meeting with a rep")
+        SALES_EMAIL = "sales_email", _("Email from a rep")
 
-    # Recorded by the system about a contact, not done by the contact: not "activity".
-    SYSTEM_TYPES = frozenset({Type.STAGE_CHANGED})
+    # What a rep did on a lead (``contacts.models.Activity``, each with its event).
+    SALES_TYPES = frozenset(
+        {Type.SALES_NOTE, Type.SALES_CALL, Type.SALES_MEETING, Type.SALES_EMAIL}
+    )
+    # Recorded by the system, or by a rep, about a contact, not done by the contact: not
+    # "activity" (last activity, decay, touchpoints), and not for the API to send.
+    SYSTEM_TYPES = frozenset({Type.STAGE_CHANGED}) | SALES_TYPES
 
     # The channels events come in through (``source``), for people to read. An integration may
     # name its own channel: that name is shown as it is.

@@ -11,10 +11,12 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from contacts.models import (
+    Activity,
     Contact,
     ContactAudit,
     Notification,
@@ -201,11 +203,17 @@ def contact_reassign(
 @transaction.atomic
 def claims_release_stale(*, now: datetime | None = None) -> int:
     """SQLs claimed more than CLAIM_RELEASE_HOURS ago and still without an outcome go back to
-    the queue, each with an audit row. Returns how many."""
+    the queue, each with an audit row, unless their owner logged an activity on them (a note,
+    a call…) within those hours: the rep is working the lead. Returns how many."""
     now = now or timezone.now()
     cutoff = now - timedelta(hours=settings.CLAIM_RELEASE_HOURS)
+    # One statement: NOT EXISTS, read through the activities' contact-first index.
+    worked = Activity.objects.filter(
+        contact=OuterRef("pk"), user=OuterRef("owner"), logged_at__gte=cutoff
+    )
     stale = list(
         Contact.objects.claims_stale(cutoff)
+        .exclude(Exists(worked))
         .select_for_update(skip_locked=True)
         .values_list("pk", "owner_id", "claimed_at")
     )

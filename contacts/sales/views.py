@@ -21,6 +21,7 @@ from contacts.access import Act
 from contacts.models import LOST_REASONS, Contact, DealEstimate, StageChange
 from contacts.notification_text import render as render_notification
 from contacts.roles import SALES, is_sales_manager, role_required
+from contacts.sales.activity_card import activities_context
 from contacts.sales.claims import (
     ClaimRefused,
     contact_claim,
@@ -214,6 +215,7 @@ def _lead_page(
             initial = {"expected_amount": estimate.amount, "expected_currency": estimate.currency}
         estimate_form = DealEstimateForm(initial=initial)
     context = {
+        **activities_context(request, contact),
         "contact": contact,
         "form": form or OutcomeForm(initial={"currency": settings.DEFAULT_CURRENCY}),
         "estimate": estimate,
@@ -224,7 +226,7 @@ def _lead_page(
         and contact.owner_id not in (None, request.user.pk)
         and is_sales_manager(request.user)
         and access.may(request.user, Act.REASSIGN, contact),
-        "events": contact.events.all()[:RECENT_EVENTS],
+        "events": contact.events.select_related("activity__user")[:RECENT_EVENTS],
         **follow_up_card_context(request, contact),
     }
     return render(request, "contacts/queue_lead.html", context, status=status)
