@@ -62,6 +62,15 @@ def test_a_rep_claims_calls_and_records_a_lost_lead_on_a_phone(live_server, chro
         # The menu is folded: Log out and the language are behind the Menu button.
         expect(page.get_by_role("button", name="Se déconnecter")).to_be_hidden()
         in_viewport_and_big_enough(page, "label.menu-button")
+        # The header's tools slot (the notifications bell) stays in sight beside the button.
+        page.evaluate(
+            """document.querySelector(".header-tools").innerHTML =
+            '<a class="button" href="#" data-testid="bell">12</a>'"""
+        )
+        in_viewport_and_big_enough(page, "[data-testid=bell]")
+        bell, menu = page.get_by_test_id("bell").bounding_box(), page.locator(".menu-button")
+        assert abs(bell["y"] - menu.bounding_box()["y"]) < 4  # on one line
+        assert_fits_phone(page)
         open_menu(page)
         expect(page.get_by_role("button", name="Se déconnecter")).to_be_in_viewport()
         assert_fits_phone(page, screenshot="phone-queue-menu")
@@ -149,6 +158,12 @@ def test_a_marketer_filters_contacts_and_opens_one_on_a_phone(live_server, chrom
         with visitor(chromium, live_server.url, username, viewport=PHONE) as marketer:
             page = marketer.open(reverse("contact-list"))
             assert_fits_phone(page, screenshot=f"phone-contacts-{username}")
+            # The column headings are gone, their sort links stay, as chips above the cards.
+            expect(page.locator("table.contacts th", has_text="E-mail")).to_be_visible()
+            page.locator("table.contacts th a", has_text="Score").click()
+            expect(page.locator("table.contacts th[aria-sort=ascending]")).to_have_text("Score ▲")
+            scores = page.locator("table.contacts td[data-label=Score]").all_inner_texts()
+            assert scores == sorted(scores) and len(scores) == 5, scores
             page.get_by_label("Rechercher").fill("Montmorency 9")
             expect(page.locator("table.contacts tbody tr")).to_have_count(1)
             assert_fits_phone(page)
