@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from contacts.models import Contact, StageChange
 from contacts.sales.claims import contact_claim
+from nurturing.models import Enrollment, Message
 from tests.browser_pages import PHONE, visitor
 from tests.factories import ContactFactory, LeadSourceFactory, UserFactory
+from tests.nurturing.helpers import email_step, sequence_with
 from tests.phone import assert_fits_phone, in_viewport_and_big_enough, open_menu
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -154,6 +157,17 @@ def test_a_marketer_filters_contacts_and_opens_one_on_a_phone(live_server, chrom
     for index in range(4):
         wordy_lead(index, stage="mql")
     contact = wordy_lead(9, stage="sql", do_not_call=True)
+    # A sequence with a sent email: the contact page's sequences card holds a table.
+    sequence = sequence_with(
+        email_step(body_html="<p>Bonjour</p>"),
+        name="Relance des décideurs après le salon professionnel de la boulangerie",
+    )
+    step = sequence.steps.get()
+    enrollment = Enrollment.objects.create(contact=contact, sequence=sequence, step=step)
+    Message.objects.create(
+        enrollment=enrollment, step=step, contact=contact, to=contact.email, subject="Bonjour",
+        body_text="Bonjour", message_id="<m1@ex.fr>", status="sent", sent_at=timezone.now(),
+    )  # fmt: skip
     for username in ("claire", "boss"):
         with visitor(chromium, live_server.url, username, viewport=PHONE) as marketer:
             page = marketer.open(reverse("contact-list"))
@@ -170,6 +184,7 @@ def test_a_marketer_filters_contacts_and_opens_one_on_a_phone(live_server, chrom
             page.locator("table.contacts tbody").get_by_role("link").first.click()
             marketer.settle()
             expect(page.locator("h1")).to_contain_text(contact.display_name)
+            expect(page.locator("#nurturing-enrollments td", has_text="Bonjour")).to_be_visible()
             assert_fits_phone(page, screenshot=f"phone-contact-{username}")
             # Do not call: no call button, only the email one.
             expect(page.get_by_test_id("call-button")).to_have_count(0)
