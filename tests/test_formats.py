@@ -74,7 +74,10 @@ def test_large_numbers_are_grouped_on_list_pages(marketer, sales_rep):
     contacts = marketer_client.get(reverse("contact-list")).content.decode()
     queue = sales_client.get(reverse("queue")).content.decode()
 
-    assert "1\xa0234 contacts" in contacts and '<td class="num">12\xa0345</td>' in contacts
-    # The queue's cells carry their column name for the phone layout.
+    assert (
+        "1\xa0234 contacts" in contacts
+        and '<td class="num" data-label="Score">12\xa0345</td>' in contacts
+    )
+    # The list's and the queue's cells carry their column name for the phone layout.
     assert "1\xa0234 SQL en attente" in queue
     assert '<td class="num" data-label="Score">12\xa0345</td>' in queue

@@ -22,7 +22,7 @@ def in_language(client, language: str, url: str) -> str:
 
 
 def moved_by(body: str) -> list[str]:
-    return re.findall(r'<td data-testid="moved-by">(.*?)</td>', body)
+    return re.findall(r'<td [^>]*data-testid="moved-by">(.*?)</td>', body)
 
 
 def test_a_contact_history_reads_in_each_readers_language(
