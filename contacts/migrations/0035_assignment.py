@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('contacts', '0030_sales_team_notifications'),
+        ('contacts', '0034_deal_value'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

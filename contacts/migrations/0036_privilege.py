@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('contacts', '0030_sales_team_notifications'),
+        ('contacts', '0035_assignment'),
     ]
 
     operations = [
