@@ -47,6 +47,7 @@ class Act(StrEnum):
     CLAIM = "claim"
     RECORD_OUTCOME = "record_outcome"
     REASSIGN = "reassign"  # and release
+    LOG_ACTIVITY = "log_activity"  # a note, a call, a meeting, an email from the page
 
 
 # Acts a marketer (and staff) may do on any contact they see.
@@ -110,6 +111,10 @@ def may(user: Any, act: Act, contact: Any) -> bool:
         return SALES in roles and contact.owner_id == user.pk
     if act == Act.REASSIGN:
         return manages(user, contact)
+    if act == Act.LOG_ACTIVITY:
+        # A claimed lead is its owner's to work (or their manager's); one nobody owns, the work
+        # of whoever sees it (a marketer's note on a prospect, a rep's call to a queued SQL).
+        return contact.owner_id in (None, user.pk) or manages(user, contact)
     return False
 
 

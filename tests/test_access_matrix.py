@@ -20,6 +20,7 @@ NOT_A_CONTACT = NOT_A_CONTACT_BEFORE | {
     "contact-import-mapping-save",
     "contact-import-mapping-apply",
     "nurturing-sequence-activate",
+    "notification-open",  # a notification (another user's is a 404: tests/test_notifications.py)
 }
 
 ROLES = ["anonymous", "marketer", "rep_a", "rep_b", "manager_a", "manager_b", "manager_all",
@@ -60,6 +61,19 @@ MATRIX = {
     ("queue-team-reassign", "post"):    ("33333", "44444", "44444", "44444", "43NN3", "4N3NN", "433N3", "33333"),
     ("queue-team-release", "get"):      ("55555", "55555", "55555", "55555", "55555", "55555", "55555", "55555"),
     ("queue-team-release", "post"):     ("33333", "44444", "44444", "44444", "43NN3", "4N3NN", "433N3", "33333"),
+    ("contact-activities", "get"):      ("33333", "22222", "22NN2", "2N2NN", "22NN2", "2N2NN", "222N2", "22222"),
+    ("contact-activity-note", "get"):   ("55555", "55555", "55555", "55555", "55555", "55555", "55555", "55555"),
+    ("contact-activity-note", "post"):  ("33333", "34434", "33NN3", "3N3NN", "33NN3", "3N3NN", "333N3", "33333"),
+    ("contact-activity-call", "get"):   ("55555", "55555", "55555", "55555", "55555", "55555", "55555", "55555"),
+    ("contact-activity-call", "post"):  ("33333", "34434", "33NN3", "3N3NN", "33NN3", "3N3NN", "333N3", "33333"),
+    ("contact-activity-meeting", "get"):
+                                        ("55555", "55555", "55555", "55555", "55555", "55555", "55555", "55555"),
+    ("contact-activity-meeting", "post"):
+                                        ("33333", "34434", "33NN3", "3N3NN", "33NN3", "3N3NN", "333N3", "33333"),
+    ("contact-activity-email", "get"):  ("55555", "55555", "55555", "55555", "55555", "55555", "55555", "55555"),
+    ("contact-activity-email", "post"): ("33333", "34434", "33NN3", "3N3NN", "33NN3", "3N3NN", "333N3", "33333"),
+    ("queue-lead-estimate", "get"):     ("55555", "55555", "55555", "55555", "55555", "55555", "55555", "55555"),
+    ("queue-lead-estimate", "post"):    ("33333", "44444", "43NN3", "4N3NN", "44NN4", "4N4NN", "444N4", "33333"),
 }
 # Pages without a contact id: who may open them (the lists and exports of every contact are
 # marketers'; a rep never lists or exports them). "pipeline" is the deals page (skipped while
@@ -87,6 +101,11 @@ POST_DATA = {
     "nurturing-contact-enroll": lambda world: {"sequence": world["sequence"].pk},
     "queue-team-reassign": lambda world: {"to": world["users"]["manager_a"].pk},
     "queue-team-release": lambda world: {"reason": "Parti en congés"},
+    "contact-activity-note": lambda world: {"body": "Rappeler après l’été"},
+    "contact-activity-call": lambda world: {"call_outcome": "reached", "duration_minutes": "5"},
+    "contact-activity-meeting": lambda world: {"body": "Démo sur site"},
+    "contact-activity-email": lambda world: {"subject": "Votre devis", "body": "Bonjour, voici."},
+    "queue-lead-estimate": lambda world: {"expected_amount": "1200", "expected_currency": "EUR"},
 }
 
 

@@ -18,9 +18,10 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from contacts import access
+from contacts.access import Act
 from contacts.events import event_record
 from contacts.models import Activity, Contact, ContactAudit
-from contacts.roles import is_sales_manager
 from contacts.sales.email_templates import template_render, template_values
 
 logger = logging.getLogger(__name__)
@@ -43,10 +44,9 @@ class ActivityRefused(Exception):
 
 def may_log(contact: Contact, user: Any) -> bool:
     """Whether ``user`` may log activities on ``contact`` (which they can see): a claimed lead
-    is its owner's to work, or a manager's or an admin's; an unclaimed one anyone's who sees it."""
-    if contact.owner_id in (None, user.pk):
-        return True
-    return bool(getattr(user, "is_staff", False)) or is_sales_manager(user)
+    is its owner's to work, or their manager's or an admin's; an unclaimed one anyone's who sees
+    it (``contacts.access``)."""
+    return access.may(user, Act.LOG_ACTIVITY, contact)
 
 
 def _refusal(contact: Contact, user: Any) -> str | None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -15,13 +14,13 @@ from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from contacts.access import Act
 from contacts.models import Activity, Contact, EmailTemplate
 from contacts.roles import MARKETING, SALES, role_required
 from contacts.sales.activities import (
     ActivityRefused,
     activity_email_send,
     activity_log,
-    may_log,
 )
 from contacts.sales.activity_card import activities_context, back_url, templates_for
 from contacts.sales.activity_forms import ACTIVITY_FORMS, EmailForm, EmailTemplateForm
@@ -52,10 +51,9 @@ def contact_activities(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _writable(request: HttpRequest, pk: int) -> Contact:
-    contact = visible_contact_or_404(request, pk, Contact.objects.select_related("owner"))
-    if not may_log(contact, request.user):
-        raise PermissionDenied
-    return contact
+    return visible_contact_or_404(
+        request, pk, Contact.objects.select_related("owner"), act=Act.LOG_ACTIVITY
+    )
 
 
 def _done(request: HttpRequest, contact: Contact, text: str) -> HttpResponse:
