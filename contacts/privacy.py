@@ -19,8 +19,10 @@ from django.utils.translation import gettext as _
 
 from contacts.changes import contacts_changed
 from contacts.models import (
+    Activity,
     Contact,
     ContactAudit,
+    FollowUp,
     Notification,
     Suppression,
     WebhookDelivery,
@@ -125,6 +127,10 @@ def contact_erase(
     WebhookDelivery.objects.filter(contact_id=current.pk).delete()
     # Notifications name the person (a bounce's address too): what was said about them goes.
     Notification.objects.filter(contact_id=current.pk).delete()
+    # What reps wrote about them: a call or an email stays counted, its words and address go;
+    # a next step about nobody is nobody's work any more.
+    Activity.objects.filter(contact_id=current.pk).update(subject="", body="", sent_to="")
+    FollowUp.objects.filter(contact_id=current.pk).delete()
     for module in _personal_data_modules():
         module.erase(current)
     ContactAudit.objects.create(contact=current, action=action, actor=actor, note=note, at=now)
