@@ -259,3 +259,16 @@ def test_reschedule_without_javascript_shows_its_form_then_goes_back(sales_clien
     assert 'name="due_at"' in page and "Ring Zoé" in page
     response = sales_client.post(url, {"due_at": "2099-02-03T08:15", "next": reverse("my-day")})
     assert response["Location"] == reverse("my-day")
+
+
+def test_a_new_digest_pace_on_my_settings_is_scheduled_anew(sales_client, sales_rep):
+    tomorrow = timezone.now() + timedelta(hours=20)
+    SalesRep.objects.create(user=sales_rep, time_zone="Europe/Paris", digest_due_at=tomorrow)
+
+    sales_client.post(
+        reverse("my-settings"), {"time_zone": "Europe/Paris", "email_digest": "hourly"}
+    )
+
+    rep = SalesRep.objects.get(user=sales_rep)
+    assert rep.email_digest == "hourly"
+    assert rep.digest_due_at is None  # the next sweep gives it the next full hour

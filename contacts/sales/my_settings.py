@@ -45,10 +45,14 @@ class MySettingsForm(forms.Form):
 
 @transaction.atomic
 def sales_rep_settings_save(*, user: Any, time_zone: str, email_digest: str) -> SalesRep:
-    """The user's seat with this zone and digest choice (made if they had none)."""
-    rep, _created = SalesRep.objects.update_or_create(
+    """The user's seat with this zone and digest choice (made if they had none). A new pace or
+    zone forgets the digest's due time: the next sweep schedules it anew (``contacts.digest``)."""
+    rep, created = SalesRep.objects.select_for_update().get_or_create(
         user=user, defaults={"time_zone": time_zone, "email_digest": email_digest}
     )
+    if not created and (rep.time_zone, rep.email_digest) != (time_zone, email_digest):
+        rep.time_zone, rep.email_digest, rep.digest_due_at = time_zone, email_digest, None
+        rep.save(update_fields=["time_zone", "email_digest", "digest_due_at"])
     return rep
 
 
