@@ -109,7 +109,7 @@ def _send(rep: SalesRep, now: datetime) -> int:
             "created_at", "id"
         )[: DIGEST_MAX_ITEMS + 1]
     )
-    if rep.email_digest == SalesRep.Digest.OFF or not notes or not user.email:
+    if rep.email_digest == SalesRep.Digest.OFF or not notes or not user.email or not user.is_active:
         SalesRep.objects.filter(pk=rep.pk).update(digest_due_at=None)
         return 0
     try:

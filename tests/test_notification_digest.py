@@ -129,6 +129,18 @@ def test_no_digest_when_off_or_nothing_to_say(smtp, sales_rep, other_rep):
     assert SalesRep.objects.get(pk=other_rep.pk).digest_due_at is None
 
 
+def test_a_rep_deactivated_after_the_digest_was_scheduled_gets_none(smtp, sales_rep):
+    with time_machine.travel(NOON, tick=False) as clock:
+        notify(user_ids=[sales_rep.pk], kind=Kind.NEW_SQL)
+        send_digests_task.delay()  # scheduled for tomorrow 08:00
+        assert SalesRep.objects.get(pk=sales_rep.pk).digest_due_at is not None
+        sales_rep.is_active = False
+        sales_rep.save(update_fields=["is_active"])
+        clock.move_to(NOON + timedelta(days=1))
+        assert send_digests_task.delay().get() == 0
+    assert smtp.received == []
+
+
 @pytest.mark.parametrize(
     ("zone", "after", "due"),
     [
