@@ -179,8 +179,9 @@ def _worker(moment: datetime, queue: multiprocessing.Queue) -> None:
     """A worker process: its own connections, the clock moved, beat's task run as a worker does."""
     connections.close_all()
     with time_machine.travel(moment, tick=False):
-        result = send_reminders_task.apply()
-    queue.put(result.get())
+        result = send_reminders_task.apply()  # as a worker runs it (eager, in this process)
+    # .result, not .get(): a test before may have left Celery believing it runs in a task.
+    queue.put(result.result if result.successful() else repr(result.result))
     connections.close_all()
 
 
@@ -212,7 +213,7 @@ def test_a_claimed_sql_without_a_next_step_is_flagged_once_per_claim(settings, s
         owner=sales_rep, title="Call", due_at=now + timedelta(hours=1), contact=planned
     )
 
-    assert flag_no_next_step_task.apply().get() == 1
+    assert flag_no_next_step_task.apply().result == 1
     note = Notification.objects.get()
     assert (note.kind, note.contact, note.user) == ("no_next_step", idle, sales_rep)
     assert note.params == {"hours": 24}
