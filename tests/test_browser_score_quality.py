@@ -15,6 +15,7 @@ from contacts.models import Contact
 from contacts.outcomes import outcome_record
 from tests.browser_pages import DESKTOP, PHONE, visitor
 from tests.factories import ContactFactory, StageChangeFactory, UserFactory
+from tests.phone import open_menu
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -34,6 +35,7 @@ def test_a_marketer_reads_how_the_score_ranks_outcomes(live_server, chromium):
     for viewport in (DESKTOP, PHONE):
         with visitor(chromium, live_server.url, "claire", viewport=viewport) as marketer:
             page = marketer.open(reverse("contact-list"))
+            open_menu(page)  # on a phone the nav is behind the Menu button
             page.get_by_role("link", name="Score et issues").click()
             marketer.settle()
 
