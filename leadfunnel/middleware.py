@@ -1,6 +1,7 @@
 import re
 import time
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -40,18 +41,23 @@ class UserTimeZoneMiddleware:
     forms read the due times they type in it, and pages show times in it.
 
     One query for a sales user (``user.sales_rep``, then cached on the user object for the
-    view); none for others (their roles are read once per request anyway)."""
+    view); none for others (their roles are read once per request anyway), nor for a view that
+    shows no time and says so (``shows_no_time``: the bell's polling)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if is_sales(request.user):
-            timezone.activate(rep_time_zone(request.user))
         try:
             return self.get_response(request)
         finally:
             timezone.deactivate()
+
+    def process_view(
+        self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
+    ) -> None:
+        if not getattr(view, "shows_no_time", False) and is_sales(request.user):
+            timezone.activate(rep_time_zone(request.user))
 
 
 class ShortcutMiddleware:

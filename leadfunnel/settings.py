@@ -352,7 +352,7 @@ CELERY_BEAT_SCHEDULE = {
     "flag-no-next-step": {
         "task": "contacts.tasks.flag_no_next_step_task",
         "schedule": 15 * 60.0,
-        "options": {"expires": 15 * 60},
+        "options": {"expires": 5 * 60},  # a task older than that: the next tick does it
     },
     "purge-inactive-contacts": {
         "task": "contacts.tasks.purge_inactive_contacts_task",

@@ -120,7 +120,8 @@ def test_a_rep_claims_calls_and_records_a_lost_lead_on_a_phone(live_server, chro
         page.get_by_label("Lost", exact=True).check()
         expect(page.get_by_label("Lost", exact=True)).to_be_checked()
         expect(why_lost).to_be_visible()
-        why_lost.select_option("budget")
+        expect(page.get_by_label("Reason or note")).to_be_hidden()  # words only for "Other"
+        why_lost.select_option("other")
         page.get_by_label("Reason or note").fill("Budget gelé jusqu'en septembre.")
         submit = page.get_by_role("button", name="Record the outcome")
         in_viewport_and_big_enough(page, ".outcome button[type=submit]")
