@@ -215,7 +215,7 @@ def bare_sql_queue_page() -> None:
 
 
 def run(scale: float) -> list[dict]:
-    contacts = max(5_000, int(500_000 * scale))
+    contacts = max(5_000, int(1_000_000 * scale))  # the issue 16 pages are read at 1M
     sqls = max(2_000, int(50_000 * scale))
     claims_each = max(20, int(150 * scale))
     seed(contacts, sqls)
