@@ -141,3 +141,24 @@ def page(chromium):
     page.set_default_timeout(15_000)
     yield page
     context.close()
+
+
+@pytest.fixture
+def django_smtp_sink(settings):
+    """A real SMTP server (aiosmtpd) on a free port, and Django's own SMTP backend pointed at
+    it; what it received is in ``.received``, its controller in ``.controller``."""
+    import logging
+
+    from tests.nurturing.helpers import SmtpSink, smtp_server
+
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    sink = SmtpSink()
+    controller = smtp_server(sink)
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", controller.port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    settings.EMAIL_TIMEOUT = 5
+    sink.controller = controller
+    yield sink
+    controller.stop()

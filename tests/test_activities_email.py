@@ -3,8 +3,6 @@ SMTP server (aiosmtpd), accents intact, and is logged only once it went."""
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 from django.urls import reverse
 
@@ -12,7 +10,6 @@ from contacts.models import Activity, Contact, ContactAudit, Event
 from contacts.sales.activities import ActivityRefused, activity_email_send
 from contacts.sales.claims import contact_claim
 from tests.factories import ContactFactory
-from tests.nurturing.helpers import SmtpSink, smtp_server
 from tests.utils import free_port
 
 pytestmark = pytest.mark.django_db
@@ -21,19 +18,9 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
 @pytest.fixture
-def smtp(settings):
-    """A real SMTP server on a free port, and Django's SMTP backend pointed at it."""
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
-    sink = SmtpSink()
-    controller = smtp_server(sink)
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", controller.port
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-    settings.EMAIL_TIMEOUT = 5
+def smtp(settings, django_smtp_sink):
     settings.DEFAULT_FROM_EMAIL = "LeadFunnel <ventes@leadfunnel.example>"
-    yield sink
-    controller.stop()
+    return django_smtp_sink
 
 
 def claimed_by(rep, **fields) -> Contact:

@@ -1,7 +1,6 @@
 """In a real Chromium, a rep sets the next step on their lead, finds it on My day, gets its
 reminder when the clock (moved in a worker process) reaches the due time, and ticks it done."""
 
-import logging
 import multiprocessing
 from datetime import timedelta
 from zoneinfo import ZoneInfo
@@ -14,23 +13,14 @@ from playwright.sync_api import expect
 
 from contacts.models import FollowUp, Notification, SalesRep
 from tests.factories import ContactFactory, UserFactory
-from tests.nurturing.helpers import SmtpSink, smtp_server
 from tests.test_follow_up_reminders import _worker
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def sink(settings):
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
-    sink = SmtpSink()
-    controller = smtp_server(sink)
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", controller.port
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-    yield sink
-    controller.stop()
+def sink(django_smtp_sink):
+    return django_smtp_sink
 
 
 def test_a_rep_sets_a_next_step_sees_it_on_my_day_gets_the_reminder_and_ticks_it_done(

@@ -6,7 +6,6 @@ on the dashboard's sources panel."""
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
@@ -20,7 +19,6 @@ from playwright.sync_api import expect
 from contacts.models import Activity, ContactAudit, FollowUp, LeadSourceCost, SalesRep
 from tests.browser_pages import DESKTOP, PHONE, visitor
 from tests.factories import ContactFactory, LeadSourceFactory, UserFactory
-from tests.nurturing.helpers import SmtpSink, smtp_server
 from tests.test_follow_up_reminders import _worker
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -29,16 +27,8 @@ PARIS = ZoneInfo("Europe/Paris")
 
 
 @pytest.fixture
-def sink(settings):
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
-    sink = SmtpSink()
-    controller = smtp_server(sink)
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", controller.port
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-    yield sink
-    controller.stop()
+def sink(django_smtp_sink):
+    return django_smtp_sink
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desk", "phone"])

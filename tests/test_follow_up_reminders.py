@@ -2,7 +2,6 @@
 SMTP server), once, whatever the number of sweeps running, and later if the mail server was
 down; and the flag on claimed SQLs left without a next step."""
 
-import logging
 import multiprocessing
 import threading
 from datetime import UTC, datetime, timedelta
@@ -30,19 +29,8 @@ DUE = datetime(2026, 3, 10, 14, 0, tzinfo=UTC)  # 15:00 in Paris, 10:00 in Montr
 
 
 @pytest.fixture
-def sink(settings):
-    """A real SMTP server on a free port, Django's SMTP backend pointed at it."""
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
-    sink = SmtpSink()
-    controller = smtp_server(sink)
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", controller.port
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-    settings.EMAIL_TIMEOUT = 5
-    sink.controller = controller
-    yield sink
-    controller.stop()
+def sink(django_smtp_sink):
+    return django_smtp_sink
 
 
 def follow_up(rep, title="Call Anne back", due=DUE, **fields) -> FollowUp:

@@ -3,7 +3,6 @@ at 08:00 their time (or hourly), never twice, retried when SMTP is down."""
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,7 +15,6 @@ from contacts.notifications import notify
 from contacts.tasks import send_digests_task
 from leadfunnel.models import Profile
 from tests.factories import ContactFactory
-from tests.nurturing.helpers import SmtpSink, smtp_server
 from tests.utils import free_port
 
 pytestmark = pytest.mark.django_db
@@ -27,18 +25,9 @@ NOON = datetime(2026, 12, 6, 14, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def smtp(settings):
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
-    sink = SmtpSink()
-    controller = smtp_server(sink)
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", controller.port
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+def smtp(settings, django_smtp_sink):
     settings.SITE_URL = "https://leads.exemple.fr"
-    sink.controller = controller
-    yield sink
-    controller.stop()
+    return django_smtp_sink
 
 
 def body(received) -> str:
