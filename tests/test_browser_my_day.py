@@ -1,19 +1,17 @@
 """In a real Chromium, a rep sets the next step on their lead, finds it on My day, gets its
 reminder when the clock (moved in a worker process) reaches the due time, and ticks it done."""
 
-import multiprocessing
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.db import connections
 from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import expect
 
 from contacts.models import FollowUp, Notification, SalesRep
 from tests.factories import ContactFactory, UserFactory
-from tests.test_follow_up_reminders import _worker
+from tests.test_follow_up_reminders import reminders_sent_by_a_worker_at
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -61,15 +59,7 @@ def test_a_rep_sets_a_next_step_sees_it_on_my_day_gets_the_reminder_and_ticks_it
     expect(page.get_by_test_id("no-next-step")).not_to_contain_text("Élodie Fournier")
 
     # Beat's task in a worker process whose clock reads the due time.
-    connections.close_all()
-    context = multiprocessing.get_context("fork")
-    results = context.Queue()
-    worker = context.Process(
-        target=_worker, args=(follow_up.due_at + timedelta(seconds=20), results)
-    )
-    worker.start()
-    worker.join(60)
-    assert worker.exitcode == 0 and results.get(timeout=5) == 1
+    assert reminders_sent_by_a_worker_at(follow_up.due_at + timedelta(seconds=20)) == 1
     [received] = sink.received
     assert received.recipients == [hugo.email]
     assert received.message["Subject"] == "Rappel\u00a0: Envoyer le devis"

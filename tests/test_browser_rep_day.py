@@ -6,12 +6,10 @@ on the dashboard's sources panel."""
 
 from __future__ import annotations
 
-import multiprocessing
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.db import connections
 from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import expect
@@ -19,7 +17,7 @@ from playwright.sync_api import expect
 from contacts.models import Activity, ContactAudit, FollowUp, LeadSourceCost, SalesRep
 from tests.browser_pages import DESKTOP, PHONE, visitor
 from tests.factories import ContactFactory, LeadSourceFactory, UserFactory
-from tests.test_follow_up_reminders import _worker
+from tests.test_follow_up_reminders import reminders_sent_by_a_worker_at
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -87,15 +85,7 @@ def test_a_reps_day_from_the_claim_to_the_revenue_on_the_dashboard(
         expect(page.get_by_test_id("bell")).not_to_contain_text("1")
 
         # Beat's reminder sweep in a worker process whose clock reads the due time.
-        connections.close_all()
-        context = multiprocessing.get_context("fork")
-        results = context.Queue()
-        worker = context.Process(
-            target=_worker, args=(follow_up.due_at + timedelta(seconds=20), results)
-        )
-        worker.start()
-        worker.join(60)
-        assert worker.exitcode == 0 and results.get(timeout=5) == 1
+        assert reminders_sent_by_a_worker_at(follow_up.due_at + timedelta(seconds=20)) == 1
         [reminder] = sink.received
         assert reminder.recipients == [hugo.email]
         assert reminder.message["Subject"] == "Rappel\u00a0: Envoyer le devis"

@@ -173,18 +173,24 @@ def _worker(moment: datetime, queue: multiprocessing.Queue) -> None:
     connections.close_all()
 
 
+def reminders_sent_by_a_worker_at(moment: datetime) -> object:
+    """Run beat's reminder task in a worker process whose clock reads ``moment``; what it
+    returned (how many reminders it sent)."""
+    connections.close_all()
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    worker = context.Process(target=_worker, args=(moment, results))
+    worker.start()
+    worker.join(60)
+    assert worker.exitcode == 0
+    return results.get(timeout=5)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_beat_task_in_a_worker_process_with_the_clock_moved_delivers_the_reminder(sink, sales_rep):
     task = follow_up(sales_rep, title="Send the quote", due=timezone.now() + timedelta(days=2))
-    connections.close_all()
-    results: multiprocessing.Queue = multiprocessing.get_context("fork").Queue()
-    worker = multiprocessing.get_context("fork").Process(
-        target=_worker, args=(task.due_at + timedelta(seconds=30), results)
-    )
-    worker.start()
-    worker.join(60)
 
-    assert worker.exitcode == 0 and results.get(timeout=5) == 1
+    assert reminders_sent_by_a_worker_at(task.due_at + timedelta(seconds=30)) == 1
     assert [r.message["Subject"] for r in sink.received] == ["Rappel\u00a0: Send the quote"]
     assert Notification.objects.get(user=sales_rep).kind == Notification.Kind.FOLLOW_UP_DUE
 
