@@ -125,10 +125,11 @@ def seed(contacts: int, events: int, rep_id: int) -> None:
     execute(
         """
         INSERT INTO contacts_contactoutcome (contact_id, result, at, source, stage_change_id,
-            recorded_at, amount, currency, product)
+            recorded_at, amount, currency, product, lead_source_id, first_lead_source_id)
         SELECT s.contact_id, 'won', s.at, 'sales', s.id, s.at, 500 + (s.contact_id %% 50) * 100,
-            'EUR', ''
-        FROM contacts_stagechange s WHERE s.to_stage = 'client'
+            'EUR', '', c.source_id, c.first_source_id
+        FROM contacts_stagechange s JOIN contacts_contact c ON c.id = s.contact_id
+        WHERE s.to_stage = 'client'
         """
     )
     execute(

@@ -15,6 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from contacts.bulk import bulk_copy
@@ -65,8 +66,26 @@ def outcome_record(
             "product": product.strip()[:200] if result == Result.WON else "",
         },
     )
+    outcomes_follow_sources([contact.pk])
     webhooks_outcome_recorded(outcome)
     return outcome
+
+
+# Contacts per statement: an import tells a hundred thousand at once.
+SOURCE_CHUNK = 5000
+
+
+def outcomes_follow_sources(contact_ids: Collection[int]) -> None:
+    """Copy the contacts' source and first source to their outcomes (the sources panel's
+    revenue reads them there): after an outcome is written, and when a contact's source
+    changes (``contacts.reports.rollups.on_contacts_changed``)."""
+    ids = list(contact_ids)
+    for start in range(0, len(ids), SOURCE_CHUNK):
+        contact = Contact.objects.filter(pk=OuterRef("contact_id"))
+        ContactOutcome.objects.filter(contact_id__in=ids[start : start + SOURCE_CHUNK]).update(
+            lead_source_id=Subquery(contact.values("source_id")[:1]),
+            first_lead_source_id=Subquery(contact.values("first_source_id")[:1]),
+        )
 
 
 def deal_check(*, result: str, amount: Decimal | None, currency: str) -> str:
@@ -176,5 +195,6 @@ def outcomes_record(
             "product",
         ],
     )
+    outcomes_follow_sources([outcome.contact_id for outcome in (*new, *replaced)])
     webhooks_outcomes_recorded([*new, *replaced])
     return len(new) + len(replaced)

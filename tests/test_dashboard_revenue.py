@@ -109,3 +109,22 @@ def test_without_won_deals_the_panel_shows_dashes(db, marketer_client):
     assert cell(html, "Salon", "revenue") == "—"
     assert cell(html, "Salon", "return_on_cost") == "0,00×"
     assert 'id="chart-revenue"' not in html
+
+
+def test_a_contact_whose_source_changes_brings_its_revenue_to_the_new_source(deals):
+    salon, google = deals
+    from contacts.services import contact_update
+
+    client = ContactFactory(source=google, first_source=google, stage="client")
+    outcome_record(contact=client, result="won", source="api", at=paris(2, 15),
+                   amount=Decimal("4000"))  # fmt: skip
+    assert dashboard.won_deals(*FEBRUARY.bounds())[google.pk].revenue == Decimal("4500")
+
+    contact_update(contact=client, source=salon)
+
+    by_source = dashboard.won_deals(*FEBRUARY.bounds())
+    assert by_source[google.pk].revenue == Decimal("500")
+    assert by_source[salon.pk].revenue == Decimal("7000.50")
+    # Its first source stays Google Ads.
+    first = dashboard.won_deals(*FEBRUARY.bounds(), by="first_source")
+    assert first[google.pk].revenue == Decimal("4000")

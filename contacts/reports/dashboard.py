@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Model, OuterRef, Subquery, Sum
+from django.db.models import Count, Model, Sum
 from django.utils import timezone
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
@@ -290,19 +290,15 @@ class Deals:
 
 
 def won_deals(start: datetime, end: datetime, by: str = "source") -> dict[int | None, Deals]:
-    """Won outcomes with an amount dated in [start, end), per source and currency: a range of
-    the outcomes' date index, one row per client, each looking its contact's source up by
-    primary key. A subquery rather than a join on purpose: joined, PostgreSQL hashed the whole
-    contacts table (an index-only scan of every contact, 40 ms at bench ``dashboard`` scale
-    0.05 for 857 deals, growing with the contacts); looked up, it costs per deal in the period
-    (13 ms for 1,607 deals over 90 days, same data, shared machine at load 9)."""
-    source = Contact.objects.filter(pk=OuterRef("contact_id")).values(by)[:1]
+    """Won outcomes with an amount dated in [start, end), per source (``by``: the contact's
+    source now, or its first) and currency: a range of the outcomes' date index, grouped by the
+    source each outcome carries (kept in step with its contact's, see ``ContactOutcome``)."""
+    column = "lead_source" if by == "source" else "first_lead_source"
     rows = (
         ContactOutcome.objects.filter(
             result=ContactOutcome.Result.WON, at__gte=start, at__lt=end, amount__isnull=False
         )
-        .annotate(deal_source=Subquery(source))
-        .values_list("deal_source", "currency")
+        .values_list(column, "currency")
         .annotate(n=Count("*"), revenue=Sum("amount"))
         .order_by()
     )

@@ -26,6 +26,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from contacts.models import Contact, Event, EventDailyCount, EventRow, StageChange, StageStay
+from contacts.outcomes import outcomes_follow_sources
 from contacts.pipeline import EventBatch
 from contacts.reports.dashboard import stage_rank_sql
 
@@ -44,6 +45,7 @@ def on_contacts_changed(*, contact_ids: Collection[int], fields: Collection[str]
     if fields is None or not {"source", "source_id"} & set(fields):
         return
     stays_follow_sources(list(contact_ids))
+    outcomes_follow_sources(contact_ids)
 
 
 # Contacts per statement: an import tells a hundred thousand at once.

@@ -32,7 +32,7 @@ from contacts.models import (
     StageChange,
     Team,
 )
-from contacts.outcomes import outcomes_from_stage_changes
+from contacts.outcomes import outcomes_follow_sources, outcomes_from_stage_changes
 from contacts.reports.rollups import rollups_rebuild
 from leadfunnel.demo_data import (
     ACTIVITY_TYPES,
@@ -634,9 +634,10 @@ def load_funnel(
     Contact.objects.bulk_create([t.contact for t in timelines], batch_size=BATCH_SIZE)
     changes = sorted((c for t in timelines for c in t.changes), key=lambda c: c.at)
     StageChange.objects.bulk_create(changes, batch_size=BATCH_SIZE)
-    ContactOutcome.objects.bulk_create(
+    outcomes = ContactOutcome.objects.bulk_create(
         deals_priced(outcomes_from_stage_changes(changes), activity), batch_size=BATCH_SIZE
     )
+    outcomes_follow_sources([outcome.contact_id for outcome in outcomes])
     DealEstimate.objects.bulk_create(open_deal_estimates(seed, timelines), batch_size=BATCH_SIZE)
     everything = activity + [stage_change_event(change) for change in changes]
     everything.sort(key=lambda planned: planned.occurred_at)
