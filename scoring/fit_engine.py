@@ -14,6 +14,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from contacts.field_matching import folded, number_between
+
 # The contact fields a fit rule may look at: text fields, then the one number.
 # (Email: "contains @gmail." for free addresses. Not the UTM fields: visits write them around
 # the contact services, and they say where a person came from, not who they are.)
@@ -57,24 +59,16 @@ class FitRule:
                 return False
             return day < self.day if self.operator == "before" else day > self.day
         if self.operator == "between":
-            if value is None or isinstance(value, bool):
-                return False
-            if isinstance(value, float):
-                value = Decimal(str(value))
-            if not isinstance(value, int | Decimal):
-                return False
-            if self.number_min is not None and value < self.number_min:
-                return False
-            return self.number_max is None or value <= self.number_max
-        text = _folded(value)
+            return number_between(value, self.number_min, self.number_max)
+        text = folded(value)
         if not text:
             return False
         if self.operator == "contains":
-            return bool(self.value.strip()) and _folded(self.value) in text
+            return bool(self.value.strip()) and folded(self.value) in text
         if self.operator == "equals":
-            return text == _folded(self.value)
+            return text == folded(self.value)
         if self.operator == "in":
-            return text in {_folded(choice) for choice in self.values}
+            return text in {folded(choice) for choice in self.values}
         return False
 
 
@@ -147,10 +141,3 @@ def _day(value: Any) -> date | None:
 def custom_fields_flat(values: Mapping[str, Any] | None) -> dict[str, Any]:
     """A contact's custom field values as the rules name them ("custom:<key>")."""
     return {f"{CUSTOM_PREFIX}{key}": value for key, value in (values or {}).items()}
-
-
-def _folded(value: Any) -> str:
-    """Text compared whatever its case and the spaces around and within it."""
-    if value is None:
-        return ""
-    return " ".join(str(value).split()).casefold()

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from contacts.field_matching import folded, number_between
+
 CUSTOM_PREFIX = "custom:"  # as contacts.models.custom_fields.PREFIX
 
 
@@ -29,15 +31,7 @@ class Rule:
         """Whether the SQL's ``fields`` meet the rule (a blank field meets none)."""
         value = fields.get(self.field)
         if self.operator == "between":
-            if value is None or isinstance(value, bool):
-                return False
-            if isinstance(value, float):
-                value = Decimal(str(value))
-            if not isinstance(value, int | Decimal):
-                return False
-            if self.number_min is not None and value < self.number_min:
-                return False
-            return self.number_max is None or value <= self.number_max
+            return number_between(value, self.number_min, self.number_max)
         text = folded(value)
         if not text:
             return False
@@ -46,13 +40,6 @@ class Rule:
         if self.operator == "in":
             return text in {folded(choice) for choice in self.values}
         return False
-
-
-def folded(value: Any) -> str:
-    """Text compared whatever its case and the spaces around and within it."""
-    if value is None:
-        return ""
-    return " ".join(str(value).split()).casefold()
 
 
 def contact_fields(
