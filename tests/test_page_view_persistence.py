@@ -46,6 +46,7 @@ def test_queued_page_views_survive_a_redis_restart_with_the_compose_settings(
             response = client.post(reverse("beacon"), data=body, content_type="text/plain")
             assert response.status_code == 204
         assert tracking.waiting() == 50 and not Event.objects.exists()
+        _aof_written(tracking.client())
 
         server.kill()  # no shutdown, no last save
         server.wait(timeout=20)
@@ -79,3 +80,20 @@ def test_the_drain_and_event_processing_have_worker_slots_that_sending_cannot_ta
     assert drainers and all(not _queues(name) & slow for name in drainers)
     # Every queue has a consumer in compose; a worker started without -Q (make run's) takes all.
     assert set().union(*(_queues(name) for name in workers)) == set(celery_app.amqp.queues)
+
+
+def _aof_written(redis) -> None:  # type: ignore[no-untyped-def]
+    """Wait until Redis has handed its append-only file what it acknowledged: with
+    ``appendfsync everysec`` it postpones that write while a slow fsync runs (a loaded CI disk),
+    and a kill then loses what it would have written a moment later. The crash this test makes
+    is of the process, after Redis did what its settings promise."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        info = redis.info("persistence")
+        if not info.get("aof_buffer_length") and not info.get("aof_pending_bio_fsync"):
+            return
+        redis.ping()  # one more turn of its event loop, where the write happens
+        time.sleep(0.05)
+    raise AssertionError(f"Redis kept its append-only file behind: {info}")
